@@ -1,0 +1,61 @@
+"""Resolving the team and project of a console request, and role checks.
+
+Every team-scoped view wears `team_member_required`; a team or project the user
+does not belong to is a 404 (no existence oracle), a role too low for the action
+is a 403. A guard test walks the URLconf and fails on a team-scoped view without it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+
+from console.models import Membership, Project, Role
+
+
+class TeamAccessDenied(Http404):
+    pass
+
+
+def team_member_required(role: str = Role.VIEWER) -> Callable:
+    """Resolve `team_slug` (and `project_slug`) for a member holding at least `role`."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, team_slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership = (
+                Membership.objects.select_related("team")
+                .filter(team__slug=team_slug, user=request.user)
+                .first()
+            )
+            if membership is None:
+                raise TeamAccessDenied("No such team")
+            request.team = membership.team  # type: ignore[attr-defined]
+            request.membership = membership  # type: ignore[attr-defined]
+            project_slug = kwargs.pop("project_slug", None)
+            if project_slug is not None:
+                project = Project.objects.filter(team=membership.team, slug=project_slug).first()
+                if project is None:
+                    raise TeamAccessDenied("No such project")
+                request.project = project  # type: ignore[attr-defined]
+            if not membership.has_role(role):
+                raise PermissionDenied(f"This needs the {role} role or higher")
+            return view(request, *args, **kwargs)
+
+        wrapper.team_access_role = role  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def require_role(request: HttpRequest, role: str) -> None:
+    """For views whose GET is open to viewers but whose POST needs more."""
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    if not membership.has_role(role):
+        raise PermissionDenied(f"This needs the {role} role or higher")

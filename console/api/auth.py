@@ -1,0 +1,176 @@
+"""Bearer API-key authentication for /v1: the one decorator every API view wears.
+
+It reads `Authorization: Bearer`, checks the key in constant time, applies the
+per-key rate limit, parses a JSON body once into `request.json`, sets
+`request.project` and `request.api_key`, and turns every ApiError (or crash) into
+the contract's envelope. It never logs the raw key.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from console.api.errors import ApiError, error_response
+from console.models import ApiKey, KeyScope, Project
+from console.tokens import lookup_prefix, secret_matches
+
+log = logging.getLogger(__name__)
+
+READ = "read"
+WRITE = "write"
+LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+class ApiRequest(HttpRequest):
+    project: Project
+    api_key: ApiKey
+    json: dict[str, Any]
+    request_id: str
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate_key(raw: str | None) -> ApiKey:
+    """The active key for a raw bearer value, or ApiError(unauthorized) saying why not."""
+    if not raw:
+        raise ApiError(
+            "unauthorized",
+            "Missing API key: send Authorization: Bearer <key>",
+            suggested_action="Create an API key in the console and export NULLSPACE_API_KEY.",
+        )
+    key = (
+        ApiKey.objects.select_related("project", "project__team")
+        .filter(prefix=lookup_prefix(raw))
+        .first()
+    )
+    if key is None or not secret_matches(raw, key.digest):
+        raise ApiError("unauthorized", "Invalid API key")
+    if key.revoked_at is not None:
+        raise ApiError("unauthorized", "This API key has been revoked")
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise ApiError("unauthorized", "This API key has expired")
+    _touch(key)
+    return key
+
+
+def _touch(key: ApiKey) -> None:
+    # At most one write a minute per key: last_used_at is for display, not accounting.
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
+
+def check_rate_limit(key: ApiKey) -> None:
+    limit = settings.API_RATE_LIMIT_PER_MINUTE
+    window = int(time.time() // 60)
+    bucket = f"ratelimit:{key.pk}:{window}"
+    if cache.add(bucket, 1, timeout=70):
+        return
+    try:
+        count = cache.incr(bucket)
+    except ValueError:
+        cache.set(bucket, 1, timeout=70)
+        return
+    if count > limit:
+        retry_after = max(1, 60 - int(time.time() % 60))
+        raise ApiError(
+            "rate_limit_exceeded",
+            f"Rate limit of {limit} requests a minute exceeded",
+            retryable=True,
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def parse_json_body(request: HttpRequest) -> dict[str, Any]:
+    content_type = request.content_type or ""
+    if request.method in ("GET", "HEAD", "DELETE") and not request.body:
+        return {}
+    if content_type and content_type != "application/json":
+        return {}
+    raw = request.body
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("invalid_request", "Request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError("invalid_request", "Request body must be a JSON object")
+    return value
+
+
+def api_key_required(scope: str = READ) -> Callable:
+    """Authenticate with an API key; `scope=WRITE` refuses read-only keys."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                key = authenticate_key(bearer_token(request.headers.get("Authorization")))
+                check_rate_limit(key)
+                needs_write = scope == WRITE and request.method not in ("GET", "HEAD", "OPTIONS")
+                if needs_write and key.scope != KeyScope.FULL:
+                    raise ApiError(
+                        "permission_denied",
+                        "This API key is read-only",
+                        suggested_action="Use a key with full access for changes.",
+                    )
+                request.api_key = key  # type: ignore[attr-defined]
+                request.project = key.project  # type: ignore[attr-defined]
+                request.json = parse_json_body(request)  # type: ignore[attr-defined]
+                return view(request, *args, **kwargs)
+            except ApiError as error:
+                return error_response(request, error)
+            except Exception:
+                log.exception("unhandled error in %s %s", request.method, request.path)
+                return error_response(
+                    request, ApiError("internal_error", "Internal server error", retryable=True)
+                )
+
+        wrapper.api_scope = scope  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def methods(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """One URL, one view per HTTP method: `methods(GET=list_x, POST=create_x)`."""
+
+    @csrf_exempt
+    def dispatch(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        view = views.get(request.method or "")
+        if view is None:
+            allowed = ", ".join(sorted(views))
+            return error_response(
+                request,
+                ApiError(
+                    "method_not_allowed",
+                    f"{request.method} is not allowed here (allowed: {allowed})",
+                    headers={"Allow": allowed},
+                ),
+            )
+        return view(request, *args, **kwargs)
+
+    dispatch.api_methods = views  # type: ignore[attr-defined]
+    return dispatch

@@ -1,0 +1,47 @@
+"""Writing audit rows. Callers pass ids and labels, never raw secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from console.models import AuditEvent, Team
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(
+    action: str,
+    *,
+    team: Team | None,
+    request: HttpRequest | None = None,
+    actor=None,
+    actor_label: str = "",
+    target_type: str = "",
+    target_id: str = "",
+    **metadata: Any,
+) -> AuditEvent:
+    if actor is None and request is not None and getattr(request, "user", None) is not None:
+        if request.user.is_authenticated:
+            actor = request.user
+    api_key = getattr(request, "api_key", None) if request is not None else None
+    if not actor_label:
+        if actor is not None:
+            actor_label = actor.get_username()
+        elif api_key is not None:
+            actor_label = f"api key {api_key.prefix}…"
+    return AuditEvent.objects.create(
+        team=team,
+        actor=actor,
+        actor_label=actor_label,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=client_ip(request),
+        metadata=metadata,
+    )

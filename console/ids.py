@@ -1,0 +1,44 @@
+"""Public identifiers: a kind prefix plus random lowercase characters (never integer keys).
+
+Each kind has a named function so model fields can use it as a default (migrations
+need an importable callable).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_public_id(prefix: str, length: int = 12) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_project_id() -> str:
+    return new_public_id("prj_")
+
+
+def new_key_id() -> str:
+    return new_public_id("key_")
+
+
+def new_sandbox_id() -> str:
+    return new_public_id("sb_")
+
+
+def new_snapshot_id() -> str:
+    return new_public_id("snap_")
+
+
+def new_grant_id() -> str:
+    return new_public_id("pvg_")
+
+
+def new_upload_id() -> str:
+    return new_public_id("upl_", 16)
+
+
+def new_invitation_id() -> str:
+    return new_public_id("inv_")

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+
+from django.core.management.base import BaseCommand
+
+log = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the all-in-one process: daphne serving the console, /v1 and the preview "
+        "gateway, with the background worker in a thread."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="0.0.0.0")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-worker", action="store_true", help="Do not start the worker thread")
+
+    def handle(self, *args, **options):
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from console.asgi import application
+        from console.worker import run_forever
+
+        stop = threading.Event()
+        if not options["no_worker"]:
+            threading.Thread(target=run_forever, args=(stop,), name="worker", daemon=True).start()
+        endpoints = build_endpoint_description_strings(host=options["host"], port=options["port"])
+        self.stdout.write(f"Nullspace Console on http://localhost:{options['port']}/")
+        # Objects alive after start-up never need collecting; freezing them cuts full-GC
+        # pauses that show up as p99 tails under load (DESIGN.md section 8).
+        gc.collect()
+        gc.freeze()
+        try:
+            Server(application=application, endpoints=endpoints, signal_handlers=True,
+                   websocket_timeout=86400, http_timeout=None, application_close_timeout=10).run()
+        finally:
+            stop.set()

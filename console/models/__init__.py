@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from console.models.audit import AuditEvent
+from console.models.idempotency import IdempotencyRecord
+from console.models.keys import ApiKey, KeyScope
+from console.models.lifecycle import ActorKind, EventStatus, LifecycleEvent, Operation
+from console.models.previews import AuthMode, PreviewGrant
+from console.models.projects import Project
+from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
+from console.models.snapshots import Snapshot, SnapshotKind
+from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
+
+__all__ = [
+    "ActorKind",
+    "ApiKey",
+    "AuditEvent",
+    "AuthMode",
+    "EventStatus",
+    "IdempotencyRecord",
+    "Invitation",
+    "KeyScope",
+    "LIVE_STATUSES",
+    "LifecycleEvent",
+    "Membership",
+    "Operation",
+    "PreviewGrant",
+    "Project",
+    "ROLE_RANK",
+    "Role",
+    "Sandbox",
+    "SandboxStatus",
+    "Snapshot",
+    "SnapshotKind",
+    "Team",
+    "TimeoutAction",
+]

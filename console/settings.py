@@ -1,0 +1,209 @@
+"""One settings module, read from the environment with safe local defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from console.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    persistent_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = persistent_secret(DATA_DIR, "secret_key", "SECRET_KEY")
+PREVIEW_SIGNING_KEY = persistent_secret(DATA_DIR, "preview_signing_key", "PREVIEW_SIGNING_KEY")
+
+SITE_URL = env_url("SITE_URL", "http://localhost:8000")
+_site = urlsplit(SITE_URL)
+SITE_HOST = _site.hostname or "localhost"
+SITE_SCHEME = _site.scheme
+PREVIEW_DOMAIN = env_str("PREVIEW_DOMAIN", "preview.localhost").lower().strip(".")
+if not PREVIEW_DOMAIN or "/" in PREVIEW_DOMAIN or ":" in PREVIEW_DOMAIN:
+    raise ImproperlyConfigured(f"PREVIEW_DOMAIN must be a bare domain (got {PREVIEW_DOMAIN!r})")
+# Scheme and port that preview URLs are given out with; default: the console's.
+PREVIEW_SCHEME = env_str("PREVIEW_SCHEME", SITE_SCHEME)
+if PREVIEW_SCHEME not in ("http", "https"):
+    raise ImproperlyConfigured(f"PREVIEW_SCHEME must be http or https (got {PREVIEW_SCHEME!r})")
+PREVIEW_PORT = env_int("PREVIEW_PORT", _site.port or 0, minimum=0)
+
+ALLOWED_HOSTS = [SITE_HOST, f".{PREVIEW_DOMAIN}", "localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS += env_list("EXTRA_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = [SITE_URL] + env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "channels",
+    "console",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "console.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "console.htmx.HtmxMessagesMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+ASGI_APPLICATION = "console.asgi.application"
+APPEND_SLASH = True
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "console.context.navigation",
+            ],
+        },
+    }
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except Exception as exc:  # dj-database-url raises several types for a bad URL
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "console.sqlite3",
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL (got {REDIS_URL!r})")
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "signin"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "signin"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG and env_bool("STATIC_MANIFEST", True)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True
+
+# Secure cookies when the console is served over HTTPS.
+_https = SITE_SCHEME == "https"
+SESSION_COOKIE_SECURE = _https
+CSRF_COOKIE_SECURE = _https
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Nullspace <noreply@localhost>")
+
+# Product limits (per project unless said otherwise).
+MAX_RUNNING_SANDBOXES = env_int("MAX_RUNNING_SANDBOXES", 10, minimum=1)
+MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, minimum=1000)
+MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
+SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
+SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)
+
+# Sandbox runtime (section 6 of DESIGN.md).
+RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")
+RUNTIME_ROOT = Path(env_str("RUNTIME_ROOT", str(DATA_DIR / "sandboxes"))).resolve()
+# Private range the local driver carves /30 subnets from for veth pairs.
+RUNTIME_SUBNET = env_str("RUNTIME_SUBNET", "10.213.0.0/16")
+RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off
+
+# Preview gateway.
+PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")
+if PREVIEW_COOKIE_SAMESITE not in ("Lax", "Strict", "None"):
+    raise ImproperlyConfigured("PREVIEW_COOKIE_SAMESITE must be Lax, Strict or None")
+PREVIEW_COOKIE_PARTITIONED = env_bool("PREVIEW_COOKIE_PARTITIONED", False)
+PREVIEW_DEFAULT_TTL_SECONDS = env_int("PREVIEW_DEFAULT_TTL_SECONDS", 3600, minimum=60)
+PREVIEW_RESUME_WAIT_SECONDS = env_int("PREVIEW_RESUME_WAIT_SECONDS", 15, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}

@@ -1,0 +1,120 @@
+"""A real server in a subprocess (daphne on a free port, its own data directory and
+database), for contract tests with the real `nullspace` CLI and for browser tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _fresh_database_url() -> str | None:
+    """On PostgreSQL, a new empty database per live server; on SQLite, none (file in DATA_DIR)."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    name = "live_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    api_key: str = field(default="", repr=False)
+    log_path: Path | None = None
+
+    def manage(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+            check=True, capture_output=True, text=True,
+        )
+        return out.stdout.strip()
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
+        env.update(NULLSPACE_API_URL=self.url, NULLSPACE_API_KEY=self.api_key, HOME=str(self.data_dir))
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+        """Run the real `nullspace` CLI against this server (cwd is the data dir: no stray .env)."""
+        result = subprocess.run(
+            [str(VENV_BIN / "nullspace"), *args], cwd=self.data_dir, env=self.cli_env(),
+            capture_output=True, text=True, timeout=timeout, **kwargs,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"nullspace {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
+    port = free_port()
+    data_dir = tmp_dir / f"live-{port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        DATA_DIR=str(data_dir), SITE_URL=f"http://localhost:{port}", DEBUG="0",
+        STATIC_MANIFEST="0", PYTHONUNBUFFERED="1",
+    )
+    db_url = _fresh_database_url()
+    if db_url:
+        env["DATABASE_URL"] = db_url
+    env.update(extra_env)
+    server = LiveServer(url=f"http://localhost:{port}", port=port, data_dir=data_dir, env=env)
+    server.manage("migrate", "--noinput")
+    server.api_key = server.manage("bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main")
+    server.log_path = data_dir / "server.log"
+    log = open(server.log_path, "wb")
+    server.process = subprocess.Popen(
+        [str(VENV_BIN / "python"), "manage.py", "serve", "--port", str(port), "--host", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"live server exited:\n{server.log_path.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"live server did not start:\n{server.log_path.read_text()}")
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
