@@ -1,0 +1,205 @@
+"""The driver interface every sandbox runtime implements (local today, Kubernetes later).
+
+Drivers are synchronous and thread-safe; async callers use asyncio.to_thread. They
+raise RuntimeError_ subclasses with a stable `code`, which the API maps to the
+contract's error envelope. Paths given to file methods are sandbox paths
+(`/workspace/...` or relative to it); a driver refuses anything that escapes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class RuntimeError_(Exception):
+    code = "runtime_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class SandboxMissing(RuntimeError_):
+    code = "sandbox_not_found"
+
+
+class ProcessMissing(RuntimeError_):
+    code = "process_not_found"
+
+
+class PathRefused(RuntimeError_):
+    """A path outside /workspace (`..`, absolute elsewhere, or a symlink escape)."""
+
+    code = "invalid_request"
+
+
+class FileMissing(RuntimeError_):
+    code = "file_not_found"
+
+
+class ExecTimeout(RuntimeError_):
+    code = "exec_timeout"
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    sandbox_id: str
+    envs: dict[str, str] = field(default_factory=dict)
+    template: str = "base"
+    memory_mb: int = 512
+    vcpus: int = 2
+    # A snapshot archive to restore the workspace from (create-from-snapshot, fork).
+    restore_from: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    command: str
+    args: list[str] = field(default_factory=list)
+    shell: bool = False
+    cwd: str | None = None  # sandbox path; default the sandbox's cwd
+    envs: dict[str, str] = field(default_factory=dict)
+    timeout_secs: float | None = 30
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    command: str
+    running: bool
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ProcessLogs:
+    stdout: str
+    stderr: str
+    output: str  # stdout and stderr interleaved in arrival order
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class OutputEvent:
+    """One piece of streamed process output: kind is stdout, stderr or exit."""
+
+    kind: str
+    data: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    timestamp: str
+    cpu_percent: float
+    cpu_count: int
+    mem_used_bytes: int
+    mem_total_bytes: int
+    disk_used_bytes: int
+    disk_total_bytes: int
+    network_rx_bytes: int | None = None
+    network_tx_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    path: str  # sandbox path, e.g. /workspace/app.py
+    is_dir: bool
+    size: int
+    type: str  # file | dir | symlink
+    mode: int
+    permissions: str  # e.g. -rw-r--r--
+    owner: str
+    group: str
+    modified_time: str
+    symlink_target: str | None = None
+
+
+class Driver(ABC):
+    # --- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    def create(self, spec: CreateSpec) -> dict:
+        """Make the sandbox and return the runtime state to store on its row."""
+
+    @abstractmethod
+    def destroy(self, sandbox_id: str) -> None:
+        """End every process, free the network, remove the workspace. Idempotent."""
+
+    @abstractmethod
+    def pause(self, sandbox_id: str) -> None:
+        """Stop every process of the sandbox for real (a paused sandbox serves nothing)."""
+
+    @abstractmethod
+    def resume(self, sandbox_id: str) -> None:
+        """Continue every process stopped by pause."""
+
+    @abstractmethod
+    def exists(self, sandbox_id: str) -> bool: ...
+
+    @abstractmethod
+    def reconcile(self, live_sandbox_ids: set[str]) -> list[str]:
+        """Remove every runtime trace of sandboxes not in the set; return their ids."""
+
+    # --- processes -------------------------------------------------------------------
+    @abstractmethod
+    def start_process(self, sandbox_id: str, request: ExecRequest, *, default_cwd: str, envs: dict[str, str]) -> int:
+        """Start a process in the background and return its pid. Output is kept for logs."""
+
+    @abstractmethod
+    def wait_process(self, sandbox_id: str, pid: int, timeout: float | None) -> int | None:
+        """Block until the process exits (its exit code) or the timeout passes (None)."""
+
+    @abstractmethod
+    def follow_output(self, sandbox_id: str, pid: int, *, stop_after: float | None = None) -> Iterator[OutputEvent]:
+        """Yield output as it arrives, ending with one `exit` event (or at stop_after seconds)."""
+
+    @abstractmethod
+    def processes(self, sandbox_id: str) -> list[ProcessInfo]: ...
+
+    @abstractmethod
+    def process_logs(self, sandbox_id: str, pid: int) -> ProcessLogs: ...
+
+    @abstractmethod
+    def kill_process(self, sandbox_id: str, pid: int) -> None: ...
+
+    @abstractmethod
+    def write_stdin(self, sandbox_id: str, pid: int, data: bytes) -> None: ...
+
+    # --- files -----------------------------------------------------------------------
+    @abstractmethod
+    def host_path(self, sandbox_id: str, path: str, *, must_exist: bool = False) -> Path:
+        """The real path behind a sandbox path, after refusing any escape from /workspace.
+
+        Local-only convenience for streaming bytes; a remote driver implements the
+        file methods below instead and raises NotImplementedError here.
+        """
+
+    @abstractmethod
+    def file_info(self, sandbox_id: str, path: str) -> FileEntry: ...
+
+    @abstractmethod
+    def list_files(self, sandbox_id: str, path: str, depth: int = 1) -> list[FileEntry]: ...
+
+    # --- snapshots, metrics, network ---------------------------------------------------
+    @abstractmethod
+    def snapshot(self, sandbox_id: str, archive: Path) -> int:
+        """Archive the workspace into `archive`; return its size in bytes."""
+
+    @abstractmethod
+    def metrics(self, sandbox_id: str) -> Metrics: ...
+
+    @abstractmethod
+    def upstream(self, sandbox_id: str, port: int) -> tuple[str, int]:
+        """Where port `port` of the sandbox answers, as (host, port) reachable from here."""
