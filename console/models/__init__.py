@@ -9,6 +9,7 @@ from console.models.projects import Project
 from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
 from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
+from console.models.uploads import UploadSession, UploadStatus
 
 __all__ = [
     "ActorKind",
@@ -33,4 +34,6 @@ __all__ = [
     "SnapshotKind",
     "Team",
     "TimeoutAction",
+    "UploadSession",
+    "UploadStatus",
 ]
