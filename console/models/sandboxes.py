@@ -50,6 +50,10 @@ class Sandbox(models.Model):
         max_length=10, choices=TimeoutAction.choices, default=TimeoutAction.DESTROY
     )
     auto_resume = models.BooleanField(default=False)
+    # A pause/resume/fork in flight ("" when idle). Claimed with a conditional UPDATE so
+    # two concurrent transitions of one sandbox never both run.
+    transition = models.CharField(max_length=12, blank=True, default="")
+    transition_started_at = models.DateTimeField(null=True, blank=True)
     # Traffic access token for private previews: shown on create, stored hashed.
     traffic_token_prefix = models.CharField(max_length=24, blank=True)
     traffic_token_digest = models.CharField(max_length=64, blank=True)
