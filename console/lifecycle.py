@@ -1,0 +1,102 @@
+"""Lifecycle events (api-contract 7.2): record every sandbox/snapshot state change, shape it
+for the API, and publish it to the project's channel-layer group for live views.
+
+Live listeners (the lifecycle WebSocket, console pages) join `group_name(project)`;
+each message is `{"type": "lifecycle.event", "event": <event dict>}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from console.models import ActorKind, EventStatus, LifecycleEvent, Project
+from console.timefmt import iso
+
+log = logging.getLogger(__name__)
+
+EVENT_KEYS_OPTIONAL = (
+    "sandbox_id",
+    "snapshot_id",
+    "source_sandbox_id",
+    "target_sandbox_id",
+    "user_id",
+    "reason",
+    "error_code",
+    "error_message",
+)
+
+
+def group_name(project: Project) -> str:
+    return f"lifecycle.{project.public_id}"
+
+
+def record_event(
+    project: Project,
+    operation: str,
+    *,
+    status: str = EventStatus.SUCCEEDED,
+    actor_kind: str = ActorKind.USER,
+    sandbox_id: str = "",
+    snapshot_id: str = "",
+    source_sandbox_id: str = "",
+    target_sandbox_id: str = "",
+    user_id: str = "",
+    reason: str = "",
+    error_code: str = "",
+    error_message: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> LifecycleEvent:
+    """Store one event and publish it once the surrounding transaction commits."""
+    event = LifecycleEvent.objects.create(
+        project=project,
+        # Nanosecond clock: a total order for replay and `after_event_id` resumption.
+        seq=time.time_ns(),
+        operation=operation,
+        status=status,
+        actor_kind=actor_kind,
+        sandbox_id=sandbox_id,
+        snapshot_id=snapshot_id,
+        source_sandbox_id=source_sandbox_id,
+        target_sandbox_id=target_sandbox_id,
+        user_id=user_id,
+        reason=reason[:200],
+        error_code=error_code[:64],
+        error_message=error_message[:500],
+        metadata=metadata or {},
+    )
+    payload = event_to_dict(event)
+    group = group_name(project)
+    transaction.on_commit(lambda: publish(group, payload))
+    return event
+
+
+def publish(group: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "lifecycle.event", "event": event})
+    except Exception:
+        # Live delivery is best effort; listeners also poll the table.
+        log.warning("could not publish lifecycle event to %s", group, exc_info=True)
+
+
+def event_to_dict(event: LifecycleEvent) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(event.id),
+        "occurred_at": iso(event.occurred_at),
+        "audience": event.audience,
+        "operation": event.operation,
+        "status": event.status,
+        "actor_kind": event.actor_kind,
+    }
+    for key in EVENT_KEYS_OPTIONAL:
+        body[key] = getattr(event, key) or None
+    body["metadata"] = event.metadata or {}
+    return body

@@ -1,0 +1,954 @@
+"""The sandbox domain: every state change of a sandbox or snapshot goes through here.
+
+Used by the /v1 API, the console pages, the worker (timeouts) and the gateway
+(wake-on-traffic). Functions raise ApiError with the contract's codes, so every
+caller can show the same message. State changes are claimed with a conditional
+UPDATE (status + `transition`), so a double pause, resume or kill is harmless, and
+each one records a lifecycle event.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from console.api.errors import ApiError
+from console.lifecycle import record_event
+from console.models import (
+    ActorKind,
+    ApiKey,
+    EventStatus,
+    Operation,
+    Project,
+    Sandbox,
+    SandboxStatus,
+    Snapshot,
+    SnapshotKind,
+    TimeoutAction,
+)
+from console.runtime import get_driver
+from console.runtime.base import CreateSpec, ExecRequest, ExecResult, RuntimeError_
+from console.timefmt import iso
+from console.tokens import TRAFFIC, new_secret
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WORKSPACE = "/workspace"
+# Statuses that count against a project's running-sandbox quota.
+ACTIVE = (SandboxStatus.CREATING, SandboxStatus.RUNNING)
+# A transition older than this is taken as abandoned (the process died mid-way).
+STALE_TRANSITION = timedelta(minutes=10)
+
+SANDBOX_FIELDS = (
+    "id",
+    "status",
+    "config",
+    "template",
+    "metadata",
+    "created_at",
+    "started_at",
+    "timeout_ms",
+    "timeout_at",
+    "expires_at",
+    "timeout_action",
+    "cwd",
+    "snapshot_id",
+)
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+# --- lookups ----------------------------------------------------------------------------
+
+
+def get_sandbox(project: Project, public_id: str) -> Sandbox:
+    """The project's sandbox; any other project's (or none) is `sandbox_not_found`."""
+    sandbox = (
+        Sandbox.objects.select_related("pause_snapshot", "project")
+        .filter(project=project, public_id=public_id)
+        .first()
+    )
+    if sandbox is None:
+        raise ApiError("sandbox_not_found", f"Sandbox {public_id} not found")
+    return sandbox
+
+
+def get_snapshot(project: Project, public_id: str) -> Snapshot:
+    snapshot = Snapshot.objects.filter(project=project, public_id=public_id).first()
+    if snapshot is None:
+        raise ApiError("snapshot_not_found", f"Snapshot {public_id} not found")
+    return snapshot
+
+
+def require_running(sandbox: Sandbox) -> None:
+    """Refuse work on a sandbox that cannot run it, saying what to do instead."""
+    sandbox.refresh_from_db(fields=["status", "transition", "pause_snapshot"])
+    if sandbox.status == SandboxStatus.RUNNING:
+        return
+    if sandbox.status == SandboxStatus.PAUSED:
+        snap = sandbox.pause_snapshot.public_id if sandbox.pause_snapshot else sandbox.public_id
+        raise ApiError(
+            "sandbox_not_ready",
+            f"Sandbox {sandbox.public_id} is paused",
+            suggested_action=f"Resume it first: nullspace sandbox resume {snap}",
+        )
+    if sandbox.status in (SandboxStatus.DESTROYED, SandboxStatus.ERROR):
+        raise ApiError(
+            "sandbox_not_found",
+            f"Sandbox {sandbox.public_id} is {sandbox.status}",
+            suggested_action="Create a new sandbox.",
+        )
+    raise ApiError(
+        "sandbox_not_ready",
+        f"Sandbox {sandbox.public_id} is {sandbox.status}",
+        retryable=True,
+        suggested_action="Retry in a moment.",
+    )
+
+
+# --- shapes -----------------------------------------------------------------------------
+
+
+def sandbox_to_dict(sandbox: Sandbox, *, traffic_access_token: str | None = None) -> dict[str, Any]:
+    """SandboxInfo (contract 2.3). `traffic_access_token` only in the create answer."""
+    config: dict[str, Any] = {"vcpus": sandbox.vcpus, "memory_mb": sandbox.memory_mb}
+    if sandbox.disk_mb:
+        config["disk_mb"] = sandbox.disk_mb
+    timeout_at = iso(sandbox.timeout_at)
+    body: dict[str, Any] = {
+        "id": sandbox.public_id,
+        "status": sandbox.status,
+        "config": config,
+        "template": sandbox.template,
+        "metadata": sandbox.metadata or {},
+        "created_at": iso(sandbox.created_at),
+        "started_at": iso(sandbox.started_at),
+        "timeout_ms": sandbox.timeout_ms,
+        "timeout_at": timeout_at,
+        "expires_at": timeout_at,
+        "timeout_action": sandbox.timeout_action,
+        "cwd": sandbox.cwd,
+        "snapshot_id": None,
+    }
+    if sandbox.status == SandboxStatus.PAUSED:
+        # The client auto-resumes with this id; a paused sandbox without one is unusable.
+        snapshot = sandbox.pause_snapshot
+        body["snapshot_id"] = snapshot.public_id if snapshot else sandbox.public_id
+    if traffic_access_token is not None:
+        body["traffic_access_token"] = traffic_access_token
+    return body
+
+
+def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
+    """SnapshotInfo: STRICT, exactly these keys (the client builds it with Cls(**json))."""
+    return {
+        "id": snapshot.public_id,
+        "sandbox_id": snapshot.sandbox_public_id,
+        "size_bytes": int(snapshot.size_bytes),
+        "created_at": iso(snapshot.created_at),
+        "metadata": snapshot.metadata or {},
+    }
+
+
+# --- create -----------------------------------------------------------------------------
+
+
+def template_exists(project: Project, name: str) -> bool:
+    # Only the built-in template exists until template builds land.
+    return name == "base"
+
+
+def create_sandbox(
+    project: Project,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+    template: str | None = "base",
+    envs: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    cwd: str | None = None,
+    timeout_ms: int | None = None,
+    timeout_action: str | None = None,
+    auto_resume: bool = False,
+    network: dict[str, Any] | None = None,
+    internet_access: bool = True,
+    vcpus: int | None = None,
+    memory_mb: int | None = None,
+    disk_mb: int | None = None,
+    snapshot: Snapshot | None = None,
+) -> tuple[Sandbox, str]:
+    """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token."""
+    fields = _validated_fields(
+        project,
+        template=template,
+        envs=envs,
+        metadata=metadata,
+        cwd=cwd,
+        timeout_ms=timeout_ms,
+        timeout_action=timeout_action,
+        auto_resume=auto_resume,
+        network=network,
+        internet_access=internet_access,
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        disk_mb=disk_mb,
+        snapshot=snapshot,
+    )
+    restore_from = _archive_of(snapshot) if snapshot else None
+    if snapshot is not None:
+        fields["source_snapshot_public_id"] = snapshot.public_id
+    sandbox, token = _provision(project, fields, restore_from=restore_from, api_key=api_key)
+    if snapshot is not None:
+        operation, extra = (
+            Operation.RESUME_FROM_SNAPSHOT,
+            {
+                "snapshot_id": snapshot.public_id,
+                "source_sandbox_id": snapshot.sandbox_public_id,
+                "target_sandbox_id": sandbox.public_id,
+            },
+        )
+    else:
+        operation, extra = Operation.CREATE, {}
+    _event(sandbox, operation, actor_kind, user, api_key, **extra)
+    return sandbox, token
+
+
+def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
+    snapshot: Snapshot | None = given["snapshot"]
+    source = snapshot.sandbox if snapshot else None
+    template = given["template"] or (source.template if source else "base")
+    if snapshot is not None and source is not None:
+        template = source.template
+    if not isinstance(template, str) or not template_exists(project, template):
+        raise ApiError(
+            "template_not_found",
+            f"Template {template!r} not found",
+            suggested_action="Use --template base, or build the template first.",
+        )
+    timeout_ms = _validated_timeout(given["timeout_ms"], default=300_000)
+    envs = given["envs"] if given["envs"] is not None else (source.envs if source else {})
+    if not isinstance(envs, dict) or not all(isinstance(k, str) for k in envs):
+        raise ApiError("invalid_request", "envs must be an object of strings")
+    envs = {k: "" if v is None else str(v) for k, v in envs.items()}
+    metadata = given["metadata"] if given["metadata"] is not None else {}
+    if not isinstance(metadata, dict):
+        raise ApiError("invalid_request", "metadata must be a JSON object")
+    network = given["network"] if given["network"] is not None else {}
+    if not isinstance(network, dict):
+        raise ApiError("invalid_request", "network must be a JSON object")
+    cwd = given["cwd"] or (source.cwd if source else WORKSPACE)
+    return {
+        "template": template,
+        "envs": envs,
+        "metadata": metadata,
+        "cwd": _validated_cwd(cwd),
+        "timeout_ms": timeout_ms,
+        "timeout_action": _validated_action(given["timeout_action"]),
+        "auto_resume": bool(given["auto_resume"]),
+        "network": network,
+        "internet_access": bool(given["internet_access"]),
+        "vcpus": _positive("vcpus", given["vcpus"], source.vcpus if source else 2, 64),
+        "memory_mb": _positive(
+            "memory_mb", given["memory_mb"], source.memory_mb if source else 512, 262_144
+        ),
+        "disk_mb": _positive("disk_mb", given["disk_mb"], None, 10_485_760),
+    }
+
+
+def _validated_timeout(value: Any, *, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError("invalid_request", "timeout_ms must be an integer number of milliseconds")
+    value = int(value)
+    limit = settings.MAX_SANDBOX_TIMEOUT_MS
+    if value < 1000:
+        raise ApiError("invalid_request", "timeout_ms must be at least 1000 (one second)")
+    if value > limit:
+        raise ApiError(
+            "invalid_request",
+            f"timeout_ms {value} is over this server's limit of {limit} ms "
+            f"({limit // 1000} seconds)",
+            suggested_action=f"Use a timeout of at most {limit // 1000} seconds.",
+            details={"max_timeout_ms": limit},
+        )
+    return value
+
+
+def _validated_action(value: Any) -> str:
+    if value in (None, ""):
+        return TimeoutAction.DESTROY
+    if value == "pause":
+        return TimeoutAction.HIBERNATE
+    if value not in TimeoutAction.values:
+        raise ApiError("invalid_request", "timeout_action must be destroy or hibernate")
+    return value
+
+
+def _validated_cwd(cwd: Any) -> str:
+    if not isinstance(cwd, str) or not cwd.strip():
+        raise ApiError("invalid_request", "cwd must be a path")
+    path = PurePosixPath(cwd if cwd.startswith("/") else f"{WORKSPACE}/{cwd}")
+    if ".." in path.parts or not (
+        path == PurePosixPath(WORKSPACE) or WORKSPACE in map(str, path.parents)
+    ):
+        raise ApiError("invalid_request", f"cwd must be inside {WORKSPACE} (got {cwd!r})")
+    return str(path)
+
+
+def _positive(name: str, value: Any, default: int | None, maximum: int) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ApiError("invalid_request", f"{name} must be an integer from 1 to {maximum}")
+    return value
+
+
+def _check_quota(project: Project, *, exclude_pk: int | None = None) -> None:
+    limit = project.running_sandbox_limit
+    active = Sandbox.objects.filter(project=project, status__in=ACTIVE)
+    if exclude_pk is not None:
+        active = active.exclude(pk=exclude_pk)
+    if active.count() >= limit:
+        raise ApiError(
+            "quota_exceeded",
+            f"This project already runs {limit} sandboxes, its limit",
+            suggested_action="Kill or pause a sandbox, or ask an owner to raise the limit.",
+            details={"running_sandbox_limit": limit},
+        )
+
+
+def _provision(
+    project: Project,
+    fields: dict[str, Any],
+    *,
+    restore_from: Path | None,
+    api_key: ApiKey | None,
+) -> tuple[Sandbox, str]:
+    token = new_secret(TRAFFIC)
+    with transaction.atomic():
+        # Lock the project row so concurrent creates count each other (PostgreSQL);
+        # on SQLite the insert below holds the write lock until commit.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        _check_quota(project)
+        sandbox = Sandbox.objects.create(
+            project=project,
+            status=SandboxStatus.CREATING,
+            traffic_token_prefix=token.prefix,
+            traffic_token_digest=token.digest,
+            created_by_key=api_key,
+            **fields,
+        )
+    spec = CreateSpec(
+        sandbox_id=sandbox.public_id,
+        envs=sandbox.envs,
+        template=sandbox.template,
+        memory_mb=sandbox.memory_mb,
+        vcpus=sandbox.vcpus,
+        restore_from=restore_from,
+    )
+    try:
+        runtime_state = get_driver().create(spec)
+    except Exception as exc:
+        message = str(exc)[:500] or exc.__class__.__name__
+        Sandbox.objects.filter(pk=sandbox.pk).update(
+            status=SandboxStatus.ERROR, error_message=message
+        )
+        record_event(
+            project,
+            Operation.CREATE,
+            status=EventStatus.FAILED,
+            sandbox_id=sandbox.public_id,
+            error_code=getattr(exc, "code", "runtime_error"),
+            error_message=message,
+        )
+        _quietly(lambda: get_driver().destroy(sandbox.public_id))
+        raise ApiError(
+            "runtime_error", f"Could not start the sandbox: {message}", status=500
+        ) from exc
+    now = timezone.now()
+    Sandbox.objects.filter(pk=sandbox.pk, status=SandboxStatus.CREATING).update(
+        status=SandboxStatus.RUNNING,
+        runtime_state=runtime_state or {},
+        started_at=now,
+        timeout_at=now + timedelta(milliseconds=sandbox.timeout_ms),
+    )
+    sandbox.refresh_from_db()
+    return sandbox, token.raw
+
+
+# --- transitions ------------------------------------------------------------------------
+
+
+def _claim(sandbox: Sandbox, statuses: tuple[str, ...], transition: str) -> bool:
+    """Take the sandbox for one transition; False when another state change holds it."""
+    return bool(
+        Sandbox.objects.filter(pk=sandbox.pk, status__in=statuses, transition="").update(
+            transition=transition, transition_started_at=timezone.now()
+        )
+    )
+
+
+def _wait_idle(sandbox: Sandbox, seconds: float = 60) -> None:
+    """Wait for another transition of this sandbox to finish (or be found abandoned)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sandbox.refresh_from_db()
+        if not sandbox.transition:
+            return
+        started = sandbox.transition_started_at
+        if started is None or timezone.now() - started > STALE_TRANSITION:
+            Sandbox.objects.filter(pk=sandbox.pk, transition=sandbox.transition).update(
+                transition=""
+            )
+            continue
+        if time.monotonic() > deadline:
+            raise ApiError(
+                "sandbox_not_ready",
+                f"Sandbox {sandbox.public_id} is busy ({sandbox.transition})",
+                retryable=True,
+                suggested_action="Retry in a moment.",
+            )
+        time.sleep(0.1)
+
+
+def _release(sandbox: Sandbox, transition: str) -> None:
+    Sandbox.objects.filter(pk=sandbox.pk, transition=transition).update(transition="")
+
+
+def destroy_sandbox(
+    sandbox: Sandbox,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+    reason: str = "",
+) -> Sandbox:
+    """Kill every process and free everything. Destroying a destroyed sandbox does nothing."""
+    now = timezone.now()
+    changed = Sandbox.objects.filter(
+        pk=sandbox.pk, status__in=(*ACTIVE, SandboxStatus.PAUSED, SandboxStatus.ERROR)
+    ).update(status=SandboxStatus.DESTROYED, transition="", destroyed_at=now, timeout_at=None)
+    sandbox.refresh_from_db()
+    if not changed:
+        return sandbox
+    try:
+        get_driver().destroy(sandbox.public_id)
+    except Exception as exc:
+        # The row is terminal already; start-up reconciliation removes what is left.
+        log.warning("driver destroy of %s failed: %s", sandbox.public_id, exc)
+    _event(sandbox, Operation.DESTROY, actor_kind, user, api_key, reason=reason)
+    return sandbox
+
+
+def pause_sandbox(
+    sandbox: Sandbox,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+    reason: str = "",
+) -> Snapshot:
+    """Hibernate: stop every process, archive the workspace, keep the archive as the
+    pause snapshot. Pausing a paused sandbox returns its pause snapshot."""
+    while not _claim(sandbox, (SandboxStatus.RUNNING,), "pausing"):
+        sandbox.refresh_from_db()
+        if sandbox.transition:
+            _wait_idle(sandbox)
+            continue
+        if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
+            return Snapshot.objects.get(pk=sandbox.pause_snapshot_id)
+        require_running(sandbox)
+    driver = get_driver()
+    snapshot = Snapshot(
+        project=sandbox.project,
+        sandbox=sandbox,
+        sandbox_public_id=sandbox.public_id,
+        kind=SnapshotKind.HIBERNATE,
+        metadata=sandbox.metadata or {},
+    )
+    try:
+        _driver(lambda: driver.pause(sandbox.public_id))
+        _archive(sandbox, snapshot)
+        changed = Sandbox.objects.filter(
+            pk=sandbox.pk, status=SandboxStatus.RUNNING, transition="pausing"
+        ).update(
+            status=SandboxStatus.PAUSED,
+            transition="",
+            pause_snapshot=snapshot,
+            paused_at=timezone.now(),
+            timeout_at=None,
+        )
+        if not changed:
+            raise ApiError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
+    except ApiError as error:
+        _release(sandbox, "pausing")
+        sandbox.refresh_from_db()
+        if sandbox.status == SandboxStatus.RUNNING:
+            _quietly(lambda: driver.resume(sandbox.public_id))
+        _event(sandbox, Operation.HIBERNATE, actor_kind, user, api_key, failed=error)
+        raise
+    sandbox.refresh_from_db()
+    _event(
+        sandbox,
+        Operation.HIBERNATE,
+        actor_kind,
+        user,
+        api_key,
+        reason=reason,
+        snapshot_id=snapshot.public_id,
+    )
+    return snapshot
+
+
+def resume_sandbox(
+    project: Project,
+    ref: str,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+) -> Sandbox:
+    """Resume by paused sandbox id or by snapshot id. A snapshot whose sandbox is gone
+    (or a manual snapshot) becomes a new running sandbox restored from it."""
+    snapshot = (
+        Snapshot.objects.filter(project=project, public_id=ref).select_related("sandbox").first()
+    )
+    if snapshot is None:
+        sandbox = Sandbox.objects.filter(project=project, public_id=ref).first()
+        if sandbox is None:
+            raise ApiError("snapshot_not_found", f"No snapshot or sandbox {ref} to resume")
+        return resume_existing(sandbox, api_key=api_key, user=user, actor_kind=actor_kind)
+    source = snapshot.sandbox
+    if (
+        snapshot.kind == SnapshotKind.HIBERNATE
+        and source is not None
+        and source.status in (SandboxStatus.PAUSED, SandboxStatus.RUNNING, SandboxStatus.CREATING)
+    ):
+        return resume_existing(source, api_key=api_key, user=user, actor_kind=actor_kind)
+    sandbox, _token = create_sandbox(
+        project,
+        api_key=api_key,
+        user=user,
+        actor_kind=actor_kind,
+        template=None,
+        envs=None,
+        metadata=dict(source.metadata) if source else dict(snapshot.metadata),
+        timeout_ms=source.timeout_ms if source else None,
+        timeout_action=source.timeout_action if source else None,
+        auto_resume=source.auto_resume if source else False,
+        network=dict(source.network) if source else None,
+        internet_access=source.internet_access if source else True,
+        snapshot=snapshot,
+    )
+    return sandbox
+
+
+def resume_existing(
+    sandbox: Sandbox,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+) -> Sandbox:
+    """Continue a paused sandbox's processes; a running one is returned as it is."""
+    while not _claim(sandbox, (SandboxStatus.PAUSED,), "resuming"):
+        sandbox.refresh_from_db()
+        if sandbox.transition:
+            _wait_idle(sandbox)
+            continue
+        if sandbox.status == SandboxStatus.RUNNING:
+            return sandbox
+        require_running(sandbox)
+    driver = get_driver()
+    snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+    try:
+        _check_quota(sandbox.project, exclude_pk=sandbox.pk)
+        try:
+            driver.resume(sandbox.public_id)
+        except RuntimeError_ as exc:
+            if snapshot is None or driver.exists(sandbox.public_id):
+                raise
+            # The runtime lost the processes (a restart): restore from the pause archive.
+            log.info("runtime lost paused %s (%s); restoring its archive", sandbox.public_id, exc)
+            driver.create(
+                CreateSpec(
+                    sandbox_id=sandbox.public_id,
+                    envs=sandbox.envs,
+                    template=sandbox.template,
+                    memory_mb=sandbox.memory_mb,
+                    vcpus=sandbox.vcpus,
+                    restore_from=_archive_of(snapshot),
+                )
+            )
+        now = timezone.now()
+        changed = Sandbox.objects.filter(
+            pk=sandbox.pk, status=SandboxStatus.PAUSED, transition="resuming"
+        ).update(
+            status=SandboxStatus.RUNNING,
+            transition="",
+            pause_snapshot=None,
+            paused_at=None,
+            timeout_at=now + timedelta(milliseconds=sandbox.timeout_ms),
+        )
+        if not changed:
+            raise ApiError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
+    except (ApiError, RuntimeError_) as exc:
+        _release(sandbox, "resuming")
+        error = exc if isinstance(exc, ApiError) else _api_error(exc)
+        _event(sandbox, Operation.RESUME_FROM_SNAPSHOT, actor_kind, user, api_key, failed=error)
+        raise error from exc
+    sandbox.refresh_from_db()
+    _event(
+        sandbox,
+        Operation.RESUME_FROM_SNAPSHOT,
+        actor_kind,
+        user,
+        api_key,
+        snapshot_id=snapshot.public_id if snapshot else "",
+    )
+    return sandbox
+
+
+def ensure_running(sandbox: Sandbox, wait_seconds: float = 30) -> Sandbox:
+    """For the gateway's wake-on-traffic: a running sandbox, resuming a paused one when
+    it was created with auto_resume. Raises sandbox_not_ready / sandbox_not_found."""
+    _wait_idle(sandbox, wait_seconds)
+    if sandbox.status == SandboxStatus.PAUSED and sandbox.auto_resume:
+        return resume_existing(sandbox, actor_kind=ActorKind.SYSTEM)
+    require_running(sandbox)
+    return sandbox
+
+
+def fork_sandbox(
+    sandbox: Sandbox,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+) -> tuple[Sandbox, str]:
+    """A new running sandbox with a copy of this one's workspace and settings."""
+    sandbox.refresh_from_db()
+    if sandbox.status not in (SandboxStatus.RUNNING, SandboxStatus.PAUSED):
+        require_running(sandbox)
+    fields = {
+        "template": sandbox.template,
+        "envs": dict(sandbox.envs),
+        "metadata": dict(sandbox.metadata),
+        "cwd": sandbox.cwd,
+        "timeout_ms": sandbox.timeout_ms,
+        "timeout_action": sandbox.timeout_action,
+        "auto_resume": sandbox.auto_resume,
+        "network": dict(sandbox.network),
+        "internet_access": sandbox.internet_access,
+        "vcpus": sandbox.vcpus,
+        "memory_mb": sandbox.memory_mb,
+        "disk_mb": sandbox.disk_mb,
+        "forked_from_public_id": sandbox.public_id,
+    }
+    if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
+        archive = _archive_of(Snapshot.objects.get(pk=sandbox.pause_snapshot_id))
+        temporary = None
+    else:
+        temporary = snapshot_root() / f"fork-{sandbox.public_id}-{time.time_ns()}.tar"
+        _driver(lambda: get_driver().snapshot(sandbox.public_id, temporary))
+        archive = temporary
+    try:
+        child, token = _provision(sandbox.project, fields, restore_from=archive, api_key=api_key)
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+    _event(
+        child,
+        Operation.FORK,
+        actor_kind,
+        user,
+        api_key,
+        source_sandbox_id=sandbox.public_id,
+        target_sandbox_id=child.public_id,
+    )
+    return child, token
+
+
+def snapshot_sandbox(
+    sandbox: Sandbox,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+) -> Snapshot:
+    """Archive the workspace as a reusable snapshot (create-from-snapshot restores it)."""
+    sandbox.refresh_from_db()
+    if sandbox.status != SandboxStatus.PAUSED:
+        require_running(sandbox)
+    snapshot = Snapshot(
+        project=sandbox.project,
+        sandbox=sandbox,
+        sandbox_public_id=sandbox.public_id,
+        kind=SnapshotKind.MANUAL,
+        metadata=dict(sandbox.metadata or {}),
+    )
+    if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
+        # A paused workspace is the pause archive: copy it rather than touch the runtime.
+        import shutil
+
+        source = _archive_of(Snapshot.objects.get(pk=sandbox.pause_snapshot_id))
+        target = snapshot_root() / f"{snapshot.public_id}.tar"
+        shutil.copyfile(source, target)
+        snapshot.archive_path = str(target)
+        snapshot.size_bytes = target.stat().st_size
+        snapshot.save()
+    else:
+        _archive(sandbox, snapshot)
+    _event(
+        sandbox,
+        Operation.SNAPSHOT_CREATED,
+        actor_kind,
+        user,
+        api_key,
+        snapshot_id=snapshot.public_id,
+    )
+    return snapshot
+
+
+def delete_snapshot(snapshot: Snapshot) -> None:
+    if Sandbox.objects.filter(pause_snapshot=snapshot, status=SandboxStatus.PAUSED).exists():
+        raise ApiError(
+            "snapshot_in_use",
+            f"Snapshot {snapshot.public_id} holds a paused sandbox's state",
+            suggested_action="Resume or kill the paused sandbox first.",
+        )
+    if snapshot.archive_path:
+        Path(snapshot.archive_path).unlink(missing_ok=True)
+    snapshot.delete()
+
+
+def set_timeout(
+    sandbox: Sandbox,
+    timeout_ms: Any,
+    timeout_action: str | None = None,
+    *,
+    api_key: ApiKey | None = None,
+    user=None,
+    actor_kind: str = ActorKind.USER,
+) -> Sandbox:
+    """Counted from now; the worker acts on `timeout_at`."""
+    sandbox.refresh_from_db()
+    if sandbox.status not in (SandboxStatus.RUNNING, SandboxStatus.PAUSED, SandboxStatus.CREATING):
+        require_running(sandbox)
+    timeout_ms = _validated_timeout(timeout_ms, default=sandbox.timeout_ms)
+    updates: dict[str, Any] = {"timeout_ms": timeout_ms}
+    if timeout_action is not None:
+        updates["timeout_action"] = _validated_action(timeout_action)
+    if sandbox.status != SandboxStatus.PAUSED:
+        updates["timeout_at"] = timezone.now() + timedelta(milliseconds=timeout_ms)
+    Sandbox.objects.filter(pk=sandbox.pk).update(**updates)
+    sandbox.refresh_from_db()
+    _event(
+        sandbox,
+        Operation.TIMEOUT_UPDATED,
+        actor_kind,
+        user,
+        api_key,
+        metadata={"timeout_ms": timeout_ms, "timeout_action": sandbox.timeout_action},
+    )
+    return sandbox
+
+
+def expire_due_sandboxes(now=None) -> list[str]:
+    """For the worker: apply each running sandbox's timeout action once it is due."""
+    now = now or timezone.now()
+    done = []
+    due = Sandbox.objects.filter(status=SandboxStatus.RUNNING, timeout_at__lte=now, transition="")
+    for sandbox in due.select_related("project"):
+        record_event(
+            sandbox.project,
+            Operation.TIMEOUT_EXPIRED,
+            actor_kind=ActorKind.SYSTEM,
+            sandbox_id=sandbox.public_id,
+            metadata={"timeout_action": sandbox.timeout_action},
+        )
+        try:
+            if sandbox.timeout_action == TimeoutAction.HIBERNATE:
+                pause_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason="timeout")
+            else:
+                destroy_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason="timeout")
+            done.append(sandbox.public_id)
+        except ApiError as error:
+            log.warning("timeout of %s failed: %s", sandbox.public_id, error.message)
+    return done
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def exec_request(body: dict[str, Any], *, background: bool = False) -> ExecRequest:
+    """An ExecRequest from the contract's exec body (HTTP or exec_start frame)."""
+    command = body.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise ApiError("invalid_request", "command must be a non-empty string")
+    args = body.get("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ApiError("invalid_request", "args must be a list of strings")
+    envs = body.get("envs") or {}
+    if not isinstance(envs, dict):
+        raise ApiError("invalid_request", "envs must be an object")
+    cwd = body.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise ApiError("invalid_request", "cwd must be a string")
+    timeout = body.get("timeout_secs", 30)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+    ):
+        raise ApiError("invalid_request", "timeout_secs must be a non-negative number")
+    return ExecRequest(
+        command=command,
+        args=list(args),
+        shell=bool(body.get("shell")),
+        cwd=_validated_cwd(cwd) if cwd else None,
+        envs={str(k): "" if v is None else str(v) for k, v in envs.items()},
+        # A background process lives until killed; timeout_secs bounds waiting for it.
+        timeout_secs=None if background or not timeout else float(timeout),
+    )
+
+
+def start_process(sandbox: Sandbox, request: ExecRequest) -> int:
+    require_running(sandbox)
+    driver = get_driver()
+    return _driver(
+        lambda: driver.start_process(
+            sandbox.public_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
+        )
+    )
+
+
+def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
+    """Run to completion; past `timeout_secs` the process is killed and exec_timeout raised."""
+    pid = start_process(sandbox, request)
+    driver = get_driver()
+    exit_code = _driver(lambda: driver.wait_process(sandbox.public_id, pid, request.timeout_secs))
+    if exit_code is None:
+        _quietly(lambda: driver.kill_process(sandbox.public_id, pid))
+        raise ApiError(
+            "exec_timeout",
+            f"Command ran past its timeout of {request.timeout_secs:g} s and was killed",
+            suggested_action="Raise --timeout, or run it with --background.",
+            details={"pid": pid, "timeout_secs": request.timeout_secs},
+        )
+    logs = _driver(lambda: driver.process_logs(sandbox.public_id, pid))
+    return ExecResult(exit_code=exit_code, stdout=logs.stdout, stderr=logs.stderr, pid=pid)
+
+
+def metrics_to_dict(sandbox: Sandbox) -> dict[str, Any]:
+    """One SandboxMetrics (STRICT keys; the optional network counters only when known)."""
+    sample = _driver(lambda: get_driver().metrics(sandbox.public_id))
+    return {
+        k: v for k, v in asdict(sample).items() if v is not None or not k.startswith("network_")
+    }
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def snapshot_root() -> Path:
+    root = Path(getattr(settings, "SNAPSHOT_ROOT", settings.DATA_DIR / "snapshots"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _archive(sandbox: Sandbox, snapshot: Snapshot) -> None:
+    target = snapshot_root() / f"{snapshot.public_id}.tar"
+    size = _driver(lambda: get_driver().snapshot(sandbox.public_id, target))
+    snapshot.archive_path = str(target)
+    snapshot.size_bytes = int(size)
+    snapshot.save()
+
+
+def _archive_of(snapshot: Snapshot) -> Path:
+    path = Path(snapshot.archive_path) if snapshot.archive_path else None
+    if path is None or not path.exists():
+        raise ApiError(
+            "snapshot_not_found",
+            f"Snapshot {snapshot.public_id} has no archive left to restore",
+        )
+    return path
+
+
+def _driver(call: Callable[[], T]) -> T:
+    """Run a driver call, turning runtime errors into the contract's envelope."""
+    try:
+        return call()
+    except RuntimeError_ as exc:
+        raise _api_error(exc) from exc
+
+
+def _api_error(exc: RuntimeError_) -> ApiError:
+    code = exc.code
+    if code in ("runtime_error", "runtime_unavailable"):
+        return ApiError(code, str(exc), status=500 if code == "runtime_error" else 503)
+    return ApiError(code, str(exc))
+
+
+def _quietly(call: Callable[[], Any]) -> None:
+    try:
+        call()
+    except Exception as exc:
+        log.warning("cleanup step failed: %s", exc)
+
+
+def _event(
+    sandbox: Sandbox,
+    operation: str,
+    actor_kind: str,
+    user,
+    api_key: ApiKey | None,
+    *,
+    failed: ApiError | None = None,
+    metadata: dict[str, Any] | None = None,
+    **fields: str,
+) -> None:
+    meta = dict(metadata or {})
+    if api_key is not None:
+        meta["api_key_id"] = api_key.public_id
+    fields.setdefault("sandbox_id", sandbox.public_id)
+    if failed is not None:
+        fields.update(error_code=failed.code, error_message=failed.message)
+    record_event(
+        sandbox.project,
+        operation,
+        status=EventStatus.FAILED if failed else EventStatus.SUCCEEDED,
+        actor_kind=actor_kind,
+        user_id=str(user.pk) if user is not None else "",
+        metadata=meta,
+        **fields,
+    )
+
+
+def metadata_filter(raw: str | None) -> dict[str, Any]:
+    """A `metadata` query parameter (JSON object) validated for key lookups."""
+    import json
+
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ApiError("invalid_request", "metadata must be a JSON-encoded object") from None
+    if not isinstance(value, dict):
+        raise ApiError("invalid_request", "metadata must be a JSON-encoded object")
+    for key in value:
+        if not _METADATA_KEY.match(key) or "__" in key:
+            raise ApiError("invalid_request", f"metadata filter key {key!r} is not supported")
+    return value
