@@ -1,0 +1,466 @@
+"""/v1/sandboxes/{id}/files... and /file: the sandbox files API (api-contract 2.6), minus upload sessions.
+
+Shapes are the contract's STRICT ones (FileInfo, SearchMatch, UploadUrl). Raw-byte
+routes stream: request bodies are read in chunks into a temporary file beside the
+target, never through `request.body`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.urls import path, reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from console import sandbox_files
+from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.errors import ApiError, error_response
+from console.models import Sandbox, SandboxStatus
+from console.runtime.base import RuntimeError_
+from console.tokens import read_url_payload, sign_url_payload
+from console.upload_extract import UploadFailure
+
+SIGNED_URL_TTL_SECONDS = 15 * 60
+DOWNLOAD_PURPOSE = "sandbox-file-download"
+UPLOAD_PURPOSE = "sandbox-file-upload"
+
+
+def sandbox_for(request: HttpRequest, sandbox_id: str) -> Sandbox:
+    """The request's project's sandbox; another project's or a destroyed one is a 404."""
+    sandbox = (
+        Sandbox.objects.filter(project=request.project, public_id=sandbox_id)  # type: ignore[attr-defined]
+        .exclude(status=SandboxStatus.DESTROYED)
+        .first()
+    )
+    if sandbox is None:
+        raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
+    return sandbox
+
+
+def upload_error(failure: UploadFailure, upload_id: str | None = None) -> ApiError:
+    detail = {
+        "reason": failure.reason,
+        "message": failure.message,
+        "retryable": failure.retryable,
+        "upload_id": upload_id,
+        "path": failure.path,
+        "part_number": failure.part_number,
+        "details": failure.details,
+    }
+    return ApiError(
+        "file_upload_error",
+        failure.message,
+        status=failure.status,
+        retryable=failure.retryable,
+        error_detail={k: v for k, v in detail.items() if v is not None},
+    )
+
+
+@contextmanager
+def file_errors(upload_id: str | None = None) -> Iterator[None]:
+    """Turn runtime, upload and OS errors into the contract's envelope (no host paths leak)."""
+    try:
+        yield
+    except UploadFailure as failure:
+        raise upload_error(failure, upload_id) from None
+    except RuntimeError_ as exc:
+        raise ApiError(exc.code, str(exc)) from None
+    except (RequestDataTooBig, TooManyFilesSent, TooManyFieldsSent) as exc:
+        raise ApiError("invalid_request", f"Request too large: {exc}") from None
+    except FileNotFoundError:
+        raise ApiError("file_not_found", "No such file or directory") from None
+    except NotADirectoryError:
+        raise ApiError(
+            "invalid_request", "A parent of that path is a file, not a directory"
+        ) from None
+    except OSError as exc:
+        raise ApiError("invalid_request", f"File operation failed: {exc.strerror or exc}") from None
+
+
+def raw_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Byte uploads often come with no Content-Type (httpx streams a generator); mark them
+    octet-stream so the API decorator never buffers or parses the body as JSON."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.content_type = "application/octet-stream"
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _no_content() -> HttpResponse:
+    return HttpResponse(status=204)
+
+
+def _body_path(request: HttpRequest, field: str = "path") -> Any:
+    return request.json.get(field)  # type: ignore[attr-defined]
+
+
+# --- JSON routes ---------------------------------------------------------------------
+
+
+@api_key_required(READ)
+def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    encoding = request.json.get("encoding") or "utf8"  # type: ignore[attr-defined]
+    with file_errors():
+        if encoding in ("utf8", "utf-8"):
+            content = sandbox_files.read_text(sandbox.public_id, _body_path(request))
+            size = len(content.encode())
+        elif encoding == "base64":
+            data = sandbox_files.existing_file(sandbox.public_id, _body_path(request)).read_bytes()
+            content, size = base64.b64encode(data).decode("ascii"), len(data)
+        else:
+            raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
+    return JsonResponse(
+        {"content": content, "encoding": "base64" if encoding == "base64" else "utf8", "size": size}
+    )
+
+
+@api_key_required(WRITE)
+def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    body = request.json  # type: ignore[attr-defined]
+    content, encoding = body.get("content"), body.get("encoding") or "utf8"
+    if not isinstance(content, str):
+        raise ApiError("invalid_request", "`content` must be a string")
+    if encoding in ("utf8", "utf-8"):
+        data = content.encode("utf-8")
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError("invalid_request", "`content` is not valid base64") from None
+    else:
+        raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
+    with file_errors():
+        host = sandbox_files.write_chunks(sandbox.public_id, body.get("path"), [data])
+        return JsonResponse(_info_of(sandbox, host))
+
+
+def _info_of(sandbox: Sandbox, host: Any) -> dict[str, Any]:
+    root = sandbox_files.workspace_root(sandbox.public_id)
+    return sandbox_files.info(sandbox.public_id, sandbox_files.sandbox_path(root, host))
+
+
+@api_key_required(WRITE)
+def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        manifest_part = request.FILES.get("manifest")
+        raw = manifest_part.read() if manifest_part else request.POST.get("manifest", "")
+    try:
+        manifest = json.loads(raw or "null")
+        entries = manifest["files"]
+        assert isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+    except (ValueError, TypeError, KeyError, AssertionError):
+        raise ApiError(
+            "invalid_request", "multipart part `manifest` must be JSON {files: [{path, field}]}"
+        ) from None
+    results = []
+    for entry in entries:
+        target, upload = entry.get("path"), request.FILES.get(str(entry.get("field")))
+        try:
+            if upload is None:
+                raise ApiError("invalid_request", f"no multipart part named {entry.get('field')!r}")
+            with file_errors():
+                host = sandbox_files.write_chunks(sandbox.public_id, target, upload.chunks())
+                results.append(
+                    {"status": "success", "path": target, "info": _info_of(sandbox, host)}
+                )
+        except ApiError as error:
+            results.append({"status": "error", "path": str(target), "error": error.message})
+    return JsonResponse({"results": results})
+
+
+@api_key_required(READ)
+def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    depth_text = request.GET.get("depth") or "1"
+    if not depth_text.isdigit():
+        raise ApiError("invalid_request", "`depth` must be a non-negative integer")
+    with file_errors():
+        entries = sandbox_files.listing(
+            sandbox.public_id,
+            request.GET.get("path") or "/workspace",
+            depth=max(1, int(depth_text)),
+        )
+    return JsonResponse(entries, safe=False)
+
+
+@api_key_required(READ)
+def file_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        return JsonResponse(sandbox_files.info(sandbox.public_id, _body_path(request)))
+
+
+@api_key_required(READ)
+def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        return JsonResponse(
+            {"exists": sandbox_files.exists(sandbox.public_id, _body_path(request))}
+        )
+
+
+@api_key_required(WRITE)
+def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        sandbox_files.mkdir(sandbox.public_id, _body_path(request))
+    return _no_content()
+
+
+@api_key_required(WRITE)
+def remove_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        sandbox_files.remove(sandbox.public_id, _body_path(request))
+    return _no_content()
+
+
+@api_key_required(WRITE)
+def rename_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        return JsonResponse(
+            sandbox_files.rename(
+                sandbox.public_id, _body_path(request, "old_path"), _body_path(request, "new_path")
+            )
+        )
+
+
+@api_key_required(WRITE)
+def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        sandbox_files.chmod(
+            sandbox.public_id, _body_path(request), _body_path(request, "permissions")
+        )
+    return _no_content()
+
+
+@api_key_required(READ)
+def find_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        matches = sandbox_files.find_content(
+            sandbox.public_id, _body_path(request), _body_path(request, "pattern")
+        )
+    return JsonResponse(matches, safe=False)
+
+
+@api_key_required(READ)
+def search_names(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        found = sandbox_files.find_names(
+            sandbox.public_id, _body_path(request), _body_path(request, "pattern")
+        )
+    return JsonResponse(found, safe=False)
+
+
+@api_key_required(WRITE)
+def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    body = request.json  # type: ignore[attr-defined]
+    with file_errors():
+        return JsonResponse(
+            sandbox_files.replace(
+                sandbox.public_id, body.get("files"), body.get("pattern"), body.get("replacement")
+            )
+        )
+
+
+# --- Raw bytes -------------------------------------------------------------------------
+
+
+def _file_response(sandbox: Sandbox, target: Any, as_tar: bool) -> FileResponse:
+    host = sandbox_files.resolve(sandbox.public_id, target, must_exist=True)
+    if host.is_dir():
+        if not as_tar:
+            raise ApiError(
+                "invalid_request",
+                f"{target} is a directory; ask for archive_format=tar to download it as a tar",
+            )
+        return FileResponse(
+            sandbox_files.tar_directory(sandbox.public_id, target),
+            as_attachment=True,
+            filename=f"{host.name or 'workspace'}.tar",
+            content_type="application/x-tar",
+        )
+    handle = sandbox_files.existing_file(sandbox.public_id, target).open("rb")
+    return FileResponse(handle, as_attachment=False, content_type="application/octet-stream")
+
+
+def _receive_file(request: HttpRequest, sandbox: Sandbox, target: Any) -> None:
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > settings.MAX_FILE_BYTES:
+        raise ApiError(
+            "file_too_large",
+            f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
+        )
+    sandbox_files.write_chunks(sandbox.public_id, target, sandbox_files.iter_stream(request))
+
+
+@api_key_required(READ)
+def download_file(request: HttpRequest, sandbox_id: str) -> FileResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        return _file_response(sandbox, request.GET.get("path"), as_tar=False)
+
+
+@raw_body
+@api_key_required(WRITE)
+def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        _receive_file(request, sandbox, request.GET.get("path"))
+    return _no_content()
+
+
+# --- Self-authenticating signed URLs ------------------------------------------------------
+
+
+def _signed_url(
+    request: HttpRequest, sandbox: Sandbox, route: str, payload: dict, purpose: str
+) -> str:
+    token = sign_url_payload(
+        {"sb": sandbox.public_id, "prj": sandbox.project_id, **payload}, purpose
+    )
+    base = request.build_absolute_uri(reverse(route, args=[sandbox.public_id]))
+    return f"{base}?{urlencode({'token': token})}"
+
+
+@api_key_required(READ)
+def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    archive = request.json.get("archive_format")  # type: ignore[attr-defined]
+    if archive not in (None, "tar"):
+        raise ApiError("invalid_request", "`archive_format` must be tar or null")
+    with file_errors():
+        host = sandbox_files.resolve(sandbox.public_id, _body_path(request), must_exist=True)
+        if host.is_dir() and archive != "tar":
+            raise ApiError("invalid_request", "That path is a directory; pass archive_format=tar")
+        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
+    url = _signed_url(
+        request,
+        sandbox,
+        "v1-sandbox-file-signed-download",
+        {"path": target, "tar": bool(archive)},
+        DOWNLOAD_PURPOSE,
+    )
+    return JsonResponse({"url": url})
+
+
+@api_key_required(WRITE)
+def upload_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandbox_for(request, sandbox_id)
+    with file_errors():
+        host = sandbox_files.resolve(sandbox.public_id, _body_path(request))
+        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
+    return JsonResponse(
+        {
+            "url": _signed_url(
+                request, sandbox, "v1-sandbox-file-signed-upload", {"path": target}, UPLOAD_PURPOSE
+            )
+        }
+    )
+
+
+def signed_view(purpose: str) -> Callable:
+    """No API key: the `token` query parameter names the sandbox and path, and expires."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+            try:
+                payload = read_url_payload(
+                    request.GET.get("token", ""), purpose, SIGNED_URL_TTL_SECONDS
+                )
+                if not payload or payload.get("sb") != sandbox_id:
+                    raise ApiError(
+                        "unauthorized",
+                        "This signed URL is invalid or has expired; ask for a new one",
+                    )
+                sandbox = (
+                    Sandbox.objects.filter(public_id=sandbox_id, project_id=payload.get("prj"))
+                    .exclude(status=SandboxStatus.DESTROYED)
+                    .first()
+                )
+                if sandbox is None:
+                    raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
+                with file_errors():
+                    return view(request, sandbox, payload)
+            except ApiError as error:
+                return error_response(request, error)
+
+        return wrapper
+
+    return decorate
+
+
+@signed_view(DOWNLOAD_PURPOSE)
+def signed_download(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+    return _file_response(sandbox, payload["path"], as_tar=bool(payload.get("tar")))
+
+
+@raw_body
+@signed_view(UPLOAD_PURPOSE)
+def signed_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+    _receive_file(request, sandbox, payload["path"])
+    return _no_content()
+
+
+_base = "sandboxes/<str:sandbox_id>/"
+urlpatterns = [
+    path(_base + "file", methods(GET=download_file, PUT=upload_file), name="v1-sandbox-file"),
+    path(_base + "files", methods(GET=list_files), name="v1-sandbox-files"),
+    path(_base + "files/read", methods(POST=read_file), name="v1-sandbox-file-read"),
+    path(_base + "files/write", methods(POST=write_file), name="v1-sandbox-file-write"),
+    path(
+        _base + "files/batch-write", methods(POST=batch_write), name="v1-sandbox-file-batch-write"
+    ),
+    path(_base + "files/info", methods(POST=file_info), name="v1-sandbox-file-info"),
+    path(_base + "files/exists", methods(POST=file_exists), name="v1-sandbox-file-exists"),
+    path(_base + "files/mkdir", methods(POST=make_dir), name="v1-sandbox-file-mkdir"),
+    path(_base + "files/remove", methods(POST=remove_file), name="v1-sandbox-file-remove"),
+    path(_base + "files/rename", methods(POST=rename_file), name="v1-sandbox-file-rename"),
+    path(
+        _base + "files/permissions",
+        methods(POST=set_permissions),
+        name="v1-sandbox-file-permissions",
+    ),
+    path(_base + "files/find", methods(POST=find_in_files), name="v1-sandbox-file-find"),
+    path(_base + "files/search", methods(POST=search_names), name="v1-sandbox-file-search"),
+    path(_base + "files/replace", methods(POST=replace_in_files), name="v1-sandbox-file-replace"),
+    path(
+        _base + "files/download-url",
+        methods(POST=download_url),
+        name="v1-sandbox-file-download-url",
+    ),
+    path(_base + "files/upload-url", methods(POST=upload_url), name="v1-sandbox-file-upload-url"),
+    path(
+        _base + "files/signed-download",
+        methods(GET=signed_download),
+        name="v1-sandbox-file-signed-download",
+    ),
+    path(
+        _base + "files/signed-upload",
+        methods(PUT=signed_upload),
+        name="v1-sandbox-file-signed-upload",
+    ),
+]
