@@ -19,5 +19,7 @@ def get_driver() -> Driver:
     if name == "local":
         from console.runtime.local import LocalDriver
 
-        return LocalDriver(root=settings.RUNTIME_ROOT, subnet=settings.RUNTIME_SUBNET, netns=settings.RUNTIME_NETNS)
+        return LocalDriver(
+            root=settings.RUNTIME_ROOT, subnet=settings.RUNTIME_SUBNET, netns=settings.RUNTIME_NETNS
+        )
     raise RuntimeError_(f"unknown RUNTIME_DRIVER {name!r}")

@@ -63,7 +63,8 @@ class ExecRequest:
     shell: bool = False
     cwd: str | None = None  # sandbox path; default the sandbox's cwd
     envs: dict[str, str] = field(default_factory=dict)
-    timeout_secs: float | None = 30
+    timeout_secs: float | None = 30  # enforced by the caller (wait_process + kill_process)
+    stdin: bool = True  # False: the process reads /dev/null (EOF at once)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,9 @@ class Driver(ABC):
 
     # --- processes -------------------------------------------------------------------
     @abstractmethod
-    def start_process(self, sandbox_id: str, request: ExecRequest, *, default_cwd: str, envs: dict[str, str]) -> int:
+    def start_process(
+        self, sandbox_id: str, request: ExecRequest, *, default_cwd: str, envs: dict[str, str]
+    ) -> int:
         """Start a process in the background and return its pid. Output is kept for logs."""
 
     @abstractmethod
@@ -162,7 +165,9 @@ class Driver(ABC):
         """Block until the process exits (its exit code) or the timeout passes (None)."""
 
     @abstractmethod
-    def follow_output(self, sandbox_id: str, pid: int, *, stop_after: float | None = None) -> Iterator[OutputEvent]:
+    def follow_output(
+        self, sandbox_id: str, pid: int, *, stop_after: float | None = None
+    ) -> Iterator[OutputEvent]:
         """Yield output as it arrives, ending with one `exit` event (or at stop_after seconds)."""
 
     @abstractmethod

@@ -1,0 +1,152 @@
+"""Reading what a supervisor (supervise.py) keeps about a process, from any process."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from console.runtime.base import OutputEvent, ProcessInfo, ProcessLogs, ProcessMissing
+from console.runtime.supervise import _start_ticks
+
+KINDS = {b"o": "stdout", b"e": "stderr"}
+HEADER = 5
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def exit_code(procdir: Path) -> int | None:
+    data = read_json(procdir / "exit.json")
+    return None if data is None else int(data["exit_code"])
+
+
+def is_alive(meta: dict) -> bool:
+    """The process named in meta.json still runs (same pid and same start time)."""
+    ticks = _start_ticks(int(meta["pid"]))
+    return ticks is not None and ticks == meta.get("start_ticks")
+
+
+def info(procdir: Path) -> ProcessInfo | None:
+    meta = read_json(procdir / "meta.json")
+    if meta is None:
+        return None
+    code = exit_code(procdir)
+    running = code is None and is_alive(meta)
+    return ProcessInfo(
+        pid=int(meta["pid"]), command=meta["command"], running=running, exit_code=code
+    )
+
+
+def parse_frames(buffer: bytes) -> tuple[list[tuple[str, bytes]], int]:
+    """Complete frames in buffer and how many bytes they take (a partial tail is left)."""
+    frames = []
+    pos = 0
+    while len(buffer) - pos >= HEADER:
+        (size,) = struct.unpack(">I", buffer[pos + 1 : pos + HEADER])
+        if len(buffer) - pos - HEADER < size:
+            break
+        frames.append(
+            (KINDS.get(buffer[pos : pos + 1], "stdout"), buffer[pos + HEADER : pos + HEADER + size])
+        )
+        pos += HEADER + size
+    return frames, pos
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def logs(procdir: Path) -> ProcessLogs:
+    if not (procdir / "meta.json").exists():
+        raise ProcessMissing("no such process")
+    code = exit_code(procdir)
+    frames, _ = parse_frames(_read(procdir / "output"))
+    return ProcessLogs(
+        stdout=_read(procdir / "stdout").decode("utf-8", "replace"),
+        stderr=_read(procdir / "stderr").decode("utf-8", "replace"),
+        output=b"".join(data for _, data in frames).decode("utf-8", "replace"),
+        exit_code=code,
+    )
+
+
+def wait(procdir: Path, timeout: float | None) -> int | None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        code = exit_code(procdir)
+        if code is not None:
+            return code
+        if not procdir.exists():
+            raise ProcessMissing("the process is gone (its sandbox was destroyed)")
+        meta = read_json(procdir / "meta.json")
+        if meta and not is_alive(meta) and not _supervisor_alive(meta):
+            return exit_code(procdir)  # supervisor and process both gone: no code to wait for
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.05)
+
+
+def _supervisor_alive(meta: dict) -> bool:
+    try:
+        os.kill(int(meta.get("supervisor_pid", 0)) or -1, 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    return True
+
+
+def follow(procdir: Path, stop_after: float | None) -> Iterator[OutputEvent]:
+    """Yield output frames as the supervisor appends them; end with the exit event."""
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in KINDS.values()}
+    offset = 0
+    delay = 0.002
+    try:
+        fh = open(procdir / "output", "rb")
+    except FileNotFoundError as exc:
+        raise ProcessMissing("no such process") from exc
+    with fh:
+        pending = b""
+        while True:
+            code = exit_code(procdir)  # read before the data: all output precedes exit.json
+            chunk = fh.read()
+            if chunk:
+                pending += chunk
+                offset += len(chunk)
+                frames, used = parse_frames(pending)
+                pending = pending[used:]
+                for kind, data in frames:
+                    text = decoders[kind].decode(data)
+                    if text:
+                        yield OutputEvent(kind=kind, data=text)
+                delay = 0.002
+            if code is not None:
+                for kind, decoder in decoders.items():
+                    tail = decoder.decode(b"", final=True)
+                    if tail:
+                        yield OutputEvent(kind=kind, data=tail)
+                yield OutputEvent(kind="exit", exit_code=code)
+                return
+            if not chunk:
+                if not procdir.exists():
+                    raise ProcessMissing("the process is gone (its sandbox was destroyed)")
+                meta = read_json(procdir / "meta.json")
+                if meta and not is_alive(meta) and not _supervisor_alive(meta):
+                    yield OutputEvent(kind="exit", exit_code=exit_code(procdir) or -1)
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.05)

@@ -1,0 +1,194 @@
+"""Supervisor of one sandbox process: runs it, keeps its output and exit code in files.
+
+Run as `python -I -S supervise.py <procdir>` (stdlib only, so it starts fast and never
+imports Django). It forks once so that it outlives, and is not a child of, the web
+server or worker that started it. Everything a caller needs later lives in <procdir>:
+
+    spec.json   what to run (written by the driver)
+    meta.json   pid, command, start time, supervisor pid (written here once started)
+    stdin       a FIFO the process reads; any process may write to it
+    stdout      raw stdout bytes
+    stderr      raw stderr bytes
+    output      both streams interleaved, as frames: kind (b"o"|b"e"), 4-byte length, data
+    exit.json   {"exit_code": int, ...}, written atomically once the process has exited
+                and its output up to then is in the files above
+
+The driver reads these files from any process (console/runtime/proclog.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+# Output kept per process; beyond it the stream is still drained but not stored.
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+
+
+def frame(kind: bytes, data: bytes) -> bytes:
+    return kind + struct.pack(">I", len(data)) + data
+
+
+def _write_json(path: str, value: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(value, fh)
+    os.replace(tmp, path)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks; with the pid it names one process for good."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+def _enter_sandbox(spec: dict, libc) -> None:
+    """Runs in the child between fork and exec: cgroup, network and mount namespace, cwd."""
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    if spec.get("cgroup_procs"):
+        with open(spec["cgroup_procs"], "w") as fh:
+            fh.write("0")
+    if spec.get("netns_path"):
+        fd = os.open(spec["netns_path"], os.O_RDONLY)
+        check(libc.setns(fd, CLONE_NEWNET), "setns")
+        os.close(fd)
+    if spec.get("mounts"):
+        check(libc.unshare(CLONE_NEWNS), "unshare")
+        check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
+        for source, target in spec["mounts"]:
+            check(
+                libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
+                f"bind {target}",
+            )
+    os.chdir(spec["cwd"])
+
+
+def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return subprocess.Popen(
+        spec["argv"],
+        stdin=stdin_fd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=spec["env"],
+        start_new_session=True,
+        preexec_fn=lambda: _enter_sandbox(spec, libc),
+    )
+
+
+def _pump(child: subprocess.Popen, procdir: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    raw = {
+        child.stdout.fileno(): (b"o", os.open(f"{procdir}/stdout", flags, 0o600)),
+        child.stderr.fileno(): (b"e", os.open(f"{procdir}/stderr", flags, 0o600)),
+    }
+    output = os.open(f"{procdir}/output", flags, 0o600)
+    stored = 0
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    for fd in raw:
+        sel.register(fd, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    open_fds = set(raw)
+
+    def read_ready(timeout: float | None) -> None:
+        nonlocal stored
+        for key, _ in sel.select(timeout):
+            fd = key.fd
+            if fd == wake_r:
+                os.read(wake_r, 512)
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                sel.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            if stored < MAX_OUTPUT_BYTES:
+                kind, raw_fd = raw[fd]
+                os.write(raw_fd, data)
+                os.write(output, frame(kind, data))
+                stored += len(data)
+
+    while open_fds and child.poll() is None:
+        read_ready(0.5)  # SIGCHLD wakes the select through the wakeup fd
+    if child.poll() is None:
+        child.wait()  # closed its pipes but still running
+    else:
+        # Take what the process wrote before it exited, then publish the exit code.
+        deadline = time.monotonic() + 0.05
+        while open_fds and time.monotonic() < deadline:
+            read_ready(0.01)
+    code = child.returncode
+    if code < 0:
+        code = 128 - code  # killed by a signal, reported as a shell does
+    _write_json(f"{procdir}/exit.json", {"exit_code": code, "finished_at": time.time()})
+    # Children that kept the pipes open (daemons) still get their output logged.
+    while open_fds:
+        read_ready(None)
+
+
+def main(procdir: str) -> None:
+    # First fork: the caller reaps the parent at once, the child is adopted by init.
+    report_r = sys.stdout.fileno()
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    with open(f"{procdir}/spec.json") as fh:
+        spec = json.load(fh)
+    if spec.get("stdin"):
+        stdin_fd = os.open(f"{procdir}/stdin", os.O_RDWR)  # RDWR: never EOF, never blocks
+    else:
+        stdin_fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        child = _spawn(spec, stdin_fd)
+    except (OSError, subprocess.SubprocessError) as exc:
+        os.write(report_r, f"error {exc}\n".encode())
+        return
+    os.close(stdin_fd)
+    final = os.path.join(os.path.dirname(procdir), str(child.pid))
+    if os.path.lexists(final):  # a pid reused after an old process of this sandbox
+        os.rename(final, f"{final}.old{time.time_ns()}")
+    os.rename(procdir, final)
+    _write_json(
+        f"{final}/meta.json",
+        {
+            "pid": child.pid,
+            "command": spec["display"],
+            "started_at": time.time(),
+            "start_ticks": _start_ticks(child.pid),
+            "supervisor_pid": os.getpid(),
+        },
+    )
+    os.write(report_r, f"ok {child.pid}\n".encode())
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    _pump(child, final)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
