@@ -198,6 +198,8 @@ if PREVIEW_COOKIE_SAMESITE not in ("Lax", "Strict", "None"):
 PREVIEW_COOKIE_PARTITIONED = env_bool("PREVIEW_COOKIE_PARTITIONED", False)
 PREVIEW_DEFAULT_TTL_SECONDS = env_int("PREVIEW_DEFAULT_TTL_SECONDS", 3600, minimum=60)
 PREVIEW_RESUME_WAIT_SECONDS = env_int("PREVIEW_RESUME_WAIT_SECONDS", 15, minimum=1)
+# Dotted path to a sync (sandbox_id, port) -> (host, port); the runtime driver by default.
+PREVIEW_UPSTREAM_RESOLVER = env_str("PREVIEW_UPSTREAM_RESOLVER", "gateway.upstream.driver_address")
 
 LOGGING = {
     "version": 1,
