@@ -100,3 +100,43 @@ def event_to_dict(event: LifecycleEvent) -> dict[str, Any]:
         body[key] = getattr(event, key) or None
     body["metadata"] = event.metadata or {}
     return body
+
+
+def events_for(
+    project: Project,
+    *,
+    sandbox_id: str | None = None,
+    snapshot_id: str | None = None,
+    source_sandbox_id: str | None = None,
+    target_sandbox_id: str | None = None,
+    operation: str | None = None,
+    status: str | None = None,
+    since=None,
+    until=None,
+    about_sandbox: str | None = None,
+):
+    """The project's customer-audience events, filtered; `about_sandbox` matches a
+    sandbox in any role (itself, fork source or target)."""
+    from django.db.models import Q
+
+    rows = LifecycleEvent.objects.filter(project=project, audience="customer")
+    exact = {
+        "sandbox_id": sandbox_id,
+        "snapshot_id": snapshot_id,
+        "source_sandbox_id": source_sandbox_id,
+        "target_sandbox_id": target_sandbox_id,
+        "operation": operation,
+        "status": status,
+    }
+    rows = rows.filter(**{k: v for k, v in exact.items() if v})
+    if about_sandbox:
+        rows = rows.filter(
+            Q(sandbox_id=about_sandbox)
+            | Q(source_sandbox_id=about_sandbox)
+            | Q(target_sandbox_id=about_sandbox)
+        )
+    if since is not None:
+        rows = rows.filter(occurred_at__gte=since)
+    if until is not None:
+        rows = rows.filter(occurred_at__lte=until)
+    return rows

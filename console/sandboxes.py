@@ -389,6 +389,16 @@ def _provision(
     return sandbox, token.raw
 
 
+def reissue_traffic_token(sandbox: Sandbox) -> str:
+    """A new traffic token (the old one stops working); used when a create is replayed,
+    because raw tokens are never stored."""
+    token = new_secret(TRAFFIC)
+    Sandbox.objects.filter(pk=sandbox.pk).update(
+        traffic_token_prefix=token.prefix, traffic_token_digest=token.digest
+    )
+    return token.raw
+
+
 # --- transitions ------------------------------------------------------------------------
 
 
@@ -529,7 +539,8 @@ def resume_sandbox(
     if snapshot is None:
         sandbox = Sandbox.objects.filter(project=project, public_id=ref).first()
         if sandbox is None:
-            raise ApiError("snapshot_not_found", f"No snapshot or sandbox {ref} to resume")
+            code = "sandbox_not_found" if ref.startswith("sb_") else "snapshot_not_found"
+            raise ApiError(code, f"No snapshot or sandbox {ref} to resume")
         return resume_existing(sandbox, api_key=api_key, user=user, actor_kind=actor_kind)
     source = snapshot.sandbox
     if (
@@ -765,30 +776,6 @@ def set_timeout(
         metadata={"timeout_ms": timeout_ms, "timeout_action": sandbox.timeout_action},
     )
     return sandbox
-
-
-def expire_due_sandboxes(now=None) -> list[str]:
-    """For the worker: apply each running sandbox's timeout action once it is due."""
-    now = now or timezone.now()
-    done = []
-    due = Sandbox.objects.filter(status=SandboxStatus.RUNNING, timeout_at__lte=now, transition="")
-    for sandbox in due.select_related("project"):
-        record_event(
-            sandbox.project,
-            Operation.TIMEOUT_EXPIRED,
-            actor_kind=ActorKind.SYSTEM,
-            sandbox_id=sandbox.public_id,
-            metadata={"timeout_action": sandbox.timeout_action},
-        )
-        try:
-            if sandbox.timeout_action == TimeoutAction.HIBERNATE:
-                pause_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason="timeout")
-            else:
-                destroy_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason="timeout")
-            done.append(sandbox.public_id)
-        except ApiError as error:
-            log.warning("timeout of %s failed: %s", sandbox.public_id, error.message)
-    return done
 
 
 # --- processes --------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""GET /v1/lifecycle/events, /v1/sandboxes/{id}/lifecycle, /v1/snapshots/{id}/lifecycle
+(api-contract 7.2): `{events, offset, limit, has_more}`. Webhooks are not served here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+from console import lifecycle, sandboxes
+from console.api.auth import READ, api_key_required, methods
+from console.api.errors import ApiError
+from console.models import EventStatus, Operation
+
+MAX_LIMIT = 500
+
+
+def _time(request: HttpRequest, name: str) -> datetime | None:
+    raw = request.GET.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError("invalid_request", f"{name} must be an RFC 3339 time") from None
+    if value.tzinfo is None:
+        raise ApiError("invalid_request", f"{name} must carry a time zone (e.g. Z)")
+    return value
+
+
+def _number(request: HttpRequest, name: str, default: int, high: int) -> int:
+    raw = request.GET.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("invalid_request", f"{name} must be an integer") from None
+    if not 0 <= value <= high:
+        raise ApiError("invalid_request", f"{name} must be from 0 to {high}")
+    return value
+
+
+def _choice(request: HttpRequest, name: str, allowed: list[str]) -> str | None:
+    value = request.GET.get(name) or None
+    if value is not None and value not in allowed:
+        raise ApiError("invalid_request", f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
+    if request.GET.get("audience") not in (None, "", "customer"):
+        raise ApiError("invalid_request", "Only audience=customer is served on public routes")
+    offset = _number(request, "offset", 0, 10**9)
+    limit = _number(request, "limit", 50, MAX_LIMIT) or 50
+    order = _choice(request, "order", ["asc", "desc"]) or "desc"
+    filters = {
+        key: request.GET.get(key) or None
+        for key in ("sandbox_id", "snapshot_id", "source_sandbox_id", "target_sandbox_id")
+    }
+    filters.update(scope)
+    rows = lifecycle.events_for(
+        request.project,  # type: ignore[attr-defined]
+        operation=_choice(request, "operation", Operation.values),
+        status=_choice(request, "status", EventStatus.values),
+        since=_time(request, "from"),
+        until=_time(request, "to"),
+        **filters,
+    )
+    ordering = ["seq", "occurred_at"] if order == "asc" else ["-seq", "-occurred_at"]
+    page = list(rows.order_by(*ordering)[offset : offset + limit + 1])
+    return JsonResponse(
+        {
+            "events": [lifecycle.event_to_dict(e) for e in page[:limit]],
+            "offset": offset,
+            "limit": limit,
+            "has_more": len(page) > limit,
+        }
+    )
+
+
+@api_key_required(READ)
+def list_events(request: HttpRequest) -> JsonResponse:
+    return _answer(request)
+
+
+@api_key_required(READ)
+def sandbox_events(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    return _answer(request, about_sandbox=sandbox.public_id)
+
+
+@api_key_required(READ)
+def snapshot_events(request: HttpRequest, snapshot_id: str) -> JsonResponse:
+    snapshot = sandboxes.get_snapshot(request.project, snapshot_id)  # type: ignore[attr-defined]
+    return _answer(request, snapshot_id=snapshot.public_id)
+
+
+urlpatterns = [
+    path("lifecycle/events", methods(GET=list_events), name="v1-lifecycle-events"),
+    path(
+        "sandboxes/<str:sandbox_id>/lifecycle",
+        methods(GET=sandbox_events),
+        name="v1-sandbox-lifecycle",
+    ),
+    path(
+        "snapshots/<str:snapshot_id>/lifecycle",
+        methods(GET=snapshot_events),
+        name="v1-snapshot-lifecycle",
+    ),
+]
