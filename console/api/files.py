@@ -27,6 +27,7 @@ from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError, error_response
 from console.models import Sandbox, SandboxStatus
 from console.runtime.base import RuntimeError_
+from console.sandboxes import get_sandbox
 from console.tokens import read_url_payload, sign_url_payload
 from console.upload_extract import UploadFailure
 
@@ -37,13 +38,10 @@ UPLOAD_PURPOSE = "sandbox-file-upload"
 
 def sandbox_for(request: HttpRequest, sandbox_id: str) -> Sandbox:
     """The request's project's sandbox; another project's or a destroyed one is a 404."""
-    sandbox = (
-        Sandbox.objects.filter(project=request.project, public_id=sandbox_id)  # type: ignore[attr-defined]
-        .exclude(status=SandboxStatus.DESTROYED)
-        .first()
-    )
-    if sandbox is None:
-        raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
+    sandbox = get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    # Files of a paused sandbox stay readable and writable (they are on disk).
+    if sandbox.status == SandboxStatus.DESTROYED:
+        raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} was destroyed")
     return sandbox
 
 
