@@ -1,10 +1,46 @@
-"""Navigation context for full pages: the user's teams and the current team/project."""
+"""Navigation context for full pages: the user's teams, the current team/project and its menu.
+
+The project menu is PROJECT_NAV: (label, URL name, scope). An entry appears only once
+its URL name exists, so a resource adds its page to the menu by defining that name.
+"""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
 
 from console.htmx import is_fragment_request
+
+# scope "project" URLs take team_slug and project_slug; "team" URLs take team_slug.
+PROJECT_NAV = [
+    ("Sandboxes", "sandbox-list", "project"),
+    ("Preview links", "grant-list", "project"),
+    ("API keys", "apikey-list", "project"),
+    ("Audit log", "audit-list", "team"),
+    ("Members", "member-list", "team"),
+    ("Settings", "project-update", "project"),
+]
+
+
+def _url_prefix(url_name: str) -> str:
+    return url_name.split("-", 1)[0] + "-"
+
+
+def project_nav(request: HttpRequest, team, project) -> list[dict]:
+    match = getattr(request, "resolver_match", None)
+    current = match.url_name if match and match.url_name else ""
+    items = []
+    for label, url_name, scope in PROJECT_NAV:
+        kwargs = {"team_slug": team.slug}
+        if scope == "project":
+            kwargs["project_slug"] = project.slug
+        try:
+            url = reverse(url_name, kwargs=kwargs)
+        except NoReverseMatch:
+            continue
+        active = current.startswith(_url_prefix(url_name)) and current != "project-detail"
+        items.append({"label": label, "url": url, "name": url_name, "active": active})
+    return items
 
 
 def navigation(request: HttpRequest) -> dict:
@@ -15,9 +51,16 @@ def navigation(request: HttpRequest) -> dict:
         return {}
     from console.models import Team
 
+    team = getattr(request, "team", None)
+    project = getattr(request, "project", None)
+    if project is None and team is not None:
+        # Team pages (members, audit) show the team's first project's menu, so it never vanishes.
+        project = team.projects.order_by("created_at").first()
     return {
         "nav_teams": list(Team.objects.for_user(request.user).prefetch_related("projects")),
-        "current_team": getattr(request, "team", None),
+        "current_team": team,
         "current_project": getattr(request, "project", None),
+        "nav_project": project,
         "current_membership": getattr(request, "membership", None),
+        "project_nav": project_nav(request, team, project) if project is not None else [],
     }

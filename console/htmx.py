@@ -6,7 +6,8 @@ import json
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django_htmx.http import HttpResponseClientRedirect
 
 
 def is_fragment_request(request: HttpRequest) -> bool:
@@ -27,6 +28,13 @@ def render_page(
     response = render(request, name, context or {}, status=status)
     response.headers["Vary"] = "HX-Request"
     return response
+
+
+def redirect_or_client_redirect(request: HttpRequest, url: str) -> HttpResponse:
+    """Land on another page: HX-Redirect (a full load) for htmx, a 302 otherwise."""
+    if is_fragment_request(request):
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 class HtmxMessagesMiddleware:

@@ -48,13 +48,15 @@ def revoke_api_key(key: ApiKey) -> None:
 
 
 @transaction.atomic
-def rotate_api_key(key: ApiKey, *, created_by=None) -> IssuedKey:
-    """A new secret with the same name, scope and expiry; the old one dies at once."""
+def rotate_api_key(
+    key: ApiKey, *, created_by=None, name: str | None = None, scope: str | None = None
+) -> IssuedKey:
+    """A new secret with the same name, scope and expiry (unless given); the old one dies at once."""
     revoke_api_key(key)
     return create_api_key(
         key.project,
-        name=key.name,
-        scope=key.scope,
+        name=name or key.name,
+        scope=scope or key.scope,
         expires_at=key.expires_at,
         created_by=created_by,
         rotated_from=key,

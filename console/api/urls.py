@@ -6,6 +6,7 @@ from django.urls import re_path
 
 from console.api import fallback
 from console.api import files as files_api
+from console.api import keys as keys_api
 from console.api import lifecycle as lifecycle_api
 from console.api import previews as previews_api
 from console.api import processes as processes_api
@@ -21,6 +22,7 @@ urlpatterns += sandboxes_api.urlpatterns
 urlpatterns += processes_api.urlpatterns
 urlpatterns += snapshots_api.urlpatterns
 urlpatterns += lifecycle_api.urlpatterns
+urlpatterns += keys_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

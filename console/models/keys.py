@@ -1,16 +1,34 @@
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from console.ids import new_key_id
 from console.models.projects import Project
+from console.timefmt import iso
 
 
 class KeyScope(models.TextChoices):
     FULL = "full", "Full access"
     READ = "read", "Read only"
+
+
+class ApiKeyDict(TypedDict):
+    """An item of GET /v1/keys (api-contract.md section 8, 1.0.3 shape)."""
+
+    id: str
+    prefix: str
+    is_active: bool
+    name: str
+    scope: str
+    created_at: str | None
+    last_used_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+    rotation_parent_key_id: str | None
 
 
 class ApiKey(models.Model):
@@ -44,7 +62,9 @@ class ApiKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+        return self.revoked_at is None and (
+            self.expires_at is None or self.expires_at > timezone.now()
+        )
 
     @property
     def status(self) -> str:
@@ -53,3 +73,17 @@ class ApiKey(models.Model):
         if self.expires_at and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    def to_dict(self) -> ApiKeyDict:
+        return {
+            "id": self.public_id,
+            "prefix": self.prefix,
+            "is_active": self.is_active,
+            "name": self.name,
+            "scope": self.scope,
+            "created_at": iso(self.created_at),
+            "last_used_at": iso(self.last_used_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
+            "rotation_parent_key_id": self.rotated_from.public_id if self.rotated_from_id else None,
+        }

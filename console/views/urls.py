@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
+from console.views import accounts, audit, keys, members, projects, teams
+
 urlpatterns: list = []
+urlpatterns += accounts.urlpatterns
+urlpatterns += teams.urlpatterns
+urlpatterns += projects.urlpatterns
+urlpatterns += members.urlpatterns
+urlpatterns += keys.urlpatterns
+urlpatterns += audit.urlpatterns

@@ -1,0 +1,131 @@
+"""/v1/keys: the 1.0.3 key routes (api-contract.md section 8), acting on the caller key's project.
+
+Rotation here kills the old key at once (the console's rule), where 1.0.3 keeps it for 24 h.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse, JsonResponse
+from django.urls import path
+
+from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
+from console.api.errors import ApiError
+from console.audit import record
+from console.forms import ApiKeyApiForm
+from console.keys import IssuedKey, create_api_key, revoke_api_key, rotate_api_key
+from console.models import ApiKey, KeyScope
+from console.timefmt import iso
+
+DEFAULT_KEY_NAME = "default"
+
+
+def _issued_body(issued: IssuedKey) -> dict[str, Any]:
+    key = issued.key
+    return {
+        "id": key.public_id,
+        "key": issued.raw,
+        "prefix": key.prefix,
+        "name": key.name,
+        "scope": key.scope,
+        "expires_at": iso(key.expires_at),
+    }
+
+
+def _clean(request: ApiRequest) -> dict[str, Any]:
+    form = ApiKeyApiForm({k: v for k, v in request.json.items() if v is not None})
+    if not form.is_valid():
+        field, errors = next(iter(form.errors.items()))
+        raise ApiError("invalid_request", f"{field}: {errors[0]}", details={"field": field})
+    return form.cleaned_data
+
+
+def _key(request: ApiRequest, key_id: str) -> ApiKey:
+    key = ApiKey.objects.filter(project=request.project, public_id=key_id).first()
+    if key is None:
+        raise ApiError("not_found", f"API key {key_id} not found")
+    return key
+
+
+def _audit(request: ApiRequest, action: str, key: ApiKey, **metadata: Any) -> None:
+    record(
+        action,
+        team=request.project.team,
+        request=request,
+        target_type="api_key",
+        target_id=key.public_id,
+        name=key.name,
+        project=request.project.slug,
+        **metadata,
+    )
+
+
+@api_key_required(WRITE)
+def create_key(request: ApiRequest) -> HttpResponse:
+    data = _clean(request)
+    issued = create_api_key(
+        request.project, name=data["name"] or "api", scope=data["scope"] or KeyScope.FULL
+    )
+    _audit(request, "apikey.create", issued.key, via="api")
+    return JsonResponse(_issued_body(issued), status=201)
+
+
+@api_key_required(READ)
+def list_keys(request: ApiRequest) -> HttpResponse:
+    keys = request.project.api_keys.select_related("rotated_from").order_by("-created_at")
+    return JsonResponse([key.to_dict() for key in keys], safe=False)
+
+
+@api_key_required(WRITE)
+def default_key(request: ApiRequest) -> HttpResponse:
+    """Idempotent: the project's active key named "default", created on first call."""
+    existing = next(
+        (
+            k
+            for k in request.project.api_keys.filter(name=DEFAULT_KEY_NAME, revoked_at__isnull=True)
+            if k.is_active
+        ),
+        None,
+    )
+    if existing is not None:
+        body = {
+            "created": False,
+            "id": existing.public_id,
+            "prefix": existing.prefix,
+            "name": existing.name,
+            "scope": existing.scope,
+            "expires_at": iso(existing.expires_at),
+        }
+        return JsonResponse(body)
+    issued = create_api_key(request.project, name=DEFAULT_KEY_NAME)
+    _audit(request, "apikey.create", issued.key, via="api")
+    return JsonResponse({"created": True, **_issued_body(issued)}, status=201)
+
+
+@api_key_required(WRITE)
+def delete_key(request: ApiRequest, key_id: str) -> HttpResponse:
+    key = _key(request, key_id)
+    if key.revoked_at is None:
+        revoke_api_key(key)
+        _audit(request, "apikey.revoke", key, via="api")
+    return JsonResponse({"success": True})
+
+
+@api_key_required(WRITE)
+def rotate_key(request: ApiRequest, key_id: str) -> HttpResponse:
+    key = _key(request, key_id)
+    if not key.is_active:
+        raise ApiError("conflict", f"API key {key_id} is {key.status} and cannot be rotated")
+    data = _clean(request)
+    issued = rotate_api_key(key, name=data["name"] or None, scope=data["scope"] or None)
+    _audit(request, "apikey.rotate", issued.key, rotated_from=key.public_id, via="api")
+    return JsonResponse(_issued_body(issued), status=201)
+
+
+urlpatterns = [
+    path("keys", methods(GET=list_keys, POST=create_key), name="v1-keys"),
+    path("keys/default", methods(POST=default_key), name="v1-keys-default"),
+    path("keys/<str:key_id>", methods(DELETE=delete_key), name="v1-key"),
+    path("keys/<str:key_id>/rotate", methods(POST=rotate_key), name="v1-key-rotate"),
+]

@@ -1,0 +1,129 @@
+"""Console forms: accounts, teams, projects, members, invitations, API keys, audit filters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.utils import timezone
+
+from console.models import KeyScope, Role
+
+
+class SignUpForm(forms.Form):
+    email = forms.EmailField(
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 10 characters, not a common password.",
+    )
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        if get_user_model().objects.filter(username=email).exists():
+            raise forms.ValidationError(
+                "An account with this email already exists. Sign in instead."
+            )
+        return email
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        password = cleaned.get("password")
+        if password:
+            user = get_user_model()(
+                username=cleaned.get("email", ""), email=cleaned.get("email", "")
+            )
+            try:
+                password_validation.validate_password(password, user)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. web-app"})
+    )
+
+
+ROLE_CHOICES = [(role.value, role.label) for role in Role]
+EXPIRY_CHOICES = [
+    ("", "Never"),
+    ("1", "in 1 day"),
+    ("7", "in 7 days"),
+    ("30", "in 30 days"),
+    ("90", "in 90 days"),
+    ("365", "in 1 year"),
+]
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(
+        required=False,
+        help_text="Optional: a note of who the link is for. Anyone holding the link can use it.",
+    )
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.MEMBER)
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires",
+        coerce=int,
+        choices=[(1, "in 1 day"), (7, "in 7 days"), (30, "in 30 days")],
+        initial=7,
+    )
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. ci"}))
+    scope = forms.ChoiceField(choices=KeyScope.choices, initial=KeyScope.FULL)
+    expires = forms.ChoiceField(choices=EXPIRY_CHOICES, required=False, label="Expires")
+
+    def expires_at(self):
+        days = self.cleaned_data.get("expires")
+        return timezone.now() + timedelta(days=int(days)) if days else None
+
+
+class ApiKeyApiForm(forms.Form):
+    """Body of POST /v1/keys and /v1/keys/{id}/rotate: `{name?, scope?}`."""
+
+    name = forms.CharField(max_length=100, required=False)
+    scope = forms.ChoiceField(choices=KeyScope.choices, required=False)
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(required=False)
+    actor = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "email or key"})
+    )
+    since = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args, actions: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "All actions")] + [(a, a) for a in actions]
+
+    def filter(self, events):
+        if not self.is_valid():
+            return events
+        data = self.cleaned_data
+        if data["action"]:
+            events = events.filter(action=data["action"])
+        if data["actor"]:
+            events = events.filter(actor_label__icontains=data["actor"])
+        if data["since"]:
+            events = events.filter(created_at__date__gte=data["since"])
+        if data["until"]:
+            events = events.filter(created_at__date__lte=data["until"])
+        return events
