@@ -124,8 +124,10 @@ class LocalDriver(Driver):
     # --- lifecycle -------------------------------------------------------------------
     def create(self, spec: CreateSpec) -> dict:
         base = self._dir(spec.sandbox_id)
-        if (base / "state" / "sandbox.json").exists():
+        if self.exists(spec.sandbox_id):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")
+        if base.exists():
+            self.destroy(spec.sandbox_id)  # what a reboot left of it: start clean
         try:
             for sub in ("workspace", "tmp", "state/procs"):
                 (base / sub).mkdir(parents=True, exist_ok=True)
@@ -166,13 +168,6 @@ class LocalDriver(Driver):
         base = self._dir(sandbox_id)
         state = proclog.read_json(base / "state" / "sandbox.json") or {}
         network = dict(state.get("network") or {})
-        # Supervisors first, so nothing writes into the directory while it goes away.
-        procs = base / "state" / "procs"
-        if procs.is_dir():
-            for procdir in procs.iterdir():
-                meta = proclog.read_json(procdir / "meta.json")
-                if meta and meta.get("supervisor_pid"):
-                    _kill_supervisor(meta["supervisor_pid"])
         if not network and self.use_netns:
             network = net.leftovers(self.tag).get(sandbox_id, {})
         if network.get("netns"):
@@ -185,6 +180,14 @@ class LocalDriver(Driver):
         else:
             group = self._group(sandbox_id)
         group.kill_all()
+        # Then the supervisors (they reaped their children and now only log), so that
+        # nothing writes into the directory while it goes away.
+        procs = base / "state" / "procs"
+        if procs.is_dir():
+            for procdir in procs.iterdir():
+                meta = proclog.read_json(procdir / "meta.json")
+                if meta and meta.get("supervisor_pid"):
+                    _kill_supervisor(meta["supervisor_pid"])
         if network:
             net.delete(network)
         self._cpu_samples.pop(sandbox_id, None)

@@ -97,13 +97,19 @@ def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
     )
 
 
-def _pump(child: subprocess.Popen, procdir: str) -> None:
+def _open_logs(procdir: str) -> dict[str, int]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-    raw = {
-        child.stdout.fileno(): (b"o", os.open(f"{procdir}/stdout", flags, 0o600)),
-        child.stderr.fileno(): (b"e", os.open(f"{procdir}/stderr", flags, 0o600)),
+    return {
+        name: os.open(f"{procdir}/{name}", flags, 0o600) for name in ("stdout", "stderr", "output")
     }
-    output = os.open(f"{procdir}/output", flags, 0o600)
+
+
+def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
+    raw = {
+        child.stdout.fileno(): (b"o", logs["stdout"]),
+        child.stderr.fileno(): (b"e", logs["stderr"]),
+    }
+    output = logs["output"]
     stored = 0
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -173,6 +179,7 @@ def main(procdir: str) -> None:
     if os.path.lexists(final):  # a pid reused after an old process of this sandbox
         os.rename(final, f"{final}.old{time.time_ns()}")
     os.rename(procdir, final)
+    logs = _open_logs(final)  # before meta.json: readers find the logs once it exists
     _write_json(
         f"{final}/meta.json",
         {
@@ -187,7 +194,7 @@ def main(procdir: str) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    _pump(child, final)
+    _pump(child, final, logs)
 
 
 if __name__ == "__main__":
