@@ -201,6 +201,13 @@ def grant_to_dict(grant: PreviewGrant) -> dict[str, Any]:
     }
 
 
+def flush_accounting() -> None:
+    """Write this process's pending gateway counters now, so a grant list shows current numbers."""
+    from gateway import accounting  # the gateway imports this module; import it lazily
+
+    accounting.flush()
+
+
 # --- URLs -----------------------------------------------------------------------------
 
 

@@ -206,9 +206,7 @@ def list_grants(request, sandbox_id: str) -> JsonResponse:
 
 def _flush_accounting() -> None:
     # Counters this process gathered but has not written yet would otherwise lag the list.
-    flush = getattr(previews, "flush_accounting", None)
-    if flush is not None:
-        flush()
+    previews.flush_accounting()
 
 
 @api_key_required(WRITE)

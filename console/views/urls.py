@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console.views import accounts, audit, keys, members, projects, teams
+from console.views import previews as preview_views
 
 urlpatterns: list = []
 urlpatterns += accounts.urlpatterns
@@ -11,3 +12,4 @@ urlpatterns += projects.urlpatterns
 urlpatterns += members.urlpatterns
 urlpatterns += keys.urlpatterns
 urlpatterns += audit.urlpatterns
+urlpatterns += preview_views.urlpatterns

@@ -1,0 +1,210 @@
+"""Console preview-link pages: create (link shown once), live table, revoke, access rules."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from console import previews
+from console.models import PreviewGrant, Sandbox, SandboxStatus
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def sandbox(project):
+    return Sandbox.objects.create(project=project, status=SandboxStatus.RUNNING)
+
+
+@pytest.fixture
+def urls(team, project, sandbox):
+    project_kwargs = {"team_slug": team.slug, "project_slug": project.slug}
+    sandbox_kwargs = {**project_kwargs, "sandbox_id": sandbox.public_id}
+    return {
+        "list": reverse("grant-list", kwargs=project_kwargs),
+        "table": reverse("grant-table", kwargs=project_kwargs),
+        "create": reverse("grant-create", kwargs=project_kwargs),
+        "sandbox_list": reverse("grant-sandbox-list", kwargs=sandbox_kwargs),
+        "sandbox_create": reverse("grant-sandbox-create", kwargs=sandbox_kwargs),
+    }
+
+
+def revoke_url(team, project, grant) -> str:
+    return reverse(
+        "grant-revoke",
+        kwargs={"team_slug": team.slug, "project_slug": project.slug, "grant_id": grant.public_id},
+    )
+
+
+def test_page_lists_grants_with_counters(owner_client, urls, sandbox):
+    grant, _ = previews.create_grant(sandbox, 3000)
+    PreviewGrant.objects.filter(pk=grant.pk).update(
+        use_count=7, http_request_count=6, websocket_connection_count=1, bytes_out_count=2048
+    )
+    response = owner_client.get(urls["list"])
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<html" in html and 'id="grant-table"' in html
+    assert grant.public_id in html
+    assert 'hx-trigger="every 2s"' in html
+    assert "<svg" in html  # the usage chart appears once a grant has been used
+    assert ">7<" in html and "2.0\xa0KB" in html
+
+
+def test_htmx_gets_the_fragment_not_the_page(owner_client, urls, sandbox):
+    previews.create_grant(sandbox, 3000)
+    fragment = owner_client.get(urls["table"], **HX).content.decode()
+    assert "<html" not in fragment
+    assert fragment.lstrip().startswith('<section class="card" id="grant-table"')
+    listed = owner_client.get(urls["list"], **HX).content.decode()
+    assert "<html" not in listed and 'id="grant-table"' in listed
+
+
+def test_create_signed_link_shows_raw_link_once(member_client, urls, sandbox):
+    response = member_client.post(
+        urls["create"],
+        {"sandbox": sandbox.public_id, "port": 3000, "expires": "900", "kind": "link"},
+        **HX,
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    grant = PreviewGrant.objects.get()
+    assert grant.auth_mode == "direct" and grant.port == 3000
+    assert round((grant.expires_at - grant.issued_at).total_seconds()) == 900
+    html = response.content.decode()
+    assert "<html" not in html
+    assert "edge_token=nsg_" in html and "shown only once" in html
+    assert "data-copy-target" in html
+    page = member_client.get(urls["list"]).content.decode()
+    assert grant.public_id in page and "edge_token=" not in page
+
+
+def test_create_proxy_target_shows_nginx_and_caddy_snippets(member_client, urls, sandbox):
+    response = member_client.post(
+        urls["sandbox_create"],
+        {
+            "sandbox": sandbox.public_id,
+            "port": 8080,
+            "expires": "3600",
+            "kind": "proxy",
+            "transports": ["http", "websocket"],
+        },
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    grant = PreviewGrant.objects.get()
+    assert grant.auth_mode == "proxy" and grant.token_kinds == ["http_port", "websocket_port"]
+    for needle in (
+        "proxy_set_header x-nullspace-preview-proxy-token",
+        "header_up x-nullspace-preview-proxy-token",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Forwarded-For",
+        "nsp_",
+        "nspw_",
+        previews.preview_host(sandbox, 8080),
+    ):
+        assert needle in html, needle
+
+
+def test_proxy_target_needs_a_transport(member_client, urls, sandbox):
+    response = member_client.post(
+        urls["create"],
+        {"sandbox": sandbox.public_id, "port": 8080, "expires": "3600", "kind": "proxy"},
+        **HX,
+    )
+    assert response.status_code == 422
+    assert "Choose at least one transport" in response.content.decode()
+    assert not PreviewGrant.objects.exists()
+
+
+def test_reserved_port_is_refused(member_client, urls, sandbox):
+    response = member_client.post(
+        urls["create"],
+        {"sandbox": sandbox.public_id, "port": 22, "expires": "900", "kind": "link"},
+        **HX,
+    )
+    assert response.status_code == 422
+    assert "reserved" in response.content.decode()
+    assert not PreviewGrant.objects.exists()
+
+
+def test_revoke_in_one_click_with_htmx(member_client, urls, team, project, sandbox):
+    grant, _ = previews.create_grant(sandbox, 3000)
+    page = member_client.get(urls["list"]).content.decode()
+    assert "hx-confirm=" in page and revoke_url(team, project, grant) in page
+    response = member_client.post(revoke_url(team, project, grant), **HX)
+    assert response.status_code == 200
+    assert "<html" not in response.content.decode()
+    grant.refresh_from_db()
+    assert grant.status == "revoked"
+    assert 'data-status="revoked"' in response.content.decode()
+
+
+def test_revoke_without_js_confirms_then_redirects(member_client, urls, team, project, sandbox):
+    grant, _ = previews.create_grant(sandbox, 3000)
+    url = revoke_url(team, project, grant)
+    confirm = member_client.get(url)
+    assert confirm.status_code == 200 and "Revoke preview" in confirm.content.decode()
+    response = member_client.post(url)
+    assert response.status_code == 302 and response["Location"] == urls["list"]
+    grant.refresh_from_db()
+    assert grant.revoked_at is not None
+
+
+def test_viewer_reads_but_cannot_change(viewer_client, urls, team, project, sandbox):
+    grant, _ = previews.create_grant(sandbox, 3000)
+    page = viewer_client.get(urls["list"]).content.decode()
+    assert grant.public_id in page
+    assert "read-only access" in page and 'id="grant-form"' not in page
+    assert revoke_url(team, project, grant) not in page
+    created = viewer_client.post(
+        urls["create"],
+        {"sandbox": sandbox.public_id, "port": 3000, "expires": "900", "kind": "link"},
+    )
+    assert created.status_code == 403
+    assert viewer_client.post(revoke_url(team, project, grant)).status_code == 403
+    grant.refresh_from_db()
+    assert grant.revoked_at is None and PreviewGrant.objects.count() == 1
+
+
+def test_outsider_and_foreign_objects_are_404(
+    outsider_client, owner_client, urls, team, project, other_project
+):
+    assert outsider_client.get(urls["list"]).status_code == 404
+    foreign = Sandbox.objects.create(project=other_project, status=SandboxStatus.RUNNING)
+    foreign_grant, _ = previews.create_grant(foreign, 3000)
+    kwargs = {"team_slug": team.slug, "project_slug": project.slug, "sandbox_id": foreign.public_id}
+    assert owner_client.get(reverse("grant-sandbox-list", kwargs=kwargs)).status_code == 404
+    assert owner_client.post(revoke_url(team, project, foreign_grant)).status_code == 404
+    foreign_grant.refresh_from_db()
+    assert foreign_grant.revoked_at is None
+    # A sandbox of another project cannot be chosen in the create form either.
+    response = owner_client.post(
+        urls["create"],
+        {"sandbox": foreign.public_id, "port": 3000, "expires": "900", "kind": "link"},
+    )
+    assert response.status_code == 422
+    assert PreviewGrant.objects.filter(sandbox=foreign).count() == 1
+
+
+def test_post_without_csrf_token_is_refused(csrf_client, urls, sandbox):
+    response = csrf_client.post(
+        urls["create"],
+        {"sandbox": sandbox.public_id, "port": 3000, "expires": "900", "kind": "link"},
+    )
+    assert response.status_code == 403
+    assert not PreviewGrant.objects.exists()
+
+
+def test_paused_sandbox_page_offers_no_form(owner_client, urls, sandbox):
+    Sandbox.objects.filter(pk=sandbox.pk).update(status=SandboxStatus.DESTROYED)
+    page = owner_client.get(urls["sandbox_list"]).content.decode()
+    assert 'id="grant-form"' not in page and "No running sandbox" in page
+
+
+def test_navigation_links_to_preview_links(owner_client, team, project, urls):
+    page = owner_client.get(
+        reverse("project-detail", kwargs={"team_slug": team.slug, "project_slug": project.slug})
+    )
+    assert urls["list"] in page.content.decode()
