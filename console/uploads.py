@@ -20,13 +20,15 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from console import sandbox_files
-from console.models import ApiKey, Sandbox, UploadSession, UploadStatus
+from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus
 from console.models.uploads import ConflictPolicy, UploadKind
 from console.timefmt import iso
 from console.upload_extract import UploadFailure, extract_and_publish
+from console.worker import job
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024
@@ -450,10 +452,12 @@ def _stage_file(target: Path, chunks: Iterator[bytes]) -> Path:
     return Path(name)
 
 
+@job("expire-upload-sessions", every=300)
 def expire_stale() -> int:
-    """Mark expired sessions and free their staging; also sweep staging of finished ones."""
+    """Expire open sessions past expires_at (or of a destroyed sandbox) and free their staged parts."""
     count = 0
-    for session in UploadSession.objects.filter(status=OPEN, expires_at__lte=timezone.now()):
+    stale = Q(expires_at__lte=timezone.now()) | Q(sandbox__status=SandboxStatus.DESTROYED)
+    for session in UploadSession.objects.filter(stale, status=OPEN):
         count += UploadSession.objects.filter(pk=session.pk, status=OPEN).update(
             status=UploadStatus.EXPIRED
         )

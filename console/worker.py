@@ -40,7 +40,7 @@ def _load_jobs() -> None:
     # Importing these modules registers their jobs.
     import importlib
 
-    for module in ("console.sandbox_jobs",):
+    for module in ("console.sandbox_jobs", "console.uploads"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -576,3 +576,22 @@ def test_directory_upload_refuses_unsafe_archives(api, sandbox, workspace, entri
     assert failure.reason.value == reason
     assert list(workspace.iterdir()) == []
     assert not (workspace.parent / "evil.txt").exists()
+
+
+def test_expired_sessions_are_swept(api, sandbox, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from console import uploads
+
+    session = create_session(api, sandbox, length=4, target="late.txt", key="e1").json()["session"]
+    api_ok(put_part(api, sandbox, session["upload_id"], 0, b"late"))
+    staging = settings.DATA_DIR / "upload-staging" / session["upload_id"]
+    assert staging.is_dir()
+    UploadSession.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert api.get(url(sandbox, f"uploads/{session['upload_id']}")).json()["status"] == "expired"
+    assert uploads.expire_stale() == 1
+    assert not staging.exists()
+    late = upload_failure(put_part(api, sandbox, session["upload_id"], 0, b"late"))
+    assert late.reason.value == "upload_expired"
