@@ -1,20 +1,90 @@
-"""The preview gateway's ASGI application (placeholder until the gateway issue lands)."""
+"""The preview gateway: route, authenticate, resolve the upstream, proxy, account.
+
+Each step is its own module; this one only composes them and turns a GatewayError
+into the typed answer (a page, a JSON envelope, or a close before accept).
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
+
+from django.conf import settings
+
+from console.middleware import new_request_id
+from gateway import accounting, auth, grants, upstream
+from gateway.errors import GatewayError, close_websocket, send_error
+from gateway.headers import upstream_host, upstream_request_headers
+from gateway.hosts import parse_route, scope_host
+from gateway.http import proxy_http
+from gateway.websocket import proxy_websocket
 
 
-async def gateway_application(scope, receive, send):
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 4404})
+async def gateway_application(scope, receive, send) -> None:
+    if scope["type"] not in ("http", "websocket"):
         return
-    body = json.dumps({"error": "No preview is served here yet", "code": "preview_not_found"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
+    scope = {**scope, "request_id": new_request_id()}
+    grants.ensure_listener()
+    accounting.ensure_flusher()
+    websocket = scope["type"] == "websocket"
+    grant_id = ""
+    try:
+        route = parse_route(scope_host(scope), settings.PREVIEW_DOMAIN)
+        if route is None:
+            raise GatewayError("preview_not_found")
+        admission = await auth.admit(scope, route, "websocket" if websocket else "http")
+        grant_id = admission.grant.grant_id
+        sandbox = await upstream.sandbox_info(route.sandbox_id)
+        auth.check_traffic_token(scope, sandbox)
+        if admission.bootstrap:
+            accounting.count_use(grant_id)
+            await auth.send_bootstrap(scope, send, admission)
+            return
+        target = await upstream.address(sandbox, route.port)
+    except GatewayError as error:
+        if grant_id:
+            accounting.count_error(grant_id, error.code)
+        await (close_websocket(send, error) if websocket else send_error(scope, send, error))
+        return
+
+    headers = upstream_request_headers(
+        scope, proxied_by_customer=admission.via == "proxy", websocket=websocket
     )
-    await send({"type": "http.response.body", "body": body})
+    host = upstream_host(scope, sandbox.mask_request_host, route.port)
+    if not websocket:
+        accounting.count_use(grant_id, http=True)
+        headers.append((b"host", host.encode("latin-1")))
+        try:
+            await proxy_http(
+                scope,
+                receive,
+                send,
+                upstream=target,
+                port=route.port,
+                headers=headers,
+                grant_id=grant_id,
+            )
+        except GatewayError as error:
+            accounting.count_error(grant_id, error.code)
+            await send_error(scope, send, error)
+        return
+
+    accounting.count_use(grant_id, websocket=True)
+    # Closed by a revocation (fan-out) or when the grant runs out, whichever comes first.
+    ended = grants.watch_socket(grant_id)
+    expiry = asyncio.get_running_loop().call_later(
+        admission.grant.remaining_seconds() + 1, ended.set
+    )
+    try:
+        await proxy_websocket(
+            scope,
+            receive,
+            send,
+            upstream=target,
+            host=host,
+            headers=headers,
+            grant_id=grant_id,
+            revoked=ended,
+        )
+    finally:
+        expiry.cancel()
+        grants.unwatch_socket(grant_id, ended)

@@ -1,0 +1,134 @@
+"""Grant state in this process: a cache of definitive answers, the revocation listener
+that evicts it, and the open WebSockets a revocation must close.
+
+Each gateway process joins the channel-layer group lazily on its first request
+(daphne sends no lifespan events). Answers are cached only while that
+subscription is live, so a revocation can never be missed by a cached entry; a
+database error is raised (the caller answers 503) and never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from console.previews import REVOCATION_GROUP, REVOCATION_MESSAGE, GrantState, load_grant_state
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+# A safety net only: revocations arrive by fan-out; this bounds the damage of a lost message.
+FOUND_TTL = 30.0
+MISSING_TTL = 5.0
+MAX_ENTRIES = 20_000
+REJOIN_SECONDS = 600
+
+_cache: dict[str, tuple[float, GrantState | None]] = {}
+_revoked: dict[str, float] = {}  # grant id -> when to forget (covers a read racing the commit)
+_sockets: dict[str, set[asyncio.Event]] = {}
+_listener: asyncio.Task | None = None
+_subscribed = False
+
+_load = database_sync_to_async(load_grant_state)
+
+
+async def grant_state(grant_id: str) -> GrantState | None:
+    """The grant's state (None: no such grant). Raises GatewayError(gateway_unavailable)."""
+    ensure_listener()
+    now = time.monotonic()
+    hit = _cache.get(grant_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    try:
+        state = await _load(grant_id)
+    except Exception:
+        log.exception("grant lookup failed")
+        raise GatewayError("gateway_unavailable", retry_after=2) from None
+    if state is not None and _revoked.get(grant_id, 0) > now:
+        state = replace(state, revoked=True)
+    if _subscribed:
+        if len(_cache) >= MAX_ENTRIES:
+            _purge(now)
+        _cache[grant_id] = (now + (FOUND_TTL if state else MISSING_TTL), state)
+    return state
+
+
+def forget(grant_id: str) -> None:
+    """A revocation arrived: the grant is revoked from now on, and its WebSockets close."""
+    now = time.monotonic()
+    _revoked[grant_id] = now + FOUND_TTL
+    hit = _cache.get(grant_id)
+    if hit is not None and hit[1] is not None:
+        _cache[grant_id] = (now + FOUND_TTL, replace(hit[1], revoked=True))
+    for event in _sockets.get(grant_id, ()):
+        event.set()
+
+
+def _purge(now: float) -> None:
+    for key in [k for k, (expires, _) in _cache.items() if expires <= now]:
+        del _cache[key]
+    for key in [k for k, expires in _revoked.items() if expires <= now]:
+        del _revoked[key]
+    if len(_cache) >= MAX_ENTRIES:
+        _cache.clear()
+
+
+def watch_socket(grant_id: str) -> asyncio.Event:
+    """An event set when the grant is revoked; pair with unwatch_socket in a finally."""
+    event = asyncio.Event()
+    _sockets.setdefault(grant_id, set()).add(event)
+    return event
+
+
+def unwatch_socket(grant_id: str, event: asyncio.Event) -> None:
+    events = _sockets.get(grant_id)
+    if events is not None:
+        events.discard(event)
+        if not events:
+            del _sockets[grant_id]
+
+
+def ensure_listener() -> None:
+    global _listener, _subscribed
+    loop = asyncio.get_running_loop()
+    if _listener is not None and not _listener.done() and _listener.get_loop() is loop:
+        return
+    _subscribed = False  # a listener on another (closed) loop hears nothing for this one
+    _cache.clear()
+    _listener = loop.create_task(_listen(), name="preview-revocations")
+
+
+async def _listen() -> None:
+    global _subscribed
+    layer = get_channel_layer()
+    if layer is None:
+        log.warning("no channel layer: preview grants are read from the database on every request")
+        return
+    while True:
+        try:
+            channel = await layer.new_channel("preview-gateway.")
+            await layer.group_add(REVOCATION_GROUP, channel)
+            _subscribed = True
+            while True:
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), REJOIN_SECONDS)
+                except TimeoutError:
+                    # Group memberships expire (a day, in channels' layers): renew them.
+                    await layer.group_add(REVOCATION_GROUP, channel)
+                    continue
+                if message.get("type") == REVOCATION_MESSAGE:
+                    forget(str(message.get("grant_id", "")))
+        except asyncio.CancelledError:
+            _subscribed = False
+            raise
+        except Exception:
+            # Whatever was cached may have missed a revocation while we were deaf.
+            _subscribed = False
+            _cache.clear()
+            log.exception("revocation listener lost its channel layer; retrying")
+            await asyncio.sleep(1)

@@ -1,0 +1,135 @@
+"""The HTTP leg: stream the request to the upstream and its answer back, without buffering.
+
+The request body is an async generator over receive() (daphne hands it over whole,
+uvicorn in pieces); the response is relayed chunk by chunk as it arrives, so SSE
+events pass one by one and a large download never sits in memory. Status and
+headers pass through untouched except hop-by-hop ones. Once the response has
+started, the only honest move on an upstream failure is to end without completing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from yarl import URL
+
+from gateway import accounting
+from gateway.client import session
+from gateway.errors import GatewayError
+from gateway.headers import response_headers, strip_query
+
+log = logging.getLogger(__name__)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _request_body(first: dict, receive, counter: list[int]):
+    body = first.get("body", b"")
+    counter[0] += len(body)
+    if body:
+        yield body
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        chunk = message.get("body", b"")
+        counter[0] += len(chunk)
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def proxy_http(
+    scope, receive, send, *, upstream: tuple[str, int], port: int, headers, grant_id: str
+) -> None:
+    first = await receive()
+    if first["type"] == "http.disconnect":
+        return
+    inbound = [0]
+    if first.get("more_body", False):
+        data = _request_body(first, receive, inbound)
+    else:
+        data = first.get("body", b"") or None
+        inbound[0] = len(data or b"")
+    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    query = strip_query(scope.get("query_string", b"")).decode("latin-1")
+    url = URL.build(
+        scheme="http",
+        host=upstream[0],
+        port=upstream[1],
+        path=path,
+        query_string=query,
+        encoded=True,
+    )
+    try:
+        response = await session().request(
+            scope["method"],
+            url,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+            data=data,
+            allow_redirects=False,
+        )
+    except _ClientGone:
+        return
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
+        log.info("upstream %s:%s refused: %s", *upstream, type(exc).__name__)
+        raise GatewayError(
+            "upstream_unavailable",
+            hint=f"Nothing is listening on port {port} yet; bind 0.0.0.0, not 127.0.0.1.",
+        ) from None
+    except TimeoutError:
+        raise GatewayError("upstream_timeout") from None
+    except aiohttp.ClientError as exc:
+        log.info("upstream %s:%s failed: %s", *upstream, type(exc).__name__)
+        raise GatewayError("upstream_unavailable") from None
+    await _relay(scope, receive, send, response, grant_id)
+    accounting.count_bytes(grant_id, inbound=inbound[0])
+
+
+async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_id: str) -> None:
+    me = asyncio.current_task()
+    gone = False
+
+    async def watch_client() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        me.cancel()
+
+    watcher = asyncio.ensure_future(watch_client())
+    outbound = 0
+    complete = False
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": response_headers(response.raw_headers),
+            }
+        )
+        async for chunk in response.content.iter_any():
+            outbound += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        complete = True
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        me.uncancel()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The upstream died mid-stream: end without completing, so the client sees a cut.
+        log.info("upstream stream ended early: %s", type(exc).__name__)
+        accounting.count_error(grant_id, "upstream_stream_cut")
+    finally:
+        watcher.cancel()
+        if complete:
+            response.release()
+        else:
+            response.close()
+        accounting.count_bytes(grant_id, outbound=outbound)

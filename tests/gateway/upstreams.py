@@ -1,0 +1,135 @@
+"""Real upstreams for gateway tests, on 127.0.0.1:0: an aiohttp app (echo, SSE, large and
+chunked bodies, a mid-stream death, a slow answer) and a websockets echo server.
+
+`resolve` is the gateway's PREVIEW_UPSTREAM_RESOLVER in tests: it answers from ROUTES,
+or, in a gateway subprocess, from the TEST_PREVIEW_UPSTREAMS environment variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from aiohttp import web
+from websockets.asyncio.server import serve
+
+from console.runtime import RuntimeError_
+
+ROUTES: dict[tuple[str, int], tuple[str, int]] = {}
+MIB = 1024 * 1024
+
+
+def resolve(sandbox_id: str, port: int) -> tuple[str, int]:
+    if (sandbox_id, port) in ROUTES:
+        return ROUTES[(sandbox_id, port)]
+    extra = json.loads(os.environ.get("TEST_PREVIEW_UPSTREAMS", "{}"))
+    if f"{sandbox_id}:{port}" in extra:
+        host, _, found = extra[f"{sandbox_id}:{port}"].rpartition(":")
+        return host, int(found)
+    raise RuntimeError_(f"no test upstream for {sandbox_id}:{port}")
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_length": len(body),
+            "body_head": body[:64].decode("latin-1"),
+        }
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    response = web.Response(status=int(request.match_info["code"]), text="teapot says no")
+    response.headers["X-Upstream"] = "yes"
+    response.set_cookie("app_session", "abc")
+    return response
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    for n in range(3):
+        await response.write(f"data: event {n}\n\n".encode())
+        await asyncio.sleep(0.4)
+    return response
+
+
+async def large(request: web.Request) -> web.StreamResponse:
+    size = int(request.query.get("mib", "1")) * MIB
+    chunked = "chunked" in request.query
+    response = web.StreamResponse()
+    if not chunked:
+        response.content_length = size
+    await response.prepare(request)
+    block = b"x" * (64 * 1024)
+    for _ in range(size // len(block)):
+        await response.write(block)
+    return response
+
+
+async def die(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.content_length = 10 * MIB
+    await response.prepare(request)
+    await response.write(b"y" * 65536)
+    await asyncio.sleep(0.1)
+    request.transport.abort()
+    return response
+
+
+async def slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("s", "5")))
+    return web.Response(text="late")
+
+
+async def upload(request: web.Request) -> web.Response:
+    total = 0
+    async for chunk in request.content.iter_any():
+        total += len(chunk)
+    return web.json_response({"received": total})
+
+
+def http_app() -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/echo{tail:.*}", echo)
+    app.router.add_get("/status/{code}", status)
+    app.router.add_get("/sse", sse)
+    app.router.add_get("/large", large)
+    app.router.add_get("/die", die)
+    app.router.add_get("/slow", slow)
+    app.router.add_post("/upload", upload)
+    return app
+
+
+async def start_http() -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(http_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+async def _ws_handler(connection) -> None:
+    path = connection.request.path
+    connection.seen_headers = dict(connection.request.headers.raw_items())
+    if path.startswith("/close/"):
+        await connection.close(int(path.rsplit("/", 1)[1]), "bye")
+        return
+    if path == "/headers":
+        await connection.send(
+            json.dumps([[k, v] for k, v in connection.request.headers.raw_items()])
+        )
+    async for message in connection:
+        await connection.send(message)
+
+
+async def start_websocket():
+    server = await serve(_ws_handler, "127.0.0.1", 0, subprotocols=["chat.v2", "chat.v1"])
+    return server, server.sockets[0].getsockname()[1]
