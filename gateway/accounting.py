@@ -160,3 +160,14 @@ def _flush_at_exit() -> None:
             flush()
         except Exception:
             log.warning("preview usage counters lost at exit")
+
+
+async def stop_flusher() -> None:
+    """Stop the background task and write what is pending."""
+    global _flusher
+    task, _flusher = _flusher, None
+    if task is not None and task.get_loop() is asyncio.get_running_loop():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    if _pending:
+        await _flush_async()

@@ -11,7 +11,7 @@ import asyncio
 from django.conf import settings
 
 from console.middleware import new_request_id
-from gateway import accounting, auth, grants, upstream
+from gateway import accounting, auth, client, grants, upstream
 from gateway.errors import GatewayError, close_websocket, send_error
 from gateway.headers import upstream_host, upstream_request_headers
 from gateway.hosts import parse_route, scope_host
@@ -88,3 +88,11 @@ async def gateway_application(scope, receive, send) -> None:
     finally:
         expiry.cancel()
         grants.unwatch_socket(grant_id, ended)
+
+
+async def close_gateway() -> None:
+    """Stop this loop's background tasks and close the upstream client (servers with a
+    lifespan, and tests, call it; daphne has none and simply exits)."""
+    await grants.stop_listener()
+    await accounting.stop_flusher()
+    await client.close()

@@ -49,3 +49,14 @@ def session() -> aiohttp.ClientSession:
         )
         _sessions[loop] = current
     return current
+
+
+def timeout() -> aiohttp.ClientTimeout:
+    # Read at call time, so an operator (or a test) can change the module's numbers.
+    return aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT)
+
+
+async def close() -> None:
+    current = _sessions.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.close()

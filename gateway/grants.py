@@ -132,3 +132,11 @@ async def _listen() -> None:
             _cache.clear()
             log.exception("revocation listener lost its channel layer; retrying")
             await asyncio.sleep(1)
+
+
+async def stop_listener() -> None:
+    global _listener, _subscribed
+    task, _listener, _subscribed = _listener, None, False
+    if task is not None and task.get_loop() is asyncio.get_running_loop():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -15,8 +15,7 @@ import logging
 import aiohttp
 from yarl import URL
 
-from gateway import accounting
-from gateway.client import session
+from gateway import accounting, client
 from gateway.errors import GatewayError
 from gateway.headers import response_headers, strip_query
 
@@ -67,12 +66,13 @@ async def proxy_http(
         encoded=True,
     )
     try:
-        response = await session().request(
+        response = await client.session().request(
             scope["method"],
             url,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
             data=data,
             allow_redirects=False,
+            timeout=client.timeout(),
         )
     except _ClientGone:
         return

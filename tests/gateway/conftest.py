@@ -21,6 +21,14 @@ def _gateway_settings(settings):
     settings.PREVIEW_UPSTREAM_RESOLVER = "tests.gateway.upstreams.resolve"
 
 
+@pytest.fixture(autouse=True)
+async def _close_gateway():
+    yield
+    from gateway.app import close_gateway
+
+    await close_gateway()
+
+
 @pytest.fixture
 def sandbox(transactional_db, project):
     return Sandbox.objects.create(project=project, status=SandboxStatus.RUNNING)
