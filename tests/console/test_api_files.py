@@ -14,6 +14,8 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from nullspace.types import (
     CompleteUploadResponse,
@@ -357,7 +359,14 @@ def test_chunked_put_through_asgi(sandbox, workspace, api_key):
                 headers={"Authorization": f"Bearer {api_key[0]}"},
             )
 
-    response = async_to_sync(run)()
+    # As Django's test client does: keep the test's database connection open across the request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        response = async_to_sync(run)()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     assert response.status_code == 204, response.text
     assert (workspace / "chunked.bin").read_bytes() == b"".join(payload)
 
