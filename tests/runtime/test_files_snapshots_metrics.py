@@ -123,13 +123,13 @@ def test_metrics_measure_a_busy_loop(driver, make_sandbox):
     sandbox_id = make_sandbox(vcpus=1, memory_mb=256)
     driver.host_path(sandbox_id, "data.bin").write_bytes(b"x" * 300_000)
     idle = driver.metrics(sandbox_id)
-    assert idle.cpu_percent < 20
+    assert idle.cpu_percent < 10
     pid = start(driver, sandbox_id, "python3 -c 'while True: pass'")
     time.sleep(0.5)
     driver.metrics(sandbox_id)
     time.sleep(0.5)
     busy = driver.metrics(sandbox_id)
-    assert busy.cpu_percent > 50, busy
+    assert busy.cpu_percent > 25, busy  # one core of a shared machine: ~100 when idle
     assert busy.cpu_count == 1
     assert busy.mem_used_bytes > 1_000_000
     assert busy.mem_total_bytes == 256 * 1024 * 1024
