@@ -3,5 +3,20 @@ none) and console live views (session auth behind an Origin check)."""
 
 from __future__ import annotations
 
-api_websocket_urlpatterns: list = []
-console_websocket_urlpatterns: list = []
+from django.urls import path
+
+from console.api.lifecycle_ws import LifecycleSocket
+from console.api.sandbox_ws import SandboxSocket
+from console.consumers import SandboxExecConsumer
+
+api_websocket_urlpatterns: list = [
+    path("v1/sandboxes/<str:sandbox_id>/ws", SandboxSocket.as_asgi()),
+    path("v1/lifecycle/ws", LifecycleSocket.as_asgi()),
+    path("v1/sandboxes/<str:sandbox_id>/lifecycle/ws", LifecycleSocket.as_asgi()),
+]
+console_websocket_urlpatterns: list = [
+    path(
+        "t/<slug:team_slug>/p/<slug:project_slug>/sandboxes/<str:sandbox_id>/exec/ws",
+        SandboxExecConsumer.as_asgi(),
+    ),
+]
