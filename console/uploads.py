@@ -197,6 +197,19 @@ def create_session(
         raise UploadFailure(
             "target_conflict", f"{target} already exists (conflict=error)", status=409, path=target
         )
+    if kind == UploadKind.FILE and host.is_dir():
+        raise UploadFailure(
+            "target_conflict", f"{target} is a directory; give a file path", status=409, path=target
+        )
+    # Replacing the workspace would move the sandbox's root directory away under its processes.
+    _require(
+        not (
+            kind == UploadKind.DIRECTORY_TAR
+            and conflict == ConflictPolicy.REPLACE
+            and target == sandbox_files.WORKSPACE
+        ),
+        "conflict=replace cannot replace /workspace itself; use conflict=merge or a subdirectory",
+    )
     _check_staging_space(sandbox, length)
     part_size = max(PART_SIZE, math.ceil(length / MAX_PARTS))
     now = timezone.now()

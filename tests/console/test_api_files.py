@@ -496,6 +496,15 @@ def test_upload_limits_and_abort(api, sandbox, workspace, settings):
         create_session(api, sandbox, length=1, target="exists.txt", conflict="error", key="k2")
     )
     assert conflict.reason.value == "target_conflict"
+    (workspace / "adir").mkdir()
+    assert (
+        upload_failure(create_session(api, sandbox, length=1, target="adir", key="k5")).reason.value
+        == "target_conflict"
+    )
+    root = create_session(
+        api, sandbox, length=512, target="/", kind="directory_tar", conflict="replace", key="k6"
+    )
+    assert root.json()["code"] == "invalid_request" and "/workspace" in root.json()["error"]
     escape = create_session(api, sandbox, length=1, target="../x", key="k3")
     assert escape.json()["code"] == "invalid_request"
     session = create_session(api, sandbox, length=4, target="abort.txt", key="k4").json()["session"]
@@ -564,6 +573,11 @@ def test_directory_upload_merge_replace_error(api, sandbox, workspace):
     )
     assert upload_failure(refused).reason.value == "target_conflict"
     assert sorted(p.name for p in workspace.iterdir()) == ["proj"]  # no staging left beside it
+    api_ok(
+        upload_tar(api, sandbox, make_tar([("top.txt", tarfile.REGTYPE, b"T")]), "/", "merge", "t5")
+    )
+    assert sorted(p.name for p in workspace.iterdir()) == ["proj", "top.txt"]
+    assert sorted(p.name for p in workspace.parent.iterdir() if p.name.startswith(".")) == []
 
 
 @pytest.mark.parametrize(
