@@ -59,3 +59,18 @@ def require_role(request: HttpRequest, role: str) -> None:
     membership: Membership = request.membership  # type: ignore[attr-defined]
     if not membership.has_role(role):
         raise PermissionDenied(f"This needs the {role} role or higher")
+
+
+def project_for_member(user, team_slug: str, project_slug: str, role: str) -> Project | None:
+    """For console WebSockets (no view decorator): the project when `user` holds `role`
+    in its team, else None (the consumer closes before accepting)."""
+    if user is None or not user.is_authenticated:
+        return None
+    membership = (
+        Membership.objects.select_related("team")
+        .filter(team__slug=team_slug, user=user)
+        .first()
+    )
+    if membership is None or not membership.has_role(role):
+        return None
+    return Project.objects.filter(team=membership.team, slug=project_slug).first()

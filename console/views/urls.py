@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from console.views import accounts, audit, keys, members, projects, teams
 from console.views import previews as preview_views
+from console.views import sandbox_files, sandbox_processes, sandboxes
 
 urlpatterns: list = []
 urlpatterns += accounts.urlpatterns
@@ -13,3 +14,6 @@ urlpatterns += members.urlpatterns
 urlpatterns += keys.urlpatterns
 urlpatterns += audit.urlpatterns
 urlpatterns += preview_views.urlpatterns
+urlpatterns += sandboxes.urlpatterns
+urlpatterns += sandbox_files.urlpatterns
+urlpatterns += sandbox_processes.urlpatterns
