@@ -828,6 +828,7 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
     exit_code = _driver(lambda: driver.wait_process(sandbox.public_id, pid, request.timeout_secs))
     if exit_code is None:
         _quietly(lambda: driver.kill_process(sandbox.public_id, pid))
+        _quietly(lambda: driver.wait_process(sandbox.public_id, pid, 5))
         raise ApiError(
             "exec_timeout",
             f"Command ran past its timeout of {request.timeout_secs:g} s and was killed",

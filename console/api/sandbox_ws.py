@@ -120,7 +120,9 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
         if stop.is_set():
             return
         # follow_output ended without an exit: the command ran past its timeout.
-        await asyncio.to_thread(get_driver().kill_process, sandbox_id, pid)
+        driver = get_driver()
+        await asyncio.to_thread(driver.kill_process, sandbox_id, pid)
+        await asyncio.to_thread(driver.wait_process, sandbox_id, pid, 5)
         await self._fail(f"exec_timeout: the command ran past {timeout:g} s and was killed")
 
     async def _fail(self, message: str) -> None:

@@ -1,0 +1,148 @@
+"""The exec and lifecycle WebSockets (api-contract 2.4, 7.3) through Channels' communicator."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from console import sandboxes
+from console.routing import api_websocket_urlpatterns
+from console.runtime import get_driver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+app = URLRouter(api_websocket_urlpatterns)
+
+
+@pytest.fixture
+def runtime(settings, tmp_path):
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    settings.RUNTIME_ROOT = tmp_path / "runtime"
+    settings.RUNTIME_NETNS = "off"
+    get_driver.cache_clear()
+    yield
+    get_driver.cache_clear()
+
+
+@pytest.fixture
+def sandbox(runtime, project):
+    sb, _ = sandboxes.create_sandbox(project)
+    yield sb
+    sandboxes.destroy_sandbox(sb)
+
+
+def socket(path: str, key: str | None) -> WebsocketCommunicator:
+    headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
+    return WebsocketCommunicator(app, path, headers=headers)
+
+
+async def frames_until(ws: WebsocketCommunicator, last: str, limit: int = 50) -> list[dict]:
+    got = []
+    for _ in range(limit):
+        frame = await ws.receive_json_from(timeout=10)
+        got.append(frame)
+        if frame["type"] in (last, "error"):
+            return got
+    raise AssertionError(f"no {last} frame in {got}")
+
+
+async def test_unauthorized_handshake_is_refused(sandbox):
+    for key in (None, "nsk_wrong"):
+        ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", key)
+        connected, _ = await ws.connect()
+        assert connected is False
+    ws = socket("/v1/lifecycle/ws", None)
+    assert (await ws.connect())[0] is False
+
+
+async def test_exec_streams_output_then_exit(sandbox, api_key):
+    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    assert (await ws.connect())[0]
+    await ws.send_json_to(
+        {"type": "exec_start", "id": "exec_1", "command": "echo one; echo two >&2; exit 3",
+         "args": [], "timeout_secs": 10, "shell": True}
+    )  # fmt: skip
+    frames = await frames_until(ws, "exec_exit")
+    assert frames[0]["type"] == "exec_started" and isinstance(frames[0]["pid"], int)
+    out = "".join(f["data"] for f in frames if f["type"] == "exec_stdout")
+    err = "".join(f["data"] for f in frames if f["type"] == "exec_stderr")
+    assert (out, err) == ("one\n", "two\n")
+    assert frames[-1] == {"type": "exec_exit", "exit_code": 3}
+    await ws.disconnect()
+
+
+async def test_exec_connect_attaches_and_timeout_kills(sandbox, api_key):
+    request = sandboxes.exec_request(
+        {"command": "sleep 0.5; echo late", "shell": True}, background=True
+    )
+    pid = await database_sync_to_async(sandboxes.start_process)(sandbox, request)
+    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    await ws.connect()
+    await ws.send_json_to({"type": "exec_connect", "id": "exec_2", "pid": pid})
+    frames = await frames_until(ws, "exec_exit")
+    assert frames[0] == {"type": "exec_started", "pid": pid}
+    assert {"type": "exec_stdout", "data": "late\n"} in frames
+    await ws.disconnect()
+
+    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    await ws.connect()
+    await ws.send_json_to(
+        {
+            "type": "exec_start",
+            "id": "exec_3",
+            "command": "sleep 30",
+            "args": [],
+            "timeout_secs": 1,
+            "shell": True,
+        }
+    )
+    frames = await frames_until(ws, "exec_exit")
+    assert frames[-1]["type"] == "error" and "exec_timeout" in frames[-1]["message"]
+    processes = await database_sync_to_async(get_driver().processes)(sandbox.public_id)
+    assert not any(p.running for p in processes)
+    await ws.disconnect()
+
+
+async def test_other_project_and_unsupported_channels_answer_errors(
+    runtime, sandbox, other_project, api_key
+):
+    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project)
+    try:
+        ws = socket(f"/v1/sandboxes/{theirs.public_id}/ws?channel=exec", api_key[0])
+        assert (await ws.connect())[0]
+        frame = await ws.receive_json_from(timeout=5)
+        assert frame["type"] == "error" and "not found" in frame["message"]
+        ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws", api_key[0])
+        await ws.connect()
+        frame = await ws.receive_json_from(timeout=5)
+        assert frame["type"] == "error" and "not supported" in frame["message"]
+    finally:
+        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs)
+
+
+async def test_lifecycle_stream_replays_then_goes_live(sandbox, api_key):
+    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/lifecycle/ws", api_key[0])
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "subscribe", "replay_limit": 100})
+    subscribed = await ws.receive_json_from(timeout=5)
+    assert subscribed["type"] == "subscribed"
+    assert subscribed["subscription"]["sandbox_id"] == sandbox.public_id
+    replayed = await ws.receive_json_from(timeout=5)
+    assert replayed["type"] == "event" and replayed["event"]["operation"] == "create"
+    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox)
+    live = await ws.receive_json_from(timeout=5)
+    assert live["event"]["operation"] == "hibernate"
+    assert live["event"]["sandbox_id"] == sandbox.public_id
+    await ws.disconnect()
+
+    # Reconnecting after the last seen event replays only what came later.
+    ws = socket("/v1/lifecycle/ws", api_key[0])
+    await ws.connect()
+    await ws.send_json_to({"type": "subscribe", "after_event_id": replayed["event"]["id"]})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "subscribed"
+    assert (await ws.receive_json_from(timeout=5))["event"]["id"] == live["event"]["id"]
+    assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
