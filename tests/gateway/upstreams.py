@@ -18,6 +18,7 @@ from console.runtime import RuntimeError_
 
 ROUTES: dict[tuple[str, int], tuple[str, int]] = {}
 MIB = 1024 * 1024
+WS_CLOSE_CODES: list[int | None] = []  # as the websockets upstream saw each close
 
 
 def resolve(sandbox_id: str, port: int) -> tuple[str, int]:
@@ -117,7 +118,7 @@ async def start_http() -> tuple[web.AppRunner, int]:
 
 
 async def _ws_handler(connection) -> None:
-    path = connection.request.path
+    path = connection.request.path.split("?")[0]
     connection.seen_headers = dict(connection.request.headers.raw_items())
     if path.startswith("/close/"):
         await connection.close(int(path.rsplit("/", 1)[1]), "bye")
@@ -126,10 +127,17 @@ async def _ws_handler(connection) -> None:
         await connection.send(
             json.dumps([[k, v] for k, v in connection.request.headers.raw_items()])
         )
-    async for message in connection:
-        await connection.send(message)
+    try:
+        async for message in connection:
+            await connection.send(message)
+    finally:
+        WS_CLOSE_CODES.append(connection.close_code)
 
 
 async def start_websocket():
-    server = await serve(_ws_handler, "127.0.0.1", 0, subprotocols=["chat.v2", "chat.v1"])
+    def choose(connection, offered):
+        # The first of ours the client offers; none offered is fine (no subprotocol).
+        return next((p for p in ("chat.v2", "chat.v1") if p in offered), None)
+
+    server = await serve(_ws_handler, "127.0.0.1", 0, select_subprotocol=choose)
     return server, server.sockets[0].getsockname()[1]
