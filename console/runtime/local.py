@@ -87,7 +87,7 @@ class LocalDriver(Driver):
         cg = cgroup2_mount()
         self.cgroup_base = cg / f"nullspace-{self.tag}" if cg is not None else None
         self.use_mounts = _mount_namespaces_work(self.root)
-        self._lock = threading.Lock()
+        self._spawner = _Spawner()
         self._cpu_samples: dict[str, tuple[float, float]] = {}
 
     # --- paths and state -------------------------------------------------------------
@@ -135,7 +135,7 @@ class LocalDriver(Driver):
             if spec.restore_from is not None:
                 self._restore(spec.restore_from, base / "workspace")
             network = (
-                net.create(self.tag, spec.sandbox_id, self.subnet).as_dict()
+                net.create(self.tag, spec.sandbox_id, self.subnet, str(self.root)).as_dict()
                 if self.use_netns
                 else {}
             )
@@ -299,21 +299,7 @@ class LocalDriver(Driver):
         (procdir / "spec.json").write_text(json.dumps(spec))
         if spec["stdin"]:
             os.mkfifo(procdir / "stdin", 0o600)
-        with open(procdir / "supervisor.err", "wb") as err:
-            launcher = subprocess.Popen(
-                [sys.executable, "-I", "-S", SUPERVISOR, str(procdir)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                cwd="/",
-                env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
-                start_new_session=True,
-            )
-        try:
-            report = launcher.stdout.readline().decode().strip()
-        finally:
-            launcher.stdout.close()
-            launcher.wait()
+        report = self._spawner.spawn(str(procdir))
         if report.startswith("ok "):
             return int(report.split()[1])
         shutil.rmtree(procdir, ignore_errors=True)
@@ -431,6 +417,40 @@ class LocalDriver(Driver):
         state = self._state(sandbox_id)
         addr = (state.get("network") or {}).get("sandbox_addr")
         return (addr or "127.0.0.1", int(port))
+
+
+class _Spawner:
+    """The supervise.py spawner of this driver, started on first use (and again if it died)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+
+    def spawn(self, procdir: str) -> str:
+        with self._lock:
+            for _attempt in (1, 2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = subprocess.Popen(
+                        [sys.executable, "-I", "-S", SUPERVISOR],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        cwd="/",
+                        env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
+                        start_new_session=True,
+                    )
+                try:
+                    self._proc.stdin.write(procdir.encode() + b"\n")
+                    self._proc.stdin.flush()
+                    report = self._proc.stdout.readline().decode().strip()
+                except (BrokenPipeError, OSError):
+                    report = ""
+                if report:
+                    return report
+                self._proc.kill()
+                self._proc.wait()
+                self._proc = None
+            return "error the process spawner is not answering"
 
 
 def _kill_supervisor(pid: int) -> None:

@@ -94,7 +94,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def create(tag: str, sandbox_id: str, subnet: str) -> Network:
+def create(tag: str, sandbox_id: str, subnet: str, root: str = "") -> Network:
     pool = ipaddress.ip_network(subnet)
     name = f"{netns_prefix(tag)}{sandbox_id}"
     with _table() as table:
@@ -109,7 +109,13 @@ def create(tag: str, sandbox_id: str, subnet: str) -> Network:
             if cidr in table or any(net.overlaps(other) for other in used):
                 continue
             host_if = f"{if_prefix(tag)}h{index:x}"
-            table[cidr] = {"tag": tag, "sandbox": sandbox_id, "host_if": host_if, "at": now}
+            table[cidr] = {
+                "tag": tag,
+                "sandbox": sandbox_id,
+                "host_if": host_if,
+                "root": root,
+                "at": now,
+            }
             break
         else:
             raise NetworkError(f"no free /30 left in RUNTIME_SUBNET {subnet}")

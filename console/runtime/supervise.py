@@ -1,8 +1,9 @@
 """Supervisor of one sandbox process: runs it, keeps its output and exit code in files.
 
-Run as `python -I -S supervise.py <procdir>` (stdlib only, so it starts fast and never
-imports Django). It forks once so that it outlives, and is not a child of, the web
-server or worker that started it. Everything a caller needs later lives in <procdir>:
+Run as `python -I -S supervise.py` (stdlib only; never imports Django): a spawner that
+reads procdirs on stdin and forks one detached supervisor for each, so that the process
+outlives, and is not a child of, the web server or worker that started it. Everything
+a caller needs later lives in <procdir>:
 
     spec.json   what to run (written by the driver)
     meta.json   pid, command, start time, supervisor pid (written here once started)
@@ -84,8 +85,11 @@ def _enter_sandbox(spec: dict, libc) -> None:
     os.chdir(spec["cwd"])
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = LIBC
     return subprocess.Popen(
         spec["argv"],
         stdin=stdin_fd,
@@ -157,11 +161,9 @@ def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
         read_ready(None)
 
 
-def main(procdir: str) -> None:
-    # First fork: the caller reaps the parent at once, the child is adopted by init.
-    report_r = sys.stdout.fileno()
-    if os.fork() > 0:
-        os._exit(0)
+def supervise(procdir: str, report_fd: int) -> None:
+    """Start the process described in procdir, report `ok <pid>` or `error <why>` on
+    report_fd, then keep its output until it ends. Runs in its own session."""
     os.setsid()
     with open(f"{procdir}/spec.json") as fh:
         spec = json.load(fh)
@@ -172,7 +174,7 @@ def main(procdir: str) -> None:
     try:
         child = _spawn(spec, stdin_fd)
     except (OSError, subprocess.SubprocessError) as exc:
-        os.write(report_r, f"error {exc}\n".encode())
+        os.write(report_fd, f"error {exc}\n".encode())
         return
     os.close(stdin_fd)
     final = os.path.join(os.path.dirname(procdir), str(child.pid))
@@ -190,12 +192,50 @@ def main(procdir: str) -> None:
             "supervisor_pid": os.getpid(),
         },
     )
-    os.write(report_r, f"ok {child.pid}\n".encode())
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+    os.write(report_fd, f"ok {child.pid}\n".encode())
+    os.close(report_fd)
     _pump(child, final, logs)
 
 
+def _detached(procdir: str, report_fd: int) -> None:
+    """Fork twice so that the supervisor is adopted by init, never a caller's child."""
+    if os.fork() > 0:
+        return
+    try:
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            try:
+                supervise(procdir, report_fd)
+            except BaseException as exc:  # noqa: BLE001 - report, never raise into a fork
+                try:
+                    os.write(report_fd, f"error {exc!r}\n".encode())
+                except OSError:
+                    pass
+    finally:
+        os._exit(0)
+
+
+def serve() -> None:
+    """Spawner: read one procdir per line on stdin, answer its report line on stdout.
+
+    Forking this preloaded, single-threaded process costs a few milliseconds where a
+    fresh interpreter per process would cost tens. It exits when its driver does."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    for line in stdin:
+        procdir = line.decode().strip()
+        if not procdir:
+            continue
+        read_fd, write_fd = os.pipe()
+        _detached(procdir, write_fd)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as reader:
+            report = reader.readline() or b"error the supervisor died before starting\n"
+        os.wait()  # the first fork, which exits at once
+        stdout.write(report)
+        stdout.flush()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    serve()
