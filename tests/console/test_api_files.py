@@ -618,3 +618,18 @@ def test_expired_sessions_are_swept(api, sandbox, settings):
     assert not staging.exists()
     late = upload_failure(put_part(api, sandbox, session["upload_id"], 0, b"late"))
     assert late.reason.value == "upload_expired"
+
+
+def test_read_only_key_reads_but_cannot_write(client, sandbox, read_key, workspace):
+    (workspace / "r.txt").write_text("readable")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {read_key[0]}"
+    assert post(client, sandbox, "files/read", {"path": "r.txt"}).json()["content"] == "readable"
+    assert post(client, sandbox, "files/find", {"path": "/", "pattern": "read"}).status_code == 200
+    for route, body in (
+        ("files/write", {"path": "w.txt", "content": "x"}),
+        ("files/remove", {"path": "r.txt"}),
+    ):
+        assert post(client, sandbox, route, body).json()["code"] == "permission_denied"
+    put = client.generic("PUT", url(sandbox, "file") + "?path=w.txt", b"x", content_type="")
+    assert put.json()["code"] == "permission_denied"
+    assert sorted(p.name for p in workspace.iterdir()) == ["r.txt"]
