@@ -76,7 +76,9 @@ def _mount_namespaces_work(root: Path) -> bool:
 
 
 class LocalDriver(Driver):
-    def __init__(self, root: Path | str, subnet: str, netns: str = "auto") -> None:
+    def __init__(
+        self, root: Path | str, subnet: str, netns: str = "auto", *, cgroups: bool = True
+    ) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.subnet = subnet
@@ -84,7 +86,7 @@ class LocalDriver(Driver):
         if netns == "on" and not net.available():
             raise RuntimeError_("RUNTIME_NETNS=on needs root and iproute2 (`ip`)")
         self.use_netns = netns != "off" and net.available()
-        cg = cgroup2_mount()
+        cg = cgroup2_mount() if cgroups else None  # off: signals only (tests the fallback)
         self.cgroup_base = cg / f"nullspace-{self.tag}" if cg is not None else None
         self.use_mounts = _mount_namespaces_work(self.root)
         self._spawner = _Spawner()
