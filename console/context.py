@@ -22,6 +22,9 @@ PROJECT_NAV = [
 ]
 
 
+LAST_PROJECT = "nav_last_project"
+
+
 def _url_prefix(url_name: str) -> str:
     return url_name.split("-", 1)[0] + "-"
 
@@ -53,9 +56,15 @@ def navigation(request: HttpRequest) -> dict:
 
     team = getattr(request, "team", None)
     project = getattr(request, "project", None)
-    if project is None and team is not None:
-        # Team pages (members, audit) show the team's first project's menu, so it never vanishes.
-        project = team.projects.order_by("created_at").first()
+    if project is not None:
+        if request.session.get(LAST_PROJECT) != project.pk:
+            request.session[LAST_PROJECT] = project.pk
+    elif team is not None:
+        # Team pages (members, audit) keep the menu of the project the user came from.
+        projects = team.projects.order_by("created_at")
+        project = (
+            projects.filter(pk=request.session.get(LAST_PROJECT, 0)).first() or projects.first()
+        )
     return {
         "nav_teams": list(Team.objects.for_user(request.user).prefetch_related("projects")),
         "current_team": team,

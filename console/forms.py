@@ -11,7 +11,15 @@ from django.utils import timezone
 from console.models import KeyScope, Role
 
 
-class SignUpForm(forms.Form):
+class ConsoleForm(forms.Form):
+    """Labels without Django's trailing colon, to match the console's look."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class SignUpForm(ConsoleForm):
     email = forms.EmailField(
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
     )
@@ -42,11 +50,11 @@ class SignUpForm(forms.Form):
         return cleaned
 
 
-class TeamForm(forms.Form):
+class TeamForm(ConsoleForm):
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
 
 
-class ProjectForm(forms.Form):
+class ProjectForm(ConsoleForm):
     name = forms.CharField(
         max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. web-app"})
     )
@@ -63,11 +71,11 @@ EXPIRY_CHOICES = [
 ]
 
 
-class MemberRoleForm(forms.Form):
+class MemberRoleForm(ConsoleForm):
     role = forms.ChoiceField(choices=ROLE_CHOICES)
 
 
-class InvitationForm(forms.Form):
+class InvitationForm(ConsoleForm):
     email = forms.EmailField(
         required=False,
         help_text="Optional: a note of who the link is for. Anyone holding the link can use it.",
@@ -81,7 +89,7 @@ class InvitationForm(forms.Form):
     )
 
 
-class ApiKeyForm(forms.Form):
+class ApiKeyForm(ConsoleForm):
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. ci"}))
     scope = forms.ChoiceField(choices=KeyScope.choices, initial=KeyScope.FULL)
     expires = forms.ChoiceField(choices=EXPIRY_CHOICES, required=False, label="Expires")
@@ -91,14 +99,14 @@ class ApiKeyForm(forms.Form):
         return timezone.now() + timedelta(days=int(days)) if days else None
 
 
-class ApiKeyApiForm(forms.Form):
+class ApiKeyApiForm(ConsoleForm):
     """Body of POST /v1/keys and /v1/keys/{id}/rotate: `{name?, scope?}`."""
 
     name = forms.CharField(max_length=100, required=False)
     scope = forms.ChoiceField(choices=KeyScope.choices, required=False)
 
 
-class AuditFilterForm(forms.Form):
+class AuditFilterForm(ConsoleForm):
     action = forms.ChoiceField(required=False)
     actor = forms.CharField(
         required=False, widget=forms.TextInput(attrs={"placeholder": "email or key"})
