@@ -234,6 +234,11 @@ class LocalDriver(Driver):
                 self.destroy(sandbox_id)
             except Exception:
                 log.exception("reconcile could not remove sandbox %s", sandbox_id)
+        if self.cgroup_base is not None:
+            try:
+                self.cgroup_base.rmdir()  # only succeeds once no sandbox is left
+            except OSError:
+                pass
         return removed
 
     # --- processes -------------------------------------------------------------------
