@@ -79,6 +79,16 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        self.destroy_sandboxes()
+
+    def destroy_sandboxes(self) -> None:
+        """Sandboxes outlive the server by design; a test server's must not outlive the test."""
+        from console.runtime.local import LocalDriver
+
+        root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
+        subnet = self.env.get("RUNTIME_SUBNET") or "10.213.0.0/16"
+        if root.exists():
+            LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
 
 
 def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
