@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.core.cache import cache
 from django.test import Client
 
 from console.models import AuditEvent, Membership, Project
@@ -17,10 +17,10 @@ NEW_PASSWORD = "another-long-passphrase"
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
+def _own_cache_keys(settings):
+    # A fresh key prefix per test: lockout counters never leak between tests, and a shared
+    # Redis (REDIS_URL) is not flushed under other test runs.
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": uuid.uuid4().hex}}
 
 
 def test_home_sends_visitors_to_sign_in(client):
