@@ -228,6 +228,38 @@ def test_http_server_pause_and_resume(server, sandbox):
     assert cli_json(server, "sandbox", "get", sid)["status"] == "running"
 
 
+def test_two_sandboxes_serve_the_same_port(server):
+    """Each sandbox has its own port space: both serve 8080 at once, each its own content."""
+    ids = [cli_json(server, "sandbox", "create", "--template", "base")["id"] for _ in range(2)]
+    try:
+        for sid in ids:
+            server.cli("sandbox", "exec", sid, "--shell", f"echo {sid} > index.txt", check=True)
+            server.cli(
+                "sandbox", "exec", sid, "--background", "python3", "-m", "http.server", "8080",
+                check=True,
+            )  # fmt: skip
+        driver = runtime(server)
+
+        def body(sid: str) -> str:
+            host, port = driver.upstream(sid, 8080)
+            try:
+                return httpx.get(f"http://{host}:{port}/index.txt", timeout=1.5).text
+            except httpx.HTTPError:
+                return ""
+
+        for sid in ids:
+            assert _until(lambda sid=sid: body(sid) == f"{sid}\n"), sid
+        # `hibernate` and resume by sandbox id (not snapshot id) act on one sandbox only.
+        snap = cli_json(server, "sandbox", "hibernate", ids[0])
+        assert snap["sandbox_id"] == ids[0]
+        assert body(ids[0]) == "" and body(ids[1]) == f"{ids[1]}\n"
+        assert cli_json(server, "sandbox", "resume", ids[0])["status"] == "running"
+        assert _until(lambda: body(ids[0]) == f"{ids[0]}\n")
+    finally:
+        for sid in ids:
+            server.cli("sandbox", "kill", sid)
+
+
 def test_fork(server, sandbox):
     child = cli_json(server, "sandbox", "fork", sandbox["id"])
     assert child["id"] != sandbox["id"] and child["status"] == "running"
