@@ -1,7 +1,7 @@
 """Navigation context for full pages: the user's teams, the current team/project and its menu.
 
-The project menu is PROJECT_NAV: (label, URL name, scope). An entry appears only once
-its URL name exists, so a resource adds its page to the menu by defining that name.
+The project menu is PROJECT_NAV. An entry appears only once its URL name exists (and
+only to roles that may open it), so a resource adds its page by defining that URL name.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
 from console.htmx import is_fragment_request
+from console.models.teams import Role
 
-# scope "project" URLs take team_slug and project_slug; "team" URLs take team_slug.
+# (label, URL name, scope, lowest role that may open it). "project" URLs take team_slug and
+# project_slug; "team" URLs take team_slug.
 PROJECT_NAV = [
-    ("Sandboxes", "sandbox-list", "project"),
-    ("Preview links", "grant-list", "project"),
-    ("API keys", "apikey-list", "project"),
-    ("Audit log", "audit-list", "team"),
-    ("Members", "member-list", "team"),
-    ("Settings", "project-update", "project"),
+    ("Sandboxes", "sandbox-list", "project", Role.VIEWER),
+    ("Preview links", "grant-list", "project", Role.VIEWER),
+    ("API keys", "apikey-list", "project", Role.VIEWER),
+    ("Audit log", "audit-list", "team", Role.VIEWER),
+    ("Members", "member-list", "team", Role.VIEWER),
+    ("Settings", "project-update", "project", Role.ADMIN),
 ]
 
 
@@ -29,11 +31,13 @@ def _url_prefix(url_name: str) -> str:
     return url_name.split("-", 1)[0] + "-"
 
 
-def project_nav(request: HttpRequest, team, project) -> list[dict]:
+def project_nav(request: HttpRequest, team, project, membership) -> list[dict]:
     match = getattr(request, "resolver_match", None)
     current = match.url_name if match and match.url_name else ""
     items = []
-    for label, url_name, scope in PROJECT_NAV:
+    for label, url_name, scope, role in PROJECT_NAV:
+        if membership is not None and not membership.has_role(role):
+            continue
         kwargs = {"team_slug": team.slug}
         if scope == "project":
             kwargs["project_slug"] = project.slug
@@ -56,6 +60,7 @@ def navigation(request: HttpRequest) -> dict:
 
     team = getattr(request, "team", None)
     project = getattr(request, "project", None)
+    membership = getattr(request, "membership", None)
     if project is not None:
         if request.session.get(LAST_PROJECT) != project.pk:
             request.session[LAST_PROJECT] = project.pk
@@ -70,6 +75,7 @@ def navigation(request: HttpRequest) -> dict:
         "current_team": team,
         "current_project": getattr(request, "project", None),
         "nav_project": project,
-        "current_membership": getattr(request, "membership", None),
-        "project_nav": project_nav(request, team, project) if project is not None else [],
+        "current_membership": membership,
+        "nav_team_admin": bool(membership and membership.has_role(Role.ADMIN)),
+        "project_nav": project_nav(request, project.team, project, membership) if project else [],
     }

@@ -80,3 +80,27 @@ def test_other_teams_project_is_404(owner_client, other_project, project):
 def test_csrf_enforced(csrf_client, project):
     assert csrf_client.post("/t/acme/p/web/delete/").status_code == 403
     assert Project.objects.filter(pk=project.pk).exists()
+
+
+def test_menu_hides_pages_the_role_cannot_open(viewer_client, owner_client, project):
+    viewer_page = viewer_client.get("/t/acme/p/web/").content.decode()
+    assert 'href="/t/acme/p/web/settings/"' not in viewer_page
+    assert 'href="/t/acme/settings/"' not in viewer_page
+    owner_page = owner_client.get("/t/acme/p/web/").content.decode()
+    assert 'href="/t/acme/p/web/settings/"' in owner_page
+
+
+def test_team_pages_keep_the_last_project_menu(owner_client, project, team):
+    from tests.factories import make_project
+
+    make_project(team, "Zeta")
+    owner_client.get("/t/acme/p/zeta/")
+    members_page = owner_client.get("/t/acme/members/").content.decode()
+    assert 'href="/t/acme/p/zeta/keys/"' in members_page
+
+
+def test_forbidden_and_not_found_pages_use_the_layout(viewer_client, project):
+    forbidden = viewer_client.post("/t/acme/p/web/settings/", {"name": "x"})
+    assert forbidden.status_code == 403 and b"Your role does not allow this" in forbidden.content
+    missing = viewer_client.get("/t/nope/")
+    assert missing.status_code == 404 and b"Page not found" in missing.content
