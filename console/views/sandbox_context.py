@@ -6,6 +6,7 @@ never calls the runtime); the full page merges them all.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -80,7 +81,13 @@ def _normal(path: str | None) -> str:
 def file_context(sandbox: Sandbox, path: str | None) -> dict[str, Any]:
     """The directory listing of `path`, or of its parent plus the text of the file."""
     path = _normal(path)
-    context: dict[str, Any] = {"dir": path, "entries": [], "file_view": None, "file_note": ""}
+    context: dict[str, Any] = {
+        "dir": path,
+        "entries": [],
+        "file_view": None,
+        "file_note": "",
+        "max_upload_bytes": settings.MAX_FILE_BYTES,
+    }
     if sandbox.status == SandboxStatus.DESTROYED:
         context["file_note"] = "The sandbox is destroyed; its workspace is gone."
         return context
@@ -89,15 +96,22 @@ def file_context(sandbox: Sandbox, path: str | None) -> dict[str, Any]:
         if not info["is_dir"]:
             context["file_view"] = _file_view(sandbox, info)
             path = str(PurePosixPath(path).parent)
-        context["entries"] = sorted(
-            sandbox_files.listing(sandbox.public_id, path),
-            key=lambda e: (not e["is_dir"], e["name"].lower()),
-        )
+        entries = sandbox_files.listing(sandbox.public_id, path)
+        for entry in entries:
+            entry["modified"] = _parsed_time(entry.get("modified_time"))
+        context["entries"] = sorted(entries, key=lambda e: (not e["is_dir"], e["name"].lower()))
     except RuntimeError_ as exc:
         context["file_note"] = str(exc)
     context["dir"] = path
     context["crumbs"] = breadcrumbs(path)
     return context
+
+
+def _parsed_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _file_view(sandbox: Sandbox, info: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +155,5 @@ def detail_context(
         **event_context(sandbox),
         "timeout_form": TimeoutForm(),
         "exec_form": ExecForm(),
-        "max_upload_bytes": settings.MAX_FILE_BYTES,
         **extra,
     }

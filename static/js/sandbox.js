@@ -127,6 +127,7 @@
             memText.textContent = (sample.mem_used_bytes / 1048576).toFixed(1) + " MiB";
             note.textContent = "sampling every 2 s";
           } else {
+            cpuText.textContent = memText.textContent = "–";
             note.textContent = body.status + ": no samples";
           }
           // A destroyed sandbox has nothing more to say.
