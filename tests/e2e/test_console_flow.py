@@ -124,4 +124,13 @@ def test_console_flow(live, browser):
     page.click(".sidebar >> text=Audit log")
     page.wait_for_selector("#audit-table >> text=apikey.revoke")
     shot(page, "07-audit")
+
+    # Delete the project from its settings (hx-confirm, then HX-Redirect to the team page).
+    page.click(".switcher summary")
+    page.click(".switcher-menu >> text=Web app")
+    page.click(".sidebar >> text=Settings")
+    page.click("text=Delete project…")
+    page.wait_for_selector("h2:has-text('Projects')")
+    assert page.locator("#project-list >> text=Web app").count() == 0
+    assert page.locator(".flash-success >> text=Project Web app deleted").count() == 1
     context.close()
