@@ -6,9 +6,13 @@ console/sandboxes.py validates the values, so the console and /v1 refuse the sam
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.conf import settings
 
+from console import sandboxes
+from console.api.errors import ApiError
 from console.models import SandboxStatus, TimeoutAction
 
 
@@ -32,7 +36,11 @@ def max_timeout_seconds() -> int:
 
 
 class SandboxFilterForm(forms.Form):
-    state = forms.ChoiceField(required=False, choices=[("", "Any state"), *SandboxStatus.choices])
+    # Like `nullspace sandbox list`, the default leaves destroyed sandboxes out.
+    state = forms.ChoiceField(
+        required=False,
+        choices=[("", "Not destroyed"), *SandboxStatus.choices, ("all", "All, with destroyed")],
+    )
     template = forms.CharField(required=False, max_length=200)
     metadata = forms.CharField(
         required=False,
@@ -41,8 +49,12 @@ class SandboxFilterForm(forms.Form):
     )
 
     def clean_metadata(self) -> dict[str, str]:
-        text = self.cleaned_data["metadata"].replace(",", "\n")
-        return parse_pairs(text, "Metadata")
+        pairs = parse_pairs(self.cleaned_data["metadata"].replace(",", "\n"), "Metadata")
+        try:
+            # The same key rules as the API's `metadata` filter (no ORM lookups in keys).
+            return sandboxes.metadata_filter(json.dumps(pairs))
+        except ApiError as error:
+            raise forms.ValidationError(error.message) from None
 
 
 class SandboxForm(forms.Form):

@@ -75,7 +75,9 @@ def sandbox_list(request: HttpRequest) -> HttpResponse:
     rows = Sandbox.objects.filter(project=request.project)
     if filters.is_valid():
         data = filters.cleaned_data
-        if data["state"]:
+        if data["state"] == "":
+            rows = rows.exclude(status=SandboxStatus.DESTROYED)
+        elif data["state"] != "all":
             rows = rows.filter(status=data["state"])
         if data["template"]:
             rows = rows.filter(template=data["template"].strip())

@@ -101,6 +101,15 @@ def test_list_filters_by_state_template_and_metadata(member_client, project):
     assert ids(metadata="team=eval, x=1") == {paused.public_id}
     assert ids(metadata="team=web", state="running") == {running.public_id}
     assert ids(metadata="nonsense") == set()
+    assert ids(metadata="team__contains=e") == set()  # no ORM lookups through keys
+
+
+def test_list_leaves_destroyed_out_unless_asked(member_client, project):
+    gone = row(project, status=SandboxStatus.DESTROYED)
+    assert gone.public_id not in member_client.get(url("sandbox-list", project)).content.decode()
+    for state in ("all", "destroyed"):
+        body = member_client.get(url("sandbox-list", project), {"state": state}).content.decode()
+        assert gone.public_id in body
 
 
 def test_list_paginates_and_has_an_empty_state(member_client, project):
@@ -108,9 +117,10 @@ def test_list_paginates_and_has_an_empty_state(member_client, project):
     assert "No sandboxes yet" in empty and "New sandbox" in empty
     for _ in range(23):
         row(project, status=SandboxStatus.DESTROYED)
-    first = member_client.get(url("sandbox-list", project)).content.decode()
+    first = member_client.get(url("sandbox-list", project), {"state": "all"}).content.decode()
     assert "Page 1 of 2" in first and first.count("<tr") == 21  # header + 20
-    second = member_client.get(url("sandbox-list", project), {"page": 2}).content.decode()
+    second = member_client.get(url("sandbox-list", project), {"state": "all", "page": 2})
+    second = second.content.decode()
     assert second.count("<tr") == 4
 
 

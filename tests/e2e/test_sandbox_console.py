@@ -137,6 +137,6 @@ def test_sandbox_console(live, page, tmp_path):
     assert not page.is_visible("#exec-form")
     shot(page, "05-destroyed")
 
-    page.goto(live.url + "/t/erin/p/main/sandboxes/?metadata=team%3Deval")
+    page.goto(live.url + "/t/erin/p/main/sandboxes/?state=all&metadata=team%3Deval")
     page.wait_for_selector(f"#sandbox-table >> text={sandbox_id}")
     shot(page, "06-list")
