@@ -3,8 +3,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from console.keys import rotate_api_key
 from console.models import ApiKey, AuditEvent
 from tests.factories import make_key
 
@@ -154,3 +157,14 @@ def test_bad_input_is_enveloped(api):
 def test_wrong_method_is_enveloped(api):
     response = api.put("/v1/keys")
     assert response.status_code == 405 and response.json()["code"] == "method_not_allowed"
+
+
+def test_list_queries_do_not_grow_with_keys(api, project, django_assert_max_num_queries):
+    api.get("/v1/keys")
+    with CaptureQueriesContext(connection) as one_key:
+        api.get("/v1/keys")
+    for i in range(20):
+        rotated = make_key(project, name=f"k{i}")
+        rotate_api_key(rotated.key)
+    with django_assert_max_num_queries(len(one_key.captured_queries)):
+        assert len(api.get("/v1/keys").json()) == 41

@@ -5,9 +5,12 @@ import re
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from console.api.auth import authenticate_key
 from console.api.errors import ApiError
+from console.keys import create_api_key
 from console.models import ApiKey, AuditEvent, KeyScope
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +146,15 @@ def test_csrf_is_enforced(csrf_client, project):
     response = csrf_client.post(BASE + "new/", {"name": "x", "scope": "full"})
     assert response.status_code == 403
     assert not ApiKey.objects.filter(project=project).exists()
+
+
+def test_list_queries_do_not_grow_with_keys(
+    member_client, project, member, django_assert_max_num_queries
+):
+    create_api_key(project, name="first", created_by=member)
+    with CaptureQueriesContext(connection) as one_key:
+        member_client.get(BASE)
+    for i in range(30):
+        create_api_key(project, name=f"k{i}", created_by=member)
+    with django_assert_max_num_queries(len(one_key.captured_queries)):
+        member_client.get(BASE)
