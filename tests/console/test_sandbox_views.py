@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -445,6 +446,14 @@ def test_csrf_is_enforced(runtime, owner, project):
 # --- the exec WebSocket --------------------------------------------------------------------
 
 
+@pytest.fixture
+async def ws_runtime(runtime):
+    yield
+    # The consumer's queries ran in asgiref's shared thread; with CONN_MAX_AGE its
+    # connection would outlive the test and block dropping the PostgreSQL test database.
+    await database_sync_to_async(connections.close_all)()
+
+
 async def _socket(user, project, sandbox_id):
     from console.asgi import application
 
@@ -470,7 +479,7 @@ async def _frames_until_exit(communicator, limit=50):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_exec_socket_streams_a_real_process(runtime, project, member):
+async def test_exec_socket_streams_a_real_process(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
         lambda: sandboxes.create_sandbox(project, user=member)[0]
     )()
@@ -490,7 +499,7 @@ async def test_exec_socket_streams_a_real_process(runtime, project, member):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_exec_socket_output_arrives_while_the_process_runs(runtime, project, member):
+async def test_exec_socket_output_arrives_while_the_process_runs(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
         lambda: sandboxes.create_sandbox(project, user=member)[0]
     )()
@@ -507,7 +516,7 @@ async def test_exec_socket_output_arrives_while_the_process_runs(runtime, projec
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_exec_socket_disconnect_kills_the_process(runtime, project, member):
+async def test_exec_socket_disconnect_kills_the_process(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
         lambda: sandboxes.create_sandbox(project, user=member)[0]
     )()
@@ -522,7 +531,7 @@ async def test_exec_socket_disconnect_kills_the_process(runtime, project, member
 
 @pytest.mark.django_db(transaction=True)
 async def test_exec_socket_refuses_viewers_and_other_projects(
-    runtime, project, other_project, viewer, member
+    ws_runtime, project, other_project, viewer, member
 ):
     sandbox = await database_sync_to_async(
         lambda: sandboxes.create_sandbox(project, user=member)[0]
@@ -537,7 +546,7 @@ async def test_exec_socket_refuses_viewers_and_other_projects(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_exec_socket_reports_a_paused_sandbox(runtime, project, member):
+async def test_exec_socket_reports_a_paused_sandbox(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
         lambda: sandboxes.create_sandbox(project, user=member)[0]
     )()
