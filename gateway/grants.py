@@ -114,15 +114,14 @@ async def _listen() -> None:
             channel = await layer.new_channel("preview-gateway.")
             await layer.group_add(REVOCATION_GROUP, channel)
             _subscribed = True
-            while True:
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), REJOIN_SECONDS)
-                except TimeoutError:
-                    # Group memberships expire (a day, in channels' layers): renew them.
-                    await layer.group_add(REVOCATION_GROUP, channel)
-                    continue
-                if message.get("type") == REVOCATION_MESSAGE:
-                    forget(str(message.get("grant_id", "")))
+            rejoin = asyncio.ensure_future(_rejoin(layer, channel))
+            try:
+                while True:
+                    message = await layer.receive(channel)
+                    if message.get("type") == REVOCATION_MESSAGE:
+                        forget(str(message.get("grant_id", "")))
+            finally:
+                rejoin.cancel()
         except asyncio.CancelledError:
             _subscribed = False
             raise
@@ -134,9 +133,17 @@ async def _listen() -> None:
             await asyncio.sleep(1)
 
 
+async def _rejoin(layer, channel: str) -> None:
+    # Group memberships expire (a day, in channels' layers): renew ours now and then.
+    while True:
+        await asyncio.sleep(REJOIN_SECONDS)
+        await layer.group_add(REVOCATION_GROUP, channel)
+
+
 async def stop_listener() -> None:
     global _listener, _subscribed
     task, _listener, _subscribed = _listener, None, False
     if task is not None and task.get_loop() is asyncio.get_running_loop():
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # channels_redis unsubscribes on cancel, which can take a while; don't wait it out.
+        await asyncio.wait({task}, timeout=1)
