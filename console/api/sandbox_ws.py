@@ -3,8 +3,8 @@
 Frames in: exec_start (run a command and stream it) or exec_connect (attach to a
 running pid). Frames out: exec_started first, then exec_stdout / exec_stderr, then
 exec_exit; `error` for anything that goes wrong. Output is read from the driver's
-follow_output in a thread and handed to the event loop. Other channels (file watch
-without a query string, pty) answer an `error` frame: not served yet.
+follow_output in a thread and handed to the event loop. Without a query string the
+socket carries file watches (console/api/file_watch_ws.py, api-contract 2.7).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import sandboxes
 from console.api.errors import ApiError
+from console.api.file_watch_ws import FileWatches
 from console.api.ws_auth import query_param, scope_api_key
+from console.models import SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 
@@ -34,6 +36,7 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
         self.sandbox = None
         self.busy = False
         self.stop = threading.Event()
+        self.watches: FileWatches | None = None
         await self.accept()
         sandbox_id = self.scope["url_route"]["kwargs"]["sandbox_id"]
         try:
@@ -41,17 +44,31 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
                 self.project, sandbox_id
             )
         except ApiError as error:
-            await self._fail(error.message)
+            if self.channel is None:  # refused in answer to the watch frame, echoing its id
+                self.watches = FileWatches(sandbox_id, self.send_json, self.close, error.message)
+            else:
+                await self._fail(error.message)
             return
-        if self.channel != "exec":
-            what = f"channel={self.channel}" if self.channel else "file watch"
-            await self._fail(f"The {what} WebSocket channel is not supported by this server yet")
+        if self.channel is None:
+            destroyed = self.sandbox.status == SandboxStatus.DESTROYED
+            refusal = f"Sandbox {sandbox_id} was destroyed" if destroyed else None
+            self.watches = FileWatches(sandbox_id, self.send_json, self.close, refusal)
+        elif self.channel != "exec":
+            await self._fail(
+                f"The channel={self.channel} WebSocket channel is not supported by this server"
+            )
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "stop"):
             self.stop.set()
+        if getattr(self, "watches", None) is not None:
+            await self.watches.stop_all()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.watches is not None and isinstance(content, dict):
+            if content.get("type") == "file_watch":
+                await self.watches.start(content)
+            return
         if self.sandbox is None or self.channel != "exec" or not isinstance(content, dict):
             return
         kind = content.get("type")

@@ -115,7 +115,7 @@ async def test_other_project_and_unsupported_channels_answer_errors(
         assert (await ws.connect())[0]
         frame = await ws.receive_json_from(timeout=5)
         assert frame["type"] == "error" and "not found" in frame["message"]
-        ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws", api_key[0])
+        ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=nope", api_key[0])
         await ws.connect()
         frame = await ws.receive_json_from(timeout=5)
         assert frame["type"] == "error" and "not supported" in frame["message"]

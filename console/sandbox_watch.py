@@ -1,0 +1,165 @@
+"""Watching a directory of a sandbox's /workspace for changes (the file watch, api-contract 2.7).
+
+A Watch is a watchdog observer on the real directory behind a sandbox path,
+resolved through sandbox_files so that nothing outside /workspace can be watched.
+Changes reach `on_change` on the observer's thread as Change(event, name, path),
+with the client's event names: create, write, remove, rename, chmod. A move is a
+`rename` of the old path and a `create` of the new one (as inotify reports it);
+the API's own atomic writes (a hidden `.partial` file renamed into place) are one
+`write` of the target. `on_change(None)` says the watched directory itself went away.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from console import sandbox_files
+from console.sandbox_files import FileOpError
+
+# Each watch holds one inotify instance; the kernel's default is 128 per user, shared
+# with everything else running as that user, so one server process keeps to half.
+MAX_WATCHES = 64
+# Bursts of identical events (one per write() call of a big file) are sent once.
+REPEAT_WINDOW_SECONDS = 0.1
+# sandbox_files.write_chunks' temporary names: mkstemp(prefix=".<name>.", suffix=".partial").
+PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial$")
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    DirAttribEvent,
+]
+EVENT_NAMES = {"created": "create", "modified": "write", "deleted": "remove", "attrib": "chmod"}
+
+_slots = threading.BoundedSemaphore(MAX_WATCHES)
+
+
+@dataclass(frozen=True)
+class Change:
+    event: str
+    name: str
+    path: str  # sandbox path, /workspace/...
+
+
+def _partial(path: str) -> bool:
+    return bool(PARTIAL_NAME.match(os.path.basename(path)))
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: Path, watched: Path, on_change: Callable[[Change | None], None]):
+        self.root = str(root)
+        self.watched = str(watched)
+        self.on_change = on_change
+        self.last: tuple[Change, float] | None = None
+
+    def _emit(self, event: str, host_path: str) -> None:
+        rel = os.path.relpath(host_path, self.root)
+        if rel.startswith(".."):
+            return
+        path = sandbox_files.WORKSPACE if rel == "." else f"{sandbox_files.WORKSPACE}/{rel}"
+        change = Change(event, os.path.basename(path), path)
+        now = time.monotonic()
+        if self.last and self.last[0] == change and now - self.last[1] < REPEAT_WINDOW_SECONDS:
+            return
+        self.last = (change, now)
+        self.on_change(change)
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        src, dest = os.fsdecode(event.src_path), os.fsdecode(event.dest_path)
+        if event.event_type == "deleted" and src == self.watched:
+            self.on_change(None)
+            return
+        if event.event_type == "moved":
+            if _partial(src):
+                if not _partial(dest):
+                    self._emit("write", dest)
+                return
+            if src:
+                self._emit("rename", src)
+            if dest and not _partial(dest):
+                self._emit("create", dest)
+            return
+        name = EVENT_NAMES.get(event.event_type)
+        if name and not _partial(src) and src != self.watched:
+            self._emit(name, src)
+
+
+class Watch:
+    """One running watch; stop() ends its threads and frees its inotify instance."""
+
+    def __init__(
+        self,
+        sandbox_id: str,
+        path: object,
+        *,
+        recursive: bool,
+        on_change: Callable[[Change | None], None],
+    ) -> None:
+        root = sandbox_files.workspace_root(sandbox_id)
+        host = sandbox_files.resolve(sandbox_id, path, must_exist=True)
+        if not host.is_dir():
+            raise FileOpError(
+                f"{path} is not a directory; watch a directory", code="invalid_request"
+            )
+        if not _slots.acquire(blocking=False):
+            raise FileOpError(
+                f"this server already runs {MAX_WATCHES} file watches; try again later",
+                code="rate_limit_exceeded",
+            )
+        self._stopped = False
+        self._lock = threading.Lock()
+        self.path = sandbox_files.sandbox_path(root, host)
+        self.observer = Observer()
+        self.observer.name = f"file-watch-{sandbox_id}"
+        self.observer.schedule(
+            _Handler(root, host, on_change),
+            str(host),
+            recursive=recursive,
+            event_filter=WATCHED_EVENTS,
+        )
+        try:
+            self.observer.start()
+        except OSError as exc:  # EMFILE: the kernel's inotify limits
+            _slots.release()
+            self._stopped = True
+            raise FileOpError(
+                f"cannot watch {self.path}: {exc.strerror}", code="rate_limit_exceeded"
+            ) from None
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        try:
+            self.observer.stop()
+            if self.observer is not threading.current_thread():
+                self.observer.join(timeout=5)
+        finally:
+            _slots.release()

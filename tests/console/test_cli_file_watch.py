@@ -1,0 +1,98 @@
+"""The real `nullspace sandbox file watch` (0.1.9) against a live server: file events as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.live import VENV_BIN, remove_tree, start_live_server
+
+pytestmark = pytest.mark.cli
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    server = start_live_server(tmp_path_factory.mktemp("cli-watch"), RUNTIME_NETNS="off")
+    yield server
+    server.stop()
+    remove_tree(server.data_dir)
+
+
+@pytest.fixture(scope="module")
+def sandbox_id(live) -> str:
+    created = live.cli("sandbox", "create", "--template", "base", check=True)
+    match = re.search(r"\bsb_[a-z0-9]+", created.stdout)
+    assert match, created.stdout
+    yield match.group(0)
+    live.cli("sandbox", "kill", match.group(0))
+
+
+def start_watch(live, *args: str) -> tuple[subprocess.Popen, queue.Queue]:
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "nullspace"), "sandbox", "file", "watch", *args],
+        cwd=live.data_dir, env=live.cli_env(PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    return proc, lines
+
+
+def wait_for_event(live, sandbox_id, lines: queue.Queue, path: str) -> dict:
+    """Write probe files until the watcher reports one (it prints nothing when it starts)."""
+    deadline = time.monotonic() + 30
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        live.cli(
+            "sandbox", "file", "write", sandbox_id, f"{path}/probe-{n}.txt", input="x", check=True
+        )
+        try:
+            return json.loads(lines.get(timeout=1))
+        except queue.Empty:
+            continue
+    raise AssertionError("the watcher printed no event within 30 s")
+
+
+def test_watch_prints_events_of_cli_writes(live, sandbox_id):
+    live.cli("sandbox", "file", "mkdir", sandbox_id, "/workspace/w/deep", check=True)
+    proc, lines = start_watch(live, sandbox_id, "/workspace/w", "--recursive", "--timeout", "40")
+    try:
+        probe = wait_for_event(live, sandbox_id, lines, "/workspace/w")
+        assert probe["type"] == "write" and probe["path"].startswith("/workspace/w/probe-")
+        while not lines.empty():
+            lines.get()
+        live.cli("sandbox", "file", "write", sandbox_id, "/workspace/w/deep/hello.txt",
+                 input="hi", check=True)  # fmt: skip
+        event = json.loads(lines.get(timeout=10))
+        assert event == {
+            "type": "write",
+            "name": "hello.txt",
+            "path": "/workspace/w/deep/hello.txt",
+            "event_type": "write",
+        }
+        live.cli("sandbox", "file", "rm", sandbox_id, "/workspace/w/deep/hello.txt", check=True)
+        assert json.loads(lines.get(timeout=10))["type"] == "remove"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_watch_timeout_ends_the_command(live, sandbox_id):
+    started = time.monotonic()
+    result = live.cli("sandbox", "file", "watch", sandbox_id, "/workspace", "--timeout", "2",
+                      timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert 2 <= time.monotonic() - started < 20
+
+
+def test_watch_refuses_an_escape(live, sandbox_id):
+    result = live.cli("sandbox", "file", "watch", sandbox_id, "/etc", "--timeout", "5", timeout=30)
+    assert result.returncode != 0
+    assert "outside /workspace" in result.stderr, result.stderr
