@@ -18,6 +18,7 @@ from yarl import URL
 from gateway import accounting, client
 from gateway.errors import GatewayError
 from gateway.headers import response_headers, strip_query
+from gateway.pacing import pacer_for
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_i
     watcher = asyncio.ensure_future(watch_client())
     outbound = 0
     complete = False
+    pacer = None
     try:
         await send(
             {
@@ -113,9 +115,14 @@ async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_i
                 "headers": response_headers(response.raw_headers),
             }
         )
+        pacer = pacer_for(send)
         async for chunk in response.content.iter_any():
             outbound += len(chunk)
+            if pacer is not None:
+                await pacer.wait()  # daphne: the client's socket is full
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if pacer is not None:
+            pacer.release()
         await send({"type": "http.response.body", "body": b""})
         complete = True
     except asyncio.CancelledError:
@@ -126,10 +133,26 @@ async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_i
         # The upstream died mid-stream: end without completing, so the client sees a cut.
         log.info("upstream stream ended early: %s", type(exc).__name__)
         accounting.count_error(grant_id, "upstream_stream_cut")
+        _abort_connection(send)
     finally:
         watcher.cancel()
+        if pacer is not None:
+            pacer.release()
         if complete:
             response.release()
         else:
             response.close()
         accounting.count_bytes(grant_id, outbound=outbound)
+
+
+def _abort_connection(send) -> None:
+    """Cut the client's connection so it sees a failure, not a short "complete" body.
+
+    uvicorn does this itself when an app returns mid-response; daphne has no ASGI way
+    and would leave the client waiting, but its `send` is partial(handle_reply, protocol).
+    """
+    protocol = (getattr(send, "args", None) or (None,))[0]
+    transport = getattr(getattr(protocol, "channel", None), "transport", None)
+    abort = getattr(transport, "abortConnection", None)
+    if abort is not None:
+        abort()

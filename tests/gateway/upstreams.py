@@ -22,9 +22,14 @@ WS_CLOSE_CODES: list[int | None] = []  # as the websockets upstream saw each clo
 
 
 def resolve(sandbox_id: str, port: int) -> tuple[str, int]:
+    """ROUTES, else TEST_PREVIEW_UPSTREAMS: JSON {"sb_x:3000": "127.0.0.1:1234"} or @file."""
     if (sandbox_id, port) in ROUTES:
         return ROUTES[(sandbox_id, port)]
-    extra = json.loads(os.environ.get("TEST_PREVIEW_UPSTREAMS", "{}"))
+    given = os.environ.get("TEST_PREVIEW_UPSTREAMS", "{}")
+    if given.startswith("@"):  # a file, so routes can be added after the server started
+        with open(given[1:]) as file:
+            given = file.read()
+    extra = json.loads(given)
     if f"{sandbox_id}:{port}" in extra:
         host, _, found = extra[f"{sandbox_id}:{port}"].rpartition(":")
         return host, int(found)
