@@ -83,7 +83,7 @@ def _touch(key: ApiKey) -> None:
 def check_rate_limit(key: ApiKey) -> None:
     limit = settings.API_RATE_LIMIT_PER_MINUTE
     window = int(time.time() // 60)
-    bucket = f"ratelimit:{key.pk}:{window}"
+    bucket = f"ratelimit:{key.public_id}:{window}"
     if cache.add(bucket, 1, timeout=70):
         return
     try:
