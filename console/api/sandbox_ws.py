@@ -4,7 +4,8 @@ Frames in: exec_start (run a command and stream it) or exec_connect (attach to a
 running pid). Frames out: exec_started first, then exec_stdout / exec_stderr, then
 exec_exit; `error` for anything that goes wrong. Output is read from the driver's
 follow_output in a thread and handed to the event loop. Without a query string the
-socket carries file watches (console/api/file_watch_ws.py, api-contract 2.7).
+socket carries file watches (console/api/file_watch_ws.py, api-contract 2.7);
+`?channel=pty` a terminal (console/api/pty_ws.py, api-contract 2.8).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from console import sandboxes
 from console.api.errors import ApiError
 from console.api.file_watch_ws import FileWatches
+from console.api.pty_ws import PtyChannel
 from console.api.ws_auth import query_param, scope_api_key
 from console.models import SandboxStatus
 from console.runtime import get_driver
@@ -37,6 +39,7 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
         self.busy = False
         self.stop = threading.Event()
         self.watches: FileWatches | None = None
+        self.pty: PtyChannel | None = None
         await self.accept()
         sandbox_id = self.scope["url_route"]["kwargs"]["sandbox_id"]
         try:
@@ -53,6 +56,8 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
             destroyed = self.sandbox.status == SandboxStatus.DESTROYED
             refusal = f"Sandbox {sandbox_id} was destroyed" if destroyed else None
             self.watches = FileWatches(sandbox_id, self.send_json, self.close, refusal)
+        elif self.channel == "pty":
+            self.pty = PtyChannel(self.sandbox, self.send_json, self.close)
         elif self.channel != "exec":
             await self._fail(
                 f"The channel={self.channel} WebSocket channel is not supported by this server"
@@ -63,11 +68,16 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
             self.stop.set()
         if getattr(self, "watches", None) is not None:
             await self.watches.stop_all()
+        if getattr(self, "pty", None) is not None:
+            self.pty.detach()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if self.watches is not None and isinstance(content, dict):
             if content.get("type") == "file_watch":
                 await self.watches.start(content)
+            return
+        if self.pty is not None and isinstance(content, dict):
+            await self.pty.receive(content)
             return
         if self.sandbox is None or self.channel != "exec" or not isinstance(content, dict):
             return

@@ -10,6 +10,7 @@ from console.api import keys as keys_api
 from console.api import lifecycle as lifecycle_api
 from console.api import previews as previews_api
 from console.api import processes as processes_api
+from console.api import pty as pty_api
 from console.api import sandboxes as sandboxes_api
 from console.api import snapshots as snapshots_api
 from console.api import uploads as uploads_api
@@ -23,6 +24,7 @@ urlpatterns += processes_api.urlpatterns
 urlpatterns += snapshots_api.urlpatterns
 urlpatterns += lifecycle_api.urlpatterns
 urlpatterns += keys_api.urlpatterns
+urlpatterns += pty_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

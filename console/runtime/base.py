@@ -8,6 +8,7 @@ contract's error envelope. Paths given to file methods are sandbox paths
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,6 +102,25 @@ class OutputEvent:
 
 
 @dataclass(frozen=True)
+class PtyRequest:
+    """A login shell on a pseudo terminal (a PTY session); its output is the process's stdout."""
+
+    session_id: str
+    cols: int
+    rows: int
+    cwd: str | None = None
+    envs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PtyInfo:
+    session_id: str
+    pid: int
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class Metrics:
     timestamp: str
     cpu_percent: float
@@ -166,9 +186,15 @@ class Driver(ABC):
 
     @abstractmethod
     def follow_output(
-        self, sandbox_id: str, pid: int, *, stop_after: float | None = None
+        self,
+        sandbox_id: str,
+        pid: int,
+        *,
+        stop_after: float | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[OutputEvent]:
-        """Yield output as it arrives, ending with one `exit` event (or at stop_after seconds)."""
+        """Yield output as it arrives, ending with one `exit` event (or at stop_after seconds,
+        or soon after `stop` is set)."""
 
     @abstractmethod
     def processes(self, sandbox_id: str) -> list[ProcessInfo]: ...
@@ -181,6 +207,20 @@ class Driver(ABC):
 
     @abstractmethod
     def write_stdin(self, sandbox_id: str, pid: int, data: bytes) -> None: ...
+
+    # --- pseudo terminals (input: write_stdin; output: follow_output; end: kill_process) ---
+    def start_pty(
+        self, sandbox_id: str, request: PtyRequest, *, default_cwd: str, envs: dict[str, str]
+    ) -> int:
+        """Start a shell on a new pseudo terminal and return its pid."""
+        raise RuntimeError_("this runtime has no pseudo terminals", code="not_implemented")
+
+    def ptys(self, sandbox_id: str) -> list[PtyInfo]:
+        """The sandbox's PTY sessions whose shell still runs, with their current size."""
+        raise RuntimeError_("this runtime has no pseudo terminals", code="not_implemented")
+
+    def resize_pty(self, sandbox_id: str, pid: int, cols: int, rows: int) -> None:
+        raise RuntimeError_("this runtime has no pseudo terminals", code="not_implemented")
 
     # --- files -----------------------------------------------------------------------
     @abstractmethod

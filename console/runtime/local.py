@@ -14,6 +14,7 @@ process (web server, worker, tests) can drive any sandbox.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,9 +22,11 @@ import os
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tarfile
+import termios
 import threading
 import time
 import uuid
@@ -45,6 +48,8 @@ from console.runtime.base import (
     ProcessInfo,
     ProcessLogs,
     ProcessMissing,
+    PtyInfo,
+    PtyRequest,
     RuntimeError_,
     SandboxMissing,
 )
@@ -268,7 +273,13 @@ class LocalDriver(Driver):
         return env
 
     def start_process(
-        self, sandbox_id: str, request: ExecRequest, *, default_cwd: str, envs: dict[str, str]
+        self,
+        sandbox_id: str,
+        request: ExecRequest,
+        *,
+        default_cwd: str,
+        envs: dict[str, str],
+        tty: dict | None = None,
     ) -> int:
         state = self._state(sandbox_id)
         workspace = self._workspace(sandbox_id)
@@ -301,6 +312,8 @@ class LocalDriver(Driver):
             "cgroup_procs": self._group(sandbox_id, state).procs_file,
             "mounts": mounts,
         }
+        if tty:
+            spec["tty"] = tty  # supervise.py runs it on a pseudo terminal
         procdir = self._dir(sandbox_id) / "state" / "procs" / f".new-{uuid.uuid4().hex}"
         procdir.mkdir()
         (procdir / "spec.json").write_text(json.dumps(spec))
@@ -317,9 +330,14 @@ class LocalDriver(Driver):
         return proclog.wait(self._procdir(sandbox_id, pid), timeout)
 
     def follow_output(
-        self, sandbox_id: str, pid: int, *, stop_after: float | None = None
+        self,
+        sandbox_id: str,
+        pid: int,
+        *,
+        stop_after: float | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[OutputEvent]:
-        return proclog.follow(self._procdir(sandbox_id, pid), stop_after)
+        return proclog.follow(self._procdir(sandbox_id, pid), stop_after, stop)
 
     def processes(self, sandbox_id: str) -> list[ProcessInfo]:
         self._state(sandbox_id)
@@ -355,6 +373,46 @@ class LocalDriver(Driver):
             os.write(fd, data)
         finally:
             os.close(fd)
+
+    # --- pseudo terminals -------------------------------------------------------------
+    def start_pty(
+        self, sandbox_id: str, request: PtyRequest, *, default_cwd: str, envs: dict[str, str]
+    ) -> int:
+        shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+        tty = {"session_id": request.session_id, "cols": request.cols, "rows": request.rows}
+        exec_request = ExecRequest(command=shell, cwd=request.cwd, envs=request.envs)
+        return self.start_process(
+            sandbox_id, exec_request, default_cwd=default_cwd, envs=envs, tty=tty
+        )
+
+    def _tty(self, procdir: Path) -> tuple[dict, str] | None:
+        """meta.json and the terminal of a PTY session that still runs, else None."""
+        meta = proclog.read_json(procdir / "meta.json")
+        if not meta or not meta.get("tty") or proclog.exit_code(procdir) is not None:
+            return None
+        return (meta, meta["tty"]) if proclog.is_alive(meta) else None
+
+    def ptys(self, sandbox_id: str) -> list[PtyInfo]:
+        self._state(sandbox_id)
+        found = []
+        for procdir in (self._dir(sandbox_id) / "state" / "procs").iterdir():
+            live = self._tty(procdir) if procdir.name.isdigit() else None
+            if live is None:
+                continue
+            try:
+                size = _winsize(live[1])
+            except OSError:
+                continue  # exited since
+            meta = live[0]
+            found.append(PtyInfo(meta["pty_session_id"], int(meta["pid"]), size[1], size[0]))
+        return sorted(found, key=lambda p: p.pid)
+
+    def resize_pty(self, sandbox_id: str, pid: int, cols: int, rows: int) -> None:
+        live = self._tty(self._procdir(sandbox_id, pid))
+        if live is None:
+            raise ProcessMissing(f"process {pid} is not a running PTY session")
+        # The kernel tells the terminal's foreground processes (SIGWINCH).
+        _winsize(live[1], (rows, cols))
 
     # --- files -----------------------------------------------------------------------
     def host_path(
@@ -467,6 +525,18 @@ def _kill_supervisor(pid: int) -> None:
             os.kill(int(pid), signal.SIGKILL)
     except (OSError, ValueError):
         pass
+
+
+def _winsize(tty: str, new: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The (rows, cols) of a terminal, after setting them to `new` if given."""
+    fd = os.open(tty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        if new is not None:
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", new[0], new[1], 0, 0))
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        return rows, cols
+    finally:
+        os.close(fd)
 
 
 def _disk_used(root: Path) -> int:

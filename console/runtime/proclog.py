@@ -6,6 +6,7 @@ import codecs
 import json
 import os
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,8 +108,12 @@ def _supervisor_alive(meta: dict) -> bool:
     return True
 
 
-def follow(procdir: Path, stop_after: float | None) -> Iterator[OutputEvent]:
-    """Yield output frames as the supervisor appends them; end with the exit event."""
+def follow(
+    procdir: Path, stop_after: float | None, stop: threading.Event | None = None
+) -> Iterator[OutputEvent]:
+    """Yield output frames as the supervisor appends them; end with the exit event.
+
+    Setting `stop` ends it early even while nothing arrives (a reader that left)."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
     decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in KINDS.values()}
     offset = 0
@@ -147,6 +152,8 @@ def follow(procdir: Path, stop_after: float | None) -> Iterator[OutputEvent]:
                     yield OutputEvent(kind="exit", exit_code=exit_code(procdir) or -1)
                     return
                 if deadline is not None and time.monotonic() >= deadline:
+                    return
+                if stop is not None and stop.is_set():
                     return
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.05)

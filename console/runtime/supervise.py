@@ -14,12 +14,18 @@ a caller needs later lives in <procdir>:
     exit.json   {"exit_code": int, ...}, written atomically once the process has exited
                 and its output up to then is in the files above
 
+With spec["tty"] ({"session_id", "cols", "rows"}) the process runs on a pseudo terminal
+of its own (a PTY session): what arrives on the stdin FIFO goes to the terminal, all
+it prints is logged as stdout, and meta.json names the terminal ("tty") for resizing.
+
 The driver reads these files from any process (console/runtime/proclog.py).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import json
 import os
 import selectors
@@ -27,6 +33,7 @@ import signal
 import struct
 import subprocess
 import sys
+import termios
 import time
 
 CLONE_NEWNS = 0x00020000
@@ -101,6 +108,35 @@ def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
     )
 
 
+def _spawn_tty(spec: dict) -> tuple[subprocess.Popen, int, str]:
+    """Start the process on a new pseudo terminal; return it, the master fd and the tty path."""
+    libc = LIBC
+    master, slave = os.openpty()
+    size = struct.pack("HHHH", int(spec["tty"]["rows"]), int(spec["tty"]["cols"]), 0, 0)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+
+    def enter() -> None:
+        _enter_sandbox(spec, libc)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # after setsid: the terminal becomes ours
+
+    try:
+        child = subprocess.Popen(
+            spec["argv"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=spec["env"],
+            start_new_session=True,
+            preexec_fn=enter,
+        )
+        return child, master, os.ttyname(slave)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+
+
 def _open_logs(procdir: str) -> dict[str, int]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return {
@@ -161,6 +197,62 @@ def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
         read_ready(None)
 
 
+def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, logs: dict[str, int]) -> int:
+    """Terminal output to the logs, the stdin FIFO to the terminal, until the process exits."""
+    os.set_blocking(master, False)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ)
+    sel.register(stdin_fd, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    typed = b""  # input the terminal has not taken yet (never block on a full terminal)
+    stored = 0
+
+    def step(timeout: float) -> bool:
+        """One round of the loop; False once the terminal is closed on the other side."""
+        nonlocal typed, stored
+        for key, mask in sel.select(timeout):
+            if key.fd == wake_r:
+                os.read(wake_r, 512)
+            elif key.fd == stdin_fd and len(typed) < 1 << 20:
+                typed += os.read(stdin_fd, 65536)
+            elif key.fd == master and mask & selectors.EVENT_WRITE and typed:
+                try:
+                    typed = typed[os.write(master, typed) :]
+                except BlockingIOError:
+                    pass
+            elif key.fd == master and mask & selectors.EVENT_READ:
+                try:
+                    data = os.read(master, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:  # EIO: no process holds the terminal any more
+                    if exc.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    return False
+                if stored < MAX_OUTPUT_BYTES:
+                    os.write(logs["stdout"], data)
+                    os.write(logs["output"], frame(b"o", data))
+                    stored += len(data)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if typed else 0)
+        sel.modify(master, events)
+        return True
+
+    while child.poll() is None and step(0.5):
+        pass
+    deadline = time.monotonic() + 0.1  # what it printed just before exiting
+    while time.monotonic() < deadline and step(0.01):
+        pass
+    code = child.wait()
+    os.close(master)  # hangs up on anything it left running on the terminal
+    return 128 - code if code < 0 else code
+
+
 def supervise(procdir: str, report_fd: int) -> None:
     """Start the process described in procdir, report `ok <pid>` or `error <why>` on
     report_fd, then keep its output until it ends. Runs in its own session."""
@@ -171,12 +263,17 @@ def supervise(procdir: str, report_fd: int) -> None:
         stdin_fd = os.open(f"{procdir}/stdin", os.O_RDWR)  # RDWR: never EOF, never blocks
     else:
         stdin_fd = os.open(os.devnull, os.O_RDONLY)
+    tty = None
     try:
-        child = _spawn(spec, stdin_fd)
+        if spec.get("tty"):
+            child, master, tty = _spawn_tty(spec)
+        else:
+            child = _spawn(spec, stdin_fd)
     except (OSError, subprocess.SubprocessError) as exc:
         os.write(report_fd, f"error {exc}\n".encode())
         return
-    os.close(stdin_fd)
+    if tty is None:
+        os.close(stdin_fd)
     final = os.path.join(os.path.dirname(procdir), str(child.pid))
     if os.path.lexists(final):  # a pid reused after an old process of this sandbox
         os.rename(final, f"{final}.old{time.time_ns()}")
@@ -190,11 +287,16 @@ def supervise(procdir: str, report_fd: int) -> None:
             "started_at": time.time(),
             "start_ticks": _start_ticks(child.pid),
             "supervisor_pid": os.getpid(),
+            **({"tty": tty, "pty_session_id": spec["tty"]["session_id"]} if tty else {}),
         },
     )
     os.write(report_fd, f"ok {child.pid}\n".encode())
     os.close(report_fd)
-    _pump(child, final, logs)
+    if tty is None:
+        _pump(child, final, logs)
+        return
+    code = _pump_tty(child, master, stdin_fd, logs)
+    _write_json(f"{final}/exit.json", {"exit_code": code, "finished_at": time.time()})
 
 
 def _detached(procdir: str, report_fd: int) -> None:
