@@ -3,7 +3,7 @@
 The first frame is pty_start {id, cols, rows, cwd?, envs?} (a new shell on a pseudo
 terminal) or pty_connect {id, session_id | pid} (an existing one). The answer is
 pty_started {session_id, pid, cols, rows, exec_id} or error {message, code}, then
-pty_output {data} as the terminal prints (a connect replays what it printed so far),
+pty_output {data} as the terminal prints (a connect first replays its last 64 KiB),
 and pty_exited {exit_code} when the shell ends. The client sends pty_input {data |
 data_base64}, pty_resize {cols, rows} and pty_kill. Leaving the socket leaves the
 shell running: the session is ended by pty_kill, DELETE /pty/{id} or the shell's exit.
@@ -27,6 +27,8 @@ from console.runtime import get_driver
 from console.runtime.base import PtyInfo, RuntimeError_
 
 SendJson = Callable[[dict], Awaitable[None]]
+# What pty_connect replays of the terminal's earlier output (a screenful or so, not all).
+REPLAY_BYTES = 64 * 1024
 
 
 class PtyChannel:
@@ -89,9 +91,9 @@ class PtyChannel:
             return
         self.info = info
         await self._send({"type": "pty_started", **sandbox_pty.info_dict(info)})
-        asyncio.ensure_future(self._stream(info))
+        asyncio.ensure_future(self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None))
 
-    async def _stream(self, info: PtyInfo) -> None:
+    async def _stream(self, info: PtyInfo, tail_bytes: int | None) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         sandbox_id, stop = self.sandbox.public_id, self.stop
@@ -104,7 +106,10 @@ class PtyChannel:
 
         def read() -> None:
             try:
-                for event in get_driver().follow_output(sandbox_id, info.pid, stop=stop):
+                events = get_driver().follow_output(
+                    sandbox_id, info.pid, stop=stop, tail_bytes=tail_bytes
+                )
+                for event in events:
                     put(event)
                     if stop.is_set():
                         return

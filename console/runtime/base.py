@@ -192,9 +192,10 @@ class Driver(ABC):
         *,
         stop_after: float | None = None,
         stop: threading.Event | None = None,
+        tail_bytes: int | None = None,
     ) -> Iterator[OutputEvent]:
         """Yield output as it arrives, ending with one `exit` event (or at stop_after seconds,
-        or soon after `stop` is set)."""
+        or soon after `stop` is set). With tail_bytes, earlier output is cut to about that."""
 
     @abstractmethod
     def processes(self, sandbox_id: str) -> list[ProcessInfo]: ...

@@ -336,8 +336,9 @@ class LocalDriver(Driver):
         *,
         stop_after: float | None = None,
         stop: threading.Event | None = None,
+        tail_bytes: int | None = None,
     ) -> Iterator[OutputEvent]:
-        return proclog.follow(self._procdir(sandbox_id, pid), stop_after, stop)
+        return proclog.follow(self._procdir(sandbox_id, pid), stop_after, stop, tail_bytes)
 
     def processes(self, sandbox_id: str) -> list[ProcessInfo]:
         self._state(sandbox_id)

@@ -108,12 +108,32 @@ def _supervisor_alive(meta: dict) -> bool:
     return True
 
 
+def _tail_start(fh, tail_bytes: int) -> int:
+    """The offset of the first whole frame within the last `tail_bytes` of output."""
+    starts = []
+    pos = 0
+    while header := fh.read(HEADER):
+        if len(header) < HEADER:
+            break
+        starts.append(pos)
+        pos += HEADER + struct.unpack(">I", header[1:])[0]
+        fh.seek(pos)
+    end = pos
+    fh.seek(0)
+    fitting = [start for start in starts if end - start <= tail_bytes]
+    return fitting[0] if fitting else (starts[-1] if starts else 0)
+
+
 def follow(
-    procdir: Path, stop_after: float | None, stop: threading.Event | None = None
+    procdir: Path,
+    stop_after: float | None,
+    stop: threading.Event | None = None,
+    tail_bytes: int | None = None,
 ) -> Iterator[OutputEvent]:
     """Yield output frames as the supervisor appends them; end with the exit event.
 
-    Setting `stop` ends it early even while nothing arrives (a reader that left)."""
+    Setting `stop` ends it early even while nothing arrives (a reader that left);
+    `tail_bytes` starts from about the last that many bytes of earlier output."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
     decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in KINDS.values()}
     offset = 0
@@ -123,6 +143,8 @@ def follow(
     except FileNotFoundError as exc:
         raise ProcessMissing("no such process") from exc
     with fh:
+        if tail_bytes is not None:
+            fh.seek(_tail_start(fh, tail_bytes))
         pending = b""
         while True:
             code = exit_code(procdir)  # read before the data: all output precedes exit.json

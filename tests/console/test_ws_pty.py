@@ -148,3 +148,21 @@ async def test_delete_ends_a_session_and_refusals(sandbox, api_key, api, other_p
     finally:
         await database_sync_to_async(sandboxes.destroy_sandbox)(theirs)
     await asyncio.sleep(0)
+
+
+async def test_connect_replays_only_the_recent_output(sandbox, api_key, api):
+    ws, started = await terminal(sandbox, api_key[0], {"type": "pty_start", "id": "pty_8"})
+    await ws.send_json_to(
+        {"type": "pty_input", "data": "head -c 300000 /dev/zero | tr '\\0' a; echo E\"\"ND\n"}
+    )
+    await output_until(ws, "aEND\r\n")
+    await ws.disconnect()
+    ws, again = await terminal(
+        sandbox, api_key[0], {"type": "pty_connect", "session_id": started["session_id"]}
+    )
+    assert again["type"] == "pty_started"
+    replayed = await output_until(ws, "aEND\r\n")
+    assert 1000 < len(replayed) <= 64 * 1024
+    assert "head -c" not in replayed  # the start of the session is not sent again
+    await ws.send_json_to({"type": "pty_kill"})
+    await ws.disconnect()
