@@ -4,6 +4,7 @@ pseudo terminal in a real sandbox, and the /pty REST routes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -89,6 +90,12 @@ async def test_session_outlives_the_socket_and_the_rest_routes(sandbox, api_key,
     await ws.send_json_to({"type": "pty_input", "data": "echo marker-$((6*7))\n"})
     await output_until(ws, "marker-42")
     await ws.disconnect()
+    # Leaving ends the reader thread (the shell keeps running).
+    for _ in range(50):
+        if not any(t.name.startswith("pty-ws-") for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(t.name.startswith("pty-ws-") for t in threading.enumerate())
 
     base = f"/v1/sandboxes/{sandbox.public_id}/pty"
     session_id, pid = started["session_id"], started["pid"]
