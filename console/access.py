@@ -28,7 +28,9 @@ def team_member_required(role: str = Role.VIEWER) -> Callable:
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @login_required
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, team_slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(
+            request: HttpRequest, team_slug: str, *args: Any, **kwargs: Any
+        ) -> HttpResponse:
             membership = (
                 Membership.objects.select_related("team")
                 .filter(team__slug=team_slug, user=request.user)
@@ -67,9 +69,7 @@ def project_for_member(user, team_slug: str, project_slug: str, role: str) -> Pr
     if user is None or not user.is_authenticated:
         return None
     membership = (
-        Membership.objects.select_related("team")
-        .filter(team__slug=team_slug, user=user)
-        .first()
+        Membership.objects.select_related("team").filter(team__slug=team_slug, user=user).first()
     )
     if membership is None or not membership.has_role(role):
         return None

@@ -70,7 +70,9 @@ _PREVIEW_PREFIX = {
 
 
 def _preview_signer(kind: str) -> signing.Signer:
-    return signing.Signer(key=settings.PREVIEW_SIGNING_KEY, salt=f"nullspace.preview.{kind}", sep=".")
+    return signing.Signer(
+        key=settings.PREVIEW_SIGNING_KEY, salt=f"nullspace.preview.{kind}", sep="."
+    )
 
 
 def sign_preview_token(grant_id: str, kind: str) -> str:

@@ -50,25 +50,40 @@ class LiveServer:
 
     def manage(self, *args: str) -> str:
         out = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-            check=True, capture_output=True, text=True,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip()
 
     def cli_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
-        env.update(NULLSPACE_API_URL=self.url, NULLSPACE_API_KEY=self.api_key, HOME=str(self.data_dir))
+        env.update(
+            NULLSPACE_API_URL=self.url, NULLSPACE_API_KEY=self.api_key, HOME=str(self.data_dir)
+        )
         env.update(extra)
         return env
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = False, timeout: float = 120, **kwargs
+    ) -> subprocess.CompletedProcess:
         """Run the real `nullspace` CLI against this server (cwd is the data dir: no stray .env)."""
         result = subprocess.run(
-            [str(VENV_BIN / "nullspace"), *args], cwd=self.data_dir, env=self.cli_env(),
-            capture_output=True, text=True, timeout=timeout, **kwargs,
+            [str(VENV_BIN / "nullspace"), *args],
+            cwd=self.data_dir,
+            env=self.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"nullspace {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"nullspace {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def stop(self) -> None:
@@ -97,8 +112,11 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
-        DATA_DIR=str(data_dir), SITE_URL=f"http://localhost:{port}", DEBUG="0",
-        STATIC_MANIFEST="0", PYTHONUNBUFFERED="1",
+        DATA_DIR=str(data_dir),
+        SITE_URL=f"http://localhost:{port}",
+        DEBUG="0",
+        STATIC_MANIFEST="0",
+        PYTHONUNBUFFERED="1",
     )
     db_url = _fresh_database_url()
     if db_url:
@@ -106,12 +124,25 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
     env.update(extra_env)
     server = LiveServer(url=f"http://localhost:{port}", port=port, data_dir=data_dir, env=env)
     server.manage("migrate", "--noinput")
-    server.api_key = server.manage("bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main")
+    server.api_key = server.manage(
+        "bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main"
+    )
     server.log_path = data_dir / "server.log"
     log = open(server.log_path, "wb")
     server.process = subprocess.Popen(
-        [str(VENV_BIN / "python"), "manage.py", "serve", "--port", str(port), "--host", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(VENV_BIN / "python"),
+            "manage.py",
+            "serve",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -20,6 +20,8 @@ NOT_YET = (
 def unknown_route(request: HttpRequest, rest: str = "") -> JsonResponse:
     if rest.startswith(NOT_YET):
         return api_error(
-            request, "not_implemented", f"{request.method} {request.path} is not available on this server yet"
+            request,
+            "not_implemented",
+            f"{request.method} {request.path} is not available on this server yet",
         )
     return api_error(request, "not_found", f"No API route {request.method} {request.path}")

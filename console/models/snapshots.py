@@ -18,11 +18,17 @@ class Snapshot(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_snapshot_id)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
     sandbox = models.ForeignKey(
-        "console.Sandbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots"
+        "console.Sandbox",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="snapshots",
     )
     # Kept as text too: the sandbox row may be gone, the contract still names it.
     sandbox_public_id = models.CharField(max_length=32, db_index=True)
-    kind = models.CharField(max_length=10, choices=SnapshotKind.choices, default=SnapshotKind.MANUAL)
+    kind = models.CharField(
+        max_length=10, choices=SnapshotKind.choices, default=SnapshotKind.MANUAL
+    )
     size_bytes = models.PositiveBigIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
     archive_path = models.CharField(max_length=1024, blank=True)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from console.views import accounts, audit, keys, members, projects, teams
+from console.views import (
+    accounts,
+    audit,
+    keys,
+    members,
+    projects,
+    sandbox_files,
+    sandbox_processes,
+    sandboxes,
+    teams,
+)
 from console.views import previews as preview_views
-from console.views import sandbox_files, sandbox_processes, sandboxes
 
 urlpatterns: list = []
 urlpatterns += accounts.urlpatterns

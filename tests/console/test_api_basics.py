@@ -86,7 +86,10 @@ def test_wrong_method_names_the_allowed_ones(api):
 def test_read_only_key_is_refused_a_write(client, read_key):
     raw, _ = read_key
     response = client.post(
-        "/v1/sandboxes", data="{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+        "/v1/sandboxes",
+        data="{}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
     )
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"

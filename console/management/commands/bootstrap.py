@@ -22,7 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--team", default="default", help="Team slug")
         parser.add_argument("--project", default="default", help="Project slug")
         parser.add_argument("--key-name", default="bootstrap")
-        parser.add_argument("--scope", choices=[KeyScope.FULL, KeyScope.READ], default=KeyScope.FULL)
+        parser.add_argument(
+            "--scope", choices=[KeyScope.FULL, KeyScope.READ], default=KeyScope.FULL
+        )
         parser.add_argument("--json", action="store_true", help="Print a JSON object instead")
 
     @transaction.atomic
@@ -42,15 +44,31 @@ class Command(BaseCommand):
         project = Project.objects.filter(team=team, slug=options["project"]).first()
         if project is None:
             project = create_project(team, options["project"], slug=options["project"])
-        issued = create_api_key(project, name=options["key_name"], scope=options["scope"], created_by=user)
-        record("apikey.create", team=team, actor=user, target_type="api_key",
-               target_id=issued.key.public_id, name=issued.key.name, via="bootstrap")
+        issued = create_api_key(
+            project, name=options["key_name"], scope=options["scope"], created_by=user
+        )
+        record(
+            "apikey.create",
+            team=team,
+            actor=user,
+            target_type="api_key",
+            target_id=issued.key.public_id,
+            name=issued.key.name,
+            via="bootstrap",
+        )
         if options["json"]:
             import json
 
-            self.stdout.write(json.dumps({
-                "api_key": issued.raw, "team": team.slug, "project": project.slug,
-                "project_id": project.public_id, "email": email,
-            }))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "api_key": issued.raw,
+                        "team": team.slug,
+                        "project": project.slug,
+                        "project_id": project.public_id,
+                        "email": email,
+                    }
+                )
+            )
         else:
             self.stdout.write(issued.raw)

@@ -18,7 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="0.0.0.0")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--no-worker", action="store_true", help="Do not start the worker thread")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Do not start the worker thread"
+        )
 
     def handle(self, *args, **options):
         from daphne.endpoints import build_endpoint_description_strings
@@ -37,7 +39,13 @@ class Command(BaseCommand):
         gc.collect()
         gc.freeze()
         try:
-            Server(application=application, endpoints=endpoints, signal_handlers=True,
-                   websocket_timeout=86400, http_timeout=None, application_close_timeout=10).run()
+            Server(
+                application=application,
+                endpoints=endpoints,
+                signal_handlers=True,
+                websocket_timeout=86400,
+                http_timeout=None,
+                application_close_timeout=10,
+            ).run()
         finally:
             stop.set()
