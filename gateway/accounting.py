@@ -11,8 +11,8 @@ import asyncio
 import atexit
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
 from django.db.models import DateTimeField, F, Value
@@ -26,69 +26,61 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 
 
-@dataclass
-class Usage:
-    use_count: int = 0
-    http_request_count: int = 0
-    websocket_connection_count: int = 0
-    bytes_in_count: int = 0
-    bytes_out_count: int = 0
-    first_used_at: datetime | None = None
-    last_used_at: datetime | None = None
-    last_error_code: str = ""
-    last_error_at: datetime | None = None
-
-    def merge(self, newer: Usage) -> None:
-        for name in (
-            "use_count",
-            "http_request_count",
-            "websocket_connection_count",
-            "bytes_in_count",
-            "bytes_out_count",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(newer, name))
-        self.first_used_at = self.first_used_at or newer.first_used_at
-        self.last_used_at = newer.last_used_at or self.last_used_at
-        if newer.last_error_at:
-            self.last_error_code, self.last_error_at = newer.last_error_code, newer.last_error_at
+# Per grant, a plain list (cheapest to bump on every request): counts, then times as
+# time.time() floats, turned into datetimes only when written.
+USE, HTTP, WEBSOCKET, BYTES_IN, BYTES_OUT, FIRST, LAST, ERROR, ERROR_AT = range(9)
 
 
-_pending: dict[str, Usage] = {}
+def _new() -> list:
+    return [0, 0, 0, 0, 0, 0.0, 0.0, "", 0.0]
+
+
+def _merge(older: list, newer: list) -> list:
+    merged = [older[i] + newer[i] for i in range(FIRST)]
+    merged += [older[FIRST] or newer[FIRST], newer[LAST] or older[LAST]]
+    merged += newer[ERROR:] if newer[ERROR_AT] else older[ERROR:]
+    return merged
+
+
+_pending: dict[str, list] = {}
 _lock = threading.Lock()
 _flusher: asyncio.Task | None = None
-
-
-def _usage(grant_id: str) -> Usage:
-    usage = _pending.get(grant_id)
-    if usage is None:
-        usage = _pending[grant_id] = Usage()
-    return usage
+_flusher_loop: asyncio.AbstractEventLoop | None = None
 
 
 def count_use(grant_id: str, *, http: bool = False, websocket: bool = False) -> None:
     """A grant admitted a request (http) or a WebSocket connection."""
-    now = timezone.now()
+    now = time.time()
     with _lock:
-        usage = _usage(grant_id)
-        usage.use_count += 1
-        usage.http_request_count += int(http)
-        usage.websocket_connection_count += int(websocket)
-        usage.first_used_at = usage.first_used_at or now
-        usage.last_used_at = now
+        usage = _pending.get(grant_id)
+        if usage is None:
+            usage = _pending[grant_id] = _new()
+        if not usage[FIRST]:
+            usage[FIRST] = now
+        usage[USE] += 1
+        if http:
+            usage[HTTP] += 1
+        if websocket:
+            usage[WEBSOCKET] += 1
+        usage[LAST] = now
 
 
 def count_bytes(grant_id: str, inbound: int = 0, outbound: int = 0) -> None:
     """Bytes client->upstream (in) and upstream->client (out)."""
     with _lock:
-        usage = _usage(grant_id)
-        usage.bytes_in_count += inbound
-        usage.bytes_out_count += outbound
+        usage = _pending.get(grant_id)
+        if usage is None:
+            usage = _pending[grant_id] = _new()
+        usage[BYTES_IN] += inbound
+        usage[BYTES_OUT] += outbound
 
 
 def count_error(grant_id: str, code: str) -> None:
     with _lock:
-        usage = _usage(grant_id)
-        usage.last_error_code, usage.last_error_at = code, timezone.now()
+        usage = _pending.get(grant_id)
+        if usage is None:
+            usage = _pending[grant_id] = _new()
+        usage[ERROR], usage[ERROR_AT] = code, time.time()
 
 
 def flush() -> int:
@@ -105,31 +97,33 @@ def flush() -> int:
         # Keep what was not written (and the failed one) for the next flush.
         with _lock:
             for grant_id, usage in list(batch.items())[written:]:
-                usage.merge(_pending.get(grant_id, Usage()))
-                _pending[grant_id] = usage
+                _pending[grant_id] = _merge(usage, _pending.get(grant_id) or _new())
         raise
     return written
 
 
-def _write(grant_id: str, usage: Usage) -> None:
+def _when(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, tz=UTC)
+
+
+def _write(grant_id: str, usage: list) -> None:
     updates = {
-        "use_count": F("use_count") + usage.use_count,
-        "http_request_count": F("http_request_count") + usage.http_request_count,
-        "websocket_connection_count": F("websocket_connection_count")
-        + usage.websocket_connection_count,
-        "bytes_in_count": F("bytes_in_count") + usage.bytes_in_count,
-        "bytes_out_count": F("bytes_out_count") + usage.bytes_out_count,
+        "use_count": F("use_count") + usage[USE],
+        "http_request_count": F("http_request_count") + usage[HTTP],
+        "websocket_connection_count": F("websocket_connection_count") + usage[WEBSOCKET],
+        "bytes_in_count": F("bytes_in_count") + usage[BYTES_IN],
+        "bytes_out_count": F("bytes_out_count") + usage[BYTES_OUT],
         "updated_at": timezone.now(),
     }
-    if usage.first_used_at:
+    if usage[FIRST]:
         updates["first_used_at"] = Coalesce(
-            F("first_used_at"), Value(usage.first_used_at, output_field=DateTimeField())
+            F("first_used_at"), Value(_when(usage[FIRST]), output_field=DateTimeField())
         )
-    if usage.last_used_at:
-        updates["last_used_at"] = usage.last_used_at
-    if usage.last_error_at:
-        updates["last_error_code"] = usage.last_error_code
-        updates["last_error_at"] = usage.last_error_at
+    if usage[LAST]:
+        updates["last_used_at"] = _when(usage[LAST])
+    if usage[ERROR_AT]:
+        updates["last_error_code"] = usage[ERROR]
+        updates["last_error_at"] = _when(usage[ERROR_AT])
     PreviewGrant.objects.filter(public_id=grant_id).update(**updates)
 
 
@@ -137,10 +131,11 @@ _flush_async = database_sync_to_async(flush)
 
 
 def ensure_flusher() -> None:
-    global _flusher
+    global _flusher, _flusher_loop
     loop = asyncio.get_running_loop()
-    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
+    if _flusher_loop is not loop or _flusher.done():
         _flusher = loop.create_task(_flush_forever(), name="preview-accounting")
+        _flusher_loop = loop
 
 
 async def _flush_forever() -> None:
@@ -164,8 +159,8 @@ def _flush_at_exit() -> None:
 
 async def stop_flusher() -> None:
     """Stop the background task and write what is pending."""
-    global _flusher
-    task, _flusher = _flusher, None
+    global _flusher, _flusher_loop
+    task, _flusher, _flusher_loop = _flusher, None, None
     if task is not None and task.get_loop() is asyncio.get_running_loop():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -10,7 +10,6 @@ import asyncio
 
 from django.conf import settings
 
-from console.middleware import new_request_id
 from gateway import accounting, auth, client, grants, upstream
 from gateway.errors import GatewayError, close_websocket, send_error
 from gateway.headers import upstream_host, upstream_request_headers
@@ -20,18 +19,18 @@ from gateway.websocket import proxy_websocket
 
 
 async def gateway_application(scope, receive, send) -> None:
-    if scope["type"] not in ("http", "websocket"):
+    kind = scope["type"]
+    if kind != "http" and kind != "websocket":
         return
-    scope = {**scope, "request_id": new_request_id()}
     grants.ensure_listener()
     accounting.ensure_flusher()
-    websocket = scope["type"] == "websocket"
+    websocket = kind == "websocket"
     grant_id = ""
     try:
         route = parse_route(scope_host(scope), settings.PREVIEW_DOMAIN)
         if route is None:
             raise GatewayError("preview_not_found")
-        admission = await auth.admit(scope, route, "websocket" if websocket else "http")
+        admission = await auth.admit(scope, route, kind)
         grant_id = admission.grant.grant_id
         sandbox = await upstream.sandbox_info(route.sandbox_id)
         auth.check_traffic_token(scope, sandbox)

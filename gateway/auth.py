@@ -16,7 +16,7 @@ from django.conf import settings
 from console import tokens
 from console.previews import DISABLED, EXPIRED, REVOKED, SCOPE, GrantState
 from gateway import accounting, grants
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, request_id
 from gateway.headers import (
     COOKIE_NAME,
     EDGE_TOKEN_PARAM,
@@ -65,8 +65,12 @@ _CREDENTIALS = {
 }
 
 
-# Verified signatures (a pure function of token and key): skips an HMAC per request.
+# The fast path for a credential seen before: (raw token, kind) -> grant id. A signature
+# is a pure function of the token, so it is verified once; what can change (revocation,
+# expiry, disabling) is still checked on every request below, from grants' cache, which
+# the revocation fan-out updates at once.
 _verified: dict[tuple[str, str], str] = {}
+MAX_VERIFIED = 50_000
 
 
 def _read_token(raw: str, kind: str) -> str | None:
@@ -74,32 +78,44 @@ def _read_token(raw: str, kind: str) -> str | None:
     if grant_id is None:
         grant_id = tokens.read_preview_token(raw, kind)
         if grant_id is not None:
-            if len(_verified) >= 50_000:
+            if len(_verified) >= MAX_VERIFIED:
                 _verified.clear()
             _verified[(raw, kind)] = grant_id
     return grant_id
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Admission:
     grant: GrantState
     via: str  # edge | proxy | cookie
     bootstrap: bool  # answer with the 303 + cookie instead of proxying
 
 
-async def admit(scope, route: Route, transport: str) -> Admission:
-    proxy_token = header(scope, PROXY_TOKEN_HEADER)
-    params = query_params(scope)
+def _credential(scope) -> tuple[str, str]:
+    """(via, raw token) from one pass over the headers, then the query only if it names ours."""
+    proxy_token = cookie = None
+    for key, value in scope["headers"]:
+        if key == PROXY_TOKEN_HEADER:
+            proxy_token = value
+            break
+        if key == b"cookie" and cookie is None:
+            cookie = value
     if proxy_token is not None:
-        via, raw = "proxy", proxy_token.decode("latin-1").strip()
-    elif params.get(TRANSPORT_PARAM) == b"header":
-        raise GatewayError("preview_proxy_token_missing")
-    elif EDGE_TOKEN_PARAM in params:
-        via, raw = "edge", params[EDGE_TOKEN_PARAM].decode("latin-1")
-    elif (cookie := cookie_value(scope)) is not None:
-        via, raw = "cookie", cookie
-    else:
-        raise GatewayError("edge_token_missing")
+        return "proxy", proxy_token.decode("latin-1").strip()
+    query = scope.get("query_string", b"")
+    if query and (TRANSPORT_PARAM in query or EDGE_TOKEN_PARAM in query):
+        params = query_params(scope)
+        if params.get(TRANSPORT_PARAM) == b"header":
+            raise GatewayError("preview_proxy_token_missing")
+        if EDGE_TOKEN_PARAM in params:
+            return "edge", params[EDGE_TOKEN_PARAM].decode("latin-1")
+    if cookie is not None and (raw := cookie_value(cookie)) is not None:
+        return "cookie", raw
+    raise GatewayError("edge_token_missing")
+
+
+async def admit(scope, route: Route, transport: str) -> Admission:
+    via, raw = _credential(scope)
     credential = _CREDENTIALS[(via, transport)]
     grant_id = _read_token(raw, credential.kind)
     if grant_id is None:
@@ -113,7 +129,7 @@ async def admit(scope, route: Route, transport: str) -> Admission:
         code = credential.codes[refusal]
         accounting.count_error(grant_id, code)
         raise GatewayError(code)
-    return Admission(grant=state, via=via, bootstrap=via == "edge" and transport == "http")
+    return Admission(state, via, via == "edge" and transport == "http")
 
 
 def check_traffic_token(scope, sandbox: SandboxInfo) -> None:
@@ -152,7 +168,6 @@ async def send_bootstrap(scope, send, admission: Admission) -> None:
         (b"referrer-policy", b"no-referrer"),
         (b"content-length", b"0"),
     ]
-    if scope.get("request_id"):
-        headers.append((b"x-request-id", scope["request_id"].encode()))
+    headers.append((b"x-request-id", request_id(scope).encode()))
     await send({"type": "http.response.start", "status": 303, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

@@ -10,6 +10,7 @@ import json
 
 from django.template.loader import render_to_string
 
+from console.middleware import new_request_id
 from gateway.headers import header
 
 # code -> (HTTP status, WebSocket close code, page title, message)
@@ -129,8 +130,16 @@ def wants_html(scope) -> bool:
     return b"text/html" in (header(scope, b"accept") or b"")
 
 
+def request_id(scope) -> str:
+    """This request's id, made when first needed (a proxied 200 carries none)."""
+    found = scope.get("request_id")
+    if found is None:
+        found = scope["request_id"] = new_request_id()
+    return found
+
+
 async def send_error(scope, send, error: GatewayError) -> None:
-    request_id = scope.get("request_id")
+    rid = request_id(scope)
     if wants_html(scope):
         context = {
             "title": error.title,
@@ -138,7 +147,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
             "hint": error.hint,
             "code": error.code,
             "status": error.status,
-            "request_id": request_id,
+            "request_id": rid,
             "retry_after": error.retry_after,
         }
         body = render_to_string("gateway/error.html", context).encode()
@@ -147,7 +156,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
         envelope = {
             "error": f"{error.message} {error.hint}".strip(),
             "code": error.code,
-            "request_id": request_id,
+            "request_id": rid,
         }
         if error.code in ("sandbox_starting", "gateway_unavailable", "upstream_timeout"):
             envelope["retryable"] = True
@@ -159,8 +168,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
         (b"cache-control", b"no-store"),
         (b"x-nullspace-preview-error", error.code.encode()),
     ]
-    if request_id:
-        headers.append((b"x-request-id", request_id.encode()))
+    headers.append((b"x-request-id", rid.encode()))
     if error.retry_after is not None:
         headers.append((b"retry-after", str(error.retry_after).encode()))
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from console.previews import REVOCATION_GROUP, REVOCATION_MESSAGE, GrantState, load_grant_state
+from gateway import flight
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ REJOIN_SECONDS = 600
 _cache: dict[str, tuple[float, GrantState | None]] = {}
 _revoked: dict[str, float] = {}  # grant id -> when to forget (covers a read racing the commit)
 _sockets: dict[str, set[asyncio.Event]] = {}
+_loading: dict[str, asyncio.Task] = {}
+_generation = 0  # bumped whenever the cache is dropped: a load that spans it is not cached
 _listener: asyncio.Task | None = None
 _subscribed = False
 
@@ -38,20 +41,27 @@ _load = database_sync_to_async(load_grant_state)
 
 
 async def grant_state(grant_id: str) -> GrantState | None:
-    """The grant's state (None: no such grant). Raises GatewayError(gateway_unavailable)."""
-    ensure_listener()
-    now = time.monotonic()
+    """The grant's state (None: no such grant). Raises GatewayError(gateway_unavailable).
+
+    The caller has run ensure_listener() for this loop (the app does, once per request).
+    """
     hit = _cache.get(grant_id)
-    if hit is not None and hit[0] > now:
+    if hit is not None and hit[0] > time.monotonic():
         return hit[1]
+    return await flight.shared(_loading, grant_id, lambda: _fetch(grant_id))
+
+
+async def _fetch(grant_id: str) -> GrantState | None:
+    generation = _generation  # only an answer read while subscribed throughout may be cached
     try:
         state = await _load(grant_id)
     except Exception:
         log.exception("grant lookup failed")
         raise GatewayError("gateway_unavailable", retry_after=2) from None
+    now = time.monotonic()
     if state is not None and _revoked.get(grant_id, 0) > now:
         state = replace(state, revoked=True)
-    if _subscribed:
+    if _subscribed and generation == _generation:
         if len(_cache) >= MAX_ENTRIES:
             _purge(now)
         _cache[grant_id] = (now + (FOUND_TTL if state else MISSING_TTL), state)
@@ -69,13 +79,19 @@ def forget(grant_id: str) -> None:
         event.set()
 
 
+def _drop_cache() -> None:
+    global _generation
+    _generation += 1
+    _cache.clear()
+
+
 def _purge(now: float) -> None:
     for key in [k for k, (expires, _) in _cache.items() if expires <= now]:
         del _cache[key]
     for key in [k for k, expires in _revoked.items() if expires <= now]:
         del _revoked[key]
     if len(_cache) >= MAX_ENTRIES:
-        _cache.clear()
+        _drop_cache()
 
 
 def watch_socket(grant_id: str) -> asyncio.Event:
@@ -99,12 +115,12 @@ def ensure_listener() -> None:
     if _listener is not None and not _listener.done() and _listener.get_loop() is loop:
         return
     _subscribed = False  # a listener on another (closed) loop hears nothing for this one
-    _cache.clear()
+    _drop_cache()
     _listener = loop.create_task(_listen(), name="preview-revocations")
 
 
 async def _listen() -> None:
-    global _subscribed
+    global _subscribed, _generation
     layer = get_channel_layer()
     if layer is None:
         log.warning("no channel layer: preview grants are read from the database on every request")
@@ -114,6 +130,7 @@ async def _listen() -> None:
             channel = await layer.new_channel("preview-gateway.")
             await layer.group_add(REVOCATION_GROUP, channel)
             _subscribed = True
+            _generation += 1  # a load that began while deaf must not be cached
             rejoin = asyncio.ensure_future(_rejoin(layer, channel))
             try:
                 while True:
@@ -128,7 +145,7 @@ async def _listen() -> None:
         except Exception:
             # Whatever was cached may have missed a revocation while we were deaf.
             _subscribed = False
-            _cache.clear()
+            _drop_cache()
             log.exception("revocation listener lost its channel layer; retrying")
             await asyncio.sleep(1)
 

@@ -41,6 +41,7 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 OURS = frozenset({PROXY_TOKEN_HEADER, TRAFFIC_TOKEN_HEADER})
+_COOKIE_PREFIX = COOKIE_NAME.encode() + b"="
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
@@ -72,17 +73,20 @@ def strip_query(query: bytes) -> bytes:
     return b"&".join(kept)
 
 
-def cookie_value(scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                name, _, val = part.strip().partition("=")
-                if name == COOKIE_NAME:
-                    return val
+def cookie_value(cookie: bytes) -> str | None:
+    """Our cookie's value in a Cookie header, or None."""
+    if _COOKIE_PREFIX not in cookie:
+        return None
+    for part in cookie.decode("latin-1").split(";"):
+        name, _, val = part.strip().partition("=")
+        if name == COOKIE_NAME:
+            return val
     return None
 
 
 def _without_our_cookie(value: bytes) -> bytes:
+    if _COOKIE_PREFIX not in value:
+        return value
     parts = [p for p in value.split(b";") if p.strip().partition(b"=")[0] != COOKIE_NAME.encode()]
     return b";".join(parts).strip()
 
@@ -96,28 +100,42 @@ def _without_edge_token(referer: bytes) -> bytes:
     return path + (b"?" + query if query else b"") + hashmark + fragment
 
 
+# Framing is the client's business with us; the upstream leg frames the body itself. Expect
+# is answered by our server (as nginx does), not passed on.
+FRAMING = frozenset({b"content-length", b"expect"})
+_DROP = HOP_BY_HOP | OURS | FRAMING
+_DROP_WEBSOCKET = _DROP | WEBSOCKET_HANDSHAKE
+_CONNECTION_PLAIN = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+
+
 def upstream_request_headers(
     scope, *, proxied_by_customer: bool, websocket: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers as the upstream should get them (Host is set by the caller)."""
-    connection_named = {
-        token.strip().lower() for value in _all(scope, b"connection") for token in value.split(b",")
-    }
-    drop = (
-        HOP_BY_HOP | OURS | connection_named | (WEBSOCKET_HANDSHAKE if websocket else frozenset())
-    )
+    drop = _DROP_WEBSOCKET if websocket else _DROP
     out: list[tuple[bytes, bytes]] = []
     forwarded_for = b""
+    host = b""
+    connection = b""
+    customer_proto = customer_host = False
     for key, value in scope["headers"]:
         if key in drop:
+            if key == b"host":
+                host = value
+            elif key == b"connection":
+                connection += b"," + value
             continue
         if key in FORWARDED:
             # Only a customer's proxy (it authenticated with its token) may tell us these.
             if proxied_by_customer:
                 if key == b"x-forwarded-for":
                     forwarded_for = value
+                    continue
+                if key == b"x-forwarded-proto":
+                    customer_proto = True
                 else:
-                    out.append((key, value))
+                    customer_host = True
+                out.append((key, value))
             continue
         if key == b"cookie":
             value = _without_our_cookie(value)
@@ -126,33 +144,48 @@ def upstream_request_headers(
         elif key == b"referer" and EDGE_TOKEN_PARAM in value:
             value = _without_edge_token(value)
         out.append((key, value))
+    if connection:
+        # Headers the client named in Connection are hop-by-hop too.
+        named = {token.strip().lower() for token in connection.split(b",")} - _CONNECTION_PLAIN
+        if named:
+            out = [(key, value) for key, value in out if key not in named]
+            customer_proto = customer_proto and b"x-forwarded-proto" not in named
+            customer_host = customer_host and b"x-forwarded-host" not in named
+            if b"x-forwarded-for" in named:
+                forwarded_for = b""
     client = (scope.get("client") or ("", 0))[0].encode()
     chain = b", ".join(part for part in (forwarded_for, client) if part)
     if chain:
         out.append((b"x-forwarded-for", chain))
-    present = {key for key, _ in out}
-    if b"x-forwarded-proto" not in present:
+    if not customer_proto:
         secure = scope.get("scheme") in ("https", "wss")
         out.append((b"x-forwarded-proto", b"https" if secure else b"http"))
-    if b"x-forwarded-host" not in present:
-        out.append((b"x-forwarded-host", header(scope, b"host") or b""))
+    if not customer_host:
+        out.append((b"x-forwarded-host", host))
     return out
 
 
 def upstream_host(scope, mask_request_host: str, port: int) -> str:
     """The Host the upstream sees: the client's, or the sandbox's mask (`${PORT}` filled in)."""
     if mask_request_host:
-        return mask_request_host.replace("${PORT}", str(port))
+        # The owner's setting goes into the request head as is: no line breaks in it.
+        masked = mask_request_host.replace("${PORT}", str(port))
+        return "".join(c for c in masked if c >= " " and c != "\x7f")
     return (header(scope, b"host") or b"").decode("latin-1")
 
 
 def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    connection_named = {
-        t.strip().lower() for k, v in raw if k.lower() == b"connection" for t in v.split(b",")
-    }
-    drop = HOP_BY_HOP | connection_named
-    return [(k.lower(), v) for k, v in raw if k.lower() not in drop]
-
-
-def _all(scope, name: bytes) -> list[bytes]:
-    return [value for key, value in scope["headers"] if key == name]
+    out = []
+    connection = b""
+    for key, value in raw:
+        key = key.lower()
+        if key in HOP_BY_HOP:
+            if key == b"connection":
+                connection += b"," + value
+            continue
+        out.append((key, value))
+    if connection:
+        named = {token.strip().lower() for token in connection.split(b",")} - _CONNECTION_PLAIN
+        if named:
+            out = [(key, value) for key, value in out if key not in named]
+    return out

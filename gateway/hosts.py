@@ -36,7 +36,26 @@ def is_preview_scope(scope, preview_domain: str) -> bool:
     return _hostname(scope_host(scope)).endswith("." + preview_domain)
 
 
+# Hosts seen recently -> their Route (or None): parsing is pure, and a busy preview
+# sends the same Host on every request.
+_routes: dict[tuple[str, str], Route | None] = {}
+MAX_ROUTES = 10_000
+
+
 def parse_route(host: str, preview_domain: str) -> Route | None:
+    key = (host, preview_domain)
+    try:
+        return _routes[key]
+    except KeyError:
+        pass
+    route = _parse(host, preview_domain)
+    if len(_routes) >= MAX_ROUTES:
+        _routes.clear()
+    _routes[key] = route
+    return route
+
+
+def _parse(host: str, preview_domain: str) -> Route | None:
     name = _hostname(host.lower())
     suffix = "." + preview_domain
     if not name.endswith(suffix):

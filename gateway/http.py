@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiohttp
-from yarl import URL
-
 from gateway import accounting, client
 from gateway.errors import GatewayError
-from gateway.headers import response_headers, strip_query
+from gateway.headers import header, response_headers, strip_query
 from gateway.pacing import pacer_for
 
 log = logging.getLogger(__name__)
@@ -45,54 +42,65 @@ async def _request_body(first: dict, receive, counter: list[int]):
 
 
 async def proxy_http(
-    scope, receive, send, *, upstream: tuple[str, int], port: int, headers, grant_id: str
+    scope,
+    receive,
+    send,
+    *,
+    upstream: tuple[str, int],
+    port: int,
+    headers,
+    grant_id: str,
 ) -> None:
     first = await receive()
     if first["type"] == "http.disconnect":
         return
     inbound = [0]
+    length = None
     if first.get("more_body", False):
         data = _request_body(first, receive, inbound)
+        length = header(scope, b"content-length")  # else the upstream leg goes chunked
     else:
-        data = first.get("body", b"") or None
-        inbound[0] = len(data or b"")
-    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    query = strip_query(scope.get("query_string", b"")).decode("latin-1")
-    url = URL.build(
-        scheme="http",
-        host=upstream[0],
-        port=upstream[1],
-        path=path,
-        query_string=query,
-        encoded=True,
-    )
+        data = first.get("body", b"")
+        inbound[0] = len(data)
+    target = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    if query:
+        query = strip_query(query)
+        if query:
+            target += b"?" + query
     try:
-        response = await client.session().request(
-            scope["method"],
-            url,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-            data=data,
-            allow_redirects=False,
-            timeout=client.timeout(),
+        response = await client.request(
+            scope["method"], upstream, target, headers, data, length=length
         )
     except _ClientGone:
         return
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
-        log.info("upstream %s:%s refused: %s", *upstream, type(exc).__name__)
+    except client.UpstreamUnavailable:
+        log.info("upstream %s:%s refused or closed", *upstream)
         raise GatewayError(
             "upstream_unavailable",
             hint=f"Nothing is listening on port {port} yet; bind 0.0.0.0, not 127.0.0.1.",
         ) from None
-    except TimeoutError:
+    except client.UpstreamTimeout:
         raise GatewayError("upstream_timeout") from None
-    except aiohttp.ClientError as exc:
-        log.info("upstream %s:%s failed: %s", *upstream, type(exc).__name__)
-        raise GatewayError("upstream_unavailable") from None
-    await _relay(scope, receive, send, response, grant_id)
-    accounting.count_bytes(grant_id, inbound=inbound[0])
+    await _relay(scope, receive, send, response, grant_id, inbound[0])
 
 
-async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_id: str) -> None:
+async def _relay(
+    scope, receive, send, response: client.Connection, grant_id: str, inbound: int
+) -> None:
+    start = {
+        "type": "http.response.start",
+        "status": response.status,
+        "headers": response_headers(response.headers),
+    }
+    if response.body_complete:
+        # The whole answer is here already: nothing to wait for, so no watcher task.
+        body = response.read_buffered()
+        response.release()
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+        accounting.count_bytes(grant_id, inbound, len(body))
+        return
     me = asyncio.current_task()
     gone = False
 
@@ -108,15 +116,9 @@ async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_i
     complete = False
     pacer = None
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": response_headers(response.raw_headers),
-            }
-        )
+        await send(start)
         pacer = pacer_for(send)
-        async for chunk in response.content.iter_any():
+        while chunk := await response.read():
             outbound += len(chunk)
             if pacer is not None:
                 await pacer.wait()  # daphne: the client's socket is full
@@ -129,7 +131,7 @@ async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_i
         if not gone:
             raise
         me.uncancel()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (client.UpstreamCut, client.UpstreamTimeout) as exc:
         # The upstream died mid-stream: end without completing, so the client sees a cut.
         log.info("upstream stream ended early: %s", type(exc).__name__)
         accounting.count_error(grant_id, "upstream_stream_cut")
@@ -142,7 +144,7 @@ async def _relay(scope, receive, send, response: aiohttp.ClientResponse, grant_i
             response.release()
         else:
             response.close()
-        accounting.count_bytes(grant_id, outbound=outbound)
+        accounting.count_bytes(grant_id, inbound, outbound)
 
 
 def _abort_connection(send) -> None:

@@ -22,6 +22,7 @@ from django.utils.module_loading import import_string
 
 from console.models import Sandbox, SandboxStatus
 from console.runtime import RuntimeError_, get_driver
+from gateway import flight
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class SandboxInfo:
 _sandboxes: dict[str, tuple[float, SandboxInfo | None]] = {}
 _addresses: dict[tuple[str, int], tuple[float, tuple[str, int]]] = {}
 _waking: dict[str, asyncio.Task] = {}
+_loading: dict[object, asyncio.Task] = {}
 
 
 def driver_address(sandbox_id: str, port: int) -> tuple[str, int]:
@@ -71,21 +73,27 @@ _load_async = database_sync_to_async(_load)
 
 
 async def sandbox_info(sandbox_id: str, *, fresh: bool = False) -> SandboxInfo:
-    now = time.monotonic()
     hit = _sandboxes.get(sandbox_id)
-    if hit is not None and hit[0] > now and not fresh:
+    if hit is not None and not fresh and hit[0] > time.monotonic():
         info = hit[1]
     else:
-        try:
-            info = await _load_async(sandbox_id)
-        except Exception:
-            log.exception("sandbox lookup failed")
-            raise GatewayError("gateway_unavailable", retry_after=2) from None
-        if len(_sandboxes) > 10_000:
-            _sandboxes.clear()
-        _sandboxes[sandbox_id] = (now + CACHE_SECONDS, info)
+        # A fresh read (after a wake) must not join a read that began before it.
+        key = ("fresh", sandbox_id) if fresh else sandbox_id
+        info = await flight.shared(_loading, key, lambda: _fetch(sandbox_id))
     if info is None:
         raise GatewayError("sandbox_not_found")
+    return info
+
+
+async def _fetch(sandbox_id: str) -> SandboxInfo | None:
+    try:
+        info = await _load_async(sandbox_id)
+    except Exception:
+        log.exception("sandbox lookup failed")
+        raise GatewayError("gateway_unavailable", retry_after=2) from None
+    if len(_sandboxes) > 10_000:
+        _sandboxes.clear()
+    _sandboxes[sandbox_id] = (time.monotonic() + CACHE_SECONDS, info)
     return info
 
 
@@ -103,21 +111,24 @@ async def address(info: SandboxInfo, port: int) -> tuple[str, int]:
     if info.status != SandboxStatus.RUNNING:
         raise GatewayError("sandbox_error")
     key = (info.sandbox_id, port)
-    now = time.monotonic()
     hit = _addresses.get(key)
-    if hit is not None and hit[0] > now:
+    if hit is not None and hit[0] > time.monotonic():
         return hit[1]
+    return await flight.shared(_loading, key, lambda: _resolve(key))
+
+
+async def _resolve(key: tuple[str, int]) -> tuple[str, int]:
     resolve = _resolver(settings.PREVIEW_UPSTREAM_RESOLVER)
     try:
-        found = await asyncio.to_thread(resolve, info.sandbox_id, port)
+        found = await asyncio.to_thread(resolve, *key)
     except RuntimeError_ as exc:
-        log.warning("no upstream for %s:%s: %s", info.sandbox_id, port, exc.code)
+        log.warning("no upstream for %s:%s: %s", *key, exc.code)
         raise GatewayError(
             "sandbox_gone" if exc.code == "sandbox_not_found" else "upstream_unavailable"
         ) from None
     if len(_addresses) > 10_000:
         _addresses.clear()
-    _addresses[key] = (now + CACHE_SECONDS, found)
+    _addresses[key] = (time.monotonic() + CACHE_SECONDS, found)
     return found
 
 

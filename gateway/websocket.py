@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
-from gateway import accounting
+from gateway import accounting, wsclient
 from gateway.errors import GatewayError, close_websocket
 from gateway.headers import strip_query
+from gateway.wsclient import Closed, HandshakeFailed, UpstreamSocket
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +53,25 @@ async def proxy_websocket(
 ) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
-    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    query = strip_query(scope.get("query_string", b"")).decode("latin-1")
-    # The URI's authority becomes the Host header; the socket goes to the real upstream.
+    target = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    if query:
+        query = strip_query(query)
+        if query:
+            target += b"?" + query
+    # Host is the client's (or the sandbox's mask); the socket goes to the real upstream.
     authority = host or f"{upstream[0]}:{upstream[1]}"
-    uri = f"ws://{authority}{path}" + (f"?{query}" if query else "")
     try:
-        remote = await connect(
-            uri,
-            host=upstream[0],
-            port=upstream[1],
+        remote = await wsclient.connect(
+            upstream,
+            target=target,
+            host=authority.encode("latin-1"),
+            headers=headers,
             subprotocols=scope.get("subprotocols") or None,
-            additional_headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-            user_agent_header=None,
-            compression=None,
-            proxy=None,
             max_size=MAX_MESSAGE_BYTES,
             open_timeout=OPEN_TIMEOUT,
         )
-    except (OSError, InvalidHandshake, TimeoutError) as exc:
+    except (OSError, HandshakeFailed, TimeoutError) as exc:
         code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unavailable"
         log.info("upstream websocket %s:%s failed: %s", *upstream, type(exc).__name__)
         accounting.count_error(grant_id, code)
@@ -84,7 +82,7 @@ async def proxy_websocket(
 
 
 async def _splice(
-    receive, send, remote: ClientConnection, grant_id: str, revoked: asyncio.Event
+    receive, send, remote: UpstreamSocket, grant_id: str, revoked: asyncio.Event
 ) -> None:
     counts = [0, 0]  # bytes in (client->upstream), out
 
@@ -100,13 +98,12 @@ async def _splice(
             await remote.send(data)
 
     async def upstream_to_client() -> int | None:
-        try:
-            async for data in remote:
-                counts[1] += len(data)
-                key = "text" if isinstance(data, str) else "bytes"
-                await send({"type": "websocket.send", key: data})
-        except ConnectionClosed:
-            pass
+        async for data in remote:
+            counts[1] += len(data)
+            if type(data) is str:
+                await send({"type": "websocket.send", "text": data})
+            else:
+                await send({"type": "websocket.send", "bytes": data})
         return remote.close_code
 
     from_client = asyncio.create_task(client_to_upstream(), name="ws-client-to-upstream")
@@ -125,7 +122,7 @@ async def _splice(
             # The upstream closed (noticed by either pump), or a pump failed: 1011 then.
             failed = from_client if from_client in done else from_upstream
             error = failed.exception()
-            clean = error is None or isinstance(error, ConnectionClosed)
+            clean = error is None or isinstance(error, Closed)
             await _close_client(send, remote.close_code if clean else 1011)
     finally:
         for task in (from_client, from_upstream, revocation):
