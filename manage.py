@@ -7,6 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    from console.management.commands.serve import choose_loop
+
+    choose_loop(sys.argv)  # before Django loads daphne, which makes its loop on import
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

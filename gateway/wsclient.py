@@ -17,7 +17,10 @@ import os
 import struct
 from collections import deque
 
-from websockets.speedups import apply_mask
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # a build of websockets without its C extension
+    from websockets.utils import apply_mask
 
 MAX_HANDSHAKE_BYTES = 64 * 1024
 CLOSE_TIMEOUT = 5.0
