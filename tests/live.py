@@ -3,6 +3,7 @@ database), for contract tests with the real `nullspace` CLI and for browser test
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -85,6 +86,11 @@ class LiveServer:
                 f"nullspace {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def new_sandbox(self, *options: str) -> str:
+        """`nullspace sandbox create --template base` with these options; the new id."""
+        created = self.cli("sandbox", "create", "--template", "base", *options, check=True)
+        return json.loads(created.stdout)["id"]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

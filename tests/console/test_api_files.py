@@ -8,7 +8,6 @@ import io
 import json
 import os
 import tarfile
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +27,6 @@ from nullspace.types import (
 
 from console.api import files as files_api
 from console.models import UploadSession
-from console.runtime import get_driver
 from console.sandboxes import create_sandbox, destroy_sandbox
 
 pytestmark = pytest.mark.django_db
@@ -37,29 +35,6 @@ FILEINFO_KEYS = {
     "name", "path", "is_dir", "size", "type", "mode", "permissions", "owner", "group",
     "modified_time", "symlink_target",
 }  # fmt: skip
-
-
-@pytest.fixture
-def runtime(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    settings.RUNTIME_ROOT = tmp_path / "runtime"
-    settings.RUNTIME_NETNS = "off"  # files need no network; keeps the tests fast
-    get_driver.cache_clear()
-    yield
-    get_driver.cache_clear()
-
-
-@pytest.fixture
-def sandbox(runtime, project, api_key):
-    sb, _ = create_sandbox(project, api_key=api_key[1])
-    yield sb
-    destroy_sandbox(sb)
-
-
-@pytest.fixture
-def workspace(sandbox) -> Path:
-    return get_driver().host_path(sandbox.public_id, "/workspace")
 
 
 def url(sb, suffix: str) -> str:

@@ -23,6 +23,7 @@ from nullspace.types import (
 from console import previews, sandboxes, tokens
 from console.models import PreviewGrant, Sandbox, SandboxStatus
 from console.runtime import get_driver
+from tests.factories import make_sandbox_row
 
 GRANT_KEYS = {f.name for f in fields(PreviewGrantInfo)}
 
@@ -33,12 +34,12 @@ def keys_of(cls) -> set[str]:
 
 @pytest.fixture
 def sandbox(project):
-    return Sandbox.objects.create(project=project, status=SandboxStatus.RUNNING)
+    return make_sandbox_row(project)
 
 
 @pytest.fixture
 def foreign_sandbox(other_project):
-    return Sandbox.objects.create(project=other_project, status=SandboxStatus.RUNNING)
+    return make_sandbox_row(other_project)
 
 
 def base(sandbox) -> str:
@@ -277,7 +278,7 @@ def test_no_key_is_unauthorized(client, sandbox):
 
 
 def test_destroyed_sandbox_gets_no_new_grant(api, project):
-    gone = Sandbox.objects.create(project=project, status=SandboxStatus.DESTROYED)
+    gone = make_sandbox_row(project, SandboxStatus.DESTROYED)
     response = api.get(base(gone) + "/ports/3000/preview-url")
     assert response.status_code == 409
     assert response.json()["code"] == "sandbox_not_ready"
@@ -293,7 +294,7 @@ def test_readiness_bad_kind_is_invalid(api, sandbox):
 
 
 def test_readiness_of_a_paused_sandbox_is_200_not_routed(api, project):
-    paused = Sandbox.objects.create(project=project, status=SandboxStatus.PAUSED)
+    paused = make_sandbox_row(project, SandboxStatus.PAUSED)
     response = post(
         api,
         base(paused) + "/ports/3000/readiness",

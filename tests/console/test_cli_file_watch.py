@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import subprocess
 import threading
 import time
 
 import pytest
 
-from tests.live import VENV_BIN, remove_tree, start_live_server
+from tests.live import VENV_BIN
 
 pytestmark = pytest.mark.cli
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = start_live_server(tmp_path_factory.mktemp("cli-watch"), RUNTIME_NETNS="off")
-    yield server
-    server.stop()
-    remove_tree(server.data_dir)
-
-
-@pytest.fixture(scope="module")
-def sandbox_id(live) -> str:
-    created = live.cli("sandbox", "create", "--template", "base", check=True)
-    match = re.search(r"\bsb_[a-z0-9]+", created.stdout)
-    assert match, created.stdout
-    yield match.group(0)
-    live.cli("sandbox", "kill", match.group(0))
 
 
 def start_watch(live, *args: str) -> tuple[subprocess.Popen, queue.Queue]:

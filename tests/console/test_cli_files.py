@@ -6,38 +6,12 @@ import base64
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live import remove_tree, start_live_server
-
 pytestmark = pytest.mark.cli
-
-MAX_FILE_BYTES = 30 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = start_live_server(
-        tmp_path_factory.mktemp("cli-files"),
-        MAX_FILE_BYTES=str(MAX_FILE_BYTES),
-        RUNTIME_NETNS="off",
-    )
-    yield server
-    server.stop()
-    remove_tree(server.data_dir)
-
-
-@pytest.fixture(scope="module")
-def sandbox_id(live) -> str:
-    created = live.cli("sandbox", "create", "--template", "base", "--cwd", "/workspace", check=True)
-    match = re.search(r"\bsb_[a-z0-9]+", created.stdout)
-    assert match, created.stdout
-    yield match.group(0)
-    live.cli("sandbox", "kill", match.group(0))
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +234,7 @@ def test_chunked_put_on_the_real_server(live, sandbox_id, workspace):
     assert (workspace / "chunk/ok.bin").read_bytes() == b"".join(chunks)
 
     def too_much():
-        for _ in range(MAX_FILE_BYTES // (1024 * 1024) + 2):
+        for _ in range(int(live.env["MAX_FILE_BYTES"]) // (1024 * 1024) + 2):
             yield b"z" * (1024 * 1024)
 
     big = httpx.put(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.live import free_port, remove_tree, start_live_server
+from tests.live import free_port
 
 pytestmark = pytest.mark.cli
 
@@ -33,14 +33,6 @@ ECHO = (
 )
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = start_live_server(tmp_path_factory.mktemp("cli-previews"))
-    yield server
-    server.stop()
-    remove_tree(server.data_dir)
-
-
 def run(live, *args, ok: bool = True):
     result = live.cli(*args)
     if ok:
@@ -48,15 +40,6 @@ def run(live, *args, ok: bool = True):
             f"{args} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
         )
     return result
-
-
-@pytest.fixture(scope="module")
-def sandbox_id(live) -> str:
-    created = run(live, "sandbox", "create", "--template", "base", "--timeout", "900")
-    match = re.search(r"\bsb_[a-z0-9]+", created.stdout)
-    assert match, created.stdout
-    yield match.group(0)
-    live.cli("sandbox", "kill", match.group(0))
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from tests.live import remove_tree, start_live_server
-
 pytestmark = pytest.mark.cli
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = start_live_server(tmp_path_factory.mktemp("cli-pty"), RUNTIME_NETNS="off")
-    yield server
-    server.stop()
-    remove_tree(server.data_dir)
-
-
-@pytest.fixture(scope="module")
-def sandbox_id(live) -> str:
-    created = live.cli("sandbox", "create", "--template", "base", check=True)
-    match = re.search(r"\bsb_[a-z0-9]+", created.stdout)
-    assert match, created.stdout
-    yield match.group(0)
-    live.cli("sandbox", "kill", match.group(0))
 
 
 def test_create_list_resize_connect_kill(live, sandbox_id):

@@ -10,12 +10,13 @@ from django.utils import timezone
 from nullspace.types import PreviewGrantInfo
 
 from console import previews, tokens
-from console.models import AuditEvent, Sandbox, SandboxStatus
+from console.models import AuditEvent
+from tests.factories import make_sandbox_row
 
 
 @pytest.fixture
 def sandbox(project):
-    return Sandbox.objects.create(project=project, status=SandboxStatus.RUNNING)
+    return make_sandbox_row(project)
 
 
 def test_create_grant_signs_kind_scoped_tokens(sandbox, owner):

@@ -7,13 +7,14 @@ from django.urls import reverse
 
 from console import previews
 from console.models import PreviewGrant, Sandbox, SandboxStatus
+from tests.factories import make_sandbox_row
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
 def sandbox(project):
-    return Sandbox.objects.create(project=project, status=SandboxStatus.RUNNING)
+    return make_sandbox_row(project)
 
 
 @pytest.fixture
@@ -172,7 +173,7 @@ def test_outsider_and_foreign_objects_are_404(
     outsider_client, owner_client, urls, team, project, other_project
 ):
     assert outsider_client.get(urls["list"]).status_code == 404
-    foreign = Sandbox.objects.create(project=other_project, status=SandboxStatus.RUNNING)
+    foreign = make_sandbox_row(other_project)
     foreign_grant, _ = previews.create_grant(foreign, 3000)
     kwargs = {"team_slug": team.slug, "project_slug": project.slug, "sandbox_id": foreign.public_id}
     assert owner_client.get(reverse("grant-sandbox-list", kwargs=kwargs)).status_code == 404

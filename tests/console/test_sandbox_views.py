@@ -28,19 +28,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def runtime(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    settings.RUNTIME_ROOT = tmp_path / "runtime"
-    settings.RUNTIME_NETNS = "off"
-    get_driver.cache_clear()
-    yield
-    for sandbox in Sandbox.objects.filter(status__in=["running", "paused", "creating"]):
-        get_driver().destroy(sandbox.public_id)
-    get_driver.cache_clear()
-
-
-@pytest.fixture
 def sandbox(runtime, project, member):
     made, _token = sandboxes.create_sandbox(
         project, user=member, metadata={"team": "eval"}, envs={"GREETING": "hi"}

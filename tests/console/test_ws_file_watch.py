@@ -9,40 +9,12 @@ import threading
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from watchdog.observers.api import BaseObserver, EventEmitter
 
 from console import sandbox_files, sandboxes
-from console.routing import api_websocket_urlpatterns
-from console.runtime import get_driver
+from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-app = URLRouter(api_websocket_urlpatterns)
-
-
-@pytest.fixture
-def runtime(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    settings.RUNTIME_ROOT = tmp_path / "runtime"
-    settings.RUNTIME_NETNS = "off"
-    get_driver.cache_clear()
-    yield
-    get_driver.cache_clear()
-
-
-@pytest.fixture
-def sandbox(runtime, project):
-    sb, _ = sandboxes.create_sandbox(project)
-    yield sb
-    sandboxes.destroy_sandbox(sb)
-
-
-@pytest.fixture
-def workspace(sandbox):
-    return get_driver().host_path(sandbox.public_id, "/workspace")
 
 
 def watch_threads() -> list[threading.Thread]:
@@ -50,11 +22,7 @@ def watch_threads() -> list[threading.Thread]:
 
 
 async def open_watch(sandbox, key, path, *, recursive=False, timeout=None, watch_id="watch_1"):
-    ws = WebsocketCommunicator(
-        app,
-        f"/v1/sandboxes/{sandbox.public_id}/ws",
-        headers=[(b"authorization", f"Bearer {key}".encode())],
-    )
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws", key)
     assert (await ws.connect())[0]
     await ws.send_json_to(
         {"type": "file_watch", "id": watch_id, "path": path, "user": None,

@@ -8,42 +8,16 @@ import threading
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from console import sandboxes
-from console.routing import api_websocket_urlpatterns
-from console.runtime import get_driver
+from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-app = URLRouter(api_websocket_urlpatterns)
-
-
-@pytest.fixture
-def runtime(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    settings.RUNTIME_ROOT = tmp_path / "runtime"
-    settings.RUNTIME_NETNS = "off"
-    get_driver.cache_clear()
-    yield
-    get_driver.cache_clear()
-
-
-@pytest.fixture
-def sandbox(runtime, project):
-    sb, _ = sandboxes.create_sandbox(project)
-    yield sb
-    sandboxes.destroy_sandbox(sb)
-
 
 async def terminal(sandbox, key: str, first: dict) -> tuple[WebsocketCommunicator, dict]:
-    ws = WebsocketCommunicator(
-        app,
-        f"/v1/sandboxes/{sandbox.public_id}/ws?channel=pty",
-        headers=[(b"authorization", f"Bearer {key}".encode())],
-    )
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=pty", key)
     assert (await ws.connect())[0]
     await ws.send_json_to(first)
     return ws, await ws.receive_json_from(timeout=10)

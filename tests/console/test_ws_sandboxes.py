@@ -4,39 +4,13 @@ from __future__ import annotations
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from console import sandboxes
-from console.routing import api_websocket_urlpatterns
 from console.runtime import get_driver
+from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-app = URLRouter(api_websocket_urlpatterns)
-
-
-@pytest.fixture
-def runtime(settings, tmp_path):
-    settings.DATA_DIR = tmp_path / "data"
-    settings.DATA_DIR.mkdir()
-    settings.RUNTIME_ROOT = tmp_path / "runtime"
-    settings.RUNTIME_NETNS = "off"
-    get_driver.cache_clear()
-    yield
-    get_driver.cache_clear()
-
-
-@pytest.fixture
-def sandbox(runtime, project):
-    sb, _ = sandboxes.create_sandbox(project)
-    yield sb
-    sandboxes.destroy_sandbox(sb)
-
-
-def socket(path: str, key: str | None) -> WebsocketCommunicator:
-    headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
-    return WebsocketCommunicator(app, path, headers=headers)
 
 
 async def frames_until(ws: WebsocketCommunicator, last: str, limit: int = 50) -> list[dict]:
@@ -51,15 +25,15 @@ async def frames_until(ws: WebsocketCommunicator, last: str, limit: int = 50) ->
 
 async def test_unauthorized_handshake_is_refused(sandbox):
     for key in (None, "nsk_wrong"):
-        ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", key)
+        ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", key)
         connected, _ = await ws.connect()
         assert connected is False
-    ws = socket("/v1/lifecycle/ws", None)
+    ws = api_socket("/v1/lifecycle/ws", None)
     assert (await ws.connect())[0] is False
 
 
 async def test_exec_streams_output_then_exit(sandbox, api_key):
-    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
     assert (await ws.connect())[0]
     await ws.send_json_to(
         {"type": "exec_start", "id": "exec_1", "command": "echo one; echo two >&2; exit 3",
@@ -79,7 +53,7 @@ async def test_exec_connect_attaches_and_timeout_kills(sandbox, api_key):
         {"command": "sleep 0.5; echo late", "shell": True}, background=True
     )
     pid = await database_sync_to_async(sandboxes.start_process)(sandbox, request)
-    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
     await ws.connect()
     await ws.send_json_to({"type": "exec_connect", "id": "exec_2", "pid": pid})
     frames = await frames_until(ws, "exec_exit")
@@ -87,7 +61,7 @@ async def test_exec_connect_attaches_and_timeout_kills(sandbox, api_key):
     assert {"type": "exec_stdout", "data": "late\n"} in frames
     await ws.disconnect()
 
-    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
     await ws.connect()
     await ws.send_json_to(
         {
@@ -111,11 +85,11 @@ async def test_other_project_and_unsupported_channels_answer_errors(
 ):
     theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project)
     try:
-        ws = socket(f"/v1/sandboxes/{theirs.public_id}/ws?channel=exec", api_key[0])
+        ws = api_socket(f"/v1/sandboxes/{theirs.public_id}/ws?channel=exec", api_key[0])
         assert (await ws.connect())[0]
         frame = await ws.receive_json_from(timeout=5)
         assert frame["type"] == "error" and "not found" in frame["message"]
-        ws = socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=nope", api_key[0])
+        ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=nope", api_key[0])
         await ws.connect()
         frame = await ws.receive_json_from(timeout=5)
         assert frame["type"] == "error" and "not supported" in frame["message"]
@@ -124,7 +98,7 @@ async def test_other_project_and_unsupported_channels_answer_errors(
 
 
 async def test_lifecycle_stream_replays_then_goes_live(sandbox, api_key):
-    ws = socket(f"/v1/sandboxes/{sandbox.public_id}/lifecycle/ws", api_key[0])
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/lifecycle/ws", api_key[0])
     assert (await ws.connect())[0]
     await ws.send_json_to({"type": "subscribe", "replay_limit": 100})
     subscribed = await ws.receive_json_from(timeout=5)
@@ -139,7 +113,7 @@ async def test_lifecycle_stream_replays_then_goes_live(sandbox, api_key):
     await ws.disconnect()
 
     # Reconnecting after the last seen event replays only what came later.
-    ws = socket("/v1/lifecycle/ws", api_key[0])
+    ws = api_socket("/v1/lifecycle/ws", api_key[0])
     await ws.connect()
     await ws.send_json_to({"type": "subscribe", "after_event_id": replayed["event"]["id"]})
     assert (await ws.receive_json_from(timeout=5))["type"] == "subscribed"

@@ -6,24 +6,17 @@ console makes a reload show the revoked page. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.live import ROOT, free_port, start_live_server
+from tests.e2e.conftest import add_user, needs_chromium, sign_in
+from tests.e2e.conftest import shot as _shot
+from tests.live import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-PASSWORD = "a-long-browser-password"
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 # The page opens the WebSocket URL given in ?ws= (a signed link to the echo server's port of
 # the same sandbox, through the gateway) and shows what comes back.
@@ -50,53 +43,17 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture
-def live(tmp_path: Path):
-    server = start_live_server(tmp_path)
-    try:
-        server.api_key = server.manage(
-            "bootstrap", "--email", "pia@example.com", "--password", PASSWORD,
-            "--team", "pia", "--project", "main",
-        )  # fmt: skip
-        yield server
-    finally:
-        for sandbox in json.loads(server.cli("sandbox", "list", "--json").stdout or "[]"):
-            server.cli("sandbox", "kill", sandbox["id"])
-        server.stop()
-
-
-@pytest.fixture
-def page(live):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--host-resolver-rules=MAP *.preview.localhost 127.0.0.1"],
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1360, "height": 900})
-            tab = context.new_page()
-            tab.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
-            yield tab
-        finally:
-            browser.close()
-
-
 def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"preview-{name}.png"), full_page=True)
+    _shot(page, f"preview-{name}")
 
 
 def cli_ok(live, *args: str, stdin: str | None = None) -> str:
-    result = live.cli(*args, input=stdin)
-    assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
-    return result.stdout
+    return live.cli(*args, input=stdin, check=True).stdout
 
 
 def test_signed_link_page_websocket_echo_and_revoke(live, page, tmp_path):
-    created = cli_ok(live, "sandbox", "create", "--timeout", "900")
-    sandbox_id = re.search(r"\bsb_[a-z0-9]+", created).group(0)
+    email = add_user(live, "pia")
+    sandbox_id = live.new_sandbox("--timeout", "900")
     web, ws = free_port(), free_port()
     cli_ok(live, "sandbox", "file", "write", sandbox_id, "index.html", stdin=INDEX)
     cli_ok(live, "sandbox", "file", "write", sandbox_id, "echo.py", stdin=ECHO)
@@ -111,10 +68,7 @@ def test_signed_link_page_websocket_echo_and_revoke(live, page, tmp_path):
     cli_ok(live, "sandbox", "url", sandbox_id, str(web), "--wait")
 
     # Sign in and create the signed link in the console.
-    page.goto(live.url + "/signin/")
-    page.fill("input[name=username]", "pia@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
+    sign_in(page, live, email)
     page.goto(live.url + f"/t/pia/p/main/sandboxes/{sandbox_id}/previews/")
     page.fill("#grant-form input[name=port]", str(web))
     page.select_option("#grant-form select[name=expires]", "900")

@@ -5,68 +5,24 @@ from outside the page (the real CLI). Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.live import ROOT, start_live_server
+from tests.e2e.conftest import add_user, needs_chromium, sign_in
+from tests.e2e.conftest import shot as _shot
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-PASSWORD = "a-long-browser-password"
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
-]
-
-
-@pytest.fixture
-def live(tmp_path: Path):
-    server = start_live_server(tmp_path)
-    try:
-        # A user with a password and a key for the same project, so the CLI can act
-        # on the sandbox the browser shows.
-        server.api_key = server.manage(
-            "bootstrap", "--email", "erin@example.com", "--password", PASSWORD,
-            "--team", "erin", "--project", "main",
-        )  # fmt: skip
-        yield server
-    finally:
-        for sandbox in json.loads(server.cli("sandbox", "list", "--json").stdout or "[]"):
-            server.cli("sandbox", "kill", sandbox["id"])
-        server.stop()
-
-
-@pytest.fixture
-def page(live):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport={"width": 1360, "height": 900})
-            tab = context.new_page()
-            tab.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
-            yield tab
-        finally:
-            browser.close()
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar would land mid-page
-    page.screenshot(path=str(ARTIFACTS / f"sandbox-{name}.png"), full_page=True)
+    _shot(page, f"sandbox-{name}")
 
 
 def test_sandbox_console(live, page, tmp_path):
-    page.goto(live.url + "/signin/")
-    page.fill("input[name=username]", "erin@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Sign in')")
+    # A user with a password and a key for the same project, so the CLI can act on the
+    # sandbox the browser shows.
+    sign_in(page, live, add_user(live, "erin"))
     page.goto(live.url + "/t/erin/p/main/sandboxes/")
     page.wait_for_selector("text=No sandboxes yet")
     shot(page, "01-empty-list")
