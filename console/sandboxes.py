@@ -851,7 +851,7 @@ def metrics_to_dict(sandbox: Sandbox) -> dict[str, Any]:
 
 
 def snapshot_root() -> Path:
-    root = Path(getattr(settings, "SNAPSHOT_ROOT", settings.DATA_DIR / "snapshots"))
+    root = Path(settings.DATA_DIR) / "snapshots"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

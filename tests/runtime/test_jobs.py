@@ -20,7 +20,7 @@ from tests.runtime.conftest import marked_pids, start, wait_http
 def runtime(settings, tmp_path):
     """The configured driver, on a runtime root of this test alone."""
     settings.RUNTIME_ROOT = tmp_path / "sandboxes"
-    settings.SNAPSHOT_ROOT = tmp_path / "snapshots"
+    settings.DATA_DIR = tmp_path / "data"  # snapshots go to DATA_DIR/snapshots
     get_driver.cache_clear()
     driver = get_driver()
     yield driver
