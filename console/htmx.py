@@ -1,4 +1,5 @@
-"""The render helper for pages with htmx fragments, and messages carried to htmx as events."""
+"""The render helpers for pages with htmx fragments and for confirmation pages, and messages
+carried to htmx as events."""
 
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ def render_page(
     response = render(request, name, context or {}, status=status)
     response.headers["Vary"] = "HX-Request"
     return response
+
+
+def render_confirm(
+    request: HttpRequest, *, title: str, body: str, cancel: str, button: str, blocked: str = ""
+) -> HttpResponse:
+    """The no-JavaScript path of an hx-confirm button: a page whose form POSTs back to this
+    URL (query string included), or only explains why not when `blocked` says so."""
+    context = {
+        "title": title,
+        "body": body,
+        "cancel": cancel,
+        "button": button,
+        "blocked": blocked,
+        "action": request.get_full_path(),
+    }
+    return render(request, "console/confirm_delete.html", context)
 
 
 def redirect_or_client_redirect(request: HttpRequest, url: str) -> HttpResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from console.access import team_member_required
 from console.audit import record
 from console.forms import ApiKeyForm
-from console.htmx import is_fragment_request, render_page
+from console.htmx import is_fragment_request, render_confirm, render_page
 from console.keys import IssuedKey, create_api_key, revoke_api_key, rotate_api_key
 from console.models import ApiKey, Role
 
@@ -82,16 +82,12 @@ def apikey_create(request: HttpRequest) -> HttpResponse:
 def apikey_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
     key = _key(request, key_id)
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            "console/confirm_delete.html",
-            {
-                "title": f"Revoke API key {key.name}?",
-                "body": f"Key {key.prefix}… stops working at once. It stays listed as revoked.",
-                "action": request.path,
-                "cancel": _list_url(request),
-                "button": "Revoke key",
-            },
+            title=f"Revoke API key {key.name}?",
+            body=f"Key {key.prefix}… stops working at once. It stays listed as revoked.",
+            cancel=_list_url(request),
+            button="Revoke key",
         )
     if key.revoked_at is None:
         revoke_api_key(key)
@@ -116,16 +112,12 @@ def apikey_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
 def apikey_rotate(request: HttpRequest, key_id: str) -> HttpResponse:
     key = _key(request, key_id)
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            "console/confirm_delete.html",
-            {
-                "title": f"Rotate API key {key.name}?",
-                "body": f"A new secret replaces {key.prefix}…, which stops working at once.",
-                "action": request.path,
-                "cancel": _list_url(request),
-                "button": "Rotate key",
-            },
+            title=f"Rotate API key {key.name}?",
+            body=f"A new secret replaces {key.prefix}…, which stops working at once.",
+            cancel=_list_url(request),
+            button="Rotate key",
         )
     if not key.is_active:
         messages.error(request, "Only an active key can be rotated.")

@@ -13,7 +13,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from console.access import require_role, team_member_required
 from console.audit import record
 from console.forms import InvitationForm, MemberRoleForm
-from console.htmx import is_fragment_request, redirect_or_client_redirect, render_page
+from console.htmx import (
+    is_fragment_request,
+    redirect_or_client_redirect,
+    render_confirm,
+    render_page,
+)
 from console.members import (
     MembershipError,
     accept_invitation,
@@ -97,16 +102,13 @@ def member_remove(request: HttpRequest, username: str) -> HttpResponse:
         require_role(request, Role.OWNER)  # anyone may leave; only owners remove others
     team_url = reverse("member-list", kwargs={"team_slug": request.team.slug})
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            "console/confirm_delete.html",
-            {
-                "title": "Leave this team?" if leaving else f"Remove {username}?",
-                "body": f"{'You lose' if leaving else 'They lose'} access to every project of {request.team.name}.",
-                "action": request.path,
-                "cancel": team_url,
-                "button": "Leave team" if leaving else "Remove",
-            },
+            title="Leave this team?" if leaving else f"Remove {username}?",
+            body=f"{'You lose' if leaving else 'They lose'} access to every project of "
+            f"{request.team.name}.",
+            cancel=team_url,
+            button="Leave team" if leaving else "Remove",
         )
     try:
         remove_member(membership)
@@ -164,16 +166,12 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, invitation_id: str) -> HttpResponse:
     invitation = get_object_or_404(Invitation, team=request.team, public_id=invitation_id)
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            "console/confirm_delete.html",
-            {
-                "title": "Revoke this invitation link?",
-                "body": "The link stops working at once.",
-                "action": request.path,
-                "button": "Revoke link",
-                "cancel": reverse("member-list", kwargs={"team_slug": request.team.slug}),
-            },
+            title="Revoke this invitation link?",
+            body="The link stops working at once.",
+            cancel=reverse("member-list", kwargs={"team_slug": request.team.slug}),
+            button="Revoke link",
         )
     revoke_invitation(invitation)
     record(

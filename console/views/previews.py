@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from console import previews
 from console.access import team_member_required
-from console.htmx import is_fragment_request, render_page
+from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import AuthMode, PreviewGrant, Role, Sandbox
 
 TEMPLATE = "console/previews/list.html"
@@ -207,17 +207,13 @@ def grant_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
     if not back.startswith("/"):
         back = _urls(request, None)["list"]
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            "console/confirm_delete.html",
-            {
-                "title": f"Revoke preview {grant.public_id}?",
-                "body": f"Port {grant.port} of {grant.sandbox.public_id}: the link, its cookies and "
-                "open WebSockets stop working at once.",
-                "action": request.get_full_path(),
-                "cancel": back,
-                "button": "Revoke",
-            },
+            title=f"Revoke preview {grant.public_id}?",
+            body=f"Port {grant.port} of {grant.sandbox.public_id}: the link, its cookies and "
+            "open WebSockets stop working at once.",
+            cancel=back,
+            button="Revoke",
         )
     if grant.revoked_at is None:
         previews.revoke_grant(grant, by=request.user)

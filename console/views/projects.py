@@ -13,7 +13,12 @@ from console.access import team_member_required
 from console.accounts import create_project
 from console.audit import record
 from console.forms import ProjectForm
-from console.htmx import is_fragment_request, redirect_or_client_redirect, render_page
+from console.htmx import (
+    is_fragment_request,
+    redirect_or_client_redirect,
+    render_confirm,
+    render_page,
+)
 from console.models import Role
 
 
@@ -102,20 +107,14 @@ def project_delete(request: HttpRequest) -> HttpResponse:
         return redirect_or_client_redirect(
             request, reverse("team-detail", kwargs={"team_slug": team.slug})
         )
-    return render(
+    return render_confirm(
         request,
-        "console/confirm_delete.html",
-        {
-            "title": f"Delete project {project.name}?",
-            "body": "Its API keys stop working at once, and its sandbox records and preview links are "
-            "deleted. This cannot be undone.",
-            "blocked": f"This project has {live} live sandbox(es); destroy them first."
-            if live
-            else "",
-            "action": reverse("project-delete", kwargs=kwargs),
-            "cancel": reverse("project-update", kwargs=kwargs),
-            "button": "Delete project",
-        },
+        title=f"Delete project {project.name}?",
+        body="Its API keys stop working at once, and its sandbox records and preview links are "
+        "deleted. This cannot be undone.",
+        cancel=reverse("project-update", kwargs=kwargs),
+        button="Delete project",
+        blocked=f"This project has {live} live sandbox(es); destroy them first." if live else "",
     )
 
 

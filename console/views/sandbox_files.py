@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from console import sandbox_files, sandboxes
@@ -25,20 +25,14 @@ from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime.base import RuntimeError_
 from console.views.sandbox_context import file_context, state_context
-from console.views.sandboxes import DETAIL, project_sandbox
+from console.views.sandboxes import DETAIL, detail_url, project_sandbox
 
 
 def _files(request: HttpRequest, sandbox: Sandbox, where: str | None) -> HttpResponse:
     if not is_fragment_request(request):
-        url = reverse(
-            "sandbox-detail",
-            kwargs={
-                "team_slug": request.team.slug,
-                "project_slug": request.project.slug,
-                "sandbox_id": sandbox.public_id,
-            },
+        return redirect(
+            detail_url(request, sandbox, f"?path={where or sandbox_files.WORKSPACE}#files")
         )
-        return redirect(f"{url}?path={where or sandbox_files.WORKSPACE}#files")
     context = {**state_context(request, sandbox), **file_context(sandbox, where)}
     return render_page(request, DETAIL, context, partial="file-browser")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import path, reverse
+from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from console import sandboxes
@@ -22,22 +22,14 @@ from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 from console.sandbox_forms import ExecForm
 from console.views.sandbox_context import detail_context, process_context, state_context
-from console.views.sandboxes import DETAIL, project_sandbox
+from console.views.sandboxes import DETAIL, detail_url, project_sandbox
 
 EXEC_TIMEOUT_SECS = 30
 
 
 def _processes(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
     if not is_fragment_request(request):
-        url = reverse(
-            "sandbox-detail",
-            kwargs={
-                "team_slug": request.team.slug,
-                "project_slug": request.project.slug,
-                "sandbox_id": sandbox.public_id,
-            },
-        )
-        return redirect(f"{url}#processes")
+        return redirect(detail_url(request, sandbox, "#processes"))
     context = {**state_context(request, sandbox), **process_context(sandbox)}
     return render_page(request, DETAIL, context, partial="process-table")
 

@@ -27,7 +27,7 @@ from django_htmx.http import (
 from console import sandboxes
 from console.access import team_member_required
 from console.api.errors import ApiError
-from console.htmx import is_fragment_request, render_page
+from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import Role, Sandbox, SandboxStatus, Snapshot
 from console.sandbox_forms import SandboxFilterForm, SandboxForm, TimeoutForm
 from console.views.sandbox_context import (
@@ -40,7 +40,6 @@ from console.views.sandbox_context import (
 LIST = "console/sandboxes/list.html"
 DETAIL = "console/sandboxes/detail.html"
 FORM = "console/sandboxes/form.html"
-CONFIRM = "console/sandboxes/confirm_delete.html"
 PAGE_SIZE = 20
 
 
@@ -52,9 +51,11 @@ def project_sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
     )
 
 
-def _url(request: HttpRequest, name: str, **kwargs: str) -> str:
-    kwargs.update(team_slug=request.team.slug, project_slug=request.project.slug)
-    return reverse(name, kwargs=kwargs)
+def detail_url(request: HttpRequest, sandbox: Sandbox, anchor: str = "") -> str:
+    """The sandbox page, where the no-JavaScript path of every action lands."""
+    kwargs = {"team_slug": request.team.slug, "project_slug": request.project.slug}
+    url = reverse("sandbox-detail", kwargs={**kwargs, "sandbox_id": sandbox.public_id})
+    return url + anchor
 
 
 def _attempt(request: HttpRequest, action, done: str) -> Any:
@@ -119,7 +120,7 @@ def sandbox_create(request: HttpRequest) -> HttpResponse:
             form.add_error(None, error.message)
         else:
             messages.success(request, f"Sandbox {sandbox.public_id} is running.")
-            url = _url(request, "sandbox-detail", sandbox_id=sandbox.public_id)
+            url = detail_url(request, sandbox)
             return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     # Validation errors re-render the form with 200: htmx 2 does not swap 4xx answers.
     return render_page(request, FORM, {"form": form}, partial="sandbox-form")
@@ -139,7 +140,7 @@ def sandbox_state(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     context = state_context(request, sandbox)
     if not is_fragment_request(request):
-        return redirect(_url(request, "sandbox-detail", sandbox_id=sandbox.public_id))
+        return redirect(detail_url(request, sandbox))
     response = render_page(request, DETAIL, context, partial="sandbox-state")
     if str(context["last_event_seq"]) != request.GET.get("seen", str(context["last_event_seq"])):
         trigger_client_event(response, "sandbox-changed")
@@ -152,7 +153,7 @@ def sandbox_state(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
     """htmx gets the fresh state fragment (and the page refreshes its other parts)."""
     if not is_fragment_request(request):
-        return redirect(_url(request, "sandbox-detail", sandbox_id=sandbox.public_id))
+        return redirect(detail_url(request, sandbox))
     sandbox.refresh_from_db()
     response = render_page(
         request, DETAIL, state_context(request, sandbox), partial="sandbox-state"
@@ -160,28 +161,28 @@ def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
     return trigger_client_event(response, "sandbox-changed")
 
 
+def _change_state(request: HttpRequest, sandbox: Sandbox, change, done: str) -> HttpResponse:
+    """Pause, resume or kill: `change(sandbox, user=...)` from the domain layer."""
+    _attempt(
+        request,
+        lambda: change(sandbox, user=request.user),
+        f"Sandbox {sandbox.public_id} {done}.",
+    )
+    return _after_action(request, sandbox)
+
+
 @require_POST
 @team_member_required(Role.MEMBER)
 def sandbox_pause(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
-    _attempt(
-        request,
-        lambda: sandboxes.pause_sandbox(sandbox, user=request.user),
-        f"Sandbox {sandbox.public_id} paused.",
-    )
-    return _after_action(request, sandbox)
+    return _change_state(request, sandbox, sandboxes.pause_sandbox, "paused")
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
 def sandbox_resume(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
-    _attempt(
-        request,
-        lambda: sandboxes.resume_existing(sandbox, user=request.user),
-        f"Sandbox {sandbox.public_id} resumed.",
-    )
-    return _after_action(request, sandbox)
+    return _change_state(request, sandbox, sandboxes.resume_existing, "resumed")
 
 
 @team_member_required(Role.MEMBER)
@@ -189,23 +190,14 @@ def sandbox_resume(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def sandbox_delete(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            CONFIRM,
-            {
-                "title": f"Kill sandbox {sandbox.public_id}?",
-                "body": "Every process ends and the workspace is deleted. Snapshots stay.",
-                "action": request.path,
-                "cancel": _url(request, "sandbox-detail", sandbox_id=sandbox.public_id),
-                "button": "Kill sandbox",
-            },
+            title=f"Kill sandbox {sandbox.public_id}?",
+            body="Every process ends and the workspace is deleted. Snapshots stay.",
+            cancel=detail_url(request, sandbox),
+            button="Kill sandbox",
         )
-    _attempt(
-        request,
-        lambda: sandboxes.destroy_sandbox(sandbox, user=request.user),
-        f"Sandbox {sandbox.public_id} killed.",
-    )
-    return _after_action(request, sandbox)
+    return _change_state(request, sandbox, sandboxes.destroy_sandbox, "killed")
 
 
 @require_POST
@@ -270,7 +262,7 @@ def snapshot_create(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         "Snapshot created.",
     )
     if not is_fragment_request(request):
-        return redirect(_url(request, "sandbox-detail", sandbox_id=sandbox.public_id))
+        return redirect(detail_url(request, sandbox))
     return _snapshots(request, sandbox)
 
 
@@ -284,18 +276,13 @@ def snapshot_delete(request: HttpRequest, sandbox_id: str, snapshot_id: str) -> 
         sandbox_public_id=sandbox.public_id,
         public_id=snapshot_id,
     )
-    detail_url = _url(request, "sandbox-detail", sandbox_id=sandbox.public_id)
     if request.method == "GET":
-        return render(
+        return render_confirm(
             request,
-            CONFIRM,
-            {
-                "title": f"Delete snapshot {snapshot.public_id}?",
-                "body": "Its archive is removed; nothing can be restored from it afterwards.",
-                "action": request.path,
-                "cancel": detail_url,
-                "button": "Delete snapshot",
-            },
+            title=f"Delete snapshot {snapshot.public_id}?",
+            body="Its archive is removed; nothing can be restored from it afterwards.",
+            cancel=detail_url(request, sandbox),
+            button="Delete snapshot",
         )
     _attempt(
         request,
@@ -303,7 +290,7 @@ def snapshot_delete(request: HttpRequest, sandbox_id: str, snapshot_id: str) -> 
         f"Snapshot {snapshot.public_id} deleted.",
     )
     if not is_fragment_request(request):
-        return redirect(detail_url)
+        return redirect(detail_url(request, sandbox))
     return _snapshots(request, sandbox)
 
 

@@ -13,7 +13,12 @@ from console.access import team_member_required
 from console.accounts import create_project, create_team
 from console.audit import record
 from console.forms import ProjectForm, TeamForm
-from console.htmx import is_fragment_request, redirect_or_client_redirect, render_page
+from console.htmx import (
+    is_fragment_request,
+    redirect_or_client_redirect,
+    render_confirm,
+    render_page,
+)
 from console.models import Role, Sandbox
 
 
@@ -79,20 +84,14 @@ def team_delete(request: HttpRequest) -> HttpResponse:
         team.delete()
         messages.success(request, f"Team {name} deleted.")
         return redirect_or_client_redirect(request, reverse("home"))
-    return render(
+    return render_confirm(
         request,
-        "console/confirm_delete.html",
-        {
-            "title": f"Delete team {team.name}?",
-            "body": "Every project, API key, sandbox and audit record of this team is deleted. "
-            "This cannot be undone.",
-            "action": reverse("team-delete", kwargs={"team_slug": team.slug}),
-            "cancel": reverse("team-update", kwargs={"team_slug": team.slug}),
-            "button": "Delete team",
-            "blocked": f"This team has {live} live sandbox(es); destroy them first."
-            if live
-            else "",
-        },
+        title=f"Delete team {team.name}?",
+        body="Every project, API key, sandbox and audit record of this team is deleted. "
+        "This cannot be undone.",
+        cancel=reverse("team-update", kwargs={"team_slug": team.slug}),
+        button="Delete team",
+        blocked=f"This team has {live} live sandbox(es); destroy them first." if live else "",
     )
 
 
