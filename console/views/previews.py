@@ -13,8 +13,10 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from console import previews
 from console.access import team_member_required
@@ -123,11 +125,12 @@ def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
     grants = list(_grants(request, sandbox)[:200])
     sandboxes = _grantable_sandboxes(request, sandbox)
     can_manage = request.membership.has_role(Role.MEMBER)
+    chart = _chart(grants)
     context = {
         "scope_sandbox": sandbox,
         "grants": grants,
-        "chart": _chart(grants),
-        "chart_height": 12 + 22 * len(_chart(grants)),
+        "chart": chart,
+        "chart_height": 12 + 22 * len(chart),
         "urls": _urls(request, sandbox),
         "can_manage": can_manage,
         "form": GrantForm(sandboxes=sandboxes) if can_manage and sandboxes else None,
@@ -161,9 +164,10 @@ def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpRes
     sandboxes = _grantable_sandboxes(request, scope)
     form = GrantForm(request.POST, sandboxes=sandboxes)
     if not form.is_valid():
+        # 200, as every console form: htmx 2 does not swap a 4xx, so the errors would not show.
         context = _context(request, scope)
         context["form"] = form
-        return render_page(request, TEMPLATE, context, partial="grant-create", status=422)
+        return render_page(request, TEMPLATE, context, partial="grant-create")
     data = form.cleaned_data
     sandbox = next(sb for sb in sandboxes if sb.public_id == data["sandbox"])
     proxy = data["kind"] == "proxy"
@@ -192,7 +196,8 @@ def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpRes
     }
     messages.success(request, f"Preview {grant.public_id} created for port {grant.port}.")
     context = _context(request, scope, issued=issued)
-    return render_page(request, TEMPLATE, context, partial="grant-create")
+    response = render_page(request, TEMPLATE, context, partial="grant-create")
+    return trigger_client_event(response, "grant-created")  # the table shows it at once
 
 
 @require_http_methods(["GET", "POST"])
@@ -203,8 +208,9 @@ def grant_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
         project=request.project,
         public_id=grant_id,
     )
-    back = request.GET.get("next") or _urls(request, None)["list"]
-    if not back.startswith("/"):
+    back = request.GET.get("next", "")
+    # Only a path on this site: "//evil.example" also starts with "/".
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts=None) or not back.startswith("/"):
         back = _urls(request, None)["list"]
     if request.method == "GET":
         return render_confirm(

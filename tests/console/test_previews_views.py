@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from django.urls import reverse
 
@@ -47,7 +49,7 @@ def test_page_lists_grants_with_counters(owner_client, urls, sandbox):
     html = response.content.decode()
     assert "<html" in html and 'id="grant-table"' in html
     assert grant.public_id in html
-    assert 'hx-trigger="every 2s"' in html
+    assert 'hx-trigger="every 2s, grant-created from:body"' in html
     assert "<svg" in html  # the usage chart appears once a grant has been used
     assert ">7<" in html and "2.0\xa0KB" in html
 
@@ -75,7 +77,9 @@ def test_create_signed_link_shows_raw_link_once(member_client, urls, sandbox):
     html = response.content.decode()
     assert "<html" not in html
     assert "edge_token=nsg_" in html and "shown only once" in html
+    assert 'id="issued-ws-link">ws://' in html and "edge_token=nsgw_" in html
     assert "data-copy-target" in html
+    assert "grant-created" in response["HX-Trigger"]  # the polled table refreshes at once
     page = member_client.get(urls["list"]).content.decode()
     assert grant.public_id in page and "edge_token=" not in page
 
@@ -114,8 +118,11 @@ def test_proxy_target_needs_a_transport(member_client, urls, sandbox):
         {"sandbox": sandbox.public_id, "port": 8080, "expires": "3600", "kind": "proxy"},
         **HX,
     )
-    assert response.status_code == 422
-    assert "Choose at least one transport" in response.content.decode()
+    # 200 so that htmx swaps the form back in with its errors (it does not swap a 4xx).
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="grant-form"' in html and "Choose at least one transport" in html
+    assert "<html" not in html
     assert not PreviewGrant.objects.exists()
 
 
@@ -125,8 +132,10 @@ def test_reserved_port_is_refused(member_client, urls, sandbox):
         {"sandbox": sandbox.public_id, "port": 22, "expires": "900", "kind": "link"},
         **HX,
     )
-    assert response.status_code == 422
-    assert "reserved" in response.content.decode()
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="grant-form"' in html and 'aria-invalid="true"' in html
+    assert 'role="alert"' in html and "Port: port 22 is reserved" in html
     assert not PreviewGrant.objects.exists()
 
 
@@ -151,6 +160,17 @@ def test_revoke_without_js_confirms_then_redirects(member_client, urls, team, pr
     assert response.status_code == 302 and response["Location"] == urls["list"]
     grant.refresh_from_db()
     assert grant.revoked_at is not None
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+def test_revoke_never_redirects_off_site(member_client, urls, team, project, sandbox, target):
+    grant, _ = previews.create_grant(sandbox, 3000)
+    url = revoke_url(team, project, grant) + "?" + urlencode({"next": target})
+    confirm = member_client.get(url).content.decode()
+    home = urls["list"]
+    assert f'href="{target}"' not in confirm and f'href="{home}"' in confirm
+    response = member_client.post(url)
+    assert response.status_code == 302 and response["Location"] == urls["list"]
 
 
 def test_viewer_reads_but_cannot_change(viewer_client, urls, team, project, sandbox):
@@ -185,7 +205,7 @@ def test_outsider_and_foreign_objects_are_404(
         urls["create"],
         {"sandbox": foreign.public_id, "port": 3000, "expires": "900", "kind": "link"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert PreviewGrant.objects.filter(sandbox=foreign).count() == 1
 
 
