@@ -159,13 +159,14 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
         manifest_part = request.FILES.get("manifest")
         raw = manifest_part.read() if manifest_part else request.POST.get("manifest", "")
     try:
-        manifest = json.loads(raw or "null")
-        entries = manifest["files"]
-        assert isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
-    except (ValueError, TypeError, KeyError, AssertionError):
+        entries = json.loads(raw or "null")["files"]
+    except (ValueError, TypeError, KeyError):
+        entries = None
+    # A plain check, not `assert`: python -O would strip an assert and let bad manifests in.
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ApiError(
             "invalid_request", "multipart part `manifest` must be JSON {files: [{path, field}]}"
-        ) from None
+        )
     results = []
     for entry in entries:
         target, upload = entry.get("path"), request.FILES.get(str(entry.get("field")))
@@ -250,24 +251,22 @@ def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     return _no_content()
 
 
-@api_key_required(READ)
-def find_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def _search(request: HttpRequest, sandbox_id: str, finder: Callable[..., list]) -> JsonResponse:
+    """{path, pattern} in, a JSON list out: `files/find` (content) and `files/search` (names)."""
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        matches = sandbox_files.find_content(
-            sandbox.public_id, _body_path(request), _body_path(request, "pattern")
-        )
-    return JsonResponse(matches, safe=False)
+        found = finder(sandbox.public_id, _body_path(request), _body_path(request, "pattern"))
+    return JsonResponse(found, safe=False)
+
+
+@api_key_required(READ)
+def find_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    return _search(request, sandbox_id, sandbox_files.find_content)
 
 
 @api_key_required(READ)
 def search_names(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandbox_for(request, sandbox_id)
-    with file_errors():
-        found = sandbox_files.find_names(
-            sandbox.public_id, _body_path(request), _body_path(request, "pattern")
-        )
-    return JsonResponse(found, safe=False)
+    return _search(request, sandbox_id, sandbox_files.find_names)
 
 
 @api_key_required(WRITE)

@@ -210,6 +210,19 @@ def test_batch_write_reports_each_file(api, sandbox, workspace):
 
 
 @pytest.mark.parametrize(
+    "manifest", ["not json", "{}", '{"files": "x"}', '{"files": [1]}', '{"files": [{}, "x"]}']
+)
+def test_batch_write_refuses_a_bad_manifest(api, sandbox, workspace, manifest):
+    response = api.post(
+        url(sandbox, "files/batch-write"),
+        {"manifest": manifest, "file0": SimpleUploadedFile("file0.bin", b"x")},
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_request" and "manifest" in response.json()["error"]
+    assert list(workspace.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     "bad", ["../outside.txt", "/etc/passwd", "/workspace/../etc/x", "a/../../x", "link/owned.txt"]
 )
 def test_escapes_are_refused(api, sandbox, workspace, tmp_path, bad):
