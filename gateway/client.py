@@ -197,6 +197,8 @@ class Connection(asyncio.Protocol):
         async for chunk in body:
             if self.closed:
                 break  # the upstream answered (or gave up) early; the answer decides
+            if not chunk:
+                continue  # an empty chunk would end a chunked body
             transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             if self._writable is not None:
                 await self._writable
