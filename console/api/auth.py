@@ -119,6 +119,20 @@ def parse_json_body(request: HttpRequest) -> dict[str, Any]:
     return value
 
 
+def query_int(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter from `low` to `high`; absent or empty gives `default`."""
+    raw = request.GET.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("invalid_request", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError("invalid_request", f"{name} must be from {low} to {high}")
+    return value
+
+
 def api_key_required(scope: str = READ) -> Callable:
     """Authenticate with an API key; `scope=WRITE` refuses read-only keys."""
 

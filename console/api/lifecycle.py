@@ -9,7 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from console import lifecycle, sandboxes
-from console.api.auth import READ, api_key_required, methods
+from console.api.auth import READ, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.models import EventStatus, Operation
 
@@ -29,19 +29,6 @@ def _time(request: HttpRequest, name: str) -> datetime | None:
     return value
 
 
-def _number(request: HttpRequest, name: str, default: int, high: int) -> int:
-    raw = request.GET.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError("invalid_request", f"{name} must be an integer") from None
-    if not 0 <= value <= high:
-        raise ApiError("invalid_request", f"{name} must be from 0 to {high}")
-    return value
-
-
 def _choice(request: HttpRequest, name: str, allowed: list[str]) -> str | None:
     value = request.GET.get(name) or None
     if value is not None and value not in allowed:
@@ -52,8 +39,8 @@ def _choice(request: HttpRequest, name: str, allowed: list[str]) -> str | None:
 def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
     if request.GET.get("audience") not in (None, "", "customer"):
         raise ApiError("invalid_request", "Only audience=customer is served on public routes")
-    offset = _number(request, "offset", 0, 10**9)
-    limit = _number(request, "limit", 50, MAX_LIMIT) or 50
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    limit = query_int(request, "limit", 50, 0, MAX_LIMIT) or 50
     order = _choice(request, "order", ["asc", "desc"]) or "desc"
     filters = {
         key: request.GET.get(key) or None

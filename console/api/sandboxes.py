@@ -11,7 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from console import sandboxes
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.auth import READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.api.idempotency import idempotent
 from console.models import LIVE_STATUSES, Sandbox, SandboxStatus
@@ -105,19 +105,6 @@ def _project(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
     return {name: body.get(name) for name in fields}
 
 
-def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
-    raw = request.GET.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError("invalid_request", f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ApiError("invalid_request", f"{name} must be from {low} to {high}")
-    return value
-
-
 def _encode_token(pk: int) -> str:
     return base64.urlsafe_b64encode(f"sb:{pk}".encode()).decode().rstrip("=")
 
@@ -149,7 +136,7 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
         rows = rows.filter(template=template)
     for key, value in sandboxes.metadata_filter(request.GET.get("metadata")).items():
         rows = rows.filter(**{f"metadata__{key}": value})
-    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     if token := request.GET.get("next_token"):
         rows = rows.filter(pk__lt=_decode_token(token))
     page = list(rows.order_by("-pk")[: limit + 1])

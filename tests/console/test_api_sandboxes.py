@@ -382,3 +382,18 @@ def test_other_projects_sandbox_is_not_found(
     assert theirs.status == "running"
     assert Sandbox.objects.count() == 1
     destroy_sandbox(theirs)
+
+
+@pytest.mark.parametrize(
+    "url, query, message",
+    [
+        ("/v1/sandboxes", {"limit": "ten"}, "limit must be an integer"),
+        ("/v1/sandboxes", {"limit": "0"}, "limit must be from 1 to"),
+        ("/v1/lifecycle/events", {"offset": "-1"}, "offset must be from 0 to"),
+        ("/v1/lifecycle/events", {"limit": "1.5"}, "limit must be an integer"),
+    ],
+)
+def test_bad_integer_query_parameters_are_refused(api, url, query, message):
+    response = api.get(url, query)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request" and message in response.json()["error"]
