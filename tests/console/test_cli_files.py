@@ -19,15 +19,6 @@ def workspace(live, sandbox_id) -> Path:
     return live.data_dir / "sandboxes" / sandbox_id / "workspace"
 
 
-def run(live, *args, stdin: str | None = None, ok: bool = True):
-    result = live.cli(*args, input=stdin)
-    if ok:
-        assert result.returncode == 0, (
-            f"{args} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -37,36 +28,42 @@ def sha256_of(path: Path) -> str:
 
 
 def test_write_read_info_list(live, sandbox_id, workspace):
-    wrote = run(
-        live,
+    wrote = live.cli(
         "sandbox",
         "file",
         "write",
         sandbox_id,
         "cli/hello.txt",
         "--json",
-        stdin="hi from cli\n",
+        input="hi from cli\n",
+        check=True,
     )
     assert json.loads(wrote.stdout)["path"] == "/workspace/cli/hello.txt"
     assert (workspace / "cli/hello.txt").read_text() == "hi from cli\n"
     assert (
-        run(live, "sandbox", "file", "read", sandbox_id, "cli/hello.txt").stdout == "hi from cli\n"
+        live.cli("sandbox", "file", "read", sandbox_id, "cli/hello.txt", check=True).stdout
+        == "hi from cli\n"
     )
     info = json.loads(
-        run(live, "sandbox", "file", "info", sandbox_id, "/workspace/cli/hello.txt").stdout
+        live.cli(
+            "sandbox", "file", "info", sandbox_id, "/workspace/cli/hello.txt", check=True
+        ).stdout
     )
     assert (info["name"], info["size"], info["type"]) == ("hello.txt", 12, "file")
-    listed = json.loads(run(live, "sandbox", "file", "list", sandbox_id, "--json").stdout)
+    listed = json.loads(
+        live.cli("sandbox", "file", "list", sandbox_id, "--json", check=True).stdout
+    )
     assert "/workspace/cli" in {entry["path"] for entry in listed}
-    deep = run(live, "sandbox", "file", "list", sandbox_id, "/workspace", "--depth", "2").stdout
+    deep = live.cli(
+        "sandbox", "file", "list", sandbox_id, "/workspace", "--depth", "2", check=True
+    ).stdout
     assert "/workspace/cli/hello.txt" in deep
 
 
 def test_binary_write_and_base64_read(live, sandbox_id, workspace):
     blob = bytes(range(256))
     encoded = base64.b64encode(blob).decode()
-    run(
-        live,
+    live.cli(
         "sandbox",
         "file",
         "write",
@@ -74,34 +71,41 @@ def test_binary_write_and_base64_read(live, sandbox_id, workspace):
         "bin/blob",
         "--encoding",
         "base64",
-        stdin=encoded,
+        input=encoded,
+        check=True,
     )
     assert (workspace / "bin/blob").read_bytes() == blob
     assert (
-        run(live, "sandbox", "file", "read", sandbox_id, "bin/blob", "--encoding", "base64").stdout
+        live.cli(
+            "sandbox", "file", "read", sandbox_id, "bin/blob", "--encoding", "base64", check=True
+        ).stdout
         == encoded
     )
-    refused = run(live, "sandbox", "file", "read", sandbox_id, "bin/blob", ok=False)
+    refused = live.cli("sandbox", "file", "read", sandbox_id, "bin/blob")
     assert refused.returncode == 2 and "base64" in refused.stderr
 
 
 def test_exists_mkdir_mv_chmod_rm(live, sandbox_id, workspace):
-    assert run(live, "sandbox", "file", "mkdir", sandbox_id, "ops/a/b").stdout.startswith("Created")
+    assert live.cli(
+        "sandbox", "file", "mkdir", sandbox_id, "ops/a/b", check=True
+    ).stdout.startswith("Created")
     assert (workspace / "ops/a/b").is_dir()
     (workspace / "ops/a/file.txt").write_text("x")
-    exists = run(live, "sandbox", "file", "exists", sandbox_id, "ops/a/file.txt")
+    exists = live.cli("sandbox", "file", "exists", sandbox_id, "ops/a/file.txt", check=True)
     assert json.loads(exists.stdout)["exists"] is True
-    missing = run(live, "sandbox", "file", "exists", sandbox_id, "ops/nope", ok=False)
+    missing = live.cli("sandbox", "file", "exists", sandbox_id, "ops/nope")
     assert missing.returncode == 1 and json.loads(missing.stdout)["exists"] is False
     moved = json.loads(
-        run(live, "sandbox", "file", "mv", sandbox_id, "ops/a/file.txt", "ops/b.txt").stdout
+        live.cli(
+            "sandbox", "file", "mv", sandbox_id, "ops/a/file.txt", "ops/b.txt", check=True
+        ).stdout
     )
     assert moved["path"] == "/workspace/ops/b.txt" and (workspace / "ops/b.txt").exists()
-    run(live, "sandbox", "file", "chmod", sandbox_id, "ops/b.txt", "0750")
+    live.cli("sandbox", "file", "chmod", sandbox_id, "ops/b.txt", "0750", check=True)
     assert (workspace / "ops/b.txt").stat().st_mode & 0o777 == 0o750
-    run(live, "sandbox", "file", "rm", sandbox_id, "ops")
+    live.cli("sandbox", "file", "rm", sandbox_id, "ops", check=True)
     assert not (workspace / "ops").exists()
-    gone = run(live, "sandbox", "file", "rm", sandbox_id, "ops", ok=False)
+    gone = live.cli("sandbox", "file", "rm", sandbox_id, "ops")
     assert gone.returncode == 3  # file_not_found -> NotFoundError
 
 
@@ -112,19 +116,31 @@ def test_find_search_replace_write_files(live, sandbox_id, workspace):
             {"path": "grep/b.txt", "content": "TODO two\n"},
         ]
     )
-    written = json.loads(run(live, "sandbox", "file", "write-files", sandbox_id, files).stdout)
+    written = json.loads(
+        live.cli("sandbox", "file", "write-files", sandbox_id, files, check=True).stdout
+    )
     assert [w["path"] for w in written] == ["/workspace/grep/a.py", "/workspace/grep/b.txt"]
-    matches = json.loads(run(live, "sandbox", "file", "find", sandbox_id, "grep", "TODO").stdout)
+    matches = json.loads(
+        live.cli("sandbox", "file", "find", sandbox_id, "grep", "TODO", check=True).stdout
+    )
     assert matches == [
         {"file": "/workspace/grep/a.py", "line": 2, "content": "# TODO one"},
         {"file": "/workspace/grep/b.txt", "line": 1, "content": "TODO two"},
     ]
     names = json.loads(
-        run(live, "sandbox", "file", "search", sandbox_id, "/workspace", "*.py").stdout
+        live.cli("sandbox", "file", "search", sandbox_id, "/workspace", "*.py", check=True).stdout
     )
     assert names == ["/workspace/grep/a.py"]
-    replaced = run(
-        live, "sandbox", "file", "replace", sandbox_id, "TODO", "DONE", "grep/a.py", "grep/b.txt"
+    replaced = live.cli(
+        "sandbox",
+        "file",
+        "replace",
+        sandbox_id,
+        "TODO",
+        "DONE",
+        "grep/a.py",
+        "grep/b.txt",
+        check=True,
     )
     assert json.loads(replaced.stdout) == {"replacements": 2}
     assert (workspace / "grep/b.txt").read_text() == "DONE two\n"
@@ -133,9 +149,9 @@ def test_find_search_replace_write_files(live, sandbox_id, workspace):
 def test_escape_is_refused_by_the_cli(live, sandbox_id, tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
-    refused = run(live, "sandbox", "file", "read", sandbox_id, str(outside), ok=False)
+    refused = live.cli("sandbox", "file", "read", sandbox_id, str(outside))
     assert refused.returncode == 2 and "/workspace" in refused.stderr
-    refused = run(live, "sandbox", "file", "write", sandbox_id, "../../x.txt", stdin="no", ok=False)
+    refused = live.cli("sandbox", "file", "write", sandbox_id, "../../x.txt", input="no")
     assert refused.returncode == 2
 
 
@@ -143,7 +159,9 @@ def test_upload_small_file_direct(live, sandbox_id, workspace, tmp_path):
     source = tmp_path / "small.bin"
     source.write_bytes(os.urandom(300_000))
     result = json.loads(
-        run(live, "sandbox", "upload", sandbox_id, str(source), "up/small.bin", "--json").stdout
+        live.cli(
+            "sandbox", "upload", sandbox_id, str(source), "up/small.bin", "--json", check=True
+        ).stdout
     )
     assert result["transport"] == "direct"
     assert sha256_of(workspace / "up/small.bin") == sha256_of(source)
@@ -155,7 +173,9 @@ def test_upload_20_mib_uses_resumable_sessions(live, sandbox_id, workspace, tmp_
         for _ in range(20):
             out.write(os.urandom(1024 * 1024))
     result = json.loads(
-        run(live, "sandbox", "upload", sandbox_id, str(source), "up/big.bin", "--json").stdout
+        live.cli(
+            "sandbox", "upload", sandbox_id, str(source), "up/big.bin", "--json", check=True
+        ).stdout
     )
     assert result["transport"] == "resumable"
     assert result["result"]["bytes_uploaded"] == 20 * 1024 * 1024 and result["result"]["upload_id"]
@@ -171,8 +191,7 @@ def test_upload_directory(live, sandbox_id, workspace, tmp_path):
     (source / "assets/app.js").write_text("console.log(1)")
     (source / "skip.log").write_text("noise")
     result = json.loads(
-        run(
-            live,
+        live.cli(
             "sandbox",
             "upload",
             sandbox_id,
@@ -181,6 +200,7 @@ def test_upload_directory(live, sandbox_id, workspace, tmp_path):
             "--exclude",
             "*.log",
             "--json",
+            check=True,
         ).stdout
     )
     assert result["result"]["kind"] == "directory_tar" and result["result"]["file_count"] == 2
@@ -188,8 +208,7 @@ def test_upload_directory(live, sandbox_id, workspace, tmp_path):
     assert (workspace / "site/assets/app.js").read_text() == "console.log(1)"
     assert not (workspace / "site/skip.log").exists()
     (source / "index.html").write_text("<h1>v2</h1>")
-    run(
-        live,
+    live.cli(
         "sandbox",
         "upload",
         sandbox_id,
@@ -198,21 +217,22 @@ def test_upload_directory(live, sandbox_id, workspace, tmp_path):
         "--conflict",
         "replace",
         "--json",
+        check=True,
     )
     assert (workspace / "site/index.html").read_text() == "<h1>v2</h1>"
-    clash = run(
-        live, "sandbox", "upload", sandbox_id, str(source), "site", "--conflict", "error", ok=False
-    )
+    clash = live.cli("sandbox", "upload", sandbox_id, str(source), "site", "--conflict", "error")
     assert clash.returncode == 1 and "exists" in clash.stderr
 
 
 def test_download_url_and_upload_url(live, sandbox_id, workspace):
     (workspace / "dl.bin").write_bytes(b"\x01\x02download me")
-    url = run(live, "sandbox", "file", "download-url", sandbox_id, "dl.bin").stdout.strip()
+    url = live.cli(
+        "sandbox", "file", "download-url", sandbox_id, "dl.bin", check=True
+    ).stdout.strip()
     fetched = httpx.get(url.replace("localhost", "127.0.0.1"), timeout=30)
     assert fetched.status_code == 200 and fetched.content == b"\x01\x02download me"
     target = json.loads(
-        run(live, "sandbox", "file", "upload-url", sandbox_id, "via-url.txt").stdout
+        live.cli("sandbox", "file", "upload-url", sandbox_id, "via-url.txt", check=True).stdout
     )
     assert set(target) <= {"url", "token"}
     put = httpx.put(

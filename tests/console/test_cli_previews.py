@@ -33,37 +33,28 @@ ECHO = (
 )
 
 
-def run(live, *args, ok: bool = True):
-    result = live.cli(*args)
-    if ok:
-        assert result.returncode == 0, (
-            f"{args} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
 @pytest.fixture(scope="module")
 def ports(live, sandbox_id) -> dict[str, int]:
     """An http.server (index.html) and a WebSocket echo server, both inside the sandbox."""
     web, ws = free_port(), free_port()
-    run(live, "sandbox", "exec", sandbox_id, "--shell", f"echo '{PAGE}' > index.html")
-    run(
-        live,
+    live.cli("sandbox", "exec", sandbox_id, "--shell", f"echo '{PAGE}' > index.html", check=True)
+    live.cli(
         "sandbox",
         "exec",
         sandbox_id,
         "--background",
         "--shell",
         f"python3 -m http.server {web} --bind 0.0.0.0",
+        check=True,
     )
-    run(
-        live,
+    live.cli(
         "sandbox",
         "exec",
         sandbox_id,
         "--background",
         "--shell",
         f'{sys.executable} -c "{ECHO}" {ws}',
+        check=True,
     )
     return {"web": web, "ws": ws}
 
@@ -103,14 +94,14 @@ def open_signed_link(live, url: str) -> tuple[httpx.Response, dict]:
 def test_sandbox_host_and_url_wait(live, sandbox_id, ports):
     port = ports["web"]
     label = sandbox_id.replace("_", "-")
-    host = run(live, "sandbox", "host", sandbox_id, str(port)).stdout.strip()
+    host = live.cli("sandbox", "host", sandbox_id, str(port), check=True).stdout.strip()
     assert host == f"{port}-{label}.preview.localhost:{live.port}"
-    assert json.loads(run(live, "sandbox", "host", sandbox_id, str(port), "--json").stdout) == {
-        "host": host
-    }
+    assert json.loads(
+        live.cli("sandbox", "host", sandbox_id, str(port), "--json", check=True).stdout
+    ) == {"host": host}
 
-    url = run(
-        live, "sandbox", "url", sandbox_id, str(port), "--wait", "--timeout-secs", "20"
+    url = live.cli(
+        "sandbox", "url", sandbox_id, str(port), "--wait", "--timeout-secs", "20", check=True
     ).stdout.strip()
     assert url.startswith(f"http://{host}/?edge_token=")
     page, _ = open_signed_link(live, url)
@@ -119,8 +110,7 @@ def test_sandbox_host_and_url_wait(live, sandbox_id, ports):
 
 def test_sandbox_url_wait_fails_when_nothing_listens(live, sandbox_id, ports):
     idle = free_port()
-    result = run(
-        live,
+    result = live.cli(
         "sandbox",
         "url",
         sandbox_id,
@@ -130,7 +120,6 @@ def test_sandbox_url_wait_fails_when_nothing_listens(live, sandbox_id, ports):
         "1",
         "--interval-ms",
         "200",
-        ok=False,
     )
     assert result.returncode == 1
     assert "0.0.0.0" in result.stderr
@@ -138,14 +127,14 @@ def test_sandbox_url_wait_fails_when_nothing_listens(live, sandbox_id, ports):
 
 def test_preview_url_get_redacts_unless_raw(live, sandbox_id, ports):
     port = str(ports["web"])
-    human = run(live, "sandbox", "preview-url", "get", sandbox_id, port).stdout
+    human = live.cli("sandbox", "preview-url", "get", sandbox_id, port, check=True).stdout
     assert "edge_token=<redacted>" in human and "nsg_" not in human
     assert re.search(r"^Grant: pvg_[a-z0-9]+$", human, re.M)
     assert "auth: direct/query" in human and "Status: active" in human
-    raw = run(live, "sandbox", "preview-url", "get", sandbox_id, port, "--raw").stdout
+    raw = live.cli("sandbox", "preview-url", "get", sandbox_id, port, "--raw", check=True).stdout
     assert "edge_token=nsg_" in raw
-    websocket = run(
-        live, "sandbox", "preview-url", "get", sandbox_id, port, "--websocket", "--raw"
+    websocket = live.cli(
+        "sandbox", "preview-url", "get", sandbox_id, port, "--websocket", "--raw", check=True
     ).stdout
     selected = re.search(r"^Selected websocket: (\S+)$", websocket, re.M).group(1)
     assert selected.startswith("ws://") and "edge_token=nsgw_" in selected
@@ -153,8 +142,7 @@ def test_preview_url_get_redacts_unless_raw(live, sandbox_id, ports):
 
 def test_preview_url_create_expires_wait_json_then_revoke(live, sandbox_id, ports):
     port = str(ports["web"])
-    out = run(
-        live,
+    out = live.cli(
         "sandbox",
         "preview-url",
         "create",
@@ -164,6 +152,7 @@ def test_preview_url_create_expires_wait_json_then_revoke(live, sandbox_id, port
         "15m",
         "--wait",
         "--json",
+        check=True,
     ).stdout
     created = json.loads(out)
     grant = created["grant"]
@@ -178,21 +167,27 @@ def test_preview_url_create_expires_wait_json_then_revoke(live, sandbox_id, port
     assert page.status_code == 200 and PAGE in page.text
     # The counters reach the list without waiting for the periodic flush.
     listed = json.loads(
-        run(live, "sandbox", "preview-url", "list", sandbox_id, "--port", port, "--json").stdout
+        live.cli(
+            "sandbox", "preview-url", "list", sandbox_id, "--port", port, "--json", check=True
+        ).stdout
     )
     mine = next(item for item in listed["items"] if item["id"] == grant["id"])
     assert mine["http_request_count"] >= 1 and mine["bytes_out_count"] >= len(PAGE)
-    human = run(live, "sandbox", "preview-url", "list", sandbox_id).stdout
+    human = live.cli("sandbox", "preview-url", "list", sandbox_id, check=True).stdout
     assert re.search(
         rf"^{grant['id']} port={port} status=active auth=direct/query .*http=\d+", human, re.M
     )
 
     revoked = json.loads(
-        run(live, "sandbox", "preview-url", "revoke", sandbox_id, grant["id"], "--json").stdout
+        live.cli(
+            "sandbox", "preview-url", "revoke", sandbox_id, grant["id"], "--json", check=True
+        ).stdout
     )
     assert revoked["success"] is True and revoked["grant"]["status"] == "revoked"
     assert (
-        run(live, "sandbox", "preview-url", "revoke", sandbox_id, grant["id"]).stdout.strip()
+        live.cli(
+            "sandbox", "preview-url", "revoke", sandbox_id, grant["id"], check=True
+        ).stdout.strip()
         == f"Revoked {grant['id']}"
     )
     # The cookie minted from the revoked grant stops working at once.
@@ -204,22 +199,21 @@ def test_preview_url_create_expires_wait_json_then_revoke(live, sandbox_id, port
         time.sleep(0.05)
     assert after.status_code in (401, 403)
     assert after.json()["code"] == "preview_grant_revoked"
-    status = json.loads(run(live, "sandbox", "preview-url", "list", sandbox_id, "--json").stdout)
+    status = json.loads(
+        live.cli("sandbox", "preview-url", "list", sandbox_id, "--json", check=True).stdout
+    )
     assert next(i for i in status["items"] if i["id"] == grant["id"])["status"] == "revoked"
 
 
 def test_unknown_grant_and_reserved_port_errors(live, sandbox_id, ports):
-    missing = run(
-        live, "sandbox", "preview-url", "revoke", sandbox_id, "pvg_doesnotexist", ok=False
-    )
+    missing = live.cli("sandbox", "preview-url", "revoke", sandbox_id, "pvg_doesnotexist")
     assert missing.returncode == 3
-    reserved = run(live, "sandbox", "preview-url", "get", sandbox_id, "22", ok=False)
+    reserved = live.cli("sandbox", "preview-url", "get", sandbox_id, "22")
     assert reserved.returncode == 2 and "reserved" in reserved.stderr
 
 
 def test_proxy_target_http_and_websocket(live, sandbox_id, ports):
-    out = run(
-        live,
+    out = live.cli(
         "sandbox",
         "preview-proxy-target",
         "create",
@@ -230,6 +224,7 @@ def test_proxy_target_http_and_websocket(live, sandbox_id, ports):
         "--transport",
         "websocket",
         "--json",
+        check=True,
     ).stdout
     target = json.loads(out)
     assert target["token_header_name"] == "x-nullspace-preview-proxy-token"
@@ -248,8 +243,7 @@ def test_proxy_target_http_and_websocket(live, sandbox_id, ports):
     wrong = via_gateway(live, target["http_url"], headers={header: target["websocket_token"]})
     assert wrong.status_code in (401, 403)
     assert wrong.json()["code"] == "preview_proxy_token_scope_mismatch"
-    human = run(
-        live,
+    human = live.cli(
         "sandbox",
         "preview-proxy-target",
         "create",
@@ -257,12 +251,12 @@ def test_proxy_target_http_and_websocket(live, sandbox_id, ports):
         str(ports["web"]),
         "--transport",
         "http",
+        check=True,
     ).stdout
     assert "HTTP token: <redacted>" in human and "WebSocket upstream: none" in human
 
     ws_target = json.loads(
-        run(
-            live,
+        live.cli(
             "sandbox",
             "preview-proxy-target",
             "create",
@@ -271,6 +265,7 @@ def test_proxy_target_http_and_websocket(live, sandbox_id, ports):
             "--transport",
             "websocket",
             "--json",
+            check=True,
         ).stdout
     )
 
@@ -286,8 +281,7 @@ def test_proxy_target_http_and_websocket(live, sandbox_id, ports):
 
 def test_direct_websocket_url_through_gateway(live, sandbox_id, ports):
     created = json.loads(
-        run(
-            live,
+        live.cli(
             "sandbox",
             "preview-url",
             "create",
@@ -295,6 +289,7 @@ def test_direct_websocket_url_through_gateway(live, sandbox_id, ports):
             str(ports["ws"]),
             "--websocket",
             "--json",
+            check=True,
         ).stdout
     )
     selected = created["selected_url"]
