@@ -310,10 +310,15 @@ def test_readiness_of_a_paused_sandbox_is_200_not_routed(api, project):
 
 
 @pytest.fixture
-def live_sandbox(project, api_key):
+def live_sandbox(runtime, settings, project, api_key):
+    """A real sandbox on this test's runtime, in its own network namespace: its port 8123
+    is its own, whatever listens on the host's."""
+    settings.RUNTIME_NETNS = "auto"
+    get_driver.cache_clear()
     sandbox, _ = sandboxes.create_sandbox(project, api_key=api_key[1])
     yield sandbox
     sandboxes.destroy_sandbox(sandbox)
+    get_driver.cache_clear()
 
 
 def _wait_listening(sandbox, port: int, timeout: float = 15) -> None:
