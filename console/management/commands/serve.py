@@ -39,6 +39,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         if not options["no_worker"]:
             threading.Thread(target=run_forever, args=(stop,), name="worker", daemon=True).start()
+        _skip_twisted_access_lines()
         endpoints = build_endpoint_description_strings(host=options["host"], port=options["port"])
         self.stdout.write(f"Nullspace Console on http://localhost:{options['port']}/")
         # Objects alive after start-up never need collecting; freezing them cuts full-GC
@@ -56,6 +57,19 @@ class Command(BaseCommand):
             ).run()
         finally:
             stop.set()
+
+
+def _skip_twisted_access_lines() -> None:
+    """Twisted formats an access-log line for every request, and daphne (at its default
+    verbosity) sends Twisted's log nowhere: about 5% of a proxied request's CPU for nothing."""
+    import daphne.server
+    from daphne.http_protocol import HTTPFactory
+
+    class Factory(HTTPFactory):
+        def log(self, request) -> None:
+            pass
+
+    daphne.server.HTTPFactory = Factory
 
 
 def choose_loop(argv: list[str]) -> None:
