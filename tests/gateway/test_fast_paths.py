@@ -18,6 +18,7 @@ from console import previews
 from console.models import PreviewGrant
 from gateway import auth, client, flight, grants, wsclient
 from tests.gateway.conftest import header, http
+from tests.gateway.test_auth import within_a_second
 
 pytestmark = pytest.mark.django_db(transaction=True)
 db = database_sync_to_async
@@ -40,9 +41,8 @@ async def test_cached_cookie_admission_refuses_right_after_revocation(routed, gr
     assert any(grant_id == row.public_id for grant_id in auth._verified.values())
     assert grants._cache[row.public_id][1].revoked is False
 
-    await db(previews.revoke_grant)(row)  # fans out over the (in-memory) channel layer
-    await asyncio.sleep(0.05)
-    response = await get(routed, "/echo", headers=[(b"cookie", cookie)])
+    await db(previews.revoke_grant)(row)  # fans out over the channel layer (Redis: a round trip)
+    response = await within_a_second(lambda: get(routed, "/echo", headers=[(b"cookie", cookie)]))
     assert (response["status"], code_of(response)) == (403, "preview_grant_revoked")
 
 
@@ -52,8 +52,7 @@ async def test_cached_proxy_token_refuses_right_after_revocation(routed, sandbox
     for _ in range(3):
         assert (await get(routed, "/echo", headers=token))["status"] == 200
     await db(previews.revoke_grant)(row)
-    await asyncio.sleep(0.05)
-    response = await get(routed, "/echo", headers=token)
+    response = await within_a_second(lambda: get(routed, "/echo", headers=token))
     assert (response["status"], code_of(response)) == (403, "preview_proxy_token_revoked")
 
 
