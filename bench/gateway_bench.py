@@ -626,7 +626,7 @@ def report(results: dict, revocation: list[float], args) -> str:
         "# Preview gateway benchmark",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {os.cpu_count()} cores; servers and upstreams pinned to "
-        f"core {SERVER_CORE}, load (wrk -t1, aiohttp WS client) to core {LOAD_CORE}; {args.seconds} s per cell, "
+        f"core {SERVER_CORE}, load (wrk -t1, a uvloop WebSocket client) to core {LOAD_CORE}; {args.seconds} s per cell, "
         f"median of {args.rounds} interleaved rounds; upstreams: nginx static files and a `websockets` echo "
         "server running inside a real sandbox; the gateway checks a proxy-token grant on every request.",
         "",

@@ -87,6 +87,7 @@ async def _splice(
     counts = [0, 0]  # bytes in (client->upstream), out
 
     async def client_to_upstream() -> int | None:
+        write = remote.write
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -95,16 +96,21 @@ async def _splice(
             if data is None:
                 data = message.get("text") or ""
             counts[0] += len(data)
-            await remote.send(data)
+            if write(data):  # the upstream socket is full: wait until it drains
+                await remote.drain()
 
     async def upstream_to_client() -> int | None:
-        async for data in remote:
+        take = remote.take
+        while True:
+            data = take()
+            if data is None:
+                await remote.wait()  # raises Closed once nothing more can come
+                continue
             counts[1] += len(data)
             if type(data) is str:
                 await send({"type": "websocket.send", "text": data})
             else:
                 await send({"type": "websocket.send", "bytes": data})
-        return remote.close_code
 
     from_client = asyncio.create_task(client_to_upstream(), name="ws-client-to-upstream")
     from_upstream = asyncio.create_task(upstream_to_client(), name="ws-upstream-to-client")

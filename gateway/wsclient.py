@@ -242,8 +242,20 @@ class UpstreamSocket(asyncio.Protocol):
 
     # --- the connection, as the splice uses it --------------------------------------
 
-    async def recv(self) -> str | bytes:
-        """The next message; raises Closed when there are no more."""
+    def take(self) -> str | bytes | None:
+        """The next message if one is here, else None (then wait())."""
+        messages = self._messages
+        if not messages:
+            return None
+        message = messages.popleft()
+        self._queued -= len(message)
+        if self._reading_paused and self._queued < HIGH_WATER // 2:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return message
+
+    async def wait(self) -> None:
+        """Until a message is here; raises Closed when none can come any more."""
         while not self._messages:
             if self._closed.done() or self.close_code is not None:
                 raise Closed()
@@ -252,11 +264,13 @@ class UpstreamSocket(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        message = self._messages.popleft()
-        self._queued -= len(message)
-        if self._reading_paused and self._queued < HIGH_WATER // 2:
-            self._reading_paused = False
-            self.transport.resume_reading()
+
+    async def recv(self) -> str | bytes:
+        """The next message; raises Closed when there are no more."""
+        message = self.take()
+        while message is None:
+            await self.wait()
+            message = self.take()
         return message
 
     def __aiter__(self):
@@ -268,15 +282,24 @@ class UpstreamSocket(asyncio.Protocol):
         except Closed:
             raise StopAsyncIteration from None
 
-    async def send(self, message: str | bytes) -> None:
+    def write(self, message: str | bytes) -> bool:
+        """Send a message without waiting; True when the socket is full (then drain())."""
         if self._close_sent or self.transport.is_closing():
             raise Closed()
-        if isinstance(message, str):
+        if type(message) is str:
             self.transport.write(_frame(_TEXT, message.encode()))
         else:
             self.transport.write(_frame(_BINARY, message))
-        if self._writable is not None:
-            await self._writable
+        return self._writable is not None
+
+    async def drain(self) -> None:
+        writable = self._writable
+        if writable is not None:
+            await writable
+
+    async def send(self, message: str | bytes) -> None:
+        if self.write(message):
+            await self.drain()
 
     async def close(self, code: int = 1000) -> None:
         """Send a close frame (once) and wait, briefly, for the server to end the connection."""
