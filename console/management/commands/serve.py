@@ -25,8 +25,8 @@ class Command(BaseCommand):
             "--loop",
             choices=("uvloop", "asyncio"),
             default="uvloop",
-            help="Event loop under daphne's Twisted reactor; uvloop (when installed) serves "
-            "about 1.4x the preview gateway's requests per second. Read by manage.py.",
+            help="Event loop under daphne's Twisted reactor; uvloop (when installed) gave the "
+            "preview gateway 3-14%% more throughput (bench/README.md). Read by manage.py.",
         )
 
     def handle(self, *args, **options):
