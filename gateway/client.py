@@ -80,10 +80,13 @@ class Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.idle_since and self.pool.is_idle(self):
+            self.close()  # bytes nobody asked for: this connection cannot be trusted again
+            return
         self.received = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             # Garbage, an answer nobody asked for, or a 101 on a plain request.
             self._fail(UpstreamCut() if self.head_done else UpstreamUnavailable())
             self.transport.close()
@@ -115,6 +118,9 @@ class Connection(asyncio.Protocol):
     # --- httptools callbacks ------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.done:
+            # A second answer to one request: stop here (data_received closes the connection).
+            raise httptools.HttpParserError("unsolicited response")
         self.headers = []
         self._framed = False
 
@@ -267,6 +273,7 @@ class _Pool:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < KEEPALIVE_SECONDS:
                 conn.reused = True
+                conn.idle_since = 0.0
                 return conn
             conn.close()
         return None
@@ -285,6 +292,9 @@ class _Pool:
         conn._start()
         conn.idle_since = now
         idle.append(conn)
+
+    def is_idle(self, conn: Connection) -> bool:
+        return conn in self.idle.get(conn.key, ())
 
     def forget(self, conn: Connection) -> None:
         idle = self.idle.get(conn.key)

@@ -336,3 +336,16 @@ async def test_websocket_client_refuses_an_oversized_message_and_a_bad_handshake
                 await wsclient.connect(address, subprotocols=None, **options)
     finally:
         await wrong.stop()
+
+
+async def test_bytes_after_an_answer_retire_the_connection():
+    upstream = Scripted([OK + b"HTTP/1.1 999 nobody asked\r\n\r\n", OK])
+    address = await upstream.start()
+    try:
+        for _ in range(2):
+            response = await client.request("GET", address, b"/", [], b"")
+            assert (response.status, await body_of(response)) == (200, b"ok")
+        assert upstream.connections == 2  # the first connection was not reused
+    finally:
+        await client.close()
+        await upstream.stop()
