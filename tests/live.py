@@ -92,6 +92,20 @@ class LiveServer:
         created = self.cli("sandbox", "create", "--template", "base", *options, check=True)
         return json.loads(created.stdout)["id"]
 
+    def sandbox_python(self, sandbox_id: str) -> str:
+        """A shell prefix that runs Python with `websockets` importable inside the sandbox.
+
+        The venv may live under /tmp, which a sandbox sees as its own private /tmp, so the
+        package is copied into the workspace and the base interpreter is used.
+        """
+        import websockets
+
+        root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
+        lib = root / sandbox_id / "workspace" / ".pylib"
+        shutil.copytree(Path(websockets.__file__).parent, lib / "websockets", dirs_exist_ok=True)
+        interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+        return f"PYTHONPATH=/workspace/.pylib {interpreter}"
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()

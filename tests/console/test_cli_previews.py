@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -53,7 +52,7 @@ def ports(live, sandbox_id) -> dict[str, int]:
         sandbox_id,
         "--background",
         "--shell",
-        f'{sys.executable} -c "{ECHO}" {ws}',
+        f'{live.sandbox_python(sandbox_id)} -c "{ECHO}" {ws}',
         check=True,
     )
     return {"web": web, "ws": ws}

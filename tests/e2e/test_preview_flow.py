@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
@@ -60,7 +59,7 @@ def test_signed_link_page_websocket_echo_and_revoke(live, page, tmp_path):
     cli_ok(live, "sandbox", "exec", sandbox_id, "--background", "--shell",
            f"python3 -m http.server {web} --bind 0.0.0.0")  # fmt: skip
     cli_ok(live, "sandbox", "exec", sandbox_id, "--background", "--shell",
-           f"{sys.executable} echo.py {ws}")  # fmt: skip
+           f"{live.sandbox_python(sandbox_id)} echo.py {ws}")  # fmt: skip
     # The WebSocket link comes from the API; the page link from the console form below.
     ws_url = json.loads(
         cli_ok(live, "sandbox", "preview-url", "create", sandbox_id, str(ws), "--wait", "--json")
