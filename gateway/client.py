@@ -19,6 +19,8 @@ from collections import deque
 
 import httptools
 
+from gateway.flow import WriteFlow
+
 CONNECT_TIMEOUT = 10.0
 # Between two reads from the upstream; SSE and long polls send something more often than this.
 READ_TIMEOUT = 300.0
@@ -44,7 +46,7 @@ class UpstreamCut(Exception):
     """The upstream ended the connection in the middle of the response body."""
 
 
-class Connection(asyncio.Protocol):
+class Connection(WriteFlow):
     """One upstream connection, and the response being read on it."""
 
     def __init__(self, pool: _Pool, key: tuple[str, int]) -> None:
@@ -56,7 +58,6 @@ class Connection(asyncio.Protocol):
         self.reused = False
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future | None = None
-        self._writable: asyncio.Future | None = None
         self._start()
 
     def _start(self) -> None:
@@ -103,17 +104,7 @@ class Connection(asyncio.Protocol):
             else:
                 self._fail(UpstreamCut() if self.head_done else UpstreamUnavailable())
         self._wake()
-        writable = self._writable
-        if writable is not None and not writable.done():
-            writable.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        writable, self._writable = self._writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
+        self._release_writers()
 
     # --- httptools callbacks ------------------------------------------------------
 
@@ -206,8 +197,7 @@ class Connection(asyncio.Protocol):
             if not chunk:
                 continue  # an empty chunk would end a chunked body
             transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            if self._writable is not None:
-                await self._writable
+            await self.drain()
         if chunked and not self.closed:
             transport.write(b"0\r\n\r\n")
 

@@ -22,6 +22,8 @@ try:
 except ImportError:  # a build of websockets without its C extension
     from websockets.utils import apply_mask
 
+from gateway.flow import WriteFlow
+
 MAX_HANDSHAKE_BYTES = 64 * 1024
 CLOSE_TIMEOUT = 5.0
 # Messages waiting for the client beyond this: stop reading the upstream until it catches up.
@@ -67,7 +69,7 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + (apply_mask(payload, mask) if payload else b"")
 
 
-class UpstreamSocket(asyncio.Protocol):
+class UpstreamSocket(WriteFlow):
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.transport: asyncio.Transport | None = None
@@ -82,7 +84,6 @@ class UpstreamSocket(asyncio.Protocol):
         self._queued = 0
         self._reading_paused = False
         self._waiter: asyncio.Future | None = None
-        self._writable: asyncio.Future | None = None
         self._close_sent = False
         self._closed = asyncio.get_running_loop().create_future()
 
@@ -118,17 +119,7 @@ class UpstreamSocket(asyncio.Protocol):
         if not self._closed.done():
             self._closed.set_result(None)
         self._wake()
-        writable, self._writable = self._writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        writable, self._writable = self._writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
+        self._release_writers()
 
     # --- frames -------------------------------------------------------------------
 
@@ -291,11 +282,6 @@ class UpstreamSocket(asyncio.Protocol):
         else:
             self.transport.write(_frame(_BINARY, message))
         return self._writable is not None
-
-    async def drain(self) -> None:
-        writable = self._writable
-        if writable is not None:
-            await writable
 
     async def send(self, message: str | bytes) -> None:
         if self.write(message):
