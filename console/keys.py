@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
+from console.audit import record
 from console.models import ApiKey, KeyScope, Project
 from console.tokens import API_KEY, new_secret
 
@@ -18,14 +20,8 @@ class IssuedKey:
     raw: str = field(repr=False)
 
 
-def create_api_key(
-    project: Project,
-    *,
-    name: str,
-    scope: str = KeyScope.FULL,
-    expires_at: datetime | None = None,
-    created_by=None,
-    rotated_from: ApiKey | None = None,
+def _insert_key(
+    project: Project, *, name, scope, expires_at, created_by, rotated_from
 ) -> IssuedKey:
     secret = new_secret(API_KEY)
     key = ApiKey.objects.create(
@@ -41,19 +37,74 @@ def create_api_key(
     return IssuedKey(key=key, raw=secret.raw)
 
 
-def revoke_api_key(key: ApiKey) -> None:
-    if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at", "updated_at"])
+def _mark_revoked(key: ApiKey) -> bool:
+    if key.revoked_at is not None:
+        return False
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at", "updated_at"])
+    return True
+
+
+def _audit(action: str, key: ApiKey, *, request: HttpRequest | None, actor, **metadata) -> None:
+    # One audit row per change, whichever face (console, /v1/keys, bootstrap) made it.
+    record(
+        action,
+        team=key.project.team,
+        request=request,
+        actor=actor,
+        target_type="api_key",
+        target_id=key.public_id,
+        name=key.name,
+        project=key.project.slug,
+        **metadata,
+    )
+
+
+def create_api_key(
+    project: Project,
+    *,
+    name: str,
+    scope: str = KeyScope.FULL,
+    expires_at: datetime | None = None,
+    created_by=None,
+    request: HttpRequest | None = None,
+    via: str = "console",
+) -> IssuedKey:
+    issued = _insert_key(
+        project,
+        name=name,
+        scope=scope,
+        expires_at=expires_at,
+        created_by=created_by,
+        rotated_from=None,
+    )
+    _audit("apikey.create", issued.key, request=request, actor=created_by, scope=scope, via=via)
+    return issued
+
+
+def revoke_api_key(
+    key: ApiKey, *, by=None, request: HttpRequest | None = None, via: str = "console"
+) -> bool:
+    """Revoke at once; True when this call revoked it (False: it already was)."""
+    revoked = _mark_revoked(key)
+    if revoked:
+        _audit("apikey.revoke", key, request=request, actor=by, via=via)
+    return revoked
 
 
 @transaction.atomic
 def rotate_api_key(
-    key: ApiKey, *, created_by=None, name: str | None = None, scope: str | None = None
+    key: ApiKey,
+    *,
+    created_by=None,
+    name: str | None = None,
+    scope: str | None = None,
+    request: HttpRequest | None = None,
+    via: str = "console",
 ) -> IssuedKey:
     """A new secret with the same name, scope and expiry (unless given); the old one dies at once."""
-    revoke_api_key(key)
-    return create_api_key(
+    _mark_revoked(key)
+    issued = _insert_key(
         key.project,
         name=name or key.name,
         scope=scope or key.scope,
@@ -61,3 +112,12 @@ def rotate_api_key(
         created_by=created_by,
         rotated_from=key,
     )
+    _audit(
+        "apikey.rotate",
+        issued.key,
+        request=request,
+        actor=created_by,
+        rotated_from=key.public_id,
+        via=via,
+    )
+    return issued

@@ -12,7 +12,6 @@ from django.urls import path
 
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
-from console.audit import record
 from console.forms import ApiKeyApiForm
 from console.keys import IssuedKey, create_api_key, revoke_api_key, rotate_api_key
 from console.models import ApiKey, KeyScope
@@ -21,16 +20,18 @@ from console.timefmt import iso
 DEFAULT_KEY_NAME = "default"
 
 
-def _issued_body(issued: IssuedKey) -> dict[str, Any]:
-    key = issued.key
+def _key_body(key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.public_id,
-        "key": issued.raw,
         "prefix": key.prefix,
         "name": key.name,
         "scope": key.scope,
         "expires_at": iso(key.expires_at),
     }
+
+
+def _issued_body(issued: IssuedKey) -> dict[str, Any]:
+    return {**_key_body(issued.key), "key": issued.raw}
 
 
 def _clean(request: ApiRequest) -> dict[str, Any]:
@@ -48,26 +49,16 @@ def _key(request: ApiRequest, key_id: str) -> ApiKey:
     return key
 
 
-def _audit(request: ApiRequest, action: str, key: ApiKey, **metadata: Any) -> None:
-    record(
-        action,
-        team=request.project.team,
-        request=request,
-        target_type="api_key",
-        target_id=key.public_id,
-        name=key.name,
-        project=request.project.slug,
-        **metadata,
-    )
-
-
 @api_key_required(WRITE)
 def create_key(request: ApiRequest) -> HttpResponse:
     data = _clean(request)
     issued = create_api_key(
-        request.project, name=data["name"] or "api", scope=data["scope"] or KeyScope.FULL
+        request.project,
+        name=data["name"] or "api",
+        scope=data["scope"] or KeyScope.FULL,
+        request=request,
+        via="api",
     )
-    _audit(request, "apikey.create", issued.key, via="api")
     return JsonResponse(_issued_body(issued), status=201)
 
 
@@ -89,26 +80,15 @@ def default_key(request: ApiRequest) -> HttpResponse:
         None,
     )
     if existing is not None:
-        body = {
-            "created": False,
-            "id": existing.public_id,
-            "prefix": existing.prefix,
-            "name": existing.name,
-            "scope": existing.scope,
-            "expires_at": iso(existing.expires_at),
-        }
-        return JsonResponse(body)
-    issued = create_api_key(request.project, name=DEFAULT_KEY_NAME)
-    _audit(request, "apikey.create", issued.key, via="api")
+        return JsonResponse({"created": False, **_key_body(existing)})
+    issued = create_api_key(request.project, name=DEFAULT_KEY_NAME, request=request, via="api")
     return JsonResponse({"created": True, **_issued_body(issued)}, status=201)
 
 
 @api_key_required(WRITE)
 def delete_key(request: ApiRequest, key_id: str) -> HttpResponse:
     key = _key(request, key_id)
-    if key.revoked_at is None:
-        revoke_api_key(key)
-        _audit(request, "apikey.revoke", key, via="api")
+    revoke_api_key(key, request=request, via="api")
     return JsonResponse({"success": True})
 
 
@@ -118,8 +98,9 @@ def rotate_key(request: ApiRequest, key_id: str) -> HttpResponse:
     if not key.is_active:
         raise ApiError("conflict", f"API key {key_id} is {key.status} and cannot be rotated")
     data = _clean(request)
-    issued = rotate_api_key(key, name=data["name"] or None, scope=data["scope"] or None)
-    _audit(request, "apikey.rotate", issued.key, rotated_from=key.public_id, via="api")
+    issued = rotate_api_key(
+        key, name=data["name"] or None, scope=data["scope"] or None, request=request, via="api"
+    )
     return JsonResponse(_issued_body(issued), status=201)
 
 

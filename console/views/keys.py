@@ -15,7 +15,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.access import team_member_required
-from console.audit import record
 from console.forms import ApiKeyForm
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.keys import IssuedKey, create_api_key, revoke_api_key, rotate_api_key
@@ -63,16 +62,7 @@ def apikey_create(request: HttpRequest) -> HttpResponse:
         scope=form.cleaned_data["scope"],
         expires_at=form.expires_at(),
         created_by=request.user,
-    )
-    record(
-        "apikey.create",
-        team=request.team,
         request=request,
-        target_type="api_key",
-        target_id=issued.key.public_id,
-        name=issued.key.name,
-        scope=issued.key.scope,
-        project=request.project.slug,
     )
     return _render(request, issued=issued)
 
@@ -89,17 +79,7 @@ def apikey_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
             cancel=_list_url(request),
             button="Revoke key",
         )
-    if key.revoked_at is None:
-        revoke_api_key(key)
-        record(
-            "apikey.revoke",
-            team=request.team,
-            request=request,
-            target_type="api_key",
-            target_id=key.public_id,
-            name=key.name,
-            project=request.project.slug,
-        )
+    if revoke_api_key(key, by=request.user, request=request):
         messages.success(request, f"API key {key.name} revoked.")
     if not is_fragment_request(request):
         return redirect(_list_url(request))
@@ -122,17 +102,7 @@ def apikey_rotate(request: HttpRequest, key_id: str) -> HttpResponse:
     if not key.is_active:
         messages.error(request, "Only an active key can be rotated.")
         return _render(request) if is_fragment_request(request) else redirect(_list_url(request))
-    issued = rotate_api_key(key, created_by=request.user)
-    record(
-        "apikey.rotate",
-        team=request.team,
-        request=request,
-        target_type="api_key",
-        target_id=issued.key.public_id,
-        rotated_from=key.public_id,
-        name=key.name,
-        project=request.project.slug,
-    )
+    issued = rotate_api_key(key, created_by=request.user, request=request)
     return _render(request, issued=issued)
 
 

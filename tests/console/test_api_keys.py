@@ -168,3 +168,28 @@ def test_list_queries_do_not_grow_with_keys(api, project, django_assert_max_num_
         rotate_api_key(rotated.key)
     with django_assert_max_num_queries(len(one_key.captured_queries)):
         assert len(api.get("/v1/keys").json()) == 41
+
+
+def test_every_key_change_is_audited_once_whichever_face_made_it(client, api_key, project):
+    raw, caller = api_key
+    created = client.post(
+        "/v1/keys", {"name": "ci"}, content_type="application/json", **bearer(raw)
+    ).json()
+    rotated = client.post(
+        f"/v1/keys/{created['id']}/rotate", {}, content_type="application/json", **bearer(raw)
+    ).json()
+    client.delete(f"/v1/keys/{rotated['id']}", **bearer(raw))
+    client.delete(f"/v1/keys/{rotated['id']}", **bearer(raw))  # already revoked: no second row
+    rows = list(
+        AuditEvent.objects.filter(target_type="api_key")
+        .exclude(action="apikey.create", target_id=caller.public_id)
+        .order_by("id")
+    )
+    assert [(r.action, r.target_id) for r in rows] == [
+        ("apikey.create", created["id"]),
+        ("apikey.rotate", rotated["id"]),
+        ("apikey.revoke", rotated["id"]),
+    ]
+    assert {r.metadata["via"] for r in rows} == {"api"}
+    assert all(r.actor_label == f"api key {caller.prefix}…" for r in rows)
+    assert rows[1].metadata["rotated_from"] == created["id"]

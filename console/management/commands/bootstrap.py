@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from console.accounts import create_project, create_team, create_user
-from console.audit import record
 from console.keys import create_api_key
 from console.models import KeyScope, Project, Team
 
@@ -45,15 +44,10 @@ class Command(BaseCommand):
         if project is None:
             project = create_project(team, options["project"], slug=options["project"])
         issued = create_api_key(
-            project, name=options["key_name"], scope=options["scope"], created_by=user
-        )
-        record(
-            "apikey.create",
-            team=team,
-            actor=user,
-            target_type="api_key",
-            target_id=issued.key.public_id,
-            name=issued.key.name,
+            project,
+            name=options["key_name"],
+            scope=options["scope"],
+            created_by=user,
             via="bootstrap",
         )
         if options["json"]:
