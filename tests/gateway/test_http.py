@@ -127,10 +127,10 @@ async def test_sse_arrives_event_by_event(routed, cookie):
 async def test_client_leaving_an_event_stream_ends_the_request(routed, cookie):
     comm = open_request(routed, "/sse", cookie)
     await comm.send_input({"type": "http.request", "body": b""})
-    await comm.receive_output(5)
-    await comm.receive_output(5)
+    assert (await comm.receive_output(5))["status"] == 200
+    assert (await comm.receive_output(5))["more_body"] is True
     await comm.send_input({"type": "http.disconnect"})
-    await comm.wait(2)  # the app returns promptly instead of reading the rest
+    await comm.wait(2)  # raises unless the app returns promptly instead of reading the rest
 
 
 @pytest.mark.parametrize(
