@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from console.runtime import files, proclog
 from console.runtime import netns as net
@@ -314,8 +315,20 @@ class LocalDriver(Driver):
         }
         if tty:
             spec["tty"] = tty  # supervise.py runs it on a pseudo terminal
+        return self._launch(sandbox_id, spec, display)
+
+    def _launch(
+        self,
+        sandbox_id: str,
+        spec: dict[str, Any],
+        display: str,
+        files: dict[str, str] | None = None,
+    ) -> int:
+        """Hand a process spec (and any files it names) to a new supervisor; its pid."""
         procdir = self._dir(sandbox_id) / "state" / "procs" / f".new-{uuid.uuid4().hex}"
         procdir.mkdir()
+        for name, text in (files or {}).items():
+            (procdir / name).write_text(text)
         (procdir / "spec.json").write_text(json.dumps(spec))
         if spec["stdin"]:
             os.mkfifo(procdir / "stdin", 0o600)

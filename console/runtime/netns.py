@@ -5,8 +5,8 @@ machine never touch each other's namespaces, and veth names stay within the kern
 15 characters. /30 networks are handed out under a lock from a table shared by every
 instance on the machine (/run/nullspace), and never over an address already in use.
 
-The namespace gets no default route: a sandbox reaches nothing but its own loopback
-and the host end of its veth (there is no NAT, so no internet).
+The namespace gets a default route through the host end of its veth only when its
+egress policy lets anything out; what it may reach is decided by netpolicy.py.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def create(tag: str, sandbox_id: str, subnet: str, root: str = "") -> Network:
+def create(
+    tag: str, sandbox_id: str, subnet: str, root: str = "", *, default_route: bool = False
+) -> Network:
     pool = ipaddress.ip_network(subnet)
     name = f"{netns_prefix(tag)}{sandbox_id}"
     with _table() as table:
@@ -139,6 +141,7 @@ def create(tag: str, sandbox_id: str, subnet: str, root: str = "") -> Network:
                 f"addr add {network.sandbox_addr}/30 dev eth0\n"
                 "link set eth0 up\n"
                 "link set lo up\n"
+                + (f"route add default via {network.host_addr}\n" if default_route else "")
             ),
         )
     except NetworkError:

@@ -30,6 +30,11 @@ def exit_code(procdir: Path) -> int | None:
     return None if data is None else int(data["exit_code"])
 
 
+def oom_killed(procdir: Path) -> bool:
+    """The kernel killed the process for going over the sandbox's memory limit."""
+    return bool((read_json(procdir / "exit.json") or {}).get("oom"))
+
+
 def is_alive(meta: dict) -> bool:
     """The process named in meta.json still runs (same pid and same start time)."""
     ticks = _start_ticks(int(meta["pid"]))
@@ -43,7 +48,11 @@ def info(procdir: Path) -> ProcessInfo | None:
     code = exit_code(procdir)
     running = code is None and is_alive(meta)
     return ProcessInfo(
-        pid=int(meta["pid"]), command=meta["command"], running=running, exit_code=code
+        pid=int(meta["pid"]),
+        command=meta["command"],
+        running=running,
+        exit_code=code,
+        oom_killed=code is not None and oom_killed(procdir),
     )
 
 
@@ -79,6 +88,7 @@ def logs(procdir: Path) -> ProcessLogs:
         stderr=_read(procdir / "stderr").decode("utf-8", "replace"),
         output=b"".join(data for _, data in frames).decode("utf-8", "replace"),
         exit_code=code,
+        oom_killed=code is not None and oom_killed(procdir),
     )
 
 

@@ -1,0 +1,187 @@
+"""A sandbox's root filesystem: the image, a writable layer on a size-limited disk, volumes.
+
+    <sandbox>/disk.img   a sparse ext4 image of disk_mb (the writable layer's disk)
+    <sandbox>/disk/      where it is mounted: upper/ and work/ of the overlay
+    <sandbox>/rootfs/    the overlay (image below, upper/ on top): the sandbox's `/`
+
+Everything a sandbox writes (its /workspace, /tmp, /home, packages it installs) lands
+in upper/, on its own ext4 disk: writing past disk_mb fails with ENOSPC inside the
+sandbox, and the host file never grows past disk_mb (docs/runtime.md explains why a
+loop-mounted ext4 rather than tmpfs or project quotas). Volumes are bind mounts made
+here, before the sandbox starts, so crun's recursive bind of the root carries them in;
+read-only ones are read-only mounts (the kernel refuses writes, inside and out).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from console.runtime.base import RuntimeError_, VolumeMount
+
+MIN_DISK_MB = 64
+TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+def _run(*argv: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, env=TOOL_ENV, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError_(f"{argv[0]} {argv[1]}: {result.stderr.strip()[-400:]}")
+
+
+def tools_missing() -> list[str]:
+    return [tool for tool in ("mkfs.ext4", "mount", "umount") if shutil.which(tool) is None]
+
+
+def disk_template(cache: Path, disk_mb: int, id_base: int) -> Path:
+    """A formatted, empty disk of disk_mb (made once per size, copied sparse per sandbox)."""
+    template = cache / f"ext4-{disk_mb}m-{id_base}.img"
+    if template.exists():
+        return template
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = template.with_name(f".{template.name}.{os.getpid()}.{time.monotonic_ns()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.truncate(disk_mb * 1024 * 1024)
+        # No journal (a sandbox does not outlive a crash), no reserved blocks, root owned by
+        # the sandbox's root so the overlay's upper directory can be its /.
+        _run(
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-O",
+            "^has_journal",
+            "-E",
+            f"lazy_itable_init=1,nodiscard,root_owner={id_base}:{id_base}",
+            str(tmp),
+        )
+        os.replace(tmp, template)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return template
+
+
+def create(
+    base: Path,
+    lower: Path,
+    *,
+    disk_mb: int,
+    id_base: int,
+    template_cache: Path,
+    mounts: Sequence[VolumeMount] = (),
+    restore: Callable[[Path], None] | None = None,
+) -> Path:
+    """Make and mount the sandbox's disk and root overlay; return the root's host path."""
+    if disk_mb < MIN_DISK_MB:
+        raise RuntimeError_(f"disk_mb must be at least {MIN_DISK_MB}", code="invalid_request")
+    image = base / "disk.img"
+    disk = base / "disk"
+    rootfs = base / "rootfs"
+    template = disk_template(template_cache, disk_mb, id_base)
+    _run("cp", "--sparse=always", "--reflink=auto", str(template), str(image))
+    disk.mkdir(exist_ok=True)
+    rootfs.mkdir(exist_ok=True)
+    _run("mount", "-o", "loop,discard,nodev,nosuid", str(image), str(disk))
+    _direct_io(disk)
+    for sub in ("upper", "work"):
+        (disk / sub).mkdir(exist_ok=True)
+    os.chown(disk / "upper", id_base, id_base)
+    (disk / "upper").chmod(0o755)
+    if restore is not None:
+        restore(disk / "upper")  # a snapshot's layer, before the overlay is mounted on it
+    _run(
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        f"lowerdir={lower},upperdir={disk / 'upper'},workdir={disk / 'work'},nodev",
+        str(rootfs),
+    )
+    for volume in mounts:
+        bind_volume(rootfs, volume, id_base)
+    return rootfs
+
+
+def _direct_io(disk: Path) -> None:
+    """Let the loop device bypass the host's page cache for the image file: otherwise
+    every written page is cached twice (upper file and image file), both charged to the
+    sandbox's memory limit."""
+    source = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE", str(disk)], capture_output=True, text=True, env=TOOL_ENV
+    ).stdout.strip()
+    if source.startswith("/dev/loop"):
+        subprocess.run(
+            ["losetup", "--direct-io=on", source], capture_output=True, env=TOOL_ENV, timeout=30
+        )
+
+
+def bind_volume(rootfs: Path, volume: VolumeMount, id_base: int) -> None:
+    """Bind `volume.source` at `volume.target` inside rootfs (before the sandbox runs, so
+    nothing inside can swap the path for a symlink meanwhile)."""
+    target = volume.target
+    if not target.startswith("/") or ".." in target.split("/") or target.rstrip("/") == "":
+        raise RuntimeError_(
+            f"volume target {target!r} must be an absolute path below /", code="invalid_request"
+        )
+    if not Path(volume.source).is_dir():
+        raise RuntimeError_(f"volume source {volume.source} is not a directory")
+    host = rootfs / target.strip("/")
+    current = rootfs
+    for part in target.strip("/").split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise RuntimeError_(
+                f"volume target {target!r} passes through a symlink in the sandbox",
+                code="invalid_request",
+            )
+        if not current.exists():
+            current.mkdir()
+            os.chown(current, id_base, id_base)
+    if os.path.realpath(host) != str(host):
+        raise RuntimeError_(f"volume target {target!r} is not a plain directory")
+    options = "bind,ro" if volume.read_only else "bind"
+    _run("mount", "-o", f"{options},nosuid,nodev", str(volume.source), str(host))
+    if volume.read_only:  # older util-linux binds first and remounts read-only separately
+        _run("mount", "-o", "remount,bind,ro,nosuid,nodev", str(host))
+
+
+def mounted(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def destroy(base: Path) -> None:
+    """Unmount the root (volumes first) and the disk; idempotent."""
+    rootfs = base / "rootfs"
+    disk = base / "disk"
+    for target in (rootfs, disk):
+        if not target.exists():
+            continue
+        for attempt in range(50):
+            if not _has_mounts_under(target):
+                break
+            flags = ["-R"] if attempt < 40 else ["-R", "-l"]
+            subprocess.run(
+                ["umount", *flags, str(target)], capture_output=True, env=TOOL_ENV, timeout=30
+            )
+            if _has_mounts_under(target):
+                time.sleep(0.02)  # busy for a moment while the sandbox's last process exits
+
+
+def _has_mounts_under(path: Path) -> bool:
+    prefix = str(path)
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                mount_point = line.split()[4].replace("\\040", " ")
+                if mount_point == prefix or mount_point.startswith(prefix + "/"):
+                    return True
+    except OSError:
+        return False
+    return False
