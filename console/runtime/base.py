@@ -75,6 +75,7 @@ class CreateSpec:
     disk_mb: int | None = None  # None: the driver's default
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     hostname: str = ""  # default: the sandbox id with `_` as `-` (its label)
+    cwd: str = "/workspace"  # where processes start and relative file paths begin
     # A snapshot archive to restore the workspace from (create-from-snapshot, fork).
     restore_from: Path | None = None
 
@@ -124,6 +125,16 @@ class OutputEvent:
     kind: str
     data: str = ""
     exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """Something that happened inside a sandbox on its own (kind `oom`: a process was
+    killed for going over memory_mb)."""
+
+    sandbox_id: str
+    kind: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,10 @@ class Driver(ABC):
     @abstractmethod
     def reconcile(self, live_sandbox_ids: set[str]) -> list[str]:
         """Remove every runtime trace of sandboxes not in the set; return their ids."""
+
+    def take_events(self) -> list[RuntimeEvent]:
+        """Events since the last call (each handed out once, to one caller)."""
+        return []
 
     # --- processes -------------------------------------------------------------------
     @abstractmethod

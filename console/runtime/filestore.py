@@ -146,13 +146,14 @@ class LocalFileStore(FileStore):
 
     def account(self, user: str | None) -> Account:
         name = user or self.default_user
+        if self.prefix != "/":
+            # Without isolation there are no sandbox users: everything is the server's.
+            return Account(name or "root", os.getuid(), os.getgid(), self.cwd)
         if not name:
             return Account("root", 0, 0, self.cwd)
         known = self.accounts()
         if name in known:
             return known[name]
-        if self.prefix != "/" and name in ("root", self.default_user):
-            return Account(name, 0, 0, self.cwd)
         raise FileOpRefused(f"user {name!r} does not exist in the sandbox")
 
     def _owner_name(self, host_id: int, kind: str) -> str:
@@ -175,7 +176,7 @@ class LocalFileStore(FileStore):
             return []
 
     def _chown_fd(self, fd: int, user: str | None) -> None:
-        if user is None and self.default_user is None:
+        if self.prefix != "/" or (user is None and self.default_user is None):
             return
         account = self.account(user)
         if os.geteuid() == 0:
@@ -335,7 +336,9 @@ class LocalFileStore(FileStore):
         mode: int | None = None,
     ) -> FileEntry:
         """Stream into a temporary file beside `path`, then rename it into place. An
-        overwrite keeps the old file's mode and owner unless a user is named."""
+        overwrite keeps the old file's mode and owner unless a user is named. A symlink
+        is written through (to its target, inside the root), like a shell would."""
+        path = self._through_link(path)
         parent_path = posixpath.dirname(path.rstrip("/")) or "/"
         self.makedirs(parent_path, user=user)
         parent, name = self._parent(path)
@@ -385,6 +388,20 @@ class LocalFileStore(FileStore):
         finally:
             os.close(parent)
         return self.stat(path)
+
+    def _through_link(self, spath: str) -> str:
+        """The sandbox path a final symlink leads to (spath itself when not a link)."""
+        try:
+            if self.stat(spath).type != "symlink":
+                return spath
+            real = self.host_path(spath)
+        except FileMissing:
+            return spath
+        root = os.path.realpath(self.root)
+        relative = os.path.relpath(real, root)
+        if relative.startswith(".."):
+            return spath
+        return self._join(relative)
 
     def mkdir(self, path: str, *, user: str | None = None) -> None:
         if self.exists(path) and not self.is_dir(path):
@@ -447,7 +464,7 @@ class LocalFileStore(FileStore):
         parent, name = self._parent(path)
         try:
             os.symlink(target, name, dir_fd=parent)
-            if os.geteuid() == 0 and (user or self.default_user):
+            if os.geteuid() == 0 and self.prefix == "/" and (user or self.default_user):
                 account = self.account(user)
                 os.chown(
                     name,

@@ -1,7 +1,8 @@
 """The isolated local driver: every sandbox is a machine of its own (docs/runtime.md).
 
 Per sandbox, under RUNTIME_ROOT/<sandbox_id>/:
-    disk.img, disk/, rootfs/   its root filesystem (layers.py): image + writable layer
+    disk.img, disk/            its writable layer's disk (layers.py); its root file system
+                               is mounted at /run/nullspace/roots-<tag>/<sandbox_id>
     bundle/config.json         the OCI description crun runs (oci.py)
     state/                     outside the sandbox: sandbox.json, procs/<pid>/
 
@@ -110,7 +111,12 @@ class IsolatedDriver(LocalDriver):
         self.pids_limit = pids_limit
         self.open_files = open_files
         self.crun = crun_mod.Crun(net.SHARED_DIR / f"crun-{self.tag}")
+        self.roots = net.SHARED_DIR / f"roots-{self.tag}"
         self.cgroup_parent = f"/nullspace-{self.tag}"
+
+    def _rootfs(self, sandbox_id: str) -> Path:
+        self._dir(sandbox_id)  # validates the id
+        return self.roots / sandbox_id
 
     # --- requirements and the image ---------------------------------------------------
     def require(self) -> None:
@@ -155,6 +161,7 @@ class IsolatedDriver(LocalDriver):
             rootfs = layers.create(
                 base,
                 image.rootfs,
+                self._rootfs(spec.sandbox_id),
                 disk_mb=disk_mb,
                 id_base=self.id_base,
                 template_cache=self.root / ".disks",
@@ -194,6 +201,7 @@ class IsolatedDriver(LocalDriver):
             "pids_limit": self.pids_limit,
             "open_files": self.open_files,
             "hostname": hostname,
+            "cwd": spec.cwd,
             "network": network,
             "egress": netpolicy.as_dict(spec.egress),
             "mounts": [
@@ -238,7 +246,7 @@ class IsolatedDriver(LocalDriver):
                 meta = proclog.read_json(procdir / "meta.json")
                 if meta and meta.get("supervisor_pid"):
                     _kill_supervisor(int(meta["supervisor_pid"]))
-        layers.destroy(base)
+        layers.destroy(base, self._rootfs(sandbox_id))
         network = dict(state.get("network") or {})
         if not network and self.use_netns:
             network = net.leftovers(self.tag).get(sandbox_id, {})
@@ -284,6 +292,8 @@ class IsolatedDriver(LocalDriver):
             ):
                 found.add(entry.name)
         found.update(self.crun.known())
+        if self.roots.is_dir():
+            found.update(p.name for p in self.roots.iterdir())
         found.update(cgroups.leftovers(self.cgroup_parent))
         if net.available():
             found.update(net.leftovers(self.tag))
@@ -390,15 +400,12 @@ class IsolatedDriver(LocalDriver):
             pass
 
     # --- files -----------------------------------------------------------------------
-    def _rootfs(self, sandbox_id: str) -> Path:
-        self._state(sandbox_id)
-        return self._dir(sandbox_id) / "rootfs"
-
     def files(self, sandbox_id: str, *, cwd: str | None = None) -> LocalFileStore:
+        state = self._state(sandbox_id)
         return LocalFileStore(
             str(self._rootfs(sandbox_id)),
             id_base=self.id_base,
-            cwd=cwd or WORKSPACE,
+            cwd=cwd or state.get("cwd") or WORKSPACE,
             default_user=images.DEFAULT_USER,
         )
 

@@ -2,7 +2,9 @@
 
     <sandbox>/disk.img   a sparse ext4 image of disk_mb (the writable layer's disk)
     <sandbox>/disk/      where it is mounted: upper/ and work/ of the overlay
-    <sandbox>/rootfs/    the overlay (image below, upper/ on top): the sandbox's `/`
+    <rootfs>             the overlay (image below, upper/ on top): the sandbox's `/`,
+                         mounted under /run (crun enters it as the sandbox's root user,
+                         who may not traverse a private DATA_DIR)
 
 Everything a sandbox writes (its /workspace, /tmp, /home, packages it installs) lands
 in upper/, on its own ext4 disk: writing past disk_mb fails with ENOSPC inside the
@@ -70,6 +72,7 @@ def disk_template(cache: Path, disk_mb: int, id_base: int) -> Path:
 def create(
     base: Path,
     lower: Path,
+    rootfs: Path,
     *,
     disk_mb: int,
     id_base: int,
@@ -82,11 +85,10 @@ def create(
         raise RuntimeError_(f"disk_mb must be at least {MIN_DISK_MB}", code="invalid_request")
     image = base / "disk.img"
     disk = base / "disk"
-    rootfs = base / "rootfs"
     template = disk_template(template_cache, disk_mb, id_base)
     _run("cp", "--sparse=always", "--reflink=auto", str(template), str(image))
     disk.mkdir(exist_ok=True)
-    rootfs.mkdir(exist_ok=True)
+    rootfs.mkdir(parents=True, exist_ok=True)
     _run("mount", "-o", "loop,discard,nodev,nosuid", str(image), str(disk))
     _direct_io(disk)
     for sub in ("upper", "work"):
@@ -156,9 +158,8 @@ def mounted(path: Path) -> bool:
     return os.path.ismount(path)
 
 
-def destroy(base: Path) -> None:
-    """Unmount the root (volumes first) and the disk; idempotent."""
-    rootfs = base / "rootfs"
+def destroy(base: Path, rootfs: Path) -> None:
+    """Unmount the root (volumes first) and the disk, remove the mount point; idempotent."""
     disk = base / "disk"
     for target in (rootfs, disk):
         if not target.exists():
@@ -172,6 +173,10 @@ def destroy(base: Path) -> None:
             )
             if _has_mounts_under(target):
                 time.sleep(0.02)  # busy for a moment while the sandbox's last process exits
+    try:
+        rootfs.rmdir()
+    except OSError:
+        pass
 
 
 def _has_mounts_under(path: Path) -> bool:

@@ -52,8 +52,10 @@ from console.runtime.base import (
     PtyInfo,
     PtyRequest,
     RuntimeError_,
+    RuntimeEvent,
     SandboxMissing,
 )
+from console.runtime.filestore import LocalFileStore
 from console.runtime.procgroup import MARKER_VAR, ProcGroup, cgroup2_mount, marker
 
 log = logging.getLogger(__name__)
@@ -247,6 +249,21 @@ class LocalDriver(Driver):
                 pass
         return removed
 
+    def take_events(self) -> list[RuntimeEvent]:
+        found: list[RuntimeEvent] = []
+        for events in self.root.glob("*/state/events"):
+            for path in sorted(events.glob("*.json")):
+                claimed = path.with_suffix(f".taken-{uuid.uuid4().hex}")
+                try:
+                    os.rename(path, claimed)  # only one taker wins each event
+                except OSError:
+                    continue
+                data = proclog.read_json(claimed) or {}
+                claimed.unlink(missing_ok=True)
+                kind = str(data.pop("kind", "unknown"))
+                found.append(RuntimeEvent(events.parent.parent.name, kind, data))
+        return found
+
     # --- processes -------------------------------------------------------------------
     def _cwd(self, sandbox_id: str, cwd: str | None, default_cwd: str) -> tuple[str, Path]:
         host = files.to_host(self._workspace(sandbox_id), cwd or default_cwd or files.WORKSPACE)
@@ -437,6 +454,13 @@ class LocalDriver(Driver):
         if must_exist and not os.path.lexists(host):
             raise FileMissing(f"{files.sandbox_path(path)} does not exist")
         return host
+
+    def files(self, sandbox_id: str, *, cwd: str | None = None) -> LocalFileStore:
+        """The workspace only (nothing else of a sandbox is its own without isolation)."""
+        self._state(sandbox_id)
+        return LocalFileStore(
+            str(self._workspace(sandbox_id)), cwd=cwd or files.WORKSPACE, prefix=files.WORKSPACE
+        )
 
     def file_info(self, sandbox_id: str, path: str) -> FileEntry:
         host = self.host_path(sandbox_id, path, follow_symlinks=False)

@@ -293,6 +293,16 @@ def _oom_kills(path: str | None) -> int:
     return 0
 
 
+def _report_event(procdir: str, kind: str, data: dict) -> None:
+    """Leave an event for the driver to hand out (state/events/, next to procs/)."""
+    events = os.path.join(os.path.dirname(os.path.dirname(procdir)), "events")
+    try:
+        os.makedirs(events, exist_ok=True)
+        _write_json(f"{events}/{kind}-{time.time_ns()}.json", {"kind": kind, **data})
+    except OSError:
+        pass
+
+
 def _open_logs(procdir: str) -> dict[str, int]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return {
@@ -462,6 +472,7 @@ def supervise(procdir: str, report_fd: int) -> None:
         result = {"exit_code": code, "finished_at": time.time()}
         if code == 137 and _oom_kills(spec.get("oom_file")) > oom_before:
             result["oom"] = True  # killed by the kernel for going over memory_mb
+            _report_event(final, "oom", {"pid": child.pid, "command": spec["display"]})
         return result
 
     if tty is None:
