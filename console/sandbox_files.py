@@ -162,7 +162,9 @@ def remove(sandbox_id: str, path: Any, user: str | None = None) -> None:
     files.remove(target)
 
 
-def rename(sandbox_id: str, old_path: Any, new_path: Any, user: str | None = None) -> dict[str, Any]:
+def rename(
+    sandbox_id: str, old_path: Any, new_path: Any, user: str | None = None
+) -> dict[str, Any]:
     files = store(sandbox_id)
     old = files.path(_text(old_path, "old_path"), user=user)
     new = files.path(_text(new_path, "new_path"), user=user)
@@ -249,8 +251,10 @@ def find_names(sandbox_id: str, path: Any, pattern: Any, user: str | None = None
     files = store(sandbox_id)
     start = files.path(_text(path, "path"), user=user)
     if not files.is_dir(start):
-        raise FileMissing(f"{path} is not a directory") if not files.exists(start) else FileOpError(
-            f"{path} is not a directory", code="invalid_request"
+        raise (
+            FileMissing(f"{path} is not a directory")
+            if not files.exists(start)
+            else FileOpError(f"{path} is not a directory", code="invalid_request")
         )
     found: list[str] = []
     for count, (spath, _entry) in enumerate(files.walk(start)):

@@ -339,9 +339,7 @@ def _positive(
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ApiError(
-            "invalid_request", f"{name} must be an integer from {minimum} to {maximum}"
-        )
+        raise ApiError("invalid_request", f"{name} must be an integer from {minimum} to {maximum}")
     return value
 
 

@@ -126,7 +126,9 @@ def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     encoding = request.json.get("encoding") or "utf8"  # type: ignore[attr-defined]
     with file_errors():
         if encoding in ("utf8", "utf-8"):
-            content = sandbox_files.read_text(sandbox.public_id, _body_path(request), _user(request))
+            content = sandbox_files.read_text(
+                sandbox.public_id, _body_path(request), _user(request)
+            )
             size = len(content.encode())
         elif encoding == "base64":
             data = sandbox_files.read_bytes(sandbox.public_id, _body_path(request), _user(request))
