@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,6 +370,8 @@ class IsolatedDriver(LocalDriver):
         }
         if tty:
             spec["tty"] = tty
+            # Short: a unix socket path has at most 107 bytes, procdirs can be longer.
+            spec["crun"]["console_socket"] = str(net.SHARED_DIR / f"pty-{uuid.uuid4().hex}.sock")
         return self._launch(sandbox_id, spec, display, {"process.json": json.dumps(process)})
 
     def start_pty(

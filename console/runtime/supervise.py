@@ -244,7 +244,7 @@ def _spawn_crun_tty(spec: dict, procdir: str) -> tuple[_Adopted, int, str]:
     import array
     import socket
 
-    path = f"{procdir}/console.sock"
+    path = spec["crun"].get("console_socket") or f"{procdir}/console.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(1)
