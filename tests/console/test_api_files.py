@@ -223,7 +223,14 @@ def test_batch_write_refuses_a_bad_manifest(api, sandbox, workspace, manifest):
 
 @pytest.mark.parametrize(
     "bad",
-    ["../outside.txt", "/etc/passwd", "/workspace/../etc/x", "a/../../x", "link/owned.txt", "filelink"],
+    [
+        "../outside.txt",
+        "/etc/passwd",
+        "/workspace/../etc/x",
+        "a/../../x",
+        "link/owned.txt",
+        "filelink",
+    ],
 )
 def test_paths_never_leave_the_sandbox(api, sandbox, workspace, tmp_path, bad):
     """Every path is the sandbox's own: `..`, absolute paths and symlinks to host paths
@@ -564,7 +571,12 @@ def test_directory_upload_merge_replace_error(api, sandbox, workspace):
     assert sorted(p.name for p in workspace.iterdir()) == ["proj"]  # no staging left beside it
     api_ok(
         upload_tar(
-            api, sandbox, make_tar([("top.txt", tarfile.REGTYPE, b"T")]), "/workspace", "merge", "t5"
+            api,
+            sandbox,
+            make_tar([("top.txt", tarfile.REGTYPE, b"T")]),
+            "/workspace",
+            "merge",
+            "t5",
         )
     )
     assert sorted(p.name for p in workspace.iterdir()) == ["proj", "top.txt"]
