@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 
-from django.conf import settings
-
 from console.runtime.base import Driver, RuntimeError_  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -18,6 +16,8 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def get_driver() -> Driver:
+    from django.conf import settings  # the runtime's own modules do not need Django
+
     name = settings.RUNTIME_DRIVER
     if name != "local":
         raise RuntimeError_(f"unknown RUNTIME_DRIVER {name!r}")

@@ -113,6 +113,12 @@ class IsolatedDriver(LocalDriver):
         self.open_files = open_files
         self.crun = crun_mod.Crun(net.SHARED_DIR / f"crun-{self.tag}")
         self.roots = net.SHARED_DIR / f"roots-{self.tag}"
+        if not self.missing:
+            # crun enters a root as the sandbox's (unprivileged) root user: the way there
+            # must be traversable whatever the umask.
+            self.roots.mkdir(parents=True, exist_ok=True)
+            for place in (net.SHARED_DIR, self.roots):
+                place.chmod(0o755)
         self.cgroup_parent = f"/nullspace-{self.tag}"
 
     def _rootfs(self, sandbox_id: str) -> Path:
