@@ -16,6 +16,8 @@ read-only ones are read-only mounts (the kernel refuses writes, inside and out).
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import shutil
 import subprocess
@@ -26,6 +28,10 @@ from pathlib import Path
 from console.runtime.base import RuntimeError_, VolumeMount
 
 MIN_DISK_MB = 64
+MS_NODEV = 4
+MNT_DETACH = 2
+LOOP_SET_DIRECT_IO = 0x4C08
+_libc = ctypes.CDLL(None, use_errno=True)
 TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -86,7 +92,7 @@ def create(
     image = base / "disk.img"
     disk = base / "disk"
     template = disk_template(template_cache, disk_mb, id_base)
-    _run("cp", "--sparse=always", "--reflink=auto", str(template), str(image))
+    _sparse_copy(template, image)
     disk.mkdir(exist_ok=True)
     rootfs.mkdir(parents=True, exist_ok=True)
     _run("mount", "-o", "loop,discard,nodev,nosuid", str(image), str(disk))
@@ -97,15 +103,8 @@ def create(
     (disk / "upper").chmod(0o755)
     if restore is not None:
         restore(disk / "upper")  # a snapshot's layer, before the overlay is mounted on it
-    _run(
-        "mount",
-        "-t",
-        "overlay",
-        "overlay",
-        "-o",
-        f"lowerdir={lower},upperdir={disk / 'upper'},workdir={disk / 'work'},nodev",
-        str(rootfs),
-    )
+    options = f"lowerdir={lower},upperdir={disk / 'upper'},workdir={disk / 'work'}"
+    _mount("overlay", rootfs, "overlay", MS_NODEV, options)
     for volume in mounts:
         bind_volume(rootfs, volume, id_base)
     return rootfs
@@ -114,14 +113,63 @@ def create(
 def _direct_io(disk: Path) -> None:
     """Let the loop device bypass the host's page cache for the image file: otherwise
     every written page is cached twice (upper file and image file), both charged to the
-    sandbox's memory limit."""
-    source = subprocess.run(
-        ["findmnt", "-n", "-o", "SOURCE", str(disk)], capture_output=True, text=True, env=TOOL_ENV
-    ).stdout.strip()
-    if source.startswith("/dev/loop"):
-        subprocess.run(
-            ["losetup", "--direct-io=on", source], capture_output=True, env=TOOL_ENV, timeout=30
-        )
+    sandbox's memory limit. Best effort: a file system without O_DIRECT keeps the cache."""
+    source = _mount_source(disk)
+    if not source.startswith("/dev/loop"):
+        return
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.ioctl(fd, LOOP_SET_DIRECT_IO, 1)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _mount_source(target: Path) -> str:
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            if fields[4] == str(target):
+                return fields[fields.index("-") + 2]
+    return ""
+
+
+def _mount(source: str, target: Path, fstype: str, flags: int, options: str) -> None:
+    """mount(2) directly: an overlay mount costs ~0.1 ms, a `mount` process ten times more."""
+    result = _libc.mount(
+        source.encode(), str(target).encode(), fstype.encode(), flags, options.encode()
+    )
+    if result != 0:
+        err = ctypes.get_errno()
+        raise RuntimeError_(f"mount {fstype} on {target}: {os.strerror(err)}")
+
+
+def _sparse_copy(source: Path, target: Path) -> None:
+    """Copy only the data extents of a sparse file (the holes stay holes)."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        dst.truncate(size)
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError:
+                break  # only a hole is left
+            end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
+            src_off, dst_off = start, start
+            while src_off < end:
+                copied = os.copy_file_range(
+                    src.fileno(), dst.fileno(), end - src_off, src_off, dst_off
+                )
+                if copied <= 0:
+                    raise RuntimeError_("copying the disk template failed")
+                src_off += copied
+                dst_off += copied
+            offset = end
 
 
 def bind_volume(rootfs: Path, volume: VolumeMount, id_base: int) -> None:
@@ -160,33 +208,30 @@ def mounted(path: Path) -> bool:
 
 def destroy(base: Path, rootfs: Path) -> None:
     """Unmount the root (volumes first) and the disk, remove the mount point; idempotent."""
-    disk = base / "disk"
-    for target in (rootfs, disk):
-        if not target.exists():
-            continue
-        for attempt in range(50):
-            if not _has_mounts_under(target):
-                break
-            flags = ["-R"] if attempt < 40 else ["-R", "-l"]
-            subprocess.run(
-                ["umount", *flags, str(target)], capture_output=True, env=TOOL_ENV, timeout=30
-            )
-            if _has_mounts_under(target):
-                time.sleep(0.02)  # busy for a moment while the sandbox's last process exits
+    for attempt in range(100):
+        points = _mounts_under(rootfs) + _mounts_under(base / "disk")
+        if not points:
+            break
+        flags = 0 if attempt < 80 else MNT_DETACH
+        for point in points:  # deepest first
+            _libc.umount2(point.encode(), flags)
+        if _mounts_under(rootfs) or _mounts_under(base / "disk"):
+            time.sleep(0.01)  # busy for a moment while the sandbox's last process exits
     try:
         rootfs.rmdir()
     except OSError:
         pass
 
 
-def _has_mounts_under(path: Path) -> bool:
+def _mounts_under(path: Path) -> list[str]:
     prefix = str(path)
+    found = []
     try:
         with open("/proc/self/mountinfo") as fh:
             for line in fh:
-                mount_point = line.split()[4].replace("\\040", " ")
-                if mount_point == prefix or mount_point.startswith(prefix + "/"):
-                    return True
+                point = line.split()[4].replace("\\040", " ")
+                if point == prefix or point.startswith(prefix + "/"):
+                    found.append(point)
     except OSError:
-        return False
-    return False
+        return []
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)

@@ -144,8 +144,13 @@ def _chain(host_if: str) -> str:
     return f"sb_{host_if}"
 
 
+_ensured: set[str] = set()  # tables this process made or found (drop_table forgets them)
+
+
 def ensure_table(tag: str) -> None:
     """The instance's table and base chains (made once; live sandboxes' rules are kept)."""
+    if tag in _ensured:
+        return
     table = table_name(tag)
     ours = f'"{if_prefix(tag)}h*"'
     with _locked(tag):
@@ -153,6 +158,7 @@ def ensure_table(tag: str) -> None:
             ["nft", "list", "table", "inet", table], capture_output=True, text=True
         )
         if probe.returncode == 0:
+            _ensured.add(tag)
             return
         _nft(
             f"""table inet {table} {{
@@ -178,6 +184,7 @@ def ensure_table(tag: str) -> None:
 }}
 """
         )
+        _ensured.add(tag)
 
 
 def apply(tag: str, host_if: str, policy: EgressPolicy) -> None:
@@ -194,13 +201,20 @@ def apply(tag: str, host_if: str, policy: EgressPolicy) -> None:
         rules.append(f"ip daddr {{ {', '.join(policy.deny_out)} }} drop")
     rules.append("accept" if policy.internet else "drop")
     body = "\n".join(f"add rule inet {table} {chain} {rule}" for rule in rules)
-    with _locked(tag):
-        _nft(
-            f"add chain inet {table} {chain}\n"
-            f"flush chain inet {table} {chain}\n"
-            f"{body}\n"
-            f"add element inet {table} egress {{ {host_if} : jump {chain} }}\n"
-        )
+    script = (
+        f"add chain inet {table} {chain}\n"
+        f"flush chain inet {table} {chain}\n"
+        f"{body}\n"
+        f"add element inet {table} egress {{ {host_if} : jump {chain} }}\n"
+    )
+    try:
+        with _locked(tag):
+            _nft(script)
+    except RuntimeError_:
+        _ensured.discard(tag)  # another process dropped the table: make it again
+        ensure_table(tag)
+        with _locked(tag):
+            _nft(script)
 
 
 def remove(tag: str, host_if: str) -> None:
@@ -215,10 +229,12 @@ def remove(tag: str, host_if: str) -> None:
 
 
 def drop_table(tag: str) -> None:
+    _ensured.discard(tag)
     with _locked(tag):
         subprocess.run(
             ["nft", "delete", "table", "inet", table_name(tag)], capture_output=True, timeout=30
         )
+        (SHARED_DIR / f"nft-{tag}.lock").unlink(missing_ok=True)
 
 
 def chains(tag: str) -> list[str]:
