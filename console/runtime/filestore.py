@@ -10,6 +10,7 @@ us resolve inside the sandbox. Names are mapped to the sandbox's own users throu
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import posixpath
@@ -231,7 +232,7 @@ class LocalFileStore(FileStore):
         finally:
             os.close(fd)
 
-    def list(self, path: str, depth: int = 1) -> list[FileEntry]:
+    def list(self, path: str, depth: int = 1) -> builtins.list[FileEntry]:
         try:
             fd = self.open_fd(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
@@ -242,11 +243,13 @@ class LocalFileStore(FileStore):
             if self.exists(path):
                 raise FileOpRefused(f"{path} is not a directory") from None
             raise
-        out: list[FileEntry] = []
+        out: builtins.list[FileEntry] = []
         self._list_fd(fd, path, max(1, depth), 1, out)
         return out
 
-    def _list_fd(self, fd: int, spath: str, depth: int, level: int, out: list[FileEntry]) -> None:
+    def _list_fd(
+        self, fd: int, spath: str, depth: int, level: int, out: builtins.list[FileEntry]
+    ) -> None:
         try:
             names = sorted(os.listdir(fd))
             for name in names:

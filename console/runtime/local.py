@@ -30,7 +30,7 @@ import termios
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from console.runtime.base import (
     RuntimeError_,
     RuntimeEvent,
     SandboxMissing,
+    VolumeMount,
 )
 from console.runtime.filestore import LocalFileStore
 from console.runtime.procgroup import MARKER_VAR, ProcGroup, cgroup2_mount, marker
@@ -109,13 +110,13 @@ class LocalDriver(Driver):
     def _workspace(self, sandbox_id: str) -> Path:
         return self._dir(sandbox_id) / "workspace"
 
-    def _state(self, sandbox_id: str) -> dict:
+    def _state(self, sandbox_id: str) -> dict[str, Any]:
         state = proclog.read_json(self._dir(sandbox_id) / "state" / "sandbox.json")
         if state is None:
             raise SandboxMissing(f"sandbox {sandbox_id} has no runtime (destroyed or never made)")
         return state
 
-    def _group(self, sandbox_id: str, state: dict | None = None) -> ProcGroup:
+    def _group(self, sandbox_id: str, state: dict[str, Any] | None = None) -> ProcGroup:
         name = (state or {}).get("network", {}).get("netns")
         cgroup = self.cgroup_base / sandbox_id if self.cgroup_base is not None else None
         return ProcGroup(
@@ -132,7 +133,12 @@ class LocalDriver(Driver):
         return path
 
     # --- lifecycle -------------------------------------------------------------------
-    def create(self, spec: CreateSpec) -> dict:
+    def create(self, spec: CreateSpec, *, mounts: Sequence[VolumeMount] = ()) -> dict[str, Any]:
+        if mounts:
+            raise RuntimeError_(
+                "volumes need isolated sandboxes (this server runs RUNTIME_ISOLATION=none)",
+                code="invalid_request",
+            )
         base = self._dir(spec.sandbox_id)
         if self.exists(spec.sandbox_id):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")
@@ -168,7 +174,7 @@ class LocalDriver(Driver):
         self._write_state(spec.sandbox_id, state)
         return {k: state[k] for k in ("driver", "instance", "network", "isolated_network")}
 
-    def _write_state(self, sandbox_id: str, state: dict) -> None:
+    def _write_state(self, sandbox_id: str, state: dict[str, Any]) -> None:
         path = self._dir(sandbox_id) / "state" / "sandbox.json"
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(state))
@@ -297,7 +303,7 @@ class LocalDriver(Driver):
         *,
         default_cwd: str,
         envs: dict[str, str],
-        tty: dict | None = None,
+        tty: dict[str, Any] | None = None,
     ) -> int:
         state = self._state(sandbox_id)
         workspace = self._workspace(sandbox_id)
@@ -416,7 +422,7 @@ class LocalDriver(Driver):
             sandbox_id, exec_request, default_cwd=default_cwd, envs=envs, tty=tty
         )
 
-    def _tty(self, procdir: Path) -> tuple[dict, str] | None:
+    def _tty(self, procdir: Path) -> tuple[dict[str, Any], str] | None:
         """meta.json and the terminal of a PTY session that still runs, else None."""
         meta = proclog.read_json(procdir / "meta.json")
         if not meta or not meta.get("tty") or proclog.exit_code(procdir) is not None:
@@ -527,7 +533,7 @@ class _Spawner:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, procdir: str) -> str:
         with self._lock:
@@ -542,10 +548,12 @@ class _Spawner:
                         env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
                         start_new_session=True,
                     )
+                pipe_in, pipe_out = self._proc.stdin, self._proc.stdout
+                assert pipe_in is not None and pipe_out is not None  # both are PIPEs above
                 try:
-                    self._proc.stdin.write(procdir.encode() + b"\n")
-                    self._proc.stdin.flush()
-                    report = self._proc.stdout.readline().decode().strip()
+                    pipe_in.write(procdir.encode() + b"\n")
+                    pipe_in.flush()
+                    report = pipe_out.readline().decode().strip()
                 except (BrokenPipeError, OSError):
                     report = ""
                 if report:

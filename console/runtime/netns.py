@@ -18,9 +18,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 SHARED_DIR = Path(os.environ.get("NULLSPACE_RUN_DIR", "/run/nullspace"))
 NETNS_DIR = Path("/run/netns")
@@ -40,7 +42,7 @@ class Network:
     host_addr: str
     sandbox_addr: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -49,7 +51,9 @@ def available() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None and os.access("/run", os.W_OK)
 
 
-def _ip(*args: str, batch: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def _ip(
+    *args: str, batch: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", *args] + (["-b", "-"] if batch is not None else [])
     result = subprocess.run(cmd, input=batch, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -66,7 +70,7 @@ def if_prefix(tag: str) -> str:
 
 
 @contextmanager
-def _table():
+def _table() -> Iterator[dict[str, Any]]:
     SHARED_DIR.mkdir(parents=True, exist_ok=True)
     with open(SHARED_DIR / "subnets.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -85,8 +89,8 @@ def _host_links() -> set[str]:
     return {link["ifname"] for link in json.loads(_ip("-j", "link", "show").stdout or "[]")}
 
 
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    used = []
+def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    used: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for link in json.loads(_ip("-j", "addr", "show").stdout or "[]"):
         for addr in link.get("addr_info", []):
             if addr.get("family") == "inet":
@@ -97,7 +101,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
 def create(
     tag: str, sandbox_id: str, subnet: str, root: str = "", *, default_route: bool = False
 ) -> Network:
-    pool = ipaddress.ip_network(subnet)
+    pool = ipaddress.IPv4Network(subnet)
     name = f"{netns_prefix(tag)}{sandbox_id}"
     with _table() as table:
         links = _host_links()
@@ -150,7 +154,7 @@ def create(
     return network
 
 
-def delete(state: dict) -> None:
+def delete(state: dict[str, Any]) -> None:
     """Remove the veth pair, the namespace and the table entry. Idempotent."""
     if state.get("host_if"):
         _ip("link", "del", state["host_if"], check=False)
@@ -167,14 +171,14 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in result.stdout.split() if p.isdigit()]
 
 
-def leftovers(tag: str) -> dict[str, dict]:
+def leftovers(tag: str) -> dict[str, dict[str, Any]]:
     """Namespaces, veths and table entries of this instance, by sandbox id."""
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     prefix = netns_prefix(tag)
     if NETNS_DIR.is_dir():
-        for entry in NETNS_DIR.iterdir():
-            if entry.name.startswith(prefix):
-                found.setdefault(entry.name[len(prefix) :], {})["netns"] = entry.name
+        for path in NETNS_DIR.iterdir():
+            if path.name.startswith(prefix):
+                found.setdefault(path.name[len(prefix) :], {})["netns"] = path.name
     with _table() as table:
         entries = {cidr: dict(e) for cidr, e in table.items() if e["tag"] == tag}
     for cidr, entry in entries.items():

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from console.runtime.base import OutputEvent, ProcessInfo, ProcessLogs, ProcessMissing
 from console.runtime.supervise import _start_ticks
@@ -18,9 +19,10 @@ KINDS = {b"o": "stdout", b"e": "stderr"}
 HEADER = 5
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
 
@@ -35,7 +37,7 @@ def oom_killed(procdir: Path) -> bool:
     return bool((read_json(procdir / "exit.json") or {}).get("oom"))
 
 
-def is_alive(meta: dict) -> bool:
+def is_alive(meta: dict[str, Any]) -> bool:
     """The process named in meta.json still runs (same pid and same start time)."""
     ticks = _start_ticks(int(meta["pid"]))
     return ticks is not None and ticks == meta.get("start_ticks")
@@ -110,7 +112,7 @@ def wait(procdir: Path, timeout: float | None) -> int | None:
         delay = min(delay * 1.5, 0.05)
 
 
-def _supervisor_alive(meta: dict) -> bool:
+def _supervisor_alive(meta: dict[str, Any]) -> bool:
     try:
         os.kill(int(meta.get("supervisor_pid", 0)) or -1, 0)
     except (ProcessLookupError, PermissionError, ValueError):
@@ -118,7 +120,7 @@ def _supervisor_alive(meta: dict) -> bool:
     return True
 
 
-def _tail_start(fh, tail_bytes: int) -> int:
+def _tail_start(fh: BinaryIO, tail_bytes: int) -> int:
     """The offset of the first whole frame within the last `tail_bytes` of output."""
     starts = []
     pos = 0

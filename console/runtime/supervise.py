@@ -41,6 +41,8 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
+from typing import IO, Any, BinaryIO, Protocol
 
 CLONE_NEWNS = 0x00020000
 MNT_DETACH = 2
@@ -58,7 +60,7 @@ def frame(kind: bytes, data: bytes) -> bytes:
     return kind + struct.pack(">I", len(data)) + data
 
 
-def _write_json(path: str, value: dict) -> None:
+def _write_json(path: str, value: dict[str, Any]) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as fh:
         json.dump(value, fh)
@@ -75,7 +77,7 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
-def _enter_sandbox(spec: dict, libc) -> None:
+def _enter_sandbox(spec: dict[str, Any], libc: ctypes.CDLL) -> None:
     """Runs in the child between fork and exec: cgroup, network and mount namespace, cwd."""
 
     def check(result: int, what: str) -> None:
@@ -104,7 +106,7 @@ def _enter_sandbox(spec: dict, libc) -> None:
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
+def _spawn(spec: dict[str, Any], stdin_fd: int) -> subprocess.Popen[bytes]:
     libc = LIBC
     return subprocess.Popen(
         spec["argv"],
@@ -117,7 +119,7 @@ def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
     )
 
 
-def _spawn_tty(spec: dict) -> tuple[subprocess.Popen, int, str]:
+def _spawn_tty(spec: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int, str]:
     """Start the process on a new pseudo terminal; return it, the master fd and the tty path."""
     libc = LIBC
     master, slave = os.openpty()
@@ -146,10 +148,29 @@ def _spawn_tty(spec: dict) -> tuple[subprocess.Popen, int, str]:
         os.close(slave)
 
 
+class _Child(Protocol):
+    """What _pump needs of a process: a Popen or an _Adopted one."""
+
+    pid: int
+    returncode: int | None
+
+    @property
+    def stdout(self) -> IO[bytes] | None: ...
+
+    @property
+    def stderr(self) -> IO[bytes] | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
 class _Adopted:
     """A process that is our child by adoption (crun exec --detach), Popen-shaped for _pump."""
 
-    def __init__(self, pid: int, stdout=None, stderr=None) -> None:
+    def __init__(
+        self, pid: int, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None
+    ) -> None:
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
@@ -185,7 +206,7 @@ def _hide_unified() -> None:
     LIBC.umount2(b"/sys/fs/cgroup/unified", MNT_DETACH)
 
 
-def _crun_exec(spec: dict, procdir: str, stdio: tuple[int, int, int]) -> int:
+def _crun_exec(spec: dict[str, Any], procdir: str, stdio: tuple[int, int, int]) -> int:
     """Run crun exec --detach with the given stdio; return the sandboxed process's host pid."""
     crun = spec["crun"]
     pid_file = f"{procdir}/container.pid"
@@ -224,7 +245,7 @@ def _crun_exec(spec: dict, procdir: str, stdio: tuple[int, int, int]) -> int:
         return int(fh.read().strip())
 
 
-def _spawn_crun(spec: dict, procdir: str, stdin_fd: int) -> _Adopted:
+def _spawn_crun(spec: dict[str, Any], procdir: str, stdin_fd: int) -> _Adopted:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -239,7 +260,7 @@ def _spawn_crun(spec: dict, procdir: str, stdin_fd: int) -> _Adopted:
     return _Adopted(pid, os.fdopen(out_r, "rb", 0), os.fdopen(err_r, "rb", 0))
 
 
-def _spawn_crun_tty(spec: dict, procdir: str) -> tuple[_Adopted, int, str]:
+def _spawn_crun_tty(spec: dict[str, Any], procdir: str) -> tuple[_Adopted, int, str]:
     """crun makes the terminal inside the sandbox; its master end comes over a socket."""
     import array
     import socket
@@ -293,7 +314,7 @@ def _oom_kills(path: str | None) -> int:
     return 0
 
 
-def _report_event(procdir: str, kind: str, data: dict) -> None:
+def _report_event(procdir: str, kind: str, data: dict[str, Any]) -> None:
     """Leave an event for the driver to hand out (state/events/, next to procs/)."""
     events = os.path.join(os.path.dirname(os.path.dirname(procdir)), "events")
     try:
@@ -310,7 +331,13 @@ def _open_logs(procdir: str) -> dict[str, int]:
     }
 
 
-def _pump(child, procdir: str, logs: dict[str, int], on_exit) -> None:
+def _pump(
+    child: _Child,
+    procdir: str,
+    logs: dict[str, int],
+    on_exit: Callable[[int], dict[str, Any]],
+) -> None:
+    assert child.stdout is not None and child.stderr is not None  # pipes, see _spawn*
     raw = {
         child.stdout.fileno(): (b"o", logs["stdout"]),
         child.stderr.fileno(): (b"e", logs["stderr"]),
@@ -354,7 +381,7 @@ def _pump(child, procdir: str, logs: dict[str, int], on_exit) -> None:
         deadline = time.monotonic() + 0.05
         while open_fds and time.monotonic() < deadline:
             read_ready(0.01)
-    code = child.returncode
+    code = child.wait()  # reaped above; this only reads the status
     if code < 0:
         code = 128 - code  # killed by a signal, reported as a shell does
     _write_json(f"{procdir}/exit.json", on_exit(code))
@@ -363,7 +390,7 @@ def _pump(child, procdir: str, logs: dict[str, int], on_exit) -> None:
         read_ready(None)
 
 
-def _pump_tty(child, master: int, stdin_fd: int, logs: dict[str, int]) -> int:
+def _pump_tty(child: _Child, master: int, stdin_fd: int, logs: dict[str, int]) -> int:
     """Terminal output to the logs, the stdin FIFO to the terminal, until the process exits."""
     os.set_blocking(master, False)
     wake_r, wake_w = os.pipe()
@@ -416,7 +443,7 @@ def _pump_tty(child, master: int, stdin_fd: int, logs: dict[str, int]) -> int:
         pass
     code = child.wait()
     os.close(master)  # hangs up on anything it left running on the terminal
-    return 128 - code if code < 0 else code
+    return 128 - code if code < 0 else int(code)
 
 
 def supervise(procdir: str, report_fd: int) -> None:
@@ -430,6 +457,7 @@ def supervise(procdir: str, report_fd: int) -> None:
     else:
         stdin_fd = os.open(os.devnull, os.O_RDONLY)
     tty = None
+    child: _Child
     oom_before = _oom_kills(spec.get("oom_file"))
     try:
         if spec.get("crun"):
@@ -468,7 +496,7 @@ def supervise(procdir: str, report_fd: int) -> None:
     os.write(report_fd, f"ok {child.pid}\n".encode())
     os.close(report_fd)
 
-    def on_exit(code: int) -> dict:
+    def on_exit(code: int) -> dict[str, Any]:
         result = {"exit_code": code, "finished_at": time.time()}
         if code == 137 and _oom_kills(spec.get("oom_file")) > oom_before:
             result["oom"] = True  # killed by the kernel for going over memory_mb
