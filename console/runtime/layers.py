@@ -17,9 +17,11 @@ read-only ones are read-only mounts (the kernel refuses writes, inside and out).
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -28,9 +30,13 @@ from pathlib import Path
 from console.runtime.base import RuntimeError_, VolumeMount
 
 MIN_DISK_MB = 64
+MS_NOSUID = 2
 MS_NODEV = 4
 MNT_DETACH = 2
-LOOP_SET_DIRECT_IO = 0x4C08
+LOOP_CONFIGURE = 0x4C0A
+LOOP_CTL_GET_FREE = 0x4C82
+LO_FLAGS_AUTOCLEAR = 4
+LO_FLAGS_DIRECT_IO = 16
 _libc = ctypes.CDLL(None, use_errno=True)
 TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
@@ -95,8 +101,7 @@ def create(
     _sparse_copy(template, image)
     disk.mkdir(exist_ok=True)
     rootfs.mkdir(parents=True, exist_ok=True)
-    _run("mount", "-o", "loop,discard,nodev,nosuid", str(image), str(disk))
-    _direct_io(disk)
+    _mount_loop(image, disk)
     for sub in ("upper", "work"):
         (disk / sub).mkdir(exist_ok=True)
     os.chown(disk / "upper", id_base, id_base)
@@ -110,32 +115,69 @@ def create(
     return rootfs
 
 
-def _direct_io(disk: Path) -> None:
-    """Let the loop device bypass the host's page cache for the image file: otherwise
-    every written page is cached twice (upper file and image file), both charged to the
-    sandbox's memory limit. Best effort: a file system without O_DIRECT keeps the cache."""
-    source = _mount_source(disk)
-    if not source.startswith("/dev/loop"):
-        return
+def _mount_loop(image: Path, target: Path) -> None:
+    """Attach `image` to a free loop device with direct I/O and autoclear (LOOP_CONFIGURE),
+    and mount its ext4 on `target`; the device goes away with the last unmount.
+
+    Direct I/O keeps the host from caching every written page twice (upper file and
+    image file), both charged to the sandbox's memory limit. One ioctl instead of a
+    `mount -o loop` process plus a later `losetup --direct-io` saves tens of milliseconds
+    of each create."""
+    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.ioctl(fd, LOOP_SET_DIRECT_IO, 1)
-    except OSError:
-        pass
+        control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for _attempt in range(20):
+                number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+                device = f"/dev/loop{number}"
+                loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+                info = struct.pack(
+                    "5Q4I64s64s32s2Q",
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO,
+                    b"",
+                    b"",
+                    b"",
+                    0,
+                    0,
+                )
+                config = struct.pack("II", backing, 4096) + info + bytes(64)
+                try:
+                    fcntl.ioctl(loop, LOOP_CONFIGURE, config)
+                except OSError as exc:
+                    os.close(loop)
+                    if exc.errno == errno.EBUSY:
+                        continue  # another process took it between GET_FREE and now
+                    if exc.errno == errno.EINVAL:  # no direct I/O on this file system
+                        loop = _configure_cached(device, backing)
+                    else:
+                        raise RuntimeError_(f"attaching {image.name} to {device}: {exc}") from exc
+                try:
+                    _mount(device, target, "ext4", MS_NODEV | MS_NOSUID, "discard")
+                finally:
+                    os.close(loop)  # autoclear: the mount holds the device from here on
+                return
+            raise RuntimeError_("no free loop device (all taken while we looked)")
+        finally:
+            os.close(control)
     finally:
-        os.close(fd)
+        os.close(backing)
 
 
-def _mount_source(target: Path) -> str:
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            fields = line.split()
-            if fields[4] == str(target):
-                return fields[fields.index("-") + 2]
-    return ""
+def _configure_cached(device: str, backing: int) -> int:
+    loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+    info = struct.pack(
+        "5Q4I64s64s32s2Q", 0, 0, 0, 0, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, b"", b"", b"", 0, 0
+    )
+    fcntl.ioctl(loop, LOOP_CONFIGURE, struct.pack("II", backing, 0) + info + bytes(64))
+    return loop
 
 
 def _mount(source: str, target: Path, fstype: str, flags: int, options: str) -> None:
