@@ -53,7 +53,7 @@ def tools_missing() -> list[str]:
 
 def disk_template(cache: Path, disk_mb: int, id_base: int) -> Path:
     """A formatted, empty disk of disk_mb (made once per size, copied sparse per sandbox)."""
-    template = cache / f"ext4-{disk_mb}m-{id_base}.img"
+    template = cache / f"ext4-4k-{disk_mb}m-{id_base}.img"
     if template.exists():
         return template
     cache.mkdir(parents=True, exist_ok=True)
@@ -69,6 +69,8 @@ def disk_template(cache: Path, disk_mb: int, id_base: int) -> Path:
             "-F",
             "-m",
             "0",
+            "-b",
+            "4096",  # the loop device's block size (direct I/O needs them to agree)
             "-O",
             "^has_journal",
             "-E",
