@@ -62,10 +62,12 @@ def runtime(settings, tmp_path):
     settings.PREVIEW_UPSTREAM_RESOLVER = "gateway.upstream.driver_address"  # the real default
     get_driver.cache_clear()
     yield
-    for sandbox in Sandbox.objects.filter(status__in=["running", "paused", "creating"]):
-        get_driver().destroy(sandbox.public_id)
-    get_driver().reconcile(set())  # whatever another state left behind
-    get_driver.cache_clear()
+    try:
+        for sandbox in Sandbox.objects.filter(status__in=["running", "paused", "creating"]):
+            get_driver().destroy(sandbox.public_id)
+    finally:
+        get_driver().reconcile(set())  # whatever another state (or an error above) left behind
+        get_driver.cache_clear()
 
 
 def serving_sandbox(project, port: int, **kwargs) -> Sandbox:
