@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -29,6 +28,7 @@ from console.access import team_member_required
 from console.api.errors import ApiError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import Role, Sandbox, SandboxStatus, Snapshot
+from console.paging import Keyset, console_page
 from console.sandbox_forms import SandboxFilterForm, SandboxForm, TimeoutForm
 from console.views.sandbox_context import (
     detail_context,
@@ -41,6 +41,7 @@ LIST = "console/sandboxes/list.html"
 DETAIL = "console/sandboxes/detail.html"
 FORM = "console/sandboxes/form.html"
 PAGE_SIZE = 20
+LIST_KEYSET = Keyset("sandbox", "created_at")
 
 
 def project_sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
@@ -86,13 +87,11 @@ def sandbox_list(request: HttpRequest) -> HttpResponse:
             rows = rows.filter(**{f"metadata__{key}": value})
     else:
         rows = rows.none()
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page, query = console_page(request, rows, LIST_KEYSET, size=PAGE_SIZE)
     context = {
         "filters": filters,
         "page": page,
-        "query": query.urlencode(),
+        "query": query,
         "filtered": any(request.GET.get(k) for k in ("state", "template", "metadata")),
         "can_act": request.membership.has_role(Role.MEMBER),
     }
