@@ -148,7 +148,12 @@ def paginate(
 
 
 def console_page(
-    request: HttpRequest, rows: models.QuerySet[T], keyset: Keyset, *, size: int
+    request: HttpRequest,
+    rows: models.QuerySet[T],
+    keyset: Keyset,
+    *,
+    size: int,
+    ascending: bool = False,
 ) -> tuple[Page[T], str]:
     """The page a console list asks for with ?after= or ?before=, and the rest of its
     query string (the filters) for the page links. A foreign cursor is a 400."""
@@ -159,6 +164,7 @@ def console_page(
             limit=size,
             after=request.GET.get("after") or None,
             before=request.GET.get("before") or None,
+            ascending=ascending,
         )
     except BadCursor as exc:
         raise BadRequest(

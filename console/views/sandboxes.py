@@ -2,10 +2,10 @@
 state actions (pause, resume, kill, extend timeout, snapshots).
 
 Every change goes through console/sandboxes.py, the domain layer /v1 uses too; an
-ApiError from it becomes a message. The state fragment polls every 2 s and stops
-with HttpResponseStopPolling once the sandbox is destroyed; it raises the
-`sandbox-changed` event when a new lifecycle event exists, so the other fragments
-of the page (snapshots, events, processes) refresh only then.
+ApiError from it becomes a message. Nothing polls: the page's live socket
+(console/live_ws.py) fires `sandbox-changed` when a lifecycle event about the
+sandbox is recorded, and each fragment (state, snapshots, events, processes,
+files) re-fetches itself once then.
 """
 
 from __future__ import annotations
@@ -17,11 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import (
-    HttpResponseClientRedirect,
-    HttpResponseStopPolling,
-    trigger_client_event,
-)
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from console import sandboxes
 from console.access import team_member_required
@@ -135,18 +131,11 @@ def sandbox_detail(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 @require_GET
 @team_member_required(Role.VIEWER)
 def sandbox_state(request: HttpRequest, sandbox_id: str) -> HttpResponse:
-    """The polled state fragment; 286 (stop polling) once the sandbox is gone for good."""
+    """The state fragment, fetched when the page's live socket says the sandbox changed."""
     sandbox = project_sandbox(request, sandbox_id)
-    context = state_context(request, sandbox)
     if not is_fragment_request(request):
         return redirect(detail_url(request, sandbox))
-    response = render_page(request, DETAIL, context, partial="sandbox-state")
-    if str(context["last_event_seq"]) != request.GET.get("seen", str(context["last_event_seq"])):
-        trigger_client_event(response, "sandbox-changed")
-    if not sandbox.is_live:
-        response.status_code = HttpResponseStopPolling.status_code
-        response.reason_phrase = HttpResponseStopPolling.reason_phrase
-    return response
+    return render_page(request, DETAIL, state_context(request, sandbox), partial="sandbox-state")
 
 
 def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
@@ -235,7 +224,7 @@ def sandbox_metrics(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 @team_member_required(Role.VIEWER)
 def sandbox_events(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
-    context = {**state_context(request, sandbox), **event_context(sandbox)}
+    context = {**state_context(request, sandbox), **event_context(request, sandbox)}
     return render_page(request, DETAIL, context, partial="event-list")
 
 
@@ -247,7 +236,7 @@ def snapshot_list(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 
 def _snapshots(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
-    context = {**state_context(request, sandbox), **snapshot_context(sandbox)}
+    context = {**state_context(request, sandbox), **snapshot_context(request, sandbox)}
     return render_page(request, DETAIL, context, partial="snapshot-table")
 
 
