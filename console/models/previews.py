@@ -63,6 +63,11 @@ class PreviewGrant(models.Model):
                 condition=models.Q(revoked_at__isnull=True, disabled_at__isnull=True),
                 name="console_grant_proj_open",
             ),
+            models.Index(
+                fields=["sandbox", "expires_at"],
+                condition=models.Q(revoked_at__isnull=True, disabled_at__isnull=True),
+                name="console_grant_sandbox_open",
+            ),
         ]
 
     def __str__(self) -> str:
