@@ -48,6 +48,8 @@ class LiveServer:
     process: subprocess.Popen | None = None
     api_key: str = field(default="", repr=False)
     log_path: Path | None = None
+    # What `manage.py seed_scale` printed, when the server was started with a seed.
+    seed: dict = field(default_factory=dict, repr=False)
 
     def manage(self, *args: str) -> str:
         out = subprocess.run(
@@ -59,6 +61,23 @@ class LiveServer:
             text=True,
         )
         return out.stdout.strip()
+
+    def signed_in(self, email: str, password: str) -> httpx.Client:
+        """An HTTP client holding a console session, signed in through the real form."""
+        client = httpx.Client(base_url=self.url, timeout=30)
+        client.get("/signin/")
+        answer = client.post(
+            "/signin/",
+            data={
+                "username": email,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+        )
+        if answer.status_code != 302 or "sessionid" not in client.cookies:
+            client.close()
+            raise AssertionError(f"sign-in as {email} failed: {answer.status_code}")
+        return client
 
     def cli_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
@@ -126,7 +145,11 @@ class LiveServer:
             LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
 
 
-def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
+def start_live_server(
+    tmp_dir: Path, *, seed_scale: float | None = None, worker: bool = True, **extra_env: str
+) -> LiveServer:
+    """`seed_scale` fills a project with `manage.py seed_scale --scale <it>` first (rows
+    only: pass worker=False, or start-up reconciliation marks its running rows lost)."""
     port = free_port()
     data_dir = tmp_dir / f"live-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +170,8 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
     server.api_key = server.manage(
         "bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main"
     )
+    if seed_scale is not None:
+        server.seed = json.loads(server.manage("seed_scale", "--scale", str(seed_scale)))
     server.log_path = data_dir / "server.log"
     log = open(server.log_path, "wb")
     server.process = subprocess.Popen(
@@ -158,6 +183,7 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             str(port),
             "--host",
             "127.0.0.1",
+            *([] if worker else ["--no-worker"]),
         ],
         cwd=ROOT,
         env=env,

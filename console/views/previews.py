@@ -42,6 +42,7 @@ TRANSPORT_CHOICES = [("http", "HTTP"), ("websocket", "WebSocket")]
 PAGE_SIZE = 50
 KEYSET = Keyset("grant", "created_at")
 SUGGESTED = 50  # live sandboxes offered in the form's datalist
+SANDBOX_BULK = [f"sandbox__{name}" for name in ("envs", "metadata", "network", "runtime_state")]
 
 
 class GrantForm(forms.Form):
@@ -63,12 +64,12 @@ class GrantForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.project = project
         self.chosen: Sandbox | None = None
-        self.suggestions = [scope] if scope else _newest_live(project)
+        self.suggestions = [scope.public_id] if scope else _newest_live(project)
         self.fields["sandbox"].widget.attrs.update(
             list="grant-sandboxes", placeholder="sb_…", autocomplete="off"
         )
         if len(self.suggestions) == 1:
-            self.fields["sandbox"].initial = self.suggestions[0].public_id
+            self.fields["sandbox"].initial = self.suggestions[0]
 
     def clean_sandbox(self) -> str:
         public_id = self.cleaned_data["sandbox"].strip()
@@ -98,14 +99,18 @@ def _scope(request: HttpRequest, sandbox_id: str | None) -> Sandbox | None:
 
 
 def _grants(request: HttpRequest, sandbox: Sandbox | None):
-    rows = PreviewGrant.objects.filter(project=request.project).select_related("sandbox")
+    # Only the sandbox's id is shown: leave its JSON columns in the database.
+    rows = (
+        PreviewGrant.objects.filter(project=request.project)
+        .select_related("sandbox")
+        .defer(*SANDBOX_BULK)
+    )
     return rows.filter(sandbox=sandbox) if sandbox else rows
 
 
-def _newest_live(project: Project) -> list[Sandbox]:
-    return list(
-        Sandbox.objects.filter(project=project).live().order_by("-created_at", "-id")[:SUGGESTED]
-    )
+def _newest_live(project: Project) -> list[str]:
+    rows = Sandbox.objects.filter(project=project).live().order_by("-created_at", "-id")
+    return list(rows.values_list("public_id", flat=True)[:SUGGESTED])
 
 
 def _can_grant(project: Project, scope: Sandbox | None) -> bool:
