@@ -109,6 +109,9 @@ def routes(server: LiveServer, console: httpx.Client, api: httpx.Client) -> list
     grants = next_cursor(api, f"/v1/sandboxes/{big}/preview-urls?limit=100", "next_token")
     keys = next_cursor(api, "/v1/keys?limit=100", "next_token")
     return [
+        # The floor in this run: one DB round trip, and one row through /v1's auth.
+        ("/v1", "baseline: /healthz", "/healthz"),
+        ("/v1", "baseline: GET /v1/sandboxes/{id}", f"/v1/sandboxes/{big}"),
         ("console", "project overview", f"{p}/"),
         ("console", "team (projects)", f"/t/{team}/"),
         ("console", "sandboxes (live)", f"{p}/sandboxes/"),

@@ -38,6 +38,7 @@ MIN_INTERVAL_MS = 50
 MAX_INTERVAL_MS = 10_000
 PROBE_TIMEOUT = 2.0
 GRANT_KEYSET = Keyset("grant", "created_at")
+GRANT_COLUMNS = [f.name for f in PreviewGrant._meta.concrete_fields]
 
 
 def _port(port: str) -> int:
@@ -195,8 +196,16 @@ def _proxy_warnings(
 @api_key_required(READ)
 def list_grants(request, sandbox_id: str) -> JsonResponse:
     sandbox = get_sandbox(request.project, sandbox_id)
-    grants = PreviewGrant.objects.filter(sandbox=sandbox).select_related(
-        "sandbox", "created_by", "created_by_key"
+    # Of the related rows, only what PreviewGrantInfo names (their JSON and dates stay put).
+    grants = (
+        PreviewGrant.objects.filter(sandbox=sandbox)
+        .select_related("sandbox", "created_by", "created_by_key")
+        .only(
+            *GRANT_COLUMNS,
+            "sandbox__public_id",
+            "created_by__username",
+            "created_by_key__public_id",
+        )
     )
     port = request.GET.get("port")
     if port not in (None, ""):
