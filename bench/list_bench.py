@@ -152,17 +152,6 @@ def routes(server: LiveServer, console: httpx.Client, api: httpx.Client) -> list
     ]  # fmt: skip
 
 
-def drop_database(url: str) -> None:
-    """The live server made a database for this run; it holds 200,000 rows, so drop it."""
-    if not url.startswith(("postgres://", "postgresql://")):
-        return
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def table(rows: list[Row], header: str) -> str:
     lines = [
         header,
@@ -229,8 +218,7 @@ def main() -> None:
                 )
                 print(f"{kind:8} {name:45} p50 {rows[-1].p50:7.1f}  p95 {rows[-1].p95:7.1f} ms")
         finally:
-            server.stop()
-            drop_database(server.env.get("DATABASE_URL", ""))
+            server.stop()  # also drops the run's database
     load = os.getloadavg()
     header = (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `manage.py serve` (daphne), "

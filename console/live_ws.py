@@ -23,7 +23,7 @@ from console.models import Project, Role, Sandbox
 CLOSE_REFUSED = 4403
 
 
-def _scope(user, team_slug: str, project_slug: str, sandbox_id: str | None):
+def _scope(user: Any, team_slug: str, project_slug: str, sandbox_id: str | None) -> Project | None:
     project = project_for_member(user, team_slug, project_slug, Role.VIEWER)
     if project is None:
         return None

@@ -38,7 +38,9 @@ class Keyset:
     kind: str
     column: str  # the sort column; ties are broken by the primary key
 
-    def fields(self, model: type[models.Model]) -> tuple[models.Field, models.Field]:
+    def fields(
+        self, model: type[models.Model]
+    ) -> tuple[models.Field[Any, Any], models.Field[Any, Any]]:
         return model._meta.get_field(self.column), model._meta.pk  # type: ignore[return-value]
 
 
@@ -100,7 +102,7 @@ def _beyond(keyset: Keyset, value: Any, pk: Any, *, upward: bool) -> models.Q:
     )
 
 
-def _ordered(rows: models.QuerySet, keyset: Keyset, *, upward: bool) -> models.QuerySet:
+def _ordered(rows: models.QuerySet[T], keyset: Keyset, *, upward: bool) -> models.QuerySet[T]:
     sign = "" if upward else "-"
     return rows.order_by(f"{sign}{keyset.column}", f"{sign}pk")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -68,7 +68,7 @@ SPAN = timedelta(days=90)
 class Command(BaseCommand):
     help = "Fill a new project with thousands of rows of every kind (rows only, no processes)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--email", default="scale@example.com")
         parser.add_argument("--password", default="scale-seed-password")
         parser.add_argument("--team", default="scale", help="Team slug (created if missing)")
@@ -78,7 +78,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=15, help="Random seed")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         scale = options["scale"]
         if not 0 < scale <= 10:
             raise CommandError("--scale must be in (0, 10]")
@@ -105,7 +105,7 @@ class Command(BaseCommand):
             )
         )
 
-    def _owner_team_project(self, options: dict[str, Any]):
+    def _owner_team_project(self, options: dict[str, Any]) -> tuple[Any, Team, Project]:
         User = get_user_model()
         email = options["email"].strip().lower()
         owner = User.objects.filter(username=email).first()
@@ -135,7 +135,9 @@ def _analyze() -> None:
 
 
 class Seeder:
-    def __init__(self, project: Project, team: Team, owner, rng: random.Random, volumes):
+    def __init__(
+        self, project: Project, team: Team, owner: Any, rng: random.Random, volumes: dict[str, int]
+    ) -> None:
         self.project, self.team, self.owner, self.rng, self.n = project, team, owner, rng, volumes
         self.now = timezone.now()
 
@@ -312,4 +314,4 @@ class Seeder:
             for i in range(self.n["audit"])
         )
         AuditEvent.objects.bulk_create(rows, batch_size=BATCH)
-        return self.n["audit"]
+        return int(self.n["audit"])
