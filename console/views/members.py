@@ -50,7 +50,6 @@ def _context(request: HttpRequest, **extra) -> dict:
             accepted_at__isnull=True, revoked_at__isnull=True
         ),
         "invitation_form": InvitationForm(),
-        "roles": Role.choices,
         "is_owner": request.membership.has_role(Role.OWNER),
         **extra,
     }
