@@ -24,7 +24,7 @@ from console.models import ApiKey, Role
 from console.paging import Keyset, console_page
 
 TEMPLATE = "console/keys/list.html"
-PAGE_SIZE = 50
+PAGE_SIZE = 25
 KEYSET = Keyset("key", "created_at")
 
 

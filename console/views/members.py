@@ -32,7 +32,7 @@ from console.models import Invitation, Membership, Role
 from console.paging import Keyset, console_page
 
 TEMPLATE = "console/members/list.html"
-PAGE_SIZE = 100
+PAGE_SIZE = 50
 KEYSET = Keyset("member", "created_at")
 
 

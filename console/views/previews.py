@@ -39,7 +39,7 @@ EXPIRY_CHOICES = [
 ]
 KIND_CHOICES = [("link", "Signed link (browser)"), ("proxy", "Proxy target (your reverse proxy)")]
 TRANSPORT_CHOICES = [("http", "HTTP"), ("websocket", "WebSocket")]
-PAGE_SIZE = 50
+PAGE_SIZE = 25
 KEYSET = Keyset("grant", "created_at")
 SUGGESTED = 50  # live sandboxes offered in the form's datalist
 SANDBOX_BULK = [f"sandbox__{name}" for name in ("envs", "metadata", "network", "runtime_state")]
@@ -64,7 +64,10 @@ class GrantForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.project = project
         self.chosen: Sandbox | None = None
-        self.suggestions = [scope.public_id] if scope else _newest_live(project)
+        if scope is not None:
+            self.suggestions = [scope.public_id] if scope.is_live else []
+        else:
+            self.suggestions = _newest_live(project)
         self.fields["sandbox"].widget.attrs.update(
             list="grant-sandboxes", placeholder="sb_…", autocomplete="off"
         )
@@ -111,12 +114,6 @@ def _grants(request: HttpRequest, sandbox: Sandbox | None):
 def _newest_live(project: Project) -> list[str]:
     rows = Sandbox.objects.filter(project=project).live().order_by("-created_at", "-id")
     return list(rows.values_list("public_id", flat=True)[:SUGGESTED])
-
-
-def _can_grant(project: Project, scope: Sandbox | None) -> bool:
-    if scope is not None:
-        return scope.is_live
-    return Sandbox.objects.filter(project=project).live().exists()
 
 
 def _active_count(request: HttpRequest, sandbox: Sandbox | None) -> int:
@@ -183,6 +180,8 @@ def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
     query = _without(query, "next", "scope")  # a revoke's own parameters
     here = {k: request.GET[k] for k in ("after", "before") if request.GET.get(k)}
     can_manage = request.membership.has_role(Role.MEMBER)
+    # No live sandbox (no suggestion) means nothing to grant: the form is left out.
+    form = GrantForm(project=request.project, scope=sandbox) if can_manage else None
     chart = _chart(page.items)
     urls = _urls(request, sandbox)
     context = {
@@ -202,9 +201,7 @@ def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
         "chart_height": 12 + 22 * len(chart),
         "urls": urls,
         "can_manage": can_manage,
-        "form": GrantForm(project=request.project, scope=sandbox)
-        if can_manage and _can_grant(request.project, sandbox)
-        else None,
+        "form": form if can_manage and form.suggestions else None,
         "active_count": _active_count(request, sandbox),
         "token_header": TOKEN_HEADER,
     }

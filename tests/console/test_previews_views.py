@@ -250,7 +250,7 @@ def test_grants_page_by_cursor_and_count_every_active_one(owner_client, urls, sa
 
 
 def test_revoke_from_a_later_page_stays_on_that_page(owner_client, urls, sandbox):
-    made = [previews.create_grant(sandbox, 3000)[0] for _ in range(60)]
+    made = [previews.create_grant(sandbox, 3000)[0] for _ in range(30)]
     first = owner_client.get(urls["list"]).content.decode()
     older = re.search(r'rel="next" href="\?after=([\w-]+)"', first)[1]
     second = owner_client.get(urls["list"], {"after": older}).content.decode()
@@ -258,4 +258,4 @@ def test_revoke_from_a_later_page_stays_on_that_page(owner_client, urls, sandbox
     link = re.search(rf'hx-post="([^"]*{target.public_id}/revoke/[^"]*)"', second)[1]
     answer = owner_client.post(link.replace("&amp;", "&"), **HX).content.decode()
     assert f'id="grant-{target.public_id}" data-status="revoked"' in answer
-    assert answer.count("<tr id=") == 10
+    assert answer.count("<tr id=") == 5
