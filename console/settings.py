@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
+    "console.cors.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -199,6 +200,13 @@ RUNTIME_ROOT = Path(env_str("RUNTIME_ROOT", str(DATA_DIR / "sandboxes"))).resolv
 # Private range the local driver carves /30 subnets from for veth pairs.
 RUNTIME_SUBNET = env_str("RUNTIME_SUBNET", "10.213.0.0/16")
 RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off
+# This server's name as the owner of the sandboxes it runs (several servers may share one
+# database); by default the host name and the runtime root (docs/runtime-ownership.md).
+RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
+
+# Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
+# `*` allows any origin; credentials by cookie are never allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")

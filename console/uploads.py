@@ -184,8 +184,8 @@ def create_session(
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
     target = sandbox_files.normalize(body.get("target_path"), "target_path")
-    host = sandbox_files.resolve(sandbox.public_id, target, field="target_path")
-    target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
+    host = sandbox_files.resolve(sandbox.runtime_id, target, field="target_path")
+    target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.runtime_id), host)
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
             "size_limit_exceeded",
@@ -408,7 +408,7 @@ def _parts(session: UploadSession) -> Iterator[bytes]:
 
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    sandbox_id = session.sandbox.public_id
+    sandbox_id = session.sandbox.runtime_id
     target = sandbox_files.resolve(sandbox_id, session.target_path, field="target_path")
     digest = hashlib.sha256()
 

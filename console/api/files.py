@@ -114,10 +114,10 @@ def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     encoding = request.json.get("encoding") or "utf8"  # type: ignore[attr-defined]
     with file_errors():
         if encoding in ("utf8", "utf-8"):
-            content = sandbox_files.read_text(sandbox.public_id, _body_path(request))
+            content = sandbox_files.read_text(sandbox.runtime_id, _body_path(request))
             size = len(content.encode())
         elif encoding == "base64":
-            data = sandbox_files.existing_file(sandbox.public_id, _body_path(request)).read_bytes()
+            data = sandbox_files.existing_file(sandbox.runtime_id, _body_path(request)).read_bytes()
             content, size = base64.b64encode(data).decode("ascii"), len(data)
         else:
             raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
@@ -143,13 +143,13 @@ def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     else:
         raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
     with file_errors():
-        host = sandbox_files.write_chunks(sandbox.public_id, body.get("path"), [data])
+        host = sandbox_files.write_chunks(sandbox.runtime_id, body.get("path"), [data])
         return JsonResponse(_info_of(sandbox, host))
 
 
 def _info_of(sandbox: Sandbox, host: Any) -> dict[str, Any]:
-    root = sandbox_files.workspace_root(sandbox.public_id)
-    return sandbox_files.info(sandbox.public_id, sandbox_files.sandbox_path(root, host))
+    root = sandbox_files.workspace_root(sandbox.runtime_id)
+    return sandbox_files.info(sandbox.runtime_id, sandbox_files.sandbox_path(root, host))
 
 
 @api_key_required(WRITE)
@@ -174,7 +174,7 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
             if upload is None:
                 raise ApiError("invalid_request", f"no multipart part named {entry.get('field')!r}")
             with file_errors():
-                host = sandbox_files.write_chunks(sandbox.public_id, target, upload.chunks())
+                host = sandbox_files.write_chunks(sandbox.runtime_id, target, upload.chunks())
                 results.append(
                     {"status": "success", "path": target, "info": _info_of(sandbox, host)}
                 )
@@ -191,7 +191,7 @@ def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
         raise ApiError("invalid_request", "`depth` must be a non-negative integer")
     with file_errors():
         entries = sandbox_files.listing(
-            sandbox.public_id,
+            sandbox.runtime_id,
             request.GET.get("path") or "/workspace",
             depth=max(1, int(depth_text)),
         )
@@ -202,7 +202,7 @@ def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def file_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        return JsonResponse(sandbox_files.info(sandbox.public_id, _body_path(request)))
+        return JsonResponse(sandbox_files.info(sandbox.runtime_id, _body_path(request)))
 
 
 @api_key_required(READ)
@@ -210,7 +210,7 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
-            {"exists": sandbox_files.exists(sandbox.public_id, _body_path(request))}
+            {"exists": sandbox_files.exists(sandbox.runtime_id, _body_path(request))}
         )
 
 
@@ -218,7 +218,7 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        sandbox_files.mkdir(sandbox.public_id, _body_path(request))
+        sandbox_files.mkdir(sandbox.runtime_id, _body_path(request))
     return _no_content()
 
 
@@ -226,7 +226,7 @@ def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def remove_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        sandbox_files.remove(sandbox.public_id, _body_path(request))
+        sandbox_files.remove(sandbox.runtime_id, _body_path(request))
     return _no_content()
 
 
@@ -236,7 +236,7 @@ def rename_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.rename(
-                sandbox.public_id, _body_path(request, "old_path"), _body_path(request, "new_path")
+                sandbox.runtime_id, _body_path(request, "old_path"), _body_path(request, "new_path")
             )
         )
 
@@ -246,7 +246,7 @@ def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         sandbox_files.chmod(
-            sandbox.public_id, _body_path(request), _body_path(request, "permissions")
+            sandbox.runtime_id, _body_path(request), _body_path(request, "permissions")
         )
     return _no_content()
 
@@ -255,7 +255,7 @@ def _search(request: HttpRequest, sandbox_id: str, finder: Callable[..., list]) 
     """{path, pattern} in, a JSON list out: `files/find` (content) and `files/search` (names)."""
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        found = finder(sandbox.public_id, _body_path(request), _body_path(request, "pattern"))
+        found = finder(sandbox.runtime_id, _body_path(request), _body_path(request, "pattern"))
     return JsonResponse(found, safe=False)
 
 
@@ -276,7 +276,7 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.replace(
-                sandbox.public_id, body.get("files"), body.get("pattern"), body.get("replacement")
+                sandbox.runtime_id, body.get("files"), body.get("pattern"), body.get("replacement")
             )
         )
 
@@ -285,7 +285,7 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 def _file_response(sandbox: Sandbox, target: Any, as_tar: bool) -> FileResponse:
-    host = sandbox_files.resolve(sandbox.public_id, target, must_exist=True)
+    host = sandbox_files.resolve(sandbox.runtime_id, target, must_exist=True)
     if host.is_dir():
         if not as_tar:
             raise ApiError(
@@ -293,12 +293,12 @@ def _file_response(sandbox: Sandbox, target: Any, as_tar: bool) -> FileResponse:
                 f"{target} is a directory; ask for archive_format=tar to download it as a tar",
             )
         return FileResponse(
-            sandbox_files.tar_directory(sandbox.public_id, target),
+            sandbox_files.tar_directory(sandbox.runtime_id, target),
             as_attachment=True,
             filename=f"{host.name or 'workspace'}.tar",
             content_type="application/x-tar",
         )
-    handle = sandbox_files.existing_file(sandbox.public_id, target).open("rb")
+    handle = sandbox_files.existing_file(sandbox.runtime_id, target).open("rb")
     return FileResponse(handle, as_attachment=False, content_type="application/octet-stream")
 
 
@@ -309,7 +309,7 @@ def _receive_file(request: HttpRequest, sandbox: Sandbox, target: Any) -> None:
             "file_too_large",
             f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
         )
-    sandbox_files.write_chunks(sandbox.public_id, target, sandbox_files.iter_stream(request))
+    sandbox_files.write_chunks(sandbox.runtime_id, target, sandbox_files.iter_stream(request))
 
 
 @api_key_required(READ)
@@ -333,12 +333,13 @@ def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 def _signed_url(
     request: HttpRequest, sandbox: Sandbox, route: str, payload: dict, purpose: str
-) -> str:
+) -> tuple[str, str]:
+    """The self-authenticating URL and the token it carries."""
     token = sign_url_payload(
         {"sb": sandbox.public_id, "prj": sandbox.project_id, **payload}, purpose
     )
     base = request.build_absolute_uri(reverse(route, args=[sandbox.public_id]))
-    return f"{base}?{urlencode({'token': token})}"
+    return f"{base}?{urlencode({'token': token})}", token
 
 
 @api_key_required(READ)
@@ -348,11 +349,11 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     if archive not in (None, "tar"):
         raise ApiError("invalid_request", "`archive_format` must be tar or null")
     with file_errors():
-        host = sandbox_files.resolve(sandbox.public_id, _body_path(request), must_exist=True)
+        host = sandbox_files.resolve(sandbox.runtime_id, _body_path(request), must_exist=True)
         if host.is_dir() and archive != "tar":
             raise ApiError("invalid_request", "That path is a directory; pass archive_format=tar")
-        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
-    url = _signed_url(
+        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.runtime_id), host)
+    url, _token = _signed_url(
         request,
         sandbox,
         "v1-sandbox-file-signed-download",
@@ -366,15 +367,13 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def upload_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        host = sandbox_files.resolve(sandbox.public_id, _body_path(request))
-        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
-    return JsonResponse(
-        {
-            "url": _signed_url(
-                request, sandbox, "v1-sandbox-file-signed-upload", {"path": target}, UPLOAD_PURPOSE
-            )
-        }
+        host = sandbox_files.resolve(sandbox.runtime_id, _body_path(request))
+        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.runtime_id), host)
+    url, token = _signed_url(
+        request, sandbox, "v1-sandbox-file-signed-upload", {"path": target}, UPLOAD_PURPOSE
     )
+    # The client reads UploadUrl(url, token); the token is the one the URL carries.
+    return JsonResponse({"url": url, "token": token})
 
 
 def signed_view(purpose: str) -> Callable:

@@ -81,14 +81,30 @@ def fetch_sdk_source() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--workers", default="2", help="pytest-xdist workers (0 = none)")
-    parser.add_argument(
-        "--run-excluded", action="store_true", help="run the listed exclusions too"
-    )
+    parser.add_argument("--run-excluded", action="store_true", help="run the listed exclusions too")
     args, pytest_args = parser.parse_known_args(argv)
     source = fetch_sdk_source()
     tmp = Path(tempfile.mkdtemp(prefix="sdk-suite-"))
-    server = start_live_server(tmp, MAX_FILE_BYTES=str(200 * 1024 * 1024))
+    server = start_live_server(
+        tmp,
+        MAX_FILE_BYTES=str(200 * 1024 * 1024),
+        # The suite calls from a browser origin of the hosted product.
+        CORS_ALLOWED_ORIGINS="https://dashboard.nullspace.dev",
+    )
     try:
+        workers = int(args.workers)
+        keys = [
+            server.manage(
+                "bootstrap",
+                "--email",
+                "live@example.com",
+                "--team",
+                "live",
+                "--project",
+                f"sdk-{n}",
+            )
+            for n in range(workers)
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
         env.update(
             NULLSPACE_INTEGRATION="1",
@@ -97,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             HOME=str(server.data_dir),
             PYTHONPATH=str(HERE),
             SDK_SUITE_EXCLUSIONS=str(HERE / "exclusions.toml"),
+            # One project per xdist worker: some tests kill every sandbox they can list.
+            SDK_SUITE_WORKER_KEYS=",".join(f"gw{n}={key}" for n, key in enumerate(keys)),
         )
         if args.run_excluded:
             env["SDK_SUITE_RUN_EXCLUDED"] = "1"
@@ -111,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             "-q",
             "-rfE",
             "--timeout=300",
-            *(["-n", args.workers] if args.workers != "0" else []),
-            *INTEGRATION_FILES,
-            *pytest_args,
+            *(["-n", args.workers] if workers else []),
+            *([a for a in pytest_args if a.startswith("tests/")] or INTEGRATION_FILES),
+            *[a for a in pytest_args if not a.startswith("tests/")],
         ]
         return subprocess.run(command, cwd=source, env=env).returncode
     finally:

@@ -1,17 +1,48 @@
-"""pytest plugin for the SDK's own suite: the tests listed in exclusions.toml are skipped
-with their reason; an entry that names no collected test fails the run (a stale list
-would hide a test nobody runs).
+"""pytest plugin for the SDK's own suite (loaded with `-p sdk_suite_exclusions` by
+tests/sdk_suite/run.py):
 
-Loaded with `-p sdk_suite_exclusions` by tests/sdk_suite/run.py.
+- the tests listed in exclusions.toml are skipped with their reason; an entry that names
+  no collected test fails the run (a stale list would hide a test nobody runs);
+- each xdist worker uses its own project's key (SDK_SUITE_WORKER_KEYS), because some
+  tests kill every sandbox they can list and would kill a neighbour's;
+- `*.localhost` resolves to loopback, as RFC 6761 allows and browsers do (glibc without
+  nss-myhostname does not), so preview URLs under preview.localhost open.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+
+def _use_worker_key() -> None:
+    """Runs at import, before the suite's conftest reads NULLSPACE_API_KEY."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    keys = dict(
+        pair.split("=", 1)
+        for pair in os.environ.get("SDK_SUITE_WORKER_KEYS", "").split(",")
+        if pair
+    )
+    if worker in keys:
+        os.environ["NULLSPACE_API_KEY"] = keys[worker]
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(host, str) and host.endswith(".localhost"):
+        host = "127.0.0.1"
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+_use_worker_key()
+socket.getaddrinfo = _getaddrinfo
 
 
 def load_exclusions(path: Path) -> dict[str, str]:
