@@ -58,6 +58,7 @@ class LiveServer:
     process: subprocess.Popen | None = None
     api_key: str = field(default="", repr=False)
     log_path: Path | None = None
+    owns_database: bool = True  # False for a second server on another one's database
 
     def manage(self, *args: str) -> str:
         out = subprocess.run(
@@ -126,7 +127,7 @@ class LiveServer:
                 self.process.wait(timeout=5)
         self.destroy_sandboxes()
         own_db = self.env.get("DATABASE_URL", "")
-        if own_db.rsplit("/", 1)[-1].startswith("live_"):
+        if self.owns_database and own_db.rsplit("/", 1)[-1].startswith("live_"):
             _drop_database(own_db)
 
     def destroy_sandboxes(self) -> None:
@@ -139,7 +140,11 @@ class LiveServer:
             LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
 
 
-def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
+def start_live_server(
+    tmp_dir: Path, *, same_database_as: LiveServer | None = None, **extra_env: str
+) -> LiveServer:
+    """A new server with its own data directory and (on PostgreSQL) its own database, or
+    `same_database_as` another server's (two servers side by side on one database)."""
     port = free_port()
     data_dir = tmp_dir / f"live-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -151,17 +156,25 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
         STATIC_MANIFEST="0",
         PYTHONUNBUFFERED="1",
     )
-    db_url = _fresh_database_url()
+    db_url = same_database_as.env.get("DATABASE_URL") if same_database_as else _fresh_database_url()
     if db_url:
         env["DATABASE_URL"] = db_url
     env.update(extra_env)
     server = LiveServer(url=f"http://localhost:{port}", port=port, data_dir=data_dir, env=env)
+    server.owns_database = same_database_as is None
     server.manage("migrate", "--noinput")
     server.api_key = server.manage(
         "bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main"
     )
     server.log_path = data_dir / "server.log"
-    log = open(server.log_path, "wb")
+    launch(server)
+    return server
+
+
+def launch(server: LiveServer) -> None:
+    """Start (or start again, after a kill) the server's process; wait until it answers."""
+    port = server.port
+    log = open(server.log_path or server.data_dir / "server.log", "ab")
     server.process = subprocess.Popen(
         [
             str(VENV_BIN / "python"),
@@ -173,7 +186,7 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             "127.0.0.1",
         ],
         cwd=ROOT,
-        env=env,
+        env=server.env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -183,7 +196,7 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             raise RuntimeError(f"live server exited:\n{server.log_path.read_text()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
     server.stop()
