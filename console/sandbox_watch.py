@@ -5,8 +5,7 @@ resolved through sandbox_files so that nothing outside /workspace can be watched
 Changes reach `on_change` on the observer's thread as Change(event, name, path),
 with the client's event names: create, write, remove, rename, chmod; `name` is the
 path relative to the watched directory (`subdir/inner.txt` in a recursive watch). A
-move is a `rename` of the old path and a `create` of the new one (as inotify reports
-it); the API's own atomic writes (a hidden `.partial` file renamed into place) are one
+move inside the watched directory is one `rename` naming the new path; the API's own atomic writes (a hidden `.partial` file renamed into place) are one
 `create` of a new file or one `write` of an existing one, as a direct write would be.
 `on_change(None)` says the watched directory itself went away.
 """
@@ -139,12 +138,15 @@ class _Handler(FileSystemEventHandler):
                 if not _partial(dest):
                     self._emit(self._written(dest), dest)
                 return
-            if src:
-                self._remember(src, False)
-                self._emit("rename", src)
+            # One `rename` naming where the entry is now (the client counts events: a
+            # rename followed by a chmod is two of them, not three).
+            self._remember(src, False)
             if dest and not _partial(dest):
-                self._remember(dest, True)
-                self._emit("create", dest)
+                if os.path.relpath(dest, self.watched).startswith(".."):
+                    self._emit("remove", src)  # moved out of the watched directory
+                else:
+                    self._remember(dest, True)
+                    self._emit("rename", dest)
             return
         name = EVENT_NAMES.get(event.event_type)
         if name and not _partial(src) and src != self.watched:
