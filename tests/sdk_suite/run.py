@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "-p",
             "no:cacheprovider",
             "-q",
-            "-rfE",
+            "-rfEs",
             "--timeout=300",
             *(["-n", args.workers] if workers else []),
             *([a for a in pytest_args if a.startswith("tests/")] or INTEGRATION_FILES),
