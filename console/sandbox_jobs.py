@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from console.lifecycle import record_event
@@ -165,3 +166,32 @@ def act_on_timeouts() -> list[str]:
                 timeout_at=timezone.now() + RETRY_AFTER
             )
     return done
+
+
+@job("sandbox_runtime_events", every=1.0)
+def record_runtime_events() -> int:
+    """Lifecycle events for what happened inside sandboxes on its own (OOM kills)."""
+    events = get_driver().take_events()
+    recorded = 0
+    for event in events:
+        # The driver names sandboxes by runtime id (a resumed one runs in its predecessor's).
+        sandbox = (
+            Sandbox.objects.filter(
+                Q(runtime_name=event.sandbox_id) | Q(runtime_name="", public_id=event.sandbox_id)
+            )
+            .exclude(status=SandboxStatus.DESTROYED)
+            .select_related("project")
+            .first()
+        )
+        if sandbox is None or event.kind != "oom":
+            continue
+        record_event(
+            sandbox.project,
+            Operation.OOM,
+            actor_kind=ActorKind.SYSTEM,
+            sandbox_id=sandbox.public_id,
+            reason="memory_limit",
+            metadata={**event.details, "memory_mb": sandbox.memory_mb},
+        )
+        recorded += 1
+    return recorded

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('console', '0003_sandbox_transition'),
+        ('console', '0004_runtime_oom_operation'),
     ]
 
     operations = [
