@@ -78,7 +78,7 @@ async def test_recursive_or_not(sandbox, workspace, api_key):
     deep, started = await open_watch(sandbox, api_key[0], "/", recursive=True)
     assert started["type"] == "file_watch_started"
     (workspace / "sub" / "inner.txt").write_text("x")
-    assert await events(deep, 1) == [("create", "/workspace/sub/inner.txt")]
+    assert await events(deep, 1, "/") == [("create", "/workspace/sub/inner.txt")]
     assert await flat.receive_nothing(timeout=0.5)
     # A relative path is under /workspace, like every files API path.
     sub, started = await open_watch(sandbox, api_key[0], "sub")
