@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
+    "console.cors.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -225,6 +226,13 @@ SANDBOX_MAX_MEMORY_MB = env_int("SANDBOX_MAX_MEMORY_MB", 8192, minimum=64)
 SANDBOX_MAX_VCPUS = env_int("SANDBOX_MAX_VCPUS", 8, minimum=1)
 SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 1024, minimum=16)
 SANDBOX_OPEN_FILES = env_int("SANDBOX_OPEN_FILES", 4096, minimum=64)
+# This server's name as the owner of the sandboxes it runs (several servers may share one
+# database); by default the host name and the runtime root (docs/runtime-ownership.md).
+RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
+
+# Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
+# `*` allows any origin; credentials by cookie are never allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")
