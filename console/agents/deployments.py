@@ -168,7 +168,9 @@ def accept_bundle(
         ready = artifacts.ready_artifact(version)
         if version.cache_policy == "rebuild":
             build = AgentArtifact.objects.create(
-                project_id=version.deployment.project_id, cache_key=version.cache_key
+                project_id=version.deployment.project_id,
+                cache_key=version.cache_key,
+                runner=executor.runner_id(),
             )
             fields.update(cache_status="building", cache_reason="", artifact=build)
         elif ready is not None:
@@ -279,6 +281,7 @@ def create_run(deployment: AgentDeployment, body: dict[str, Any], idempotency_ke
             retain_on_failure=retain,
             retention_seconds=retention,
             idempotency_key=idempotency_key,
+            runner=executor.runner_id(),
         )
         executor.submit(runs.execute, run.pk, envs)
     return run
@@ -301,6 +304,7 @@ def create_service(
             started_at=timezone.now(),
             generation=1,
             idempotency_key=idempotency_key,
+            runner=executor.runner_id(),
         )
         executor.submit(services.launch, service.pk, 1, envs)
     return service

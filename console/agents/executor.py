@@ -2,13 +2,15 @@
 
 Runs, service starts and artifact builds are submitted here by the API after their row
 is committed; the request answers at once. Env values travel only in memory, from the
-request to the thread. Work found unfinished at start-up (the process that held it
-stopped) is marked failed by `console.agents.jobs`.
+request to the thread. Rows record the process executing them (`runner_id`); work whose
+process is gone is marked failed at start-up by `console.agents.jobs`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,3 +53,27 @@ def _guarded(func: Callable[..., None], *args: Any) -> None:
         log.exception("agent work %s failed", getattr(func, "__name__", func))
     finally:
         close_old_connections()
+
+
+def runner_id() -> str:
+    """This process, as recorded on the rows it executes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_orphan(runner: str) -> bool:
+    """True when the process that took this work is gone (on this host); another host's
+    work, or a live process's, is not ours to judge."""
+    host, _, pid = runner.rpartition(":")
+    if not runner or not pid.isdigit():
+        return True
+    if host != socket.gethostname():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -9,8 +9,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from console import sandboxes
-from console.agents import logs, services
-from console.models import ActorKind, AgentRun, AgentService, AgentVersion, Sandbox
+from console.agents import executor, logs, services
+from console.models import ActorKind, AgentArtifact, AgentRun, AgentService, AgentVersion, Sandbox
 from console.models.agents import (
     RUN_TERMINAL,
     ArtifactStatus,
@@ -27,13 +27,15 @@ RENEW_BELOW = timedelta(hours=12)
 
 @on_startup("agent_orphans")
 def fail_orphans() -> None:
-    """Runs, starts and builds that a stopped server was executing cannot resume: env values
-    were only in that process's memory. Mark them failed, saying why."""
+    """Runs, starts and builds whose server process is gone cannot resume: env values were
+    only in that process's memory. Mark them failed, saying why."""
     message = (
-        "the server restarted during this step; env values are never stored, so it cannot resume"
+        "the server process running this stopped; env values are never stored, so it cannot resume"
     )
     for run in AgentRun.objects.exclude(status__in=RUN_TERMINAL).select_related("version"):
-        AgentRun.objects.filter(pk=run.pk).update(
+        if not executor.is_orphan(run.runner):
+            continue
+        AgentRun.objects.filter(pk=run.pk).exclude(status__in=RUN_TERMINAL).update(
             status=RunStatus.FAILED,
             failure_reason=message,
             failure_phase="runtime",
@@ -42,23 +44,24 @@ def fail_orphans() -> None:
         logs.record(
             run, "runtime_failed", message, level="error", metadata={"failure_phase": "runtime"}
         )
-    for service in AgentService.objects.filter(status=ServiceStatus.STARTING).select_related(
-        "version"
-    ):
-        AgentService.objects.filter(pk=service.pk).update(
+    starting = AgentService.objects.filter(status=ServiceStatus.STARTING).select_related("version")
+    for service in starting:
+        if not executor.is_orphan(service.runner):
+            continue
+        AgentService.objects.filter(pk=service.pk, generation=service.generation).update(
             status=ServiceStatus.FAILED, failure_reason=message, failure_phase="runtime"
         )
         logs.record(
             service, "service_failed", message, level="error", metadata={"failure_phase": "runtime"}
         )
-    for version in AgentVersion.objects.filter(status=VersionStatus.BUILDING).select_related(
-        "artifact"
-    ):
-        if version.artifact_id:
-            version.artifact.__class__.objects.filter(pk=version.artifact_id).update(
-                status=ArtifactStatus.FAILED, failure_reason=message
-            )
-        AgentVersion.objects.filter(pk=version.pk).update(
+    building = AgentArtifact.objects.filter(status=ArtifactStatus.BUILDING)
+    for artifact in building:
+        if not executor.is_orphan(artifact.runner):
+            continue
+        AgentArtifact.objects.filter(pk=artifact.pk).update(
+            status=ArtifactStatus.FAILED, failure_reason=message, completed_at=timezone.now()
+        )
+        AgentVersion.objects.filter(artifact=artifact, status=VersionStatus.BUILDING).update(
             status=VersionStatus.READY, cache_status="failed", cache_reason=message[:200]
         )
 

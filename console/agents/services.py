@@ -17,7 +17,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from console import previews, tokens
-from console.agents import artifacts, logs, steps
+from console.agents import artifacts, executor, logs, steps
 from console.agents import config as agent_config
 from console.api.previews import _probe, _route
 from console.models import (
@@ -323,6 +323,7 @@ def restart(
     AgentService.objects.filter(pk=service.pk).update(
         generation=generation,
         version=version,
+        runner=executor.runner_id(),
         status=ServiceStatus.STARTING,
         failure_reason="",
         failure_phase="",

@@ -129,6 +129,9 @@ class AgentArtifact(models.Model):
     bundle_paths = models.JSONField(default=list, blank=True)
     size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     failure_reason = models.CharField(max_length=500, blank=True)
+    # "<host>:<pid>" of the server process executing it: start-up fails only rows whose
+    # process is gone (env values lived in its memory), never another live process's work.
+    runner = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -194,6 +197,9 @@ class AgentRun(models.Model):
     retention_seconds = models.PositiveIntegerField(null=True, blank=True)
     retained_until = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # "<host>:<pid>" of the server process executing it: start-up fails only rows whose
+    # process is gone (env values lived in its memory), never another live process's work.
+    runner = models.CharField(max_length=200, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -232,6 +238,9 @@ class AgentService(models.Model):
     failure_phase = models.CharField(max_length=16, blank=True)
     # Bumped by every start/restart: a superseded start thread stops touching the row.
     generation = models.PositiveIntegerField(default=0)
+    # "<host>:<pid>" of the server process executing it: start-up fails only rows whose
+    # process is gone (env values lived in its memory), never another live process's work.
+    runner = models.CharField(max_length=200, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
