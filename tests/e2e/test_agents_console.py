@@ -71,11 +71,17 @@ def test_service_page_links_its_url(live, page):
     email = add_user(live, "bo")
     sign_in(page, live, email)
     live.cli(
-        "agent", "deploy", "--project-dir", str(ROOT / "examples" / "agents" / "service"), check=True
+        "agent",
+        "deploy",
+        "--project-dir",
+        str(ROOT / "examples" / "agents" / "service"),
+        check=True,
     )
     url = live.cli("agent", "url", "example-service", check=True, timeout=60).stdout.strip()
     assert url.startswith("http://8080-")
-    deployment = json.loads(live.cli("agent", "get", "example-service", "--json", check=True).stdout)
+    deployment = json.loads(
+        live.cli("agent", "get", "example-service", "--json", check=True).stdout
+    )
     page.goto(f"{live.url}/t/bo/p/main/agents/{deployment['id']}/")
     link = page.locator("#agent-services a.service-url")
     assert link.get_attribute("href") == url
