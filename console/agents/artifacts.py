@@ -14,6 +14,7 @@ import logging
 import tarfile
 import time
 from pathlib import PurePosixPath
+from typing import Any
 
 from django.utils import timezone
 
@@ -58,7 +59,7 @@ INSTALL_INPUT_NAMES = frozenset(
 BUILD_TIMEOUT_SECONDS = 1800
 
 
-def install_inputs(manifest: dict) -> list[tuple[str, str]]:
+def install_inputs(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """(path, digest) of the bundle's dependency files, sorted."""
     found = []
     for entry in manifest.get("entries") or []:
@@ -72,7 +73,7 @@ def install_inputs(manifest: dict) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def cache_key(config: dict, manifest: dict) -> str:
+def cache_key(config: dict[str, Any], manifest: dict[str, Any]) -> str:
     material = {
         "template": config.get("template", "base"),
         "workdir": config.get("workdir", "/workspace/project"),
@@ -131,7 +132,7 @@ def build(version_pk: int) -> None:
         result = steps.follow(
             sandbox,
             pid,
-            _BuildLog(artifact.build_id),  # type: ignore[arg-type]
+            _BuildLog(artifact.build_id),
             deadline=time.monotonic() + BUILD_TIMEOUT_SECONDS,
             should_stop=lambda: False,
         )

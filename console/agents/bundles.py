@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -24,6 +24,12 @@ from console.api.errors import ApiError
 
 CHUNK = 1024 * 1024
 MAX_FILES = 100_000
+
+
+class Readable(Protocol):
+    """An upload body: the request itself, or a file."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def bundle_digest(config_digest_hex: str, entries: Iterable[Entry]) -> str:
 
 
 def _entries(archive: Path) -> list[Entry]:
-    entries = []
+    entries: list[Entry] = []
     try:
         tar = tarfile.open(archive, mode="r:")
     except tarfile.TarError as exc:
@@ -105,7 +111,12 @@ def _entries(archive: Path) -> list[Entry]:
 
 
 def receive(
-    stream, *, length: int | None, version_public_id: str, expected_digest: str, cfg_digest: str
+    stream: Readable,
+    *,
+    length: int | None,
+    version_public_id: str,
+    expected_digest: str,
+    cfg_digest: str,
 ) -> StoredBundle:
     """Stream the upload to disk, check it, and keep it as `<version>.tar`; refuse a mismatch."""
     limit = settings.AGENT_MAX_BUNDLE_BYTES

@@ -139,7 +139,7 @@ def get_version(deployment: AgentDeployment, public_id: str) -> AgentVersion:
 
 
 def accept_bundle(
-    version: AgentVersion, stream, *, length: int | None, header_digest: str
+    version: AgentVersion, stream: bundles.Readable, *, length: int | None, header_digest: str
 ) -> AgentVersion:
     """Keep the uploaded tar when its recomputed digest matches; then resolve the cache."""
     if header_digest and header_digest != version.bundle_digest:

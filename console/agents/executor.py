@@ -39,7 +39,7 @@ def submit(func: Callable[..., None], *args: Any) -> None:
     """Run `func(*args)` on the pool once the current transaction commits."""
 
     def start() -> None:
-        future: Future = _executor().submit(_guarded, func, *args)
+        future: Future[None] = _executor().submit(_guarded, func, *args)
         future.add_done_callback(lambda f: None)
 
     transaction.on_commit(start)

@@ -30,11 +30,12 @@ def record(
     metadata: dict[str, Any] | None = None,
     process_id: int | None = None,
 ) -> AgentLogEvent:
-    is_run = isinstance(target, AgentRun)
+    run = target if isinstance(target, AgentRun) else None
+    service = target if isinstance(target, AgentService) else None
     return AgentLogEvent.objects.create(
         deployment_id=target.deployment_id,
-        run=target if is_run else None,
-        service=None if is_run else target,
+        run=run,
+        service=service,
         version_public_id=target.version.public_id,
         level=level,
         event_type=event_type,
@@ -116,8 +117,8 @@ def event_to_dict(event: AgentLogEvent, deployment_public_id: str) -> dict[str, 
         "id": f"adlog_{event.pk}",
         "deployment_id": deployment_public_id,
         "version_id": event.version_public_id or None,
-        "run_id": event.run.public_id if event.run_id else None,
-        "service_instance_id": event.service.public_id if event.service_id else None,
+        "run_id": event.run.public_id if event.run is not None else None,
+        "service_instance_id": event.service.public_id if event.service is not None else None,
         "sandbox_id": event.sandbox_public_id or None,
         "process_id": event.process_id,
         "source": event.source or None,

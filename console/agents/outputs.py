@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -71,7 +72,7 @@ def collect(run: AgentRun, sandbox: Sandbox) -> list[dict[str, Any]]:
     return found
 
 
-def _walk(root: Path):
+def _walk(root: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in filenames:

@@ -179,9 +179,8 @@ def _fail(
         updated_at=timezone.now(),
     )
     run.refresh_from_db()
-    event = {RunStatus.CANCELLED: "run_cancelled", RunStatus.TIMED_OUT: "run_timed_out"}.get(
-        status, "run_failed"
-    )
+    events = {str(RunStatus.CANCELLED): "run_cancelled", str(RunStatus.TIMED_OUT): "run_timed_out"}
+    event = events.get(str(status), "run_failed")
     logs.record(
         run,
         event,

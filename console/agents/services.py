@@ -150,7 +150,7 @@ def _live_sandbox(public_id: str) -> Sandbox | None:
 def _await_readiness(service: AgentService, generation: int, sandbox: Sandbox) -> None:
     spec = agent_config.readiness(service.version.config)
     deadline = time.monotonic() + spec["timeout_seconds"]
-    reason = "not probed yet"
+    reason: str | None = "not probed yet"
     while time.monotonic() < deadline:
         if not _current(service, generation):
             return

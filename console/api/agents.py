@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.urls import path
 
 from console.agents import deployments, logs, outputs, runs, services, shapes
@@ -48,7 +50,9 @@ def _decode(cursor: str) -> int:
         raise ApiError("invalid_request", "cursor is not one this server gave out") from None
 
 
-def _page(request: HttpRequest, rows: QuerySet, shape) -> JsonResponse:
+def _page(
+    request: HttpRequest, rows: QuerySet[Any], shape: Callable[[Any], dict[str, Any]]
+) -> JsonResponse:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     if cursor := request.GET.get("cursor"):
         rows = rows.filter(pk__lt=_decode(cursor))
@@ -315,7 +319,7 @@ def run_outputs(request: HttpRequest, deployment_id: str, run_id: str) -> JsonRe
 @api_key_required(READ)
 def download_output(
     request: HttpRequest, deployment_id: str, run_id: str, index: int
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Not in the 0.1.9 client: the kept copy of one output, after the sandbox is gone."""
     run = _run(_deployment(request, deployment_id), run_id)
     found = outputs.stored_file(run, index)

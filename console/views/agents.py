@@ -12,11 +12,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -130,7 +132,7 @@ def _duration(run: AgentRun) -> float | None:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def run_log_stream(request: HttpRequest, deployment_id: str, run_id: str) -> HttpResponse:
+def run_log_stream(request: HttpRequest, deployment_id: str, run_id: str) -> HttpResponseBase:
     """Server-sent events: every log event after `after` (or Last-Event-ID), as it lands,
     then an `end` event once the run is over and nothing is left."""
     deployment = _deployment(request, deployment_id)
@@ -146,15 +148,16 @@ def run_log_stream(request: HttpRequest, deployment_id: str, run_id: str) -> Htt
     return response
 
 
-def _new_events(run_pk: int, after: int) -> tuple[list[dict], bool, dict]:
-    rows = list(
-        AgentLogEvent.objects.filter(run_id=run_pk, id__gt=after)
+def _new_events(run_pk: int, after: int) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
+    rows = [
+        dict(row)
+        for row in AgentLogEvent.objects.filter(run_id=run_pk, id__gt=after)
         .order_by("id")
         .values("id", "level", "source", "event_type", "message", "created_at")[:500]
-    )
+    ]
     run = AgentRun.objects.filter(pk=run_pk).values("status", "failure_reason", "exit_code").first()
     terminal = run is None or run["status"] in ("succeeded", "failed", "cancelled", "timed_out")
-    return rows, terminal, run or {}
+    return rows, terminal, dict(run) if run else {}
 
 
 async def _events(run_pk: int, after: int) -> AsyncIterator[str]:
@@ -176,7 +179,9 @@ async def _events(run_pk: int, after: int) -> AsyncIterator[str]:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def run_output(request: HttpRequest, deployment_id: str, run_id: str, index: int) -> HttpResponse:
+def run_output(
+    request: HttpRequest, deployment_id: str, run_id: str, index: int
+) -> HttpResponseBase:
     run = _run(request, _deployment(request, deployment_id), run_id)
     found = outputs.stored_file(run, index)
     if found is None:
