@@ -96,6 +96,11 @@ def _detail_page(request: HttpRequest, deployment: AgentDeployment) -> HttpRespo
         "versions": versions,
         "runs": runs,
         "services": [(s, services.public_url(s)) for s in service_rows],
+        "service_log": (
+            list(AgentLogEvent.objects.filter(service=service_rows[0]).order_by("-id")[:50])[::-1]
+            if service_rows
+            else []
+        ),
         "can_act": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
     }
     return render_page(request, DETAIL, context, partial="agent-services")

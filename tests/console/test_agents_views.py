@@ -195,6 +195,19 @@ def service(project):
     )
 
 
+def test_service_page_shows_its_recent_log(viewer_client, project, service):
+    AgentLogEvent.objects.create(
+        deployment=service.deployment, service=service, event_type="output", source="stdout",
+        message="listening on 0.0.0.0:8080",
+    )  # fmt: skip
+    page = viewer_client.get(
+        url("agent-detail", project, deployment_id=service.deployment.public_id)
+    )
+    text = page.content.decode()
+    assert "listening on 0.0.0.0:8080" in text
+    assert f"nullspace agent logs web --service {service.public_id} --follow" in text
+
+
 def test_viewer_cannot_stop_or_restart(viewer_client, project, service):
     for name in ("agent-service-stop", "agent-service-restart"):
         target = url(

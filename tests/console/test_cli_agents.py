@@ -522,6 +522,49 @@ def test_a_service_that_never_listens_fails_readiness(live, tmp_path):
     assert "0.0.0.0" in status["triage"]["failure_reason"]
 
 
+HEALTH_SERVER = """import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        sick = os.path.exists("sick")
+        self.send_response(500 if sick and self.path == "/healthz" else 200)
+        self.end_headers()
+        self.wfile.write(b"fine" if not sick else b"sick")
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_health_is_watched_ready_unhealthy_ready(live, tmp_path):
+    project = tmp_path / "health"
+    project.mkdir()
+    (project / "server.py").write_text(HEALTH_SERVER)
+    (project / "nullspace.agent.toml").write_text(
+        'name = "health-service"\nmode = "service"\nentrypoint = "python3 server.py"\n'
+        '[service]\nport = 9000\nreadiness = { type = "http", path = "/healthz" }\n'
+    )
+    live.cli("agent", "deploy", "--project-dir", str(project), check=True)
+    assert live.cli("agent", "url", "health-service", check=True, timeout=60).stdout.startswith(
+        "http://9000-"
+    )
+
+    def status() -> str:
+        return cli_json(live, "agent", "status", "health-service", "--json")["target"]["status"]
+
+    assert status() == "ready"
+    live.cli("agent", "shell", "health-service", "--cmd", "touch project/sick", check=True)
+    wait_for(lambda: status() == "unhealthy", 30, "the service to turn unhealthy")
+    logs = cli_json(live, "agent", "status", "health-service", "--json")["logs"]["latest_event"]
+    assert logs["event_type"] == "service_unhealthy" and "HTTP 500" in logs["message"]
+    live.cli("agent", "shell", "health-service", "--cmd", "rm project/sick", check=True)
+    wait_for(lambda: status() == "ready", 30, "the service to be ready again")
+    live.cli("agent", "stop", "health-service", check=True)
+
+
 # --- API edges: digests, idempotency, other projects -------------------------------------------
 
 
