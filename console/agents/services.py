@@ -16,11 +16,12 @@ from typing import Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from console import previews, tokens
+from console import previews, sandboxes, tokens
 from console.agents import artifacts, executor, logs, steps
 from console.agents import config as agent_config
 from console.api.previews import _probe, _route
 from console.models import (
+    ActorKind,
     AgentService,
     AgentVersion,
     PreviewGrant,
@@ -34,6 +35,7 @@ from console.models.agents import SERVICE_ACTIVE
 SERVICE_LIFETIME_SECONDS = 24 * 3600
 INSTALL_TIMEOUT_SECONDS = 1800
 PROBE_INTERVAL = 0.5
+FAILED_RETENTION_SECONDS = 3600
 
 
 def _current(service: AgentService, generation: int) -> bool:
@@ -244,6 +246,25 @@ def _failed(service: AgentService, generation: int, phase: str, message: str) ->
         else "service_failed"
     )
     logs.record(service, event, message, level="error", metadata={"failure_phase": phase})
+    _keep_for_debugging(service)
+
+
+def _keep_for_debugging(service: AgentService) -> None:
+    """A failed service's sandbox stays for `agent shell --service` a while, then goes
+    (it would otherwise hold a quota slot for its whole 24 h lifetime)."""
+    sandbox = _live_sandbox(service.sandbox_public_id)
+    if sandbox is None:
+        return
+    if service.process_id:
+        steps.kill(sandbox, service.process_id)
+    sandboxes.set_timeout(
+        sandbox, FAILED_RETENTION_SECONDS * 1000, "destroy", actor_kind=ActorKind.SYSTEM
+    )
+    logs.record(
+        service,
+        "sandbox_retained",
+        f"sandbox {sandbox.public_id} kept for debugging for {FAILED_RETENTION_SECONDS} s",
+    )
 
 
 # --- the URL ----------------------------------------------------------------------------------

@@ -520,6 +520,13 @@ def test_a_service_that_never_listens_fails_readiness(live, tmp_path):
     )
     assert status["triage"]["failure_phase"] == "readiness"
     assert "0.0.0.0" in status["triage"]["failure_reason"]
+    # Its sandbox stays an hour for debugging, then goes.
+    service_id, sandbox_id = status["target"]["id"], status["triage"]["sandbox_id"]
+    shell = live.cli(
+        "agent", "shell", "deaf-service", "--service", service_id, "--cmd", "ls project", check=True
+    )
+    assert "nullspace.agent.toml" in shell.stdout
+    assert 3_500_000 <= cli_json(live, "sandbox", "get", sandbox_id)["timeout_ms"] <= 3_601_000
 
 
 HEALTH_SERVER = """import os
