@@ -186,7 +186,7 @@ def main() -> None:
         print(f"\nagents bench, n={args.n}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
               f"{os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f}")  # fmt: skip
         print(
-            "\n| measurement (ms)                   |   n |   median |      p90 |      max | server p50 |"
+            "\n| measurement (ms)                    |   n |   median |      p90 |      max | server p50 |"
         )
         print("|---|---:|---:|---:|---:|---:|")
         print(row("deploy (CLI) -> first log line", [d for d, _ in first]))
