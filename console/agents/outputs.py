@@ -38,8 +38,8 @@ def collect(run: AgentRun, sandbox: Sandbox) -> list[dict[str, Any]]:
         spath = _sandbox_path(workdir, configured)
         try:
             host = sandbox_files.resolve(sandbox.public_id, spath)
-        except RuntimeError_:
-            found.append(_missing(configured, spath, "outside the workspace"))
+        except RuntimeError_ as exc:
+            found.append(_missing(configured, spath, str(exc)[:200]))
             continue
         if host.is_symlink() or not host.exists():
             found.append(_missing(configured, spath, "not found"))
