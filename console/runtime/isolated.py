@@ -256,7 +256,13 @@ class IsolatedDriver(LocalDriver):
     def destroy(self, sandbox_id: str) -> None:
         base = self._dir(sandbox_id)
         state = proclog.read_json(base / "state" / "sandbox.json") or {}
+        init = self.crun.init_pid(sandbox_id)
+        if state.get("paused"):
+            self.crun.resume(sandbox_id, check=False)  # frozen processes die only once thawed
         self.crun.delete(sandbox_id)  # --force: kills its pid 1, and with it every process
+        deadline = time.monotonic() + 5
+        while init is not None and _alive(init) and time.monotonic() < deadline:
+            time.sleep(0.005)  # its mounts are released once its last process is gone
         procs = base / "state" / "procs"
         if procs.is_dir():
             for procdir in procs.iterdir():
@@ -502,6 +508,16 @@ class IsolatedDriver(LocalDriver):
             network_rx_bytes=rx,
             network_tx_bytes=tx,
         )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _tar(*args: str) -> None:

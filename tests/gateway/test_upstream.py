@@ -133,4 +133,6 @@ async def test_the_wait_for_a_resume_is_bounded(runtime, project, settings):
     assert time.monotonic() - started < 3
     assert (response["status"], code_of(response)) == (503, "sandbox_starting")
     assert header(response, b"retry-after") == b"5"
-    await db(Sandbox.objects.filter(pk=sandbox.pk).update)(transition="")
+    # The gateway's waiter may still be running in its thread: no auto-resume for it once the
+    # "other resume" ends, or it would remake the sandbox after this test's teardown.
+    await db(Sandbox.objects.filter(pk=sandbox.pk).update)(transition="", auto_resume=False)
