@@ -269,7 +269,19 @@ class IsolatedDriver(LocalDriver):
                 meta = proclog.read_json(procdir / "meta.json")
                 if meta and meta.get("supervisor_pid"):
                     _kill_supervisor(int(meta["supervisor_pid"]))
-        layers.destroy(base, self._rootfs(sandbox_id))
+        # With every process gone, the network and the disk come apart side by side.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            network_done = pool.submit(self._remove_network, sandbox_id, state)
+            try:
+                layers.destroy(base, self._rootfs(sandbox_id))
+            finally:
+                network_done.result()
+        self._cpu_samples.pop(sandbox_id, None)
+        shutil.rmtree(base, ignore_errors=True)
+        if base.exists():
+            shutil.rmtree(base, ignore_errors=True)
+
+    def _remove_network(self, sandbox_id: str, state: dict[str, Any]) -> None:
         network = dict(state.get("network") or {})
         if not network and self.use_netns:
             network = net.leftovers(self.tag).get(sandbox_id, {})
@@ -277,10 +289,6 @@ class IsolatedDriver(LocalDriver):
             netpolicy.remove(self.tag, network["host_if"])
         if network:
             net.delete(network)
-        self._cpu_samples.pop(sandbox_id, None)
-        shutil.rmtree(base, ignore_errors=True)
-        if base.exists():
-            shutil.rmtree(base, ignore_errors=True)
 
     def pause(self, sandbox_id: str) -> None:
         state = self._state(sandbox_id)
@@ -511,13 +519,12 @@ class IsolatedDriver(LocalDriver):
 
 
 def _alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for its parent to reap it counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tar(*args: str) -> None:
