@@ -103,7 +103,7 @@ def list_events(request: HttpRequest) -> JsonResponse:
 
 @api_key_required(READ)
 def sandbox_events(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
     return _answer(request, about_sandbox=sandbox.public_id)
 
 

@@ -274,7 +274,7 @@ def _route(sandbox: Sandbox, port: int) -> tuple[tuple[str, int] | None, str | N
     if sandbox.status != SandboxStatus.RUNNING:
         return None, f"sandbox is {sandbox.status}"
     try:
-        return get_driver().upstream(sandbox.public_id, port), None
+        return get_driver().upstream(sandbox.runtime_id, port), None
     except RuntimeError_ as exc:
         return None, str(exc)
 

@@ -167,7 +167,8 @@ def get_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 @api_key_required(WRITE)
 def kill_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    # Killing is idempotent: a gone sandbox answers destroyed again (GET says not found).
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
     sandbox = sandboxes.destroy_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
     return JsonResponse({"id": sandbox.public_id, "status": sandbox.status})
 

@@ -41,7 +41,7 @@ def process_context(sandbox: Sandbox) -> dict[str, Any]:
     if sandbox.status != SandboxStatus.RUNNING:
         return {"processes": [], "process_note": f"The sandbox is {sandbox.status}."}
     try:
-        rows = get_driver().processes(sandbox.public_id)
+        rows = get_driver().processes(sandbox.runtime_id)
     except RuntimeError_ as exc:
         return {"processes": [], "process_note": str(exc)}
     # Running first, newest first: what a person wants to kill is at the top.
@@ -86,11 +86,11 @@ def file_context(sandbox: Sandbox, path: str | None) -> dict[str, Any]:
         context["file_note"] = "The sandbox is destroyed; its workspace is gone."
         return context
     try:
-        info = sandbox_files.info(sandbox.public_id, path)
+        info = sandbox_files.info(sandbox.runtime_id, path)
         if not info["is_dir"]:
             context["file_view"] = _file_view(sandbox, info)
             path = str(PurePosixPath(path).parent)
-        entries = sandbox_files.listing(sandbox.public_id, path)
+        entries = sandbox_files.listing(sandbox.runtime_id, path)
         for entry in entries:
             entry["modified"] = _parsed_time(entry.get("modified_time"))
         context["entries"] = sorted(entries, key=lambda e: (not e["is_dir"], e["name"].lower()))
@@ -120,7 +120,7 @@ def _file_view(sandbox: Sandbox, info: dict[str, Any]) -> dict[str, Any]:
         view["note"] = f"Larger than {MAX_VIEW_BYTES // 1024} KiB: download it to read it."
         return view
     try:
-        view["text"] = sandbox_files.read_text(sandbox.public_id, info["path"])
+        view["text"] = sandbox_files.read_text(sandbox.runtime_id, info["path"])
     except RuntimeError_:
         view["note"] = "Binary content: download it to read it."
     return view

@@ -280,8 +280,9 @@ def test_no_key_is_unauthorized(client, sandbox):
 def test_destroyed_sandbox_gets_no_new_grant(api, project):
     gone = make_sandbox_row(project, SandboxStatus.DESTROYED)
     response = api.get(base(gone) + "/ports/3000/preview-url")
-    assert response.status_code == 409
-    assert response.json()["code"] == "sandbox_not_ready"
+    # Gone means gone (docs/api.md): a destroyed sandbox is not found.
+    assert response.status_code == 404
+    assert response.json()["code"] == "sandbox_not_found"
 
 
 # --- readiness ---------------------------------------------------------------------------
