@@ -458,3 +458,12 @@ def test_bad_integer_query_parameters_are_refused(api, url, query, message):
     response = api.get(url, query)
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_request" and message in response.json()["error"]
+
+
+def test_create_makes_its_cwd(made, api):
+    """The client resolves relative paths against the sandbox's cwd from the start."""
+    sid = made(cwd="/srv/app/sub")["id"]
+    assert run(api, sid, "pwd").json()["stdout"] == "/srv/app/sub\n"
+    written = post(api, f"/v1/sandboxes/{sid}/files/write", {"path": "rel.txt", "content": "x"})
+    assert written.status_code == 200, written.content
+    assert run(api, sid, "cat /srv/app/sub/rel.txt").json()["stdout"] == "x"
