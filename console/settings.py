@@ -192,6 +192,13 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Nullspace <noreply@localhost
 MAX_RUNNING_SANDBOXES = env_int("MAX_RUNNING_SANDBOXES", 10, minimum=1)
 MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, minimum=1000)
 MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
+# /v1 list routes without limit/next_token answer the whole list up to this many rows.
+LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
+# Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
+AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, minimum=1024)
+AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
+AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
+AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
 SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
 SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)

@@ -88,7 +88,10 @@ class Sandbox(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "status"], name="console_sandbox_proj_status")]
+        indexes = [
+            models.Index(fields=["project", "status"], name="console_sandbox_proj_status"),
+            models.Index(fields=["project", "created_at", "id"], name="console_sandbox_proj_time"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id

@@ -207,7 +207,7 @@ def test_list_filters_by_port_and_shows_counters(api, sandbox):
         bytes_out_count=99,
     )
     everything = api.get(base(sandbox) + "/preview-urls").json()
-    assert set(everything) == {"items"}
+    assert set(everything) == {"items", "next_token", "has_next"}
     assert len(everything["items"]) == 2
     for item in everything["items"]:
         assert set(item) == GRANT_KEYS
