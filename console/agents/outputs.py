@@ -37,7 +37,7 @@ def collect(run: AgentRun, sandbox: Sandbox) -> list[dict[str, Any]]:
     for configured in agent_config.output_paths(config):
         spath = _sandbox_path(workdir, configured)
         try:
-            host = sandbox_files.resolve(sandbox.public_id, spath)
+            host = sandbox_files.resolve(sandbox.runtime_id, spath)
         except RuntimeError_ as exc:
             found.append(_missing(configured, spath, str(exc)[:200]))
             continue

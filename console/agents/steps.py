@@ -97,7 +97,7 @@ def unpack_bundle(
     if not version.bundle_path or not Path(version.bundle_path).exists():
         raise StepFailed("bundle", f"the bundle of {version.public_id} is missing from the store")
     try:
-        target = sandbox_files.resolve(sandbox.public_id, workdir)
+        target = sandbox_files.resolve(sandbox.runtime_id, workdir)
         if stale_paths is not None:
             current = {e["path"] for e in version.manifest.get("entries", []) if e.get("included")}
             for path in sorted(set(stale_paths) - current, reverse=True):
@@ -121,7 +121,7 @@ def _remove_quietly(sandbox_id: str, path: str) -> None:
 
 def write_input(sandbox: Sandbox, payload: dict[str, Any]) -> None:
     data = json.dumps(payload, separators=(",", ":")).encode()
-    sandbox_files.write_chunks(sandbox.public_id, INPUT_PATH, [data])
+    sandbox_files.write_chunks(sandbox.runtime_id, INPUT_PATH, [data])
 
 
 def start(sandbox: Sandbox, command: str, *, cwd: str, envs: dict[str, str]) -> int:
@@ -160,7 +160,7 @@ def follow(
     exit_code: int | None = None
     try:
         remaining = max(0.0, deadline - time.monotonic())
-        for event in driver.follow_output(sandbox.public_id, pid, stop_after=remaining, stop=stop):
+        for event in driver.follow_output(sandbox.runtime_id, pid, stop_after=remaining, stop=stop):
             if event.kind == "exit":
                 exit_code = event.exit_code
                 break
