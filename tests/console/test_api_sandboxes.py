@@ -475,3 +475,12 @@ def test_get_shows_the_network_policy(runtime, api):
         "allow_out": ["192.0.2.0/24"],
         "deny_out": [],
     }
+
+
+def test_create_makes_its_cwd(made, api):
+    """The client resolves relative paths against the sandbox's cwd from the start."""
+    sid = made(cwd="/srv/app/sub")["id"]
+    assert run(api, sid, "pwd").json()["stdout"] == "/srv/app/sub\n"
+    written = post(api, f"/v1/sandboxes/{sid}/files/write", {"path": "rel.txt", "content": "x"})
+    assert written.status_code == 200, written.content
+    assert run(api, sid, "cat /srv/app/sub/rel.txt").json()["stdout"] == "x"
