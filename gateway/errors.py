@@ -106,12 +106,47 @@ CODES: dict[str, tuple[int, int, str, str]] = {
         "Nothing is answering on this port yet.",
     ),
     "upstream_timeout": (504, 4504, "Timed out", "The app in the sandbox took too long to answer."),
+    "upstream_invalid_response": (
+        502,
+        4502,
+        "Bad answer",
+        "The app in the sandbox sent an answer the gateway cannot pass on (headers too large "
+        "or malformed).",
+    ),
+    "request_body_timeout": (
+        408,
+        4408,
+        "Upload stalled",
+        "The request body stopped arriving. Check your connection and send it again.",
+    ),
     "gateway_unavailable": (
         503,
         4503,
         "Try again",
         "The preview gateway could not check this link just now.",
     ),
+}
+
+
+_NEW_LINK = (
+    "Ask whoever shared it for a new link. If the sandbox is yours, make one in the "
+    "console's Preview links page or with `nullspace sandbox preview-url create`."
+)
+# What a visitor can do about it, shown on the HTML page under the message.
+NEXT_STEPS: dict[str, str] = {
+    "edge_token_missing": "Open the preview through the full link you were given (it carries "
+    "an edge_token); the gateway then remembers it in a cookie for this tab's site.",
+    "edge_token_invalid": _NEW_LINK,
+    "edge_token_expired": _NEW_LINK,
+    "preview_grant_invalid": _NEW_LINK,
+    "preview_grant_revoked": "The link was turned off on purpose. " + _NEW_LINK,
+    "edge_token_scope_mismatch": "Check the address: the number before the first hyphen is "
+    "the port the link was made for.",
+    "sandbox_paused": "Resume it with `nullspace sandbox resume <id>` or from the console; "
+    "create it with auto-resume to have visits wake it.",
+    "sandbox_gone": "Create a new sandbox and a new preview link for it.",
+    "upstream_unavailable": "Start the app in the sandbox listening on 0.0.0.0 and this port, "
+    "then reload.",
 }
 
 
@@ -145,6 +180,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
             "title": error.title,
             "message": error.message,
             "hint": error.hint,
+            "next_step": NEXT_STEPS.get(error.code, ""),
             "code": error.code,
             "status": error.status,
             "request_id": rid,

@@ -80,6 +80,7 @@ class UpstreamSocket(WriteFlow):
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
+        self._fragment_size = 0
         self._messages: deque = deque()
         self._queued = 0
         self._reading_paused = False
@@ -176,13 +177,15 @@ class UpstreamSocket(WriteFlow):
                 self._protocol_error(1002)
                 return False
             self._fragments.append(payload)
-            if sum(len(p) for p in self._fragments) > self.max_size:
+            self._fragment_size += len(payload)  # a running total: linear in the fragments
+            if self._fragment_size > self.max_size:
                 self._protocol_error(1009)
                 return False
             if not fin:
                 return True
             opcode, payload = self._fragment_opcode, b"".join(self._fragments)
             self._fragments = []
+            self._fragment_size = 0
         elif opcode in (_TEXT, _BINARY):
             if self._fragments:
                 self._protocol_error(1002)
@@ -190,6 +193,7 @@ class UpstreamSocket(WriteFlow):
             if not fin:
                 self._fragment_opcode = opcode
                 self._fragments = [payload]
+                self._fragment_size = len(payload)
                 return True
         else:
             self._protocol_error(1002)

@@ -247,8 +247,8 @@ async def test_a_post_is_not_retried_and_nothing_listening_is_unavailable():
         await client.request("GET", address, b"/", [], b"")
 
 
-async def test_a_cut_mid_body_is_reported_after_the_bytes_that_came(monkeypatch):
-    monkeypatch.setattr(client, "READ_TIMEOUT", 3.0)
+async def test_a_cut_mid_body_is_reported_after_the_bytes_that_came(settings):
+    settings.PREVIEW_READ_TIMEOUT_SECONDS = 3.0
     # One answer, then the script ends and the connection closes, 93 bytes short.
     upstream = Scripted([b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"])
     address = await upstream.start()
