@@ -149,8 +149,7 @@ async def _exchange(
             log.info("upstream %s:%s refused or closed", *address)
             raise GatewayError(
                 "upstream_unavailable",
-                hint=f"Nothing is listening on port {route.port} yet; bind 0.0.0.0, "
-                "not 127.0.0.1.",
+                hint=f"Nothing is listening on port {route.port} yet; bind 0.0.0.0, not 127.0.0.1.",
             ) from None
         except client.UpstreamInvalid:
             raise GatewayError("upstream_invalid_response") from None

@@ -14,7 +14,7 @@ from channels.testing import ApplicationCommunicator
 
 from console.asgi import application
 from console.models import PreviewGrant, Sandbox
-from gateway import accounting, client
+from gateway import accounting
 from tests.gateway import upstreams
 from tests.gateway.conftest import PORT, header, host_for, http
 
