@@ -64,6 +64,7 @@ class HttpProtocol(HttpToolsProtocol):  # type: ignore[misc]  # uvicorn is untyp
         self._in_head = True
         self._head_bytes = 0
         self._header_count = 0
+        self._head_size = 0  # request line and headers as parsed
         self._hosts = 0
         self._lingering = 0
 
@@ -115,13 +116,21 @@ class HttpProtocol(HttpToolsProtocol):  # type: ignore[misc]  # uvicorn is untyp
         super().on_message_begin()
         self._in_head = True
         self._header_count = 0
+        self._head_size = 0
         self._hosts = 0
         if self._head_timer is None:
             self._arm_head_timer()
 
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        if self._head_size > self.max_head_bytes:
+            raise _TooLarge()
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
-        if self._header_count > self.max_headers:
+        self._head_size += len(name) + len(value) + 4
+        if self._header_count > self.max_headers or self._head_size > self.max_head_bytes:
             raise _TooLarge()
         if name.lower() == b"host":
             self._hosts += 1

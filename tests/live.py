@@ -1,4 +1,4 @@
-"""A real server in a subprocess (daphne on a free port, its own data directory and
+"""A real server in a subprocess (`manage.py serve` on a free port, its own data directory and
 database), for contract tests with the real `nullspace` CLI and for browser tests."""
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class LiveServer:
             LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
 
 
-def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
+def start_live_server(tmp_dir: Path, *serve_args: str, **extra_env: str) -> LiveServer:
+    """`manage.py serve` (+ serve_args, e.g. "--server", "daphne") on a free port."""
     port = free_port()
     data_dir = tmp_dir / f"live-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +159,7 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             str(port),
             "--host",
             "127.0.0.1",
+            *serve_args,
         ],
         cwd=ROOT,
         env=env,
