@@ -40,7 +40,12 @@ from console.models import Project, Sandbox, SandboxStatus
 from console import previews
 sandbox = Sandbox.objects.filter(public_id="{sandbox_id}").first() or Sandbox.objects.create(
     project=Project.objects.get(name="main"), status=SandboxStatus.RUNNING)
-grant, raw = previews.create_grant(sandbox, 3000, expires_in_seconds={seconds})
+grant, raw = previews.create_grant(sandbox, 3000, expires_in_seconds=max(60, {seconds}))
+if {seconds} < 60:  # shorter than the API allows, for expiry tests
+    from datetime import timedelta
+    from django.utils import timezone
+    type(grant).objects.filter(pk=grant.pk).update(
+        expires_at=timezone.now() + timedelta(seconds={seconds}))
 print(sandbox.public_id, sandbox.host_label, grant.public_id, raw["http_port"], raw["websocket_port"])
 """
 REVOKE = """

@@ -4,6 +4,7 @@ gateway.asgi:application`). Each test runs on both ("default", "fleet")."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -322,3 +323,99 @@ def test_every_limit_is_documented():
     docs = (ROOT / "docs" / "gateway.md").read_text()
     for name in LIMITS:
         assert f"`{name}`" in docs, name
+
+
+# --- revocation and expiry end what is already flowing -------------------------------------
+
+
+class Stream(threading.Thread):
+    """Reads a response to its end (or cut) in a thread: when it started, when it ended."""
+
+    def __init__(self, stack: Stack, entry: str, grant, path: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{stack.port(entry)}{path}"
+        self.headers = {"Host": grant.host(), "Cookie": stack.cookie(entry, grant)}
+        self.started = threading.Event()
+        self.ended_at = 0.0
+        self.received = 0
+        self.start()
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("GET", self.url, headers=self.headers, timeout=30) as response:
+                assert response.status_code == 200
+                for chunk in response.iter_raw():
+                    self.received += len(chunk)
+                    self.started.set()
+        except httpx.HTTPError:
+            pass
+        self.ended_at = time.monotonic()
+
+
+needs_redis = pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"), reason="two processes hear a revocation through Redis"
+)
+
+
+@needs_redis
+def test_a_revocation_ends_open_sse_streams_and_downloads_in_both_processes(stack):
+    grant = stack.grant()
+    streams = [
+        Stream(stack, entry, grant, path)
+        for entry in ENTRIES
+        for path in ("/sse?n=100000&every=0.05", "/trickle?mib=200&kib=64")
+    ]
+    for stream in streams:
+        assert stream.started.wait(10)
+    time.sleep(0.3)
+    assert all(stream.is_alive() for stream in streams)
+    stack.revoke(grant)  # from a third process: the fan-out goes through Redis
+    revoked_at = time.monotonic()
+    for stream in streams:
+        stream.join(5)
+        assert not stream.is_alive()
+        assert stream.ended_at - revoked_at < 1.0
+        assert stream.received < 200 << 20
+    # And a new request with the same cookie is refused.
+    response = get(stack, "fleet", grant.host(), headers=streams[0].headers)
+    assert response.json()["code"] == "preview_grant_revoked"
+
+
+def test_the_grant_running_out_ends_an_open_stream(stack, entry):
+    grant = stack.grant(seconds=4)
+    stream = Stream(stack, entry, grant, "/sse?n=100000&every=0.05")
+    assert stream.started.wait(10)
+    stream.join(8)
+    assert not stream.is_alive()
+    response = get(stack, entry, grant.host(), headers={**stream.headers, "Accept": "text/html"})
+    assert response.status_code == 401
+    assert "Link expired" in response.text and "What to do next" in response.text
+
+
+def test_a_200_mib_upload_streams_through_with_flat_server_memory(stack, grant, entry):
+    pid = stack.live.process.pid if entry == "default" else stack.fleet.pid
+    cookie = stack.cookie(entry, grant)
+    before = peak_rss_kib(pid)
+    block = b"u" * (1 << 20)
+
+    def body():
+        for _ in range(200):
+            yield block
+
+    response = httpx.post(
+        f"http://127.0.0.1:{stack.port(entry)}/upload",
+        headers={"Host": grant.host(), "Cookie": cookie},
+        content=body(),
+        timeout=60,
+    )
+    assert response.json() == {"received": 200 << 20}
+    grown = peak_rss_kib(pid) - before
+    print(f"{entry}: peak RSS grew {grown} KiB over a 200 MiB upload")
+    assert grown < 20 * 1024
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
