@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from tests.gateway import upstreams
-from tests.live import VENV_BIN, ROOT, LiveServer, free_port, start_live_server
+from tests.live import ROOT, VENV_BIN, LiveServer, free_port, start_live_server
 
 LIMITS = {
     "HTTP_HEADER_TIMEOUT_SECONDS": "1",

@@ -170,7 +170,8 @@ def test_an_unauthenticated_upload_is_refused_right_after_its_headers(stack, gra
 def test_a_request_head_too_large_is_a_431(stack, grant, entry):
     big = "x" * 20000
     answer = raw_exchange(
-        stack.port(entry), f"GET / HTTP/1.1\r\nHost: {grant.host()}\r\nX-Big: {big}\r\n\r\n".encode()
+        stack.port(entry),
+        f"GET / HTTP/1.1\r\nHost: {grant.host()}\r\nX-Big: {big}\r\n\r\n".encode(),
     )
     assert answer.startswith(b"HTTP/1.1 431")
     many = "".join(f"X-H{n}: 1\r\n" for n in range(60))
@@ -203,7 +204,9 @@ def test_a_slowloris_head_is_cut_after_the_header_timeout(stack, grant, entry):
 def test_an_idle_keep_alive_connection_is_closed(stack, grant, entry):
     cookie = stack.cookie(entry, grant)
     with socket.create_connection(("127.0.0.1", stack.port(entry)), timeout=5) as sock:
-        sock.sendall(f"GET /echo HTTP/1.1\r\nHost: {grant.host()}\r\nCookie: {cookie}\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /echo HTTP/1.1\r\nHost: {grant.host()}\r\nCookie: {cookie}\r\n\r\n".encode()
+        )
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         started = time.monotonic()
         while sock.recv(65536):
@@ -285,9 +288,7 @@ def test_a_client_that_stops_reading_is_let_go_after_the_drain_timeout(stack, gr
         assert received < 100 << 20
 
 
-def test_a_websocket_upstream_that_never_answers_the_handshake_is_refused_in_time(
-    stack, entry
-):
+def test_a_websocket_upstream_that_never_answers_the_handshake_is_refused_in_time(stack, entry):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
