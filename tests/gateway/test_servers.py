@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.gateway.servers import LIMITS, Stack, raw_exchange, start_stack
@@ -315,7 +315,7 @@ def test_websocket_messages_over_the_size_limit_close_the_connection(stack, entr
         ws.send(b"a" * 1000)
         assert ws.recv(5) == b"a" * 1000
         ws.send(b"b" * 70000)  # WS_MAX_MESSAGE_BYTES=65536
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv(5)
     assert ws.close_code == 1009
 
