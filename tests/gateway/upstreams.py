@@ -96,6 +96,18 @@ async def toss(request: web.Request) -> web.Response:
     return response
 
 
+TOSS_PAGE = """<!doctype html><title>tosser</title><script>
+document.cookie = "__ns_preview=planted-by-js; domain=preview.localhost; path=/";
+document.cookie = "jstossed=1; domain=preview.localhost; path=/";
+</script><p id="done">planted</p>"""
+
+
+async def toss_page(request: web.Request) -> web.Response:
+    """A page whose script plants cookies for the whole preview domain (no gateway can stop
+    a script; the gateway's own check must survive the planted copy of its cookie)."""
+    return web.Response(text=TOSS_PAGE, content_type="text/html")
+
+
 async def big_head(request: web.Request) -> web.Response:
     response = web.Response(text="head")
     for n in range(int(request.query.get("n", "40"))):
@@ -145,6 +157,7 @@ def http_app() -> web.Application:
     app.router.add_get("/sse", sse)
     app.router.add_get("/trickle", trickle)
     app.router.add_get("/toss", toss)
+    app.router.add_get("/toss-page", toss_page)
     app.router.add_get("/big-head", big_head)
     app.router.add_get("/large", large)
     app.router.add_get("/die", die)
