@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
 
 import httptools
 from django.conf import settings
 
 from gateway.flow import WriteFlow
+from gateway.types import Address, Headers
+
+Body = bytes | AsyncIterator[bytes] | None
 
 # Timeouts and the response head cap are settings (PREVIEW_CONNECT_TIMEOUT_SECONDS,
 # PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS, PREVIEW_READ_TIMEOUT_SECONDS,
@@ -54,15 +59,16 @@ class UpstreamCut(Exception):
 class Connection(WriteFlow):
     """One upstream connection, and the response being read on it."""
 
+    transport: asyncio.Transport  # set by connection_made, which asyncio calls first
+
     def __init__(self, pool: _Pool, key: tuple[str, int]) -> None:
         self.pool = pool
         self.key = key
-        self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.first_byte_timeout = self.read_timeout = self.drain_timeout = 60.0
         self.max_head = 64 * 1024
         self._start()
@@ -86,8 +92,8 @@ class Connection(WriteFlow):
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.idle_since and self.pool.is_idle(self):
@@ -112,7 +118,7 @@ class Connection(WriteFlow):
     def eof_received(self) -> bool:
         return False  # close; connection_lost does the bookkeeping
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
         if not self.done:
@@ -201,13 +207,13 @@ class Connection(WriteFlow):
             timer.cancel()
             self._waiter = None
 
-    def _time_out(self, waiter: asyncio.Future) -> None:
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
         if not waiter.done():
             waiter.set_exception(UpstreamTimeout())
 
     # --- the exchange -------------------------------------------------------------
 
-    async def _send(self, head: bytes, body, chunked: bool) -> None:
+    async def _send(self, head: bytes, body: Body, chunked: bool) -> None:
         transport = self.transport
         if body is None or isinstance(body, bytes):
             transport.write(head + body if body else head)
@@ -273,8 +279,9 @@ class Connection(WriteFlow):
         if not self.closed:
             self.closed = True
             self.pool.forget(self)
-            if self.transport is not None:
-                self.transport.close()
+            transport = getattr(self, "transport", None)  # None: never connected
+            if transport is not None:
+                transport.close()
 
 
 class _Pool:
@@ -352,10 +359,10 @@ def _pool() -> _Pool:
 
 async def request(
     method: str,
-    upstream: tuple[str, int],
+    upstream: Address,
     target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body,
+    headers: Headers,
+    body: Body,
     *,
     length: bytes | None = None,
 ) -> Connection:
@@ -371,13 +378,13 @@ async def request(
     for name, value in headers:
         lines.append(b"%s: %s\r\n" % (name, value))
     streamed = body is not None and not isinstance(body, bytes)
-    if streamed:
-        if length is not None:
-            lines.append(b"content-length: %s\r\n" % length)
-        else:
-            lines.append(b"transfer-encoding: chunked\r\n")
-    elif body or length is not None or method in ("POST", "PUT", "PATCH"):
-        lines.append(b"content-length: %d\r\n" % len(body or b""))
+    if body is None or isinstance(body, bytes):
+        if body or length is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"content-length: %d\r\n" % len(body or b""))
+    elif length is not None:
+        lines.append(b"content-length: %s\r\n" % length)
+    else:
+        lines.append(b"transfer-encoding: chunked\r\n")
     lines.append(b"\r\n")
     head = b"".join(lines)
     retry = not streamed and method in _RETRYABLE

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 
 from console.middleware import new_request_id
 from gateway.headers import header
+from gateway.types import Scope, Send
 
 # code -> (HTTP status, WebSocket close code, page title, message)
 CODES: dict[str, tuple[int, int, str, str]] = {
@@ -159,21 +160,21 @@ class GatewayError(Exception):
         self.retry_after = retry_after
 
 
-def wants_html(scope) -> bool:
+def wants_html(scope: Scope) -> bool:
     if header(scope, b"sec-fetch-mode") == b"navigate":
         return True
     return b"text/html" in (header(scope, b"accept") or b"")
 
 
-def request_id(scope) -> str:
+def request_id(scope: Scope) -> str:
     """This request's id, made when first needed (a proxied 200 carries none)."""
     found = scope.get("request_id")
     if found is None:
         found = scope["request_id"] = new_request_id()
-    return found
+    return str(found)
 
 
-async def send_error(scope, send, error: GatewayError) -> None:
+async def send_error(scope: Scope, send: Send, error: GatewayError) -> None:
     rid = request_id(scope)
     if wants_html(scope):
         context = {
@@ -189,7 +190,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
         body = render_to_string("gateway/error.html", context).encode()
         content_type = b"text/html; charset=utf-8"
     else:
-        envelope = {
+        envelope: dict[str, object] = {
             "error": f"{error.message} {error.hint}".strip(),
             "code": error.code,
             "request_id": rid,
@@ -211,7 +212,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def close_websocket(send, error: GatewayError) -> None:
+async def close_websocket(send: Send, error: GatewayError) -> None:
     """Refuse before accept (daphne answers the handshake with 403; the close code is for tests
     and servers that keep it)."""
     await send({"type": "websocket.close", "code": error.close_code, "reason": error.code})

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -33,9 +34,9 @@ REJOIN_SECONDS = 600
 _cache: dict[str, tuple[float, GrantState | None]] = {}
 _revoked: dict[str, float] = {}  # grant id -> when to forget (covers a read racing the commit)
 _watchers: dict[str, set[Callable[[], None]]] = {}
-_loading: dict[str, asyncio.Task] = {}
+_loading: flight.Inflight = {}
 _generation = 0  # bumped whenever the cache is dropped: a load that spans it is not cached
-_listener: asyncio.Task | None = None
+_listener: asyncio.Task[None] | None = None
 _subscribed = False
 
 _load = database_sync_to_async(load_grant_state)
@@ -55,7 +56,7 @@ async def grant_state(grant_id: str) -> GrantState | None:
 async def _fetch(grant_id: str) -> GrantState | None:
     generation = _generation  # only an answer read while subscribed throughout may be cached
     try:
-        state = await _load(grant_id)
+        state: GrantState | None = await _load(grant_id)
     except Exception:
         log.exception("grant lookup failed")
         raise GatewayError("gateway_unavailable", retry_after=2) from None
@@ -149,7 +150,7 @@ async def _listen() -> None:
             await asyncio.sleep(1)
 
 
-async def _rejoin(layer, channel: str) -> None:
+async def _rejoin(layer: Any, channel: str) -> None:
     # Group memberships expire (a day, in channels' layers): renew ours now and then.
     while True:
         await asyncio.sleep(REJOIN_SECONDS)

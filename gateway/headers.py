@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
+from gateway.types import Headers, Scope
+
 COOKIE_NAME = "__ns_preview"
 HOST_COOKIE_NAME = "__Host-ns_preview"  # on HTTPS: no other host can set it (docs/previews.md)
 _OUR_COOKIES = (COOKIE_NAME.encode(), HOST_COOKIE_NAME.encode())
@@ -47,14 +49,14 @@ _OUR_HEADER_PREFIX = b"x-nullspace-"
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
-def header(scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value
+            return bytes(value)
     return None
 
 
-def query_params(scope) -> dict[bytes, bytes]:
+def query_params(scope: Scope) -> dict[bytes, bytes]:
     params: dict[bytes, bytes] = {}
     for part in scope.get("query_string", b"").split(b"&"):
         key, _, value = part.partition(b"=")
@@ -123,7 +125,7 @@ _CONNECTION_PLAIN = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
 
 def upstream_request_headers(
-    scope, *, proxied_by_customer: bool, websocket: bool = False
+    scope: Scope, *, proxied_by_customer: bool, websocket: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers as the upstream should get them (Host is set by the caller)."""
     drop = _DROP_WEBSOCKET if websocket else _DROP
@@ -179,7 +181,7 @@ def upstream_request_headers(
     return out
 
 
-def upstream_host(scope, mask_request_host: str, port: int) -> str:
+def upstream_host(scope: Scope, mask_request_host: str, port: int) -> str:
     """The Host the upstream sees: the client's, or the sandbox's mask (`${PORT}` filled in)."""
     if mask_request_host:
         # The owner's setting goes into the request head as is: no line breaks in it.
@@ -188,7 +190,7 @@ def upstream_host(scope, mask_request_host: str, port: int) -> str:
     return (header(scope, b"host") or b"").decode("latin-1")
 
 
-def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def response_headers(raw: Headers) -> Headers:
     """The upstream's headers for the client: no hop-by-hop, none of ours (x-nullspace-*),
     and cookies kept host-only (see set_cookie)."""
     out = []

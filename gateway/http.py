@@ -124,8 +124,9 @@ async def _exchange(
         data = _request_body(first, receive, inbound, body_timeout)
         length = header(scope, b"content-length")  # else the upstream leg goes chunked
     else:
-        data = first.get("body", b"")
-        inbound[0] = len(data)
+        body: bytes = first.get("body", b"")
+        data = body
+        inbound[0] = len(body)
     target = request_target(scope) or b"/"
     query = scope.get("query_string", b"")
     if query:

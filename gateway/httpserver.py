@@ -56,7 +56,7 @@ class _TooLarge(Exception):
     pass
 
 
-class HttpProtocol(HttpToolsProtocol):  # type: ignore[misc]  # uvicorn is untyped here
+class HttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_head_bytes, self.max_headers, self.head_timeout = _read_limits()
@@ -150,7 +150,7 @@ class HttpProtocol(HttpToolsProtocol):  # type: ignore[misc]  # uvicorn is untyp
         if url[:1] != b"/" and url != b"*":
             self._take_authority(url)
         super().on_headers_complete()
-        extensions = self.scope.setdefault("extensions", {})
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[ABORT_EXTENSION] = self.transport.abort
 
     def _take_authority(self, url: bytes) -> None:

@@ -3,14 +3,14 @@ counters and close the upstream pools. Other scopes go to the wrapped app."""
 
 from __future__ import annotations
 
-from gateway.types import Receive, Scope, Send
+from gateway.types import App, Receive, Scope, Send
 
 
-def with_lifespan(app):  # type: ignore[no-untyped-def]
+def with_lifespan(app: App) -> App:
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await _lifespan(receive, send)
-        return await app(scope, receive, send)  # type: ignore[no-any-return]
+        await app(scope, receive, send)
 
     return application
 

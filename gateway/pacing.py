@@ -9,12 +9,15 @@ Twisted consumer: register a push producer and wait while Twisted says "pause".
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from gateway.types import Send
 
 
 class Pacer:
     """A Twisted push producer whose state is an asyncio.Event (set: may write)."""
 
-    def __init__(self, request) -> None:
+    def __init__(self, request: Any) -> None:  # a twisted.web Request
         self.request = request
         self.ready = asyncio.Event()
         self.ready.set()
@@ -39,10 +42,12 @@ class Pacer:
                 request.unregisterProducer()
 
 
-def pacer_for(send) -> Pacer | None:
+def pacer_for(send: Send) -> Pacer | None:
     """A Pacer when the server is daphne (after http.response.start), else None."""
-    request = (getattr(send, "args", None) or (None,))[0]
-    if getattr(request, "registerProducer", None) is None or getattr(request, "producer", None):
+    request: Any = (getattr(send, "args", None) or (None,))[0]
+    if request is None or getattr(request, "registerProducer", None) is None:
+        return None
+    if getattr(request, "producer", None):
         return None
     pacer = Pacer(request)
     request.registerProducer(pacer, True)

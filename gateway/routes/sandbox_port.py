@@ -47,7 +47,7 @@ class SandboxPort:
 
     async def stalled(self, route: Route, admission: Admission) -> None:
         fresh = await upstream.sandbox_info(route.subject, fresh=True)
-        if fresh.status != "running":
+        if fresh.status != upstream.RUNNING:
             # Paused (or gone) since we cached it: wake it, or answer why not. A frozen app
             # answers the request it already holds once it runs again.
             await upstream.address(fresh, route.port)

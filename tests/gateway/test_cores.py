@@ -263,3 +263,14 @@ def test_fragments_are_accounted_in_linear_time():
     elapsed = time.process_time() - started
     assert messages_of(sock) == [b"a" * count]
     assert elapsed < 5, f"{elapsed:.1f} s of CPU for {count} fragments"
+
+
+def test_the_gateway_status_names_are_the_models():
+    from console.models import SandboxStatus
+    from gateway import upstream
+
+    assert (upstream.RUNNING, upstream.PAUSED) == (SandboxStatus.RUNNING, SandboxStatus.PAUSED)
+    assert (upstream.CREATING, upstream.DESTROYED) == (
+        SandboxStatus.CREATING,
+        SandboxStatus.DESTROYED,
+    )
