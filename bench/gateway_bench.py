@@ -177,7 +177,10 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str]) -> HttpResult:
+def run_wrk(
+    url: str, *, connections: int, seconds: int, headers: dict[str, str], warm_up: bool = False
+) -> HttpResult | None:
+    """wrk's figures; None for a warm-up (a cold server may answer too few for percentiles)."""
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
@@ -187,8 +190,12 @@ def run_wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str]
         text=True,
         timeout=seconds + 30,
     ).stdout
+    if warm_up:
+        return None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    if len(lat) != 2:
+        raise RuntimeError(f"wrk {url}: no latency figures in\n{out}")
 
     def parse(value: str) -> float:
         match = re.match(r"([\d.]+)(us|ms|s)", value)
@@ -555,9 +562,20 @@ def run_all(args) -> str:
         # Rounds interleave the targets, so a burst of outside load hits all of them alike;
         # each cell reports the median over rounds.
         rounds: dict[str, dict[str, list]] = {t.name: {} for t in targets}
+        failed: dict[str, str] = {}
         for number in range(args.rounds):
             for target in targets:
-                for metric, value in measure(target, args.seconds).items():
+                if target.name in failed:
+                    continue
+                try:
+                    measured = measure(target, args.seconds)
+                except Exception as exc:
+                    # A candidate server that cannot serve the gateway is reported, not fatal.
+                    failed[target.name] = str(exc).splitlines()[0]
+                    print(f"{target.name} failed: {exc}", file=sys.stderr)
+                    rounds.pop(target.name, None)
+                    continue
+                for metric, value in measured.items():
                     rounds[target.name].setdefault(metric, []).append(value)
                 print(f"round {number + 1}: measured {target.name}", file=sys.stderr)
         results = {
@@ -565,7 +583,10 @@ def run_all(args) -> str:
             for name, row in rounds.items()
         }
         revocation = measure_revocation(api, sandbox_id, [live.port, ports[FLEET]])
-        return report(results, revocation, args)
+        table = report(results, revocation, args)
+        for name, reason in failed.items():
+            table += f"\n{name}: could not be measured: {reason}\n"
+        return table
     finally:
         procs.stop_all()
         if live is not None:
@@ -584,7 +605,13 @@ def measure(target: Target, seconds: int) -> dict[str, object]:
     row: dict[str, object] = {}
     for path, label in (("small", "13 B"), ("big", "1 MiB")):
         # Warm up connections, caches and the upstream pool.
-        run_wrk(f"{target.http_base}/{path}", connections=8, seconds=1, headers=target.http_headers)
+        run_wrk(
+            f"{target.http_base}/{path}",
+            connections=8,
+            seconds=1,
+            headers=target.http_headers,
+            warm_up=True,
+        )
         for conns in (1, 32):
             row[f"{label} c{conns}"] = run_wrk(
                 f"{target.http_base}/{path}",

@@ -1,4 +1,4 @@
-"""Backpressure for the response body under daphne.
+"""Backpressure for response bodies and WebSocket messages under daphne.
 
 uvicorn's send() waits while the client's socket is full; daphne's returns at once and
 buffers without limit, so a fast upstream and a slow client would hold a whole download
@@ -51,4 +51,19 @@ def pacer_for(send: Send) -> Pacer | None:
         return None
     pacer = Pacer(request)
     request.registerProducer(pacer, True)
+    return pacer
+
+
+def websocket_pacer_for(send: Send) -> Pacer | None:
+    """The same for a WebSocket under daphne: its send is partial(handle_reply, protocol),
+    and the protocol's Twisted transport takes a producer; None elsewhere (uvicorn's send
+    waits by itself)."""
+    protocol: Any = (getattr(send, "args", None) or (None,))[0]
+    transport: Any = getattr(protocol, "transport", None)
+    if transport is None or getattr(transport, "registerProducer", None) is None:
+        return None
+    if getattr(transport, "producer", None):
+        return None
+    pacer = Pacer(transport)
+    transport.registerProducer(pacer, True)
     return pacer

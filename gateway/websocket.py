@@ -19,6 +19,7 @@ from gateway.cutoff import Cutoff
 from gateway.errors import GatewayError, close_websocket
 from gateway.headers import strip_query
 from gateway.hosts import request_target
+from gateway.pacing import websocket_pacer_for
 from gateway.routes import Admission, Route, RouteKind, Upstream
 from gateway.stall import StallCheck
 from gateway.types import Headers, Receive, Scope, Send
@@ -137,9 +138,12 @@ async def _splice(
                 await remote.wait()  # raises Closed once nothing more can come
                 continue
             counts[1] += len(data)
-            # The server's send waits while the client's socket is full (uvicorn): the
-            # upstream is not read meanwhile (back-pressure); the watchdog bounds the wait.
+            # The server's send waits while the client's socket is full (uvicorn; under
+            # daphne, the pacer): the upstream is not read meanwhile (back-pressure); the
+            # watchdog bounds the wait.
             sending_since[0] = loop.time()
+            if pacer is not None:
+                await pacer.wait()
             if type(data) is str:
                 await send({"type": "websocket.send", "text": data})
             else:
@@ -152,6 +156,7 @@ async def _splice(
             if sending_since[0] and loop.time() - sending_since[0] > drain:
                 return
 
+    pacer = websocket_pacer_for(send)
     from_client = asyncio.create_task(client_to_upstream(), name="ws-client-to-upstream")
     from_upstream = asyncio.create_task(upstream_to_client(), name="ws-upstream-to-client")
     revocation = asyncio.create_task(revoked.wait(), name="ws-revocation")
@@ -182,5 +187,7 @@ async def _splice(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if pacer is not None:
+            pacer.release()
         await remote.close()
         accounting.count_bytes(grant_id, inbound=counts[0], outbound=counts[1])

@@ -308,6 +308,30 @@ def test_a_websocket_upstream_that_never_answers_the_handshake_is_refused_in_tim
             sock.close()
 
 
+def test_a_websocket_client_that_reads_nothing_holds_the_upstream_back(stack, entry):
+    other = stack.grant()
+    stack.route(other.sandbox_id, 3000, stack.upstreams.ws_port)
+    pid = stack.live.process.pid if entry == "default" else stack.fleet.pid
+    before = rss_kib(pid)
+    ws = ws_connect(stack, entry, other, "/flood")
+    try:
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(1.5)  # the upstream sends 32 KiB messages as fast as it may
+        grown = rss_kib(pid) - before
+        assert grown < 32 * 1024, f"the server grew {grown} KiB holding a flood"
+        time.sleep(2.5)  # HTTP_DRAIN_TIMEOUT_SECONDS=2: the gateway lets this client go
+    finally:
+        ws.socket.close()
+    assert rss_kib(pid) - before < 32 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def test_websocket_messages_over_the_size_limit_close_the_connection(stack, entry):
     other = stack.grant()
     stack.route(other.sandbox_id, 3000, stack.upstreams.ws_port)

@@ -177,6 +177,14 @@ async def start_http() -> tuple[web.AppRunner, int]:
 async def _ws_handler(connection) -> None:
     path = connection.request.path.split("?")[0]
     connection.seen_headers = dict(connection.request.headers.raw_items())
+    if path == "/flood":  # as fast as the connection takes them, until it is closed
+        block = b"f" * (32 << 10)
+        try:
+            for _ in range(8192):
+                await connection.send(block)
+        finally:
+            WS_CLOSE_CODES.append(connection.close_code)
+        return
     if path.startswith("/close/"):
         await connection.close(int(path.rsplit("/", 1)[1]), "bye")
         return
