@@ -193,7 +193,7 @@ def run_wrk(
     if warm_up:
         return None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     if len(lat) != 2:
         raise RuntimeError(f"wrk {url}: no latency figures in\n{out}")
 

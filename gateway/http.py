@@ -95,7 +95,14 @@ async def proxy_http(
         except _ClientGone:
             return  # nobody to answer
         else:
-            await _relay(scope, receive, send, response, grant_id, inbound, cutoff)
+            try:
+                await _relay(scope, receive, send, response, grant_id, inbound, cutoff)
+            except asyncio.CancelledError:
+                # Cut while a whole small answer was being handed over.
+                if not cutoff.fired:
+                    raise
+                _uncancel()
+                await abort_connection(scope, send)
             return
     accounting.count_error(grant_id, error.code)
     await send_error(scope, send, error)
