@@ -349,3 +349,24 @@ async def test_bytes_after_an_answer_retire_the_connection():
     finally:
         await client.close()
         await upstream.stop()
+
+
+async def test_a_response_head_over_the_cap_is_refused_and_never_held_whole(settings):
+    settings.PREVIEW_MAX_RESPONSE_HEADER_BYTES = 8192
+    filler = b"x-filler: " + b"f" * 3000 + b"\r\n"
+    endless = b"HTTP/1.1 200 OK\r\nx-endless: " + b"e" * 20000  # one header that never ends
+    upstream = Scripted(
+        [b"HTTP/1.1 200 OK\r\n" + filler * 4 + b"content-length: 0\r\n\r\n", endless]
+    )
+    address = await upstream.start()
+    try:
+        for _ in range(2):  # many headers over the cap, then one header over it
+            with pytest.raises(client.UpstreamInvalid):
+                await client.request("GET", address, b"/", [], b"")
+        ok = Scripted([b"HTTP/1.1 200 OK\r\n" + filler * 2 + b"content-length: 2\r\n\r\nok"])
+        ok_address = await ok.start()
+        assert await body_of(await client.request("GET", ok_address, b"/", [], b"")) == b"ok"
+        await ok.stop()
+    finally:
+        await client.close()
+        await upstream.stop()
