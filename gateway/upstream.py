@@ -38,6 +38,7 @@ RUNNING, PAUSED, CREATING, DESTROYED = "running", "paused", "creating", "destroy
 @dataclass(frozen=True)
 class SandboxInfo:
     sandbox_id: str
+    runtime_id: str  # the runtime driver's name for it (docs/api.md: resume hands it over)
     status: str
     auto_resume: bool
     allow_public_traffic: bool
@@ -67,6 +68,7 @@ def _load(sandbox_id: str) -> SandboxInfo | None:
         return None
     return SandboxInfo(
         sandbox_id=sandbox.public_id,
+        runtime_id=sandbox.runtime_id,
         status=sandbox.status,
         auto_resume=sandbox.auto_resume,
         allow_public_traffic=sandbox.allow_public_traffic,
@@ -116,7 +118,7 @@ async def address(info: SandboxInfo, port: int) -> tuple[str, int]:
         raise GatewayError("sandbox_gone")
     if info.status != RUNNING:
         raise GatewayError("sandbox_error")
-    key = (info.sandbox_id, port)
+    key = (info.runtime_id, port)
     hit = _addresses.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]

@@ -11,7 +11,6 @@ NOT_YET = (
     "lifecycle/webhooks",
     "templates",
     "volumes",
-    "agent-deployments",
     "monitor",
 )
 
