@@ -65,8 +65,13 @@ async def _request_body(
             return
 
 
-def _cut_error(cutoff: Cutoff) -> GatewayError:
-    return GatewayError("preview_grant_revoked" if not cutoff.expired else "edge_token_expired")
+def _cut_error(cutoff: Cutoff, via: str) -> GatewayError:
+    """What a request cut by a revocation or the expiry is told, in its credential's terms."""
+    if via == "proxy":
+        return GatewayError(
+            "preview_proxy_token_expired" if cutoff.expired else "preview_proxy_token_revoked"
+        )
+    return GatewayError("edge_token_expired" if cutoff.expired else "preview_grant_revoked")
 
 
 async def proxy_http(
@@ -89,14 +94,14 @@ async def proxy_http(
             if not cutoff.fired:
                 raise
             _uncancel()
-            error = _cut_error(cutoff)
+            error = _cut_error(cutoff, admission.via)
         except GatewayError as exc:
             error = exc
         except _ClientGone:
             return  # nobody to answer
         else:
             try:
-                await _relay(scope, receive, send, response, grant_id, inbound, cutoff)
+                await _relay(scope, receive, send, response, admission, inbound, cutoff)
             except asyncio.CancelledError:
                 # Cut while a whole small answer was being handed over.
                 if not cutoff.fired:
@@ -177,10 +182,11 @@ async def _relay(
     receive: Receive,
     send: Send,
     response: client.Connection,
-    grant_id: str,
+    admission: Admission,
     inbound: int,
     cutoff: Cutoff,
 ) -> None:
+    grant_id = admission.grant_id
     start = {
         "type": "http.response.start",
         "status": response.status,
@@ -230,7 +236,7 @@ async def _relay(
         me.uncancel()
         if cutoff.fired:
             # Revoked or expired mid-stream: the client must see the stream end, not wait.
-            accounting.count_error(grant_id, _cut_error(cutoff).code)
+            accounting.count_error(grant_id, _cut_error(cutoff, admission.via).code)
             await abort_connection(scope, send)
     except TimeoutError:
         accounting.count_error(grant_id, "client_too_slow")
