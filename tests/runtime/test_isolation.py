@@ -346,3 +346,16 @@ def test_volume_mounts_are_bound_in_and_read_only_is_enforced(driver, tmp_path):
     finally:
         driver.destroy(sandbox_id)
     assert (shared / "out.txt").exists()  # the volume outlives the sandbox
+
+
+def test_vcpus_is_a_cpu_quota(driver, make_sandbox):
+    """Two busy loops in a one-vCPU sandbox never get more than one CPU between them."""
+    sandbox_id = make_sandbox(vcpus=1)
+    path = f"{driver.cgroup_parent}/{sandbox_id}"
+    for _ in range(2):
+        start(driver, sandbox_id, "python -c 'while True: pass'")
+    time.sleep(0.5)
+    began, used = time.monotonic(), cgroups.cpu_seconds(path)
+    time.sleep(2)
+    share = (cgroups.cpu_seconds(path) - used) / (time.monotonic() - began)
+    assert 0 < share <= 1.15, share
