@@ -42,3 +42,11 @@ def new_upload_id() -> str:
 
 def new_invitation_id() -> str:
     return new_public_id("inv_")
+
+
+def new_volume_id() -> str:
+    return new_public_id("vol_")
+
+
+def new_attachment_id() -> str:
+    return new_public_id("vat_")

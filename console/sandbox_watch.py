@@ -1,7 +1,8 @@
-"""Watching a directory of a sandbox's /workspace for changes (the file watch, api-contract 2.7).
+"""Watching a directory of a file tree (a sandbox's /workspace or a volume) for changes
+(the file watch, api-contract 2.7).
 
-A Watch is a watchdog observer on the real directory behind a sandbox path,
-resolved through sandbox_files so that nothing outside /workspace can be watched.
+A Watch is a watchdog observer on the real directory behind a tree path, resolved
+through console.file_tree so that nothing outside the tree can be watched.
 Changes reach `on_change` on the observer's thread as Change(event, name, path),
 with the client's event names: create, write, remove, rename, chmod. A move is a
 `rename` of the old path and a `create` of the new one (as inotify reports it);
@@ -12,7 +13,6 @@ the API's own atomic writes (a hidden `.partial` file renamed into place) are on
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,16 +34,13 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from console import sandbox_files
-from console.sandbox_files import FileOpError
+from console.file_tree import PARTIAL_NAME, FileOpError, FileTree
 
 # Each watch holds one inotify instance; the kernel's default is 128 per user, shared
 # with everything else running as that user, so one server process keeps to half.
 MAX_WATCHES = 64
 # Bursts of identical events (one per write() call of a big file) are sent once.
 REPEAT_WINDOW_SECONDS = 0.1
-# sandbox_files.write_chunks' temporary names: mkstemp(prefix=".<name>.", suffix=".partial").
-PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial$")
 WATCHED_EVENTS = [
     FileCreatedEvent,
     DirCreatedEvent,
@@ -64,7 +61,7 @@ _slots = threading.BoundedSemaphore(MAX_WATCHES)
 class Change:
     event: str
     name: str
-    path: str  # sandbox path, /workspace/...
+    path: str  # tree path: /workspace/... in a sandbox, /... in a volume
 
 
 def _partial(path: str) -> bool:
@@ -72,8 +69,9 @@ def _partial(path: str) -> bool:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, watched: Path, on_change: Callable[[Change | None], None]):
-        self.root = str(root)
+    def __init__(self, tree: FileTree, watched: Path, on_change: Callable[[Change | None], None]):
+        self.tree = tree
+        self.root = str(tree.root)
         self.watched = str(watched)
         self.on_change = on_change
         self.last: tuple[Change, float] | None = None
@@ -82,7 +80,7 @@ class _Handler(FileSystemEventHandler):
         rel = os.path.relpath(host_path, self.root)
         if rel.startswith(".."):
             return
-        path = sandbox_files.WORKSPACE if rel == "." else f"{sandbox_files.WORKSPACE}/{rel}"
+        path = self.tree.display(Path(host_path))
         change = Change(event, os.path.basename(path), path)
         now = time.monotonic()
         if self.last and self.last[0] == change and now - self.last[1] < REPEAT_WINDOW_SECONDS:
@@ -115,14 +113,13 @@ class Watch:
 
     def __init__(
         self,
-        sandbox_id: str,
+        tree: FileTree,
         path: object,
         *,
         recursive: bool,
         on_change: Callable[[Change | None], None],
     ) -> None:
-        root = sandbox_files.workspace_root(sandbox_id)
-        host = sandbox_files.resolve(sandbox_id, path, must_exist=True)
+        host = tree.resolve(path, must_exist=True)
         if not host.is_dir():
             raise FileOpError(
                 f"{path} is not a directory; watch a directory", code="invalid_request"
@@ -134,11 +131,11 @@ class Watch:
             )
         self._stopped = False
         self._lock = threading.Lock()
-        self.path = sandbox_files.sandbox_path(root, host)
+        self.path = tree.display(host)
         self.observer = Observer()
-        self.observer.name = f"file-watch-{sandbox_id}"
+        self.observer.name = f"file-watch-{tree.root.name}"
         self.observer.schedule(
-            _Handler(root, host, on_change),
+            _Handler(tree, host, on_change),
             str(host),
             recursive=recursive,
             event_filter=WATCHED_EVENTS,

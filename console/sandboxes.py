@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from console import volumes as volume_domain
 from console.api.errors import ApiError
 from console.lifecycle import record_event
 from console.models import (
@@ -35,6 +36,7 @@ from console.models import (
     Snapshot,
     SnapshotKind,
     TimeoutAction,
+    Volume,
 )
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec, ExecRequest, ExecResult, RuntimeError_
@@ -131,7 +133,7 @@ def sandbox_to_dict(sandbox: Sandbox, *, traffic_access_token: str | None = None
         "status": sandbox.status,
         "config": config,
         "template": sandbox.template,
-        "metadata": sandbox.metadata or {},
+        "metadata": _metadata_with_volumes(sandbox),
         "created_at": iso(sandbox.created_at),
         "started_at": iso(sandbox.started_at),
         "timeout_ms": sandbox.timeout_ms,
@@ -148,6 +150,15 @@ def sandbox_to_dict(sandbox: Sandbox, *, traffic_access_token: str | None = None
     if traffic_access_token is not None:
         body["traffic_access_token"] = traffic_access_token
     return body
+
+
+def _metadata_with_volumes(sandbox: Sandbox) -> dict[str, Any]:
+    """The client reads a sandbox's mounts from `metadata.volume_attachments`."""
+    metadata = dict(sandbox.metadata or {})
+    attachments = volume_domain.sandbox_attachments(sandbox)
+    if attachments:
+        metadata["volume_attachments"] = attachments
+    return metadata
 
 
 def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
@@ -188,8 +199,12 @@ def create_sandbox(
     memory_mb: int | None = None,
     disk_mb: int | None = None,
     snapshot: Snapshot | None = None,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> tuple[Sandbox, str]:
-    """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token."""
+    """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token.
+
+    `volumes` is the request's list of mounts; a sandbox made from a snapshot without
+    one mounts what the snapshot's sandbox mounted (the data stayed in the volumes)."""
     fields = _validated_fields(
         project,
         template=template,
@@ -206,10 +221,15 @@ def create_sandbox(
         disk_mb=disk_mb,
         snapshot=snapshot,
     )
+    mounts = volume_domain.parse_mounts(project, volumes)
+    if not volumes and snapshot is not None and snapshot.sandbox is not None:
+        mounts = _inherited_mounts(snapshot.sandbox)
     restore_from = _archive_of(snapshot) if snapshot else None
     if snapshot is not None:
         fields["source_snapshot_public_id"] = snapshot.public_id
-    sandbox, token = _provision(project, fields, restore_from=restore_from, api_key=api_key)
+    sandbox, token = _provision(
+        project, fields, restore_from=restore_from, api_key=api_key, mounts=mounts
+    )
     if snapshot is not None:
         operation, extra = (
             Operation.RESUME_FROM_SNAPSHOT,
@@ -336,13 +356,19 @@ def _provision(
     *,
     restore_from: Path | None,
     api_key: ApiKey | None,
+    mounts: list[dict[str, Any]] | None = None,
 ) -> tuple[Sandbox, str]:
     token = new_secret(TRAFFIC)
+    mounts = mounts or []
     with transaction.atomic():
         # Lock the project row so concurrent creates count each other (PostgreSQL);
         # on SQLite the insert below holds the write lock until commit.
         Project.objects.select_for_update().filter(pk=project.pk).first()
         _check_quota(project)
+        # Lock the volumes too: a concurrent delete either sees this mount or wins first.
+        volume_pks = [m["volume"].pk for m in mounts]
+        if len(Volume.objects.select_for_update().filter(pk__in=volume_pks)) < len(set(volume_pks)):
+            raise ApiError("not_found", "A volume to mount was deleted meanwhile")
         sandbox = Sandbox.objects.create(
             project=project,
             status=SandboxStatus.CREATING,
@@ -351,6 +377,14 @@ def _provision(
             created_by_key=api_key,
             **fields,
         )
+        volume_domain.attach(sandbox, mounts)
+    try:
+        runtime_mounts = volume_domain.runtime_mounts(mounts)
+    except ApiError as error:
+        Sandbox.objects.filter(pk=sandbox.pk).update(
+            status=SandboxStatus.ERROR, error_message=error.message[:500]
+        )
+        raise
     spec = CreateSpec(
         sandbox_id=sandbox.public_id,
         envs=sandbox.envs,
@@ -360,7 +394,7 @@ def _provision(
         restore_from=restore_from,
     )
     try:
-        runtime_state = get_driver().create(spec)
+        runtime_state = get_driver().create(spec, runtime_mounts)
     except Exception as exc:
         message = str(exc)[:500] or exc.__class__.__name__
         Sandbox.objects.filter(pk=sandbox.pk).update(
@@ -387,6 +421,12 @@ def _provision(
     )
     sandbox.refresh_from_db()
     return sandbox, token.raw
+
+
+def _inherited_mounts(source: Sandbox) -> list[dict[str, Any]]:
+    """The mounts a fork or a restore takes over from `source` (volumes deleted since are
+    left out: their data is gone)."""
+    return volume_domain.mounts_of(source)
 
 
 def reissue_traffic_token(sandbox: Sandbox) -> str:
@@ -602,7 +642,8 @@ def resume_existing(
                     memory_mb=sandbox.memory_mb,
                     vcpus=sandbox.vcpus,
                     restore_from=_archive_of(snapshot),
-                )
+                ),
+                volume_domain.runtime_mounts(volume_domain.mounts_of(sandbox)),
             )
         now = timezone.now()
         changed = Sandbox.objects.filter(
@@ -669,6 +710,7 @@ def fork_sandbox(
         "disk_mb": sandbox.disk_mb,
         "forked_from_public_id": sandbox.public_id,
     }
+    mounts = _inherited_mounts(sandbox)
     if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
         archive = _archive_of(Snapshot.objects.get(pk=sandbox.pause_snapshot_id))
         temporary = None
@@ -677,7 +719,9 @@ def fork_sandbox(
         _driver(lambda: get_driver().snapshot(sandbox.public_id, temporary))
         archive = temporary
     try:
-        child, token = _provision(sandbox.project, fields, restore_from=archive, api_key=api_key)
+        child, token = _provision(
+            sandbox.project, fields, restore_from=archive, api_key=api_key, mounts=mounts
+        )
     finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)

@@ -198,6 +198,17 @@ RUNTIME_ROOT = Path(env_str("RUNTIME_ROOT", str(DATA_DIR / "sandboxes"))).resolv
 RUNTIME_SUBNET = env_str("RUNTIME_SUBNET", "10.213.0.0/16")
 RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off
 
+# Volumes (docs/volumes.md): where they live, how they are stored, their limits.
+VOLUMES_ROOT = Path(env_str("VOLUMES_ROOT", str(DATA_DIR / "volumes"))).resolve()
+VOLUMES_BACKEND = env_str("VOLUMES_BACKEND", "auto")  # auto | image | directory
+if VOLUMES_BACKEND not in ("auto", "image", "directory"):
+    raise ImproperlyConfigured("VOLUMES_BACKEND must be auto, image or directory")
+VOLUME_MAX_BYTES = env_int("VOLUME_MAX_BYTES", 1024 * 1024 * 1024, minimum=16 * 1024 * 1024)
+MAX_VOLUMES_PER_PROJECT = env_int("MAX_VOLUMES_PER_PROJECT", 50, minimum=1)
+# directory backend only: the shared file system enforces each volume directory's quota
+# itself (CephFS/JuiceFS directory quotas), so read-write mounts may be allowed.
+VOLUMES_EXTERNAL_QUOTA = env_bool("VOLUMES_EXTERNAL_QUOTA", False)
+
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")
 if PREVIEW_COOKIE_SAMESITE not in ("Lax", "Strict", "None"):

@@ -1,4 +1,5 @@
-"""Resumable upload sessions into a sandbox (api-contract 2.6): create, parts, complete, abort.
+"""Resumable upload sessions into a sandbox or a volume (api-contract 2.6 and 5):
+create, parts, complete, abort.
 
 Parts are staged under DATA_DIR (never inside the workspace), one file per part,
 written to a temporary name and renamed, so what is on disk is exactly the set of
@@ -8,6 +9,7 @@ the file (or the extracted directory) at the target with one rename.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -24,7 +26,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console import sandbox_files
-from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus
+from console import volumes as volume_domain
+from console.file_tree import FileTree, QuotaExceeded, iter_stream
+from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
 from console.models.uploads import ConflictPolicy, UploadKind
 from console.timefmt import iso
 from console.upload_extract import UploadFailure, extract_and_publish
@@ -43,13 +47,29 @@ def staging_quota_bytes() -> int:
     return 2 * settings.MAX_FILE_BYTES
 
 
-def limits() -> dict[str, int]:
+def limits(for_volume: bool = False) -> dict[str, int]:
+    """UploadLimits, or VolumeUploadLimits (the client tells them apart by the quota key)."""
+    quota_key = "staging_quota_bytes" if for_volume else "sandbox_staging_quota_bytes"
     return {
         "max_upload_bytes": settings.MAX_FILE_BYTES,
         "max_part_bytes": MAX_PART_BYTES,
         "max_concurrency": MAX_CONCURRENCY,
-        "sandbox_staging_quota_bytes": staging_quota_bytes(),
+        quota_key: staging_quota_bytes(),
     }
+
+
+Owner = Sandbox | Volume
+
+
+def _owner_filter(owner: Owner) -> dict[str, Owner]:
+    return {"volume": owner} if isinstance(owner, Volume) else {"sandbox": owner}
+
+
+def tree_of(session: UploadSession) -> FileTree:
+    """The files the session publishes into: its volume's or its sandbox's workspace."""
+    if session.volume_id:
+        return volume_domain.tree(session.volume)
+    return sandbox_files.tree(session.sandbox.public_id)
 
 
 def staging_dir(session: UploadSession) -> Path:
@@ -88,7 +108,8 @@ def display_status(session: UploadSession, received: set[int]) -> str:
 
 
 def to_dict(session: UploadSession) -> dict[str, Any]:
-    """UploadSessionInfo exactly as the contract's STRICT shape (+ UploadLimits)."""
+    """UploadSessionInfo (VolumeUploadSessionInfo for a volume: no `user`) exactly as the
+    contract's STRICT shape."""
     received = received_parts(session) if session.status == OPEN else set()
     status = display_status(session, received)
     if session.status == UploadStatus.COMPLETED:
@@ -97,7 +118,7 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         accepted = sum(expected_part_size(session, n) for n in received if n < session.part_count)
     missing = [n for n in range(session.part_count) if n not in received]
     open_now = status in ("created", "uploading", "staged")
-    return {
+    info = {
         "upload_id": session.public_id,
         "kind": session.kind,
         "source_kind": session.source_kind,
@@ -111,7 +132,7 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         "status": status,
         "conflict": session.conflict,
         "checksum_algorithm": "sha256",
-        "limits": limits(),
+        "limits": limits(for_volume=bool(session.volume_id)),
         "created_at": iso(session.created_at),
         "updated_at": iso(session.updated_at),
         "expires_at": iso(session.expires_at),
@@ -120,6 +141,9 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         "archive_format": session.archive_format or None,
         "whole_checksum_sha256": session.whole_checksum_sha256 or None,
     }
+    if session.volume_id:
+        del info["user"]
+    return info
 
 
 def complete_dict(session: UploadSession) -> dict[str, Any]:
@@ -148,11 +172,18 @@ def _sha256_hex(value: Any, field: str) -> str:
 
 
 def create_session(
-    sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None, idempotency_key: str
+    owner: Owner,
+    tree: FileTree,
+    body: dict[str, Any],
+    *,
+    api_key: ApiKey | None,
+    idempotency_key: str,
 ) -> UploadSession:
+    """A new session publishing into `tree` (the owner's files)."""
+    owned = _owner_filter(owner)
     if idempotency_key:
         earlier = UploadSession.objects.filter(
-            sandbox=sandbox, api_key=api_key, idempotency_key=idempotency_key
+            **owned, api_key=api_key, idempotency_key=idempotency_key
         ).first()
         if earlier:
             return earlier
@@ -183,9 +214,8 @@ def create_session(
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
-    target = sandbox_files.normalize(body.get("target_path"), "target_path")
-    host = sandbox_files.resolve(sandbox.public_id, target, field="target_path")
-    target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
+    host = tree.resolve(body.get("target_path"), field="target_path")
+    target = tree.display(host)
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
             "size_limit_exceeded",
@@ -201,23 +231,28 @@ def create_session(
         raise UploadFailure(
             "target_conflict", f"{target} is a directory; give a file path", status=409, path=target
         )
-    # Replacing the workspace would move the sandbox's root directory away under its processes.
+    # Replacing the root would move the directory away under the sandbox's processes
+    # (or the volume's mount point).
     _require(
         not (
             kind == UploadKind.DIRECTORY_TAR
             and conflict == ConflictPolicy.REPLACE
-            and target == sandbox_files.WORKSPACE
+            and host == tree.root
         ),
-        "conflict=replace cannot replace /workspace itself; use conflict=merge or a subdirectory",
+        f"conflict=replace cannot replace {tree.prefix} itself; use conflict=merge or a subdirectory",
     )
-    _check_staging_space(sandbox, length)
+    if tree.space_left is not None and length > tree.space_left():
+        raise QuotaExceeded(
+            f"{length} bytes do not fit: the volume has {tree.space_left()} bytes left"
+        )
+    _check_staging_space(owned, length)
     part_size = max(PART_SIZE, math.ceil(length / MAX_PARTS))
     now = timezone.now()
     try:
         with transaction.atomic():
             return UploadSession.objects.create(
-                project=sandbox.project,
-                sandbox=sandbox,
+                project=owner.project,
+                **owned,
                 api_key=api_key,
                 idempotency_key=idempotency_key,
                 kind=kind,
@@ -238,23 +273,19 @@ def create_session(
             )
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won the race.
-        return UploadSession.objects.get(
-            sandbox=sandbox, api_key=api_key, idempotency_key=idempotency_key
-        )
+        return UploadSession.objects.get(**owned, api_key=api_key, idempotency_key=idempotency_key)
 
 
-def _check_staging_space(sandbox: Sandbox, length: int) -> None:
+def _check_staging_space(owned: dict[str, Owner], length: int) -> None:
     reserved = sum(
         s.content_length
-        for s in UploadSession.objects.filter(
-            sandbox=sandbox, status=OPEN, expires_at__gt=timezone.now()
-        )
+        for s in UploadSession.objects.filter(**owned, status=OPEN, expires_at__gt=timezone.now())
     )
     quota = staging_quota_bytes()
     if reserved + length > quota:
         raise UploadFailure(
             "insufficient_staging_space",
-            f"open uploads of this sandbox already reserve {reserved} of {quota} staging bytes; "
+            f"open uploads here already reserve {reserved} of {quota} staging bytes; "
             "complete or abort them first",
             retryable=True,
             status=507,
@@ -315,7 +346,7 @@ def put_part(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".part-{number:06d}.")
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in sandbox_files.iter_stream(stream):
+            for chunk in iter_stream(stream):
                 size += len(chunk)
                 if size > expected:
                     break
@@ -404,12 +435,12 @@ def complete(session: UploadSession, whole_checksum: Any) -> UploadSession:
 def _parts(session: UploadSession) -> Iterator[bytes]:
     for number in range(session.part_count):
         with part_path(session, number).open("rb") as handle:
-            yield from sandbox_files.iter_stream(handle)
+            yield from iter_stream(handle)
 
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    sandbox_id = session.sandbox.public_id
-    target = sandbox_files.resolve(sandbox_id, session.target_path, field="target_path")
+    tree = tree_of(session)
+    target = tree.resolve(session.target_path, field="target_path")
     digest = hashlib.sha256()
 
     def hashed() -> Iterator[bytes]:
@@ -436,7 +467,7 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
                 "target_conflict", f"{session.target_path} is a directory", status=409
             )
         # Stage beside the target, check the hash, then rename: readers never see a partial file.
-        staged = _stage_file(target, hashed())
+        staged = tree.stage(target, hashed(), limit=session.content_length)
         try:
             verify()
             os.replace(staged, target)
@@ -448,21 +479,14 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
         for chunk in hashed():
             out.write(chunk)
     verify()
-    return extract_and_publish(archive, target, session.conflict, session.target_path)
-
-
-def _stage_file(target: Path, chunks: Iterator[bytes]) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    if tree.space_left is not None and session.content_length > tree.space_left():
+        raise QuotaExceeded(f"{session.target_path} does not fit: the volume is full")
     try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        os.chmod(name, 0o644)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
+        return extract_and_publish(archive, target, session.conflict, session.target_path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise tree.os_error(exc, session.target_path) from None
         raise
-    return Path(name)
 
 
 @job("expire-upload-sessions", every=300)

@@ -1,4 +1,5 @@
-"""The file watch frames of /v1/sandboxes/{id}/ws without a query string (api-contract 2.7).
+"""The file watch frames of /v1/sandboxes/{id}/ws without a query string and of
+/v1/volumes/{id}/ws (api-contract 2.7).
 
 Client: {"type": "file_watch", "id", "path", "user", "recursive", "timeout_secs"}.
 Server: {"type": "file_watch_started", "id"} once the watch runs, then
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from console.file_tree import FileTree
 from console.runtime.base import RuntimeError_
 from console.sandbox_watch import Change, Watch
 
@@ -30,12 +32,12 @@ class FileWatches:
 
     def __init__(
         self,
-        sandbox_id: str,
+        tree_of: Callable[[], FileTree] | None,
         send_json: SendJson,
         close: Callable[[], Awaitable[None]],
         refusal: str | None = None,
     ) -> None:
-        self.sandbox_id = sandbox_id
+        self.tree_of = tree_of  # runs in a thread: finding a tree may touch disk or database
         self.refusal = refusal  # e.g. the sandbox is not found: the answer to every watch
         self.send_json = send_json
         self.close = close
@@ -74,11 +76,12 @@ class FileWatches:
         timeout = content.get("timeout_secs")
         try:
             watch = await asyncio.to_thread(
-                Watch,
-                self.sandbox_id,
-                content.get("path"),
-                recursive=bool(content.get("recursive")),
-                on_change=on_change,
+                lambda: Watch(
+                    self.tree_of(),  # type: ignore[misc]
+                    content.get("path"),
+                    recursive=bool(content.get("recursive")),
+                    on_change=on_change,
+                )
             )
         except RuntimeError_ as exc:
             await self._error(watch_id, str(exc))

@@ -17,7 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from console import sandboxes
+from console import sandbox_files, sandboxes
 from console.api.errors import ApiError
 from console.api.file_watch_ws import FileWatches
 from console.api.pty_ws import PtyChannel
@@ -48,14 +48,16 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
             )
         except ApiError as error:
             if self.channel is None:  # refused in answer to the watch frame, echoing its id
-                self.watches = FileWatches(sandbox_id, self.send_json, self.close, error.message)
+                self.watches = FileWatches(None, self.send_json, self.close, error.message)
             else:
                 await self._fail(error.message)
             return
         if self.channel is None:
             destroyed = self.sandbox.status == SandboxStatus.DESTROYED
             refusal = f"Sandbox {sandbox_id} was destroyed" if destroyed else None
-            self.watches = FileWatches(sandbox_id, self.send_json, self.close, refusal)
+            self.watches = FileWatches(
+                lambda: sandbox_files.tree(sandbox_id), self.send_json, self.close, refusal
+            )
         elif self.channel == "pty":
             self.pty = PtyChannel(self.sandbox, self.send_json, self.close)
         elif self.channel != "exec":

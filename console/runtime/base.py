@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,16 @@ class CreateSpec:
     vcpus: int = 2
     # A snapshot archive to restore the workspace from (create-from-snapshot, fork).
     restore_from: Path | None = None
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A host directory (a volume, or a directory inside one) bound into the sandbox at
+    `target` for every process it runs; read_only is enforced by the kernel."""
+
+    source: Path
+    target: str
+    read_only: bool
 
 
 @dataclass(frozen=True)
@@ -151,8 +161,9 @@ class FileEntry:
 class Driver(ABC):
     # --- lifecycle -------------------------------------------------------------------
     @abstractmethod
-    def create(self, spec: CreateSpec) -> dict:
-        """Make the sandbox and return the runtime state to store on its row."""
+    def create(self, spec: CreateSpec, mounts: Sequence[VolumeMount] = ()) -> dict:
+        """Make the sandbox and return the runtime state to store on its row. `mounts` are
+        bind-mounted into the sandbox (kept across pause/resume)."""
 
     @abstractmethod
     def destroy(self, sandbox_id: str) -> None:

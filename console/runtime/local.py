@@ -30,7 +30,7 @@ import termios
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +52,7 @@ from console.runtime.base import (
     PtyRequest,
     RuntimeError_,
     SandboxMissing,
+    VolumeMount,
 )
 from console.runtime.procgroup import MARKER_VAR, ProcGroup, cgroup2_mount, marker
 
@@ -129,8 +130,13 @@ class LocalDriver(Driver):
         return path
 
     # --- lifecycle -------------------------------------------------------------------
-    def create(self, spec: CreateSpec) -> dict:
+    def create(self, spec: CreateSpec, mounts: Sequence[VolumeMount] = ()) -> dict:
         base = self._dir(spec.sandbox_id)
+        if mounts and not self.use_mounts:
+            raise RuntimeError_(
+                "volume mounts need mount namespaces (run the server as root with `unshare`)",
+                code="not_implemented",
+            )
         if self.exists(spec.sandbox_id):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")
         if base.exists():
@@ -161,6 +167,10 @@ class LocalDriver(Driver):
             "isolated_network": bool(network),
             "paused": False,
             "created_at": time.time(),
+            "volumes": [
+                {"source": str(m.source), "target": m.target, "read_only": m.read_only}
+                for m in mounts
+            ],
         }
         self._write_state(spec.sandbox_id, state)
         return {k: state[k] for k in ("driver", "instance", "network", "isolated_network")}
@@ -311,6 +321,8 @@ class LocalDriver(Driver):
             "netns_path": str(net.NETNS_DIR / network["netns"]) if network.get("netns") else None,
             "cgroup_procs": self._group(sandbox_id, state).procs_file,
             "mounts": mounts,
+            # Volumes are bound into every process's namespace, after /workspace and /tmp.
+            "volumes": (state.get("volumes") or []) if self.use_mounts else [],
         }
         if tty:
             spec["tty"] = tty  # supervise.py runs it on a pseudo terminal
