@@ -91,6 +91,9 @@ class VolumeStore(ABC):
     def release_all(self) -> None:  # noqa: B027 (a store without host resources has nothing to do)
         """Let go of every host resource (mounts) without deleting data; for shutdown and tests."""
 
+    def destroy_all(self) -> None:  # noqa: B027
+        """Remove every volume under this root (tests and benchmarks clean up with it)."""
+
 
 class DirectoryStore(VolumeStore):
     name = "directory"
@@ -109,6 +112,9 @@ class DirectoryStore(VolumeStore):
 
     def destroy(self, volume_id: str) -> None:
         shutil.rmtree(self._dir(volume_id), ignore_errors=True)
+
+    def destroy_all(self) -> None:
+        shutil.rmtree(self.root / "dirs", ignore_errors=True)
 
     def path(self, volume_id: str) -> Path:
         directory = self._dir(volume_id)
@@ -248,6 +254,13 @@ class ImageStore(VolumeStore):
             return st.f_bavail * st.f_frsize
 
         return left
+
+    def destroy_all(self) -> None:
+        """Remove every volume under this root (tests and benchmarks clean up with it)."""
+        images = self.root / "images"
+        for image in images.glob("*.img") if images.is_dir() else ():
+            self.destroy(image.stem)
+        self.release_all()
 
     def release_all(self) -> None:
         mounts = self.root / "mnt"

@@ -119,11 +119,15 @@ class LiveServer:
     def destroy_sandboxes(self) -> None:
         """Sandboxes outlive the server by design; a test server's must not outlive the test."""
         from console.runtime.local import LocalDriver
+        from console.volume_store import ImageStore
 
         root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
         subnet = self.env.get("RUNTIME_SUBNET") or "10.213.0.0/16"
         if root.exists():
             LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
+        volumes = Path(self.env.get("VOLUMES_ROOT") or self.data_dir / "volumes")
+        if volumes.exists():  # loop mounts outlive the server too
+            ImageStore(volumes).destroy_all()
 
 
 def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:

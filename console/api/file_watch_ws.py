@@ -16,6 +16,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from console.api.errors import ApiError
 from console.file_tree import FileTree
 from console.runtime.base import RuntimeError_
 from console.sandbox_watch import Change, Watch
@@ -83,7 +84,7 @@ class FileWatches:
                     on_change=on_change,
                 )
             )
-        except RuntimeError_ as exc:
+        except (RuntimeError_, ApiError) as exc:
             await self._error(watch_id, str(exc))
             return
         if self.closed:  # the client left while the watch was starting

@@ -13,6 +13,7 @@ from django.urls import path
 from console import sandboxes
 from console.api.auth import READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
+from console.api.fields import project_fields, requested_fields
 from console.api.idempotency import idempotent
 from console.models import LIVE_STATUSES, Sandbox, SandboxStatus
 
@@ -81,24 +82,7 @@ def _with_new_token(project, body: Any) -> Any:
 
 
 def _fields(request: HttpRequest) -> list[str] | None:
-    raw = request.GET.get("fields")
-    if raw is None:
-        return None
-    names = list(dict.fromkeys(f.strip() for f in raw.split(",") if f.strip()))
-    unknown = [f for f in names if f not in sandboxes.SANDBOX_FIELDS]
-    if unknown or not names:
-        raise ApiError(
-            "invalid_fields",
-            f"Unknown field(s): {', '.join(unknown) or '(none given)'}",
-            details={"allowed": list(sandboxes.SANDBOX_FIELDS)},
-        )
-    return names
-
-
-def _project(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
-    if fields is None:
-        return body
-    return {name: body.get(name) for name in fields}
+    return requested_fields(request, sandboxes.SANDBOX_FIELDS)
 
 
 def _encode_token(pk: int) -> str:
@@ -144,7 +128,7 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
     page = page[:limit]
     return JsonResponse(
         {
-            "items": [_project(sandboxes.sandbox_to_dict(s), fields) for s in page],
+            "items": [project_fields(sandboxes.sandbox_to_dict(s), fields) for s in page],
             "next_token": _encode_token(page[-1].pk) if has_next else None,
             "has_next": has_next,
         }
@@ -155,7 +139,7 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
 def get_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     fields = _fields(request)
     sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
-    return JsonResponse(_project(sandboxes.sandbox_to_dict(sandbox), fields))
+    return JsonResponse(project_fields(sandboxes.sandbox_to_dict(sandbox), fields))
 
 
 @api_key_required(WRITE)

@@ -88,13 +88,15 @@ def _enter_sandbox(spec: dict, libc) -> None:
     if spec.get("mounts"):
         check(libc.unshare(CLONE_NEWNS), "unshare")
         check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
+        # Volume sources are opened first: the /tmp bind below would hide one under /tmp.
+        volumes = [(v, _open_beneath_no_links(v["source"])) for v in spec.get("volumes") or ()]
         for source, target in spec["mounts"]:
             check(
                 libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
                 f"bind {target}",
             )
-        for volume in spec.get("volumes") or ():
-            _bind_volume(volume, libc, check)
+        for volume, fd in volumes:
+            _bind_volume(volume, fd, libc, check)
     os.chdir(spec["cwd"])
 
 
@@ -117,12 +119,12 @@ def _open_beneath_no_links(path: str) -> int:
         raise
 
 
-def _bind_volume(volume: dict, libc, check) -> None:
-    """Bind a volume directory at its target; read-only through a ro bind remount."""
+def _bind_volume(volume: dict, fd: int, libc, check) -> None:
+    """Bind a volume directory (open as `fd`) at its target; read-only through a ro bind
+    remount."""
     target = volume["target"]
-    os.makedirs(target, mode=0o755, exist_ok=True)
-    fd = _open_beneath_no_links(volume["source"])
     try:
+        os.makedirs(target, mode=0o755, exist_ok=True)
         source = f"/proc/self/fd/{fd}".encode()
         check(libc.mount(source, target.encode(), None, MS_BIND, None), f"bind {target}")
     finally:

@@ -1,0 +1,119 @@
+"""/v1/volumes: create, list, get (by id or name), delete, attachments, and the volume's
+files, uploads and signed URLs (api-contract section 5). The work is in
+console/volumes.py; the files routes are the same views as a sandbox's
+(console/api/files.py) over the volume's file tree.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+
+from console import volumes
+from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.errors import ApiError
+from console.api.fields import project_fields, requested_fields
+from console.api.files import Owner, OwnerKind, file_errors, file_urlpatterns
+from console.api.uploads import upload_urlpatterns
+from console.models import LIVE_STATUSES, Volume
+
+
+def _owner(volume: Volume) -> Owner:
+    with file_errors():
+        tree = volumes.tree(volume)
+    return Owner("volume", volume.public_id, volume.project_id, tree, volume)
+
+
+def _signed_volume(public_id: str, project_id: int) -> Owner:
+    volume = Volume.objects.filter(public_id=public_id, project_id=project_id).first()
+    if volume is None:
+        raise ApiError("not_found", f"Volume {public_id} not found")
+    return _owner(volume)
+
+
+VOLUME = OwnerKind(
+    kind="volume",
+    lookup=lambda request, volume_id: _owner(volumes.get_volume(request.project, volume_id)),  # type: ignore[attr-defined]
+    signed_lookup=_signed_volume,
+    batch_write=False,
+)
+
+
+def _fields(request: HttpRequest) -> list[str] | None:
+    return requested_fields(request, volumes.VOLUME_FIELDS)
+
+
+@api_key_required(WRITE)
+def create_volume(request: HttpRequest) -> JsonResponse:
+    volume = volumes.create_volume(
+        request.project,  # type: ignore[attr-defined]
+        request.json.get("name"),  # type: ignore[attr-defined]
+        api_key=request.api_key,  # type: ignore[attr-defined]
+    )
+    return JsonResponse(volumes.volume_to_dict(volume, mount_count=0), status=201)
+
+
+@api_key_required(READ)
+def list_volumes(request: HttpRequest) -> JsonResponse:
+    fields = _fields(request)
+    rows = Volume.objects.filter(project=request.project).annotate(  # type: ignore[attr-defined]
+        live_mounts=Count("attachments", filter=Q(attachments__sandbox__status__in=LIVE_STATUSES))
+    )
+    return JsonResponse(
+        [
+            project_fields(volumes.volume_to_dict(v, mount_count=v.live_mounts), fields)
+            for v in rows
+        ],
+        safe=False,
+    )
+
+
+@api_key_required(READ)
+def get_volume(request: HttpRequest, volume_id: str) -> JsonResponse:
+    fields = _fields(request)
+    volume = volumes.get_volume(request.project, volume_id)  # type: ignore[attr-defined]
+    return JsonResponse(project_fields(volumes.volume_to_dict(volume), fields))
+
+
+@api_key_required(READ)
+def get_volume_by_name(request: HttpRequest, name: str) -> JsonResponse:
+    fields = _fields(request)
+    volume = volumes.get_volume_by_name(request.project, name)  # type: ignore[attr-defined]
+    return JsonResponse(project_fields(volumes.volume_to_dict(volume), fields))
+
+
+@api_key_required(WRITE)
+def delete_volume(request: HttpRequest, volume_id: str) -> HttpResponse:
+    force = (request.GET.get("force") or "").lower()
+    if force not in ("", "true", "false", "1", "0"):
+        raise ApiError("invalid_request", "`force` must be true or false")
+    volume = volumes.get_volume(request.project, volume_id)  # type: ignore[attr-defined]
+    volumes.delete_volume(volume, force=force in ("true", "1"))
+    return HttpResponse(status=204)
+
+
+@api_key_required(READ)
+def list_attachments(request: HttpRequest, volume_id: str) -> JsonResponse:
+    volume = volumes.get_volume(request.project, volume_id)  # type: ignore[attr-defined]
+    rows = volumes.live_attachments(volume)
+    for row in rows:
+        row.volume = volume
+    return JsonResponse([volumes.attachment_to_dict(row) for row in rows], safe=False)
+
+
+_base = "volumes/<str:owner_id>/"
+urlpatterns = [
+    path("volumes", methods(GET=list_volumes, POST=create_volume), name="v1-volumes"),
+    path("volumes/by-name/<str:name>", methods(GET=get_volume_by_name), name="v1-volume-by-name"),
+    path(
+        "volumes/<str:volume_id>", methods(GET=get_volume, DELETE=delete_volume), name="v1-volume"
+    ),
+    path(
+        "volumes/<str:volume_id>/attachments",
+        methods(GET=list_attachments),
+        name="v1-volume-attachments",
+    ),
+    *file_urlpatterns(VOLUME, _base),
+    *upload_urlpatterns(VOLUME, _base),
+]
