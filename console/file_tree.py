@@ -350,8 +350,11 @@ class FileTree:
             host = self.existing_file(path)
             if host.stat().st_size > MAX_TEXT_READ_BYTES:
                 raise FileOpError(f"{path} is too large to edit in place", code="file_too_large")
+            data = host.read_bytes()
             try:
-                text = host.read_bytes().decode("utf-8")
+                if b"\x00" in data:  # binary, as find_content judges it
+                    raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+                text = data.decode("utf-8")
             except UnicodeDecodeError:
                 binary += 1
                 continue
