@@ -10,6 +10,7 @@ quota. Another project's volume is a 404.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from console import volumes
 from console.access import team_member_required
@@ -171,6 +173,8 @@ def _files_context(request: HttpRequest, volume: Volume, where: str | None) -> d
     except RuntimeError_ as exc:
         context["file_note"] = str(exc)
         return context
+    for entry in entries:
+        entry["modified"] = datetime.fromisoformat(entry["modified_time"].replace("Z", "+00:00"))
     context["entries"] = sorted(entries, key=lambda e: (not e["is_dir"], e["name"].lower()))
     return context
 
@@ -192,12 +196,26 @@ def volume_detail(request: HttpRequest, volume_id: str) -> HttpResponse:
 
 
 def _files(request: HttpRequest, volume: Volume, where: str | None) -> HttpResponse:
-    """After a file action: the browser fragment for htmx, the page otherwise."""
+    """After a file action: the browser fragment for htmx (and a `volume-changed` event,
+    on which the usage card refreshes), the page otherwise."""
     if not is_fragment_request(request):
         return redirect(_url(request, "volume-detail", volume, f"?path={where or '/'}"))
-    return render_page(
+    response = render_page(
         request, DETAIL, _detail_context(request, volume, where), partial="volume-files"
     )
+    if request.method == "POST":
+        trigger_client_event(response, "volume-changed")
+    return response
+
+
+@require_GET
+@team_member_required(Role.VIEWER)
+def volume_usage(request: HttpRequest, volume_id: str) -> HttpResponse:
+    volume = project_volume(request, volume_id)
+    if not is_fragment_request(request):
+        return redirect(_url(request, "volume-detail", volume))
+    context = {"volume": volume, "info": volumes.volume_to_dict(volume)}
+    return render_page(request, DETAIL, context, partial="volume-usage")
 
 
 @require_GET
@@ -345,6 +363,7 @@ urlpatterns = [
     path(P + "new/", volume_create, name="volume-create"),
     path(V, volume_detail, name="volume-detail"),
     path(V + "delete/", volume_delete, name="volume-delete"),
+    path(V + "usage/", volume_usage, name="volume-usage"),
     path(V + "files/", volume_files, name="volume-files"),
     path(V + "files/download/", volume_download, name="volume-download"),
     path(V + "files/upload/", volume_upload, name="volume-upload"),

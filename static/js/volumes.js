@@ -42,6 +42,7 @@
         }
         if (request.status >= 400) status.textContent = "Upload failed (" + request.status + ").";
         refreshFiles();
+        document.body.dispatchEvent(new CustomEvent("volume-changed"));
       });
       request.addEventListener("error", function () { status.textContent = "Upload failed: connection lost."; });
       bar.hidden = false;
