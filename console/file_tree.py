@@ -19,11 +19,12 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings
+from django.http import FileResponse
 
 from console.runtime import files as paths
 from console.runtime.base import FileEntry, FileMissing, RuntimeError_
@@ -50,9 +51,17 @@ class QuotaExceeded(FileOpError):
 
 def entry_dict(entry: FileEntry) -> dict[str, Any]:
     """FileInfo exactly as the contract's STRICT shape."""
-    data = asdict(entry)
+    data = dict(vars(entry))  # flat fields: a shallow copy (asdict deep-copies, 10x slower)
     data["mode"] = f"{entry.mode & 0o7777:04o}"
     return data
+
+
+def byte_response(handle: BinaryIO, **kwargs: Any) -> FileResponse:
+    """A streamed file answer read in 1 MiB blocks (Django's default 4 KiB block made a
+    200 MiB download 51,200 ASGI messages)."""
+    response = FileResponse(handle, **kwargs)
+    response.block_size = COPY_CHUNK
+    return response
 
 
 def iter_stream(stream: BinaryIO, size: int = COPY_CHUNK) -> Iterator[bytes]:

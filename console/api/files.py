@@ -29,7 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 from console import sandbox_files
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError, error_response
-from console.file_tree import FileTree, QuotaExceeded, iter_stream
+from console.file_tree import FileTree, QuotaExceeded, byte_response, iter_stream
 from console.models import Sandbox, SandboxStatus
 from console.runtime.base import RuntimeError_
 from console.sandboxes import get_sandbox
@@ -180,14 +180,14 @@ def file_response(tree: FileTree, target: Any, as_tar: bool) -> FileResponse:
                 "invalid_request",
                 f"{target} is a directory; ask for archive_format=tar to download it as a tar",
             )
-        return FileResponse(
+        return byte_response(
             tree.tar_directory(target),
             as_attachment=True,
             filename=f"{tree.base_name(host)}.tar",
             content_type="application/x-tar",
         )
     handle = tree.existing_file(target).open("rb")
-    return FileResponse(handle, as_attachment=False, content_type="application/octet-stream")
+    return byte_response(handle, as_attachment=False, content_type="application/octet-stream")
 
 
 def receive_file(request: HttpRequest, tree: FileTree, target: Any) -> None:

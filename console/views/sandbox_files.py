@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from console import sandbox_files, sandboxes
 from console.access import team_member_required
 from console.api.errors import ApiError
+from console.file_tree import byte_response
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime.base import RuntimeError_
@@ -52,7 +53,7 @@ def file_download(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     except RuntimeError_ as exc:
         messages.error(request, str(exc))
         return _files(request, sandbox, None)
-    return FileResponse(open(host, "rb"), as_attachment=True, filename=host.name)
+    return byte_response(open(host, "rb"), as_attachment=True, filename=host.name)
 
 
 def _upload_name(name: str) -> str | None:

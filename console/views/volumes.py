@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -25,7 +25,7 @@ from django_htmx.http import trigger_client_event
 from console import volumes
 from console.access import team_member_required
 from console.api.errors import ApiError
-from console.file_tree import FileTree
+from console.file_tree import FileTree, byte_response
 from console.htmx import (
     is_fragment_request,
     redirect_or_client_redirect,
@@ -236,13 +236,13 @@ def volume_download(request: HttpRequest, volume_id: str) -> HttpResponse:
             raise ApiError("volume_error", "The volume's storage is unavailable.")
         host = tree.resolve(where, must_exist=True)
         if host.is_dir():
-            return FileResponse(
+            return byte_response(
                 tree.tar_directory(where),
                 as_attachment=True,
                 filename=f"{volume.name if where == '/' else host.name}.tar",
                 content_type="application/x-tar",
             )
-        return FileResponse(
+        return byte_response(
             tree.existing_file(where).open("rb"), as_attachment=True, filename=host.name
         )
     except (ApiError, RuntimeError_) as exc:
