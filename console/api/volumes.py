@@ -17,6 +17,7 @@ from console.api.fields import project_fields, requested_fields
 from console.api.files import Owner, OwnerKind, file_errors, file_urlpatterns
 from console.api.uploads import upload_urlpatterns
 from console.models import LIVE_STATUSES, Volume
+from console.sandboxes import get_sandbox
 
 
 def _owner(volume: Volume) -> Owner:
@@ -116,4 +117,54 @@ urlpatterns = [
     ),
     *file_urlpatterns(VOLUME, _base),
     *upload_urlpatterns(VOLUME, _base),
+]
+
+
+# --- a sandbox's attachments (SDK runtime routes) ---------------------------------------
+
+
+@api_key_required(READ)
+def sandbox_attachments(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+    """GET: the sandbox's mounts (what its metadata.volume_attachments also says)."""
+    sandbox = get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    rows = sandbox.volume_attachments.select_related("volume")
+    return JsonResponse([volumes.attachment_to_dict(row) for row in rows], safe=False)
+
+
+@api_key_required(READ)
+def sandbox_attachment(request: HttpRequest, sandbox_id: str, attachment_id: str) -> JsonResponse:
+    """GET .../volumes/{attachment}/health: the attachment as it stands."""
+    sandbox = get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    row = (
+        sandbox.volume_attachments.select_related("volume").filter(public_id=attachment_id).first()
+    )
+    if row is None:
+        raise ApiError("not_found", f"Volume attachment {attachment_id} not found")
+    return JsonResponse(volumes.attachment_to_dict(row))
+
+
+@api_key_required(WRITE)
+def attach_later(request: HttpRequest, sandbox_id: str, attachment_id: str = "") -> JsonResponse:
+    get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    raise ApiError(
+        "not_implemented",
+        "Volumes are mounted when a sandbox is created (--volume); attaching, detaching or "
+        "remounting a running sandbox's volumes is not supported by this server",
+    )
+
+
+_sb = "sandboxes/<str:sandbox_id>/volumes"
+urlpatterns += [
+    path(_sb, methods(GET=sandbox_attachments, POST=attach_later), name="v1-sandbox-volumes"),
+    path(_sb + "/<str:attachment_id>", methods(DELETE=attach_later), name="v1-sandbox-volume"),
+    path(
+        _sb + "/<str:attachment_id>/health",
+        methods(GET=sandbox_attachment),
+        name="v1-sandbox-volume-health",
+    ),
+    path(
+        _sb + "/<str:attachment_id>/remount",
+        methods(POST=attach_later),
+        name="v1-sandbox-volume-remount",
+    ),
 ]

@@ -155,5 +155,6 @@ def detail_context(
         **event_context(sandbox),
         "timeout_form": TimeoutForm(),
         "exec_form": ExecForm(),
+        "volume_mounts": list(sandbox.volume_attachments.select_related("volume")),
         **extra,
     }

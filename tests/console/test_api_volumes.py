@@ -322,3 +322,59 @@ def test_read_write_mount_needs_a_store_that_bounds_it(store, project, volume, s
     else:
         with pytest.raises(volumes.ApiError, match="cannot hold a read-write mount"):
             volumes.parse_mounts(project, [spec])
+
+
+def test_sandbox_with_a_volume_through_the_api(api, runtime, store, volume, settings):
+    if not runtime.use_mounts:
+        pytest.skip("mount namespaces need root")
+    spec = {"ref": "team-data", "mount_path": "/workspace/data", "read_only": False}
+    if not store.enforces_mount_quota:
+        spec["read_only"] = True
+    created = api.post(
+        "/v1/sandboxes",
+        json.dumps({"template": "base", "volumes": [spec], "metadata": {"k": "v"}}),
+        "application/json",
+    )
+    assert created.status_code == 201, created.content
+    sandbox = created.json()
+    attachment = sandbox["metadata"]["volume_attachments"][0]
+    assert sandbox["metadata"]["k"] == "v"
+    assert (attachment["volume_id"], attachment["mount_path"], attachment["state"]) == (
+        volume["id"],
+        "/workspace/data",
+        "mounted",
+    )
+    listed = api.get(f"/v1/sandboxes/{sandbox['id']}/volumes").json()
+    assert listed == [attachment]
+    health = api.get(f"/v1/sandboxes/{sandbox['id']}/volumes/{attachment['id']}/health")
+    assert health.json() == attachment
+    later = api.post(f"/v1/sandboxes/{sandbox['id']}/volumes", "{}", "application/json")
+    assert later.status_code == 501 and later.json()["code"] == "not_implemented"
+    assert api.get(f"/v1/volumes/{volume['id']}").json()["mount_count"] == 1
+    # A fork mounts what its source mounted.
+    fork = api.post(f"/v1/sandboxes/{sandbox['id']}/fork").json()
+    assert [a["volume_id"] for a in fork["metadata"]["volume_attachments"]] == [volume["id"]]
+    assert api.get(f"/v1/volumes/{volume['id']}").json()["mount_count"] == 2
+    busy = api.delete(f"/v1/volumes/{volume['id']}")
+    assert busy.status_code == 409 and busy.json()["code"] == "volume_busy"
+    assert busy.json()["details"] == {
+        "reason": "volume_in_use",
+        "sandbox_ids": sorted([sandbox["id"], fork["id"]]),
+    }
+    api.delete(f"/v1/sandboxes/{fork['id']}")
+    api.delete(f"/v1/sandboxes/{sandbox['id']}")
+    assert api.get(f"/v1/volumes/{volume['id']}").json()["mount_count"] == 0
+    assert api.delete(f"/v1/volumes/{volume['id']}").status_code == 204
+
+
+def test_forced_delete_of_a_mounted_volume(api, runtime, store, volume):
+    if not runtime.use_mounts:
+        pytest.skip("mount namespaces need root")
+    spec = {"ref": volume["id"], "mount_path": "/workspace/data", "read_only": True}
+    sandbox = api.post(
+        "/v1/sandboxes", json.dumps({"template": "base", "volumes": [spec]}), "application/json"
+    ).json()
+    assert api.delete(f"/v1/volumes/{volume['id']}?force=true").status_code == 204
+    assert api.get(f"/v1/volumes/{volume['id']}").json()["code"] == "not_found"
+    assert api.get(f"/v1/sandboxes/{sandbox['id']}/volumes").json() == []
+    api.delete(f"/v1/sandboxes/{sandbox['id']}")
