@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from django.conf import settings
 from django.http import FileResponse
@@ -64,7 +64,13 @@ def byte_response(handle: BinaryIO, **kwargs: Any) -> FileResponse:
     return response
 
 
-def iter_stream(stream: BinaryIO, size: int = COPY_CHUNK) -> Iterator[bytes]:
+class Readable(Protocol):
+    """A byte source: an open file, or an HttpRequest's body."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def iter_stream(stream: Readable, size: int = COPY_CHUNK) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
 

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from console import sandbox_files
 from console import volumes as volume_domain
-from console.file_tree import FileTree, QuotaExceeded, iter_stream
+from console.file_tree import FileOpError, FileTree, QuotaExceeded, Readable, iter_stream
 from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
 from console.models.uploads import ConflictPolicy, UploadKind
 from console.timefmt import iso
@@ -67,8 +67,9 @@ def _owner_filter(owner: Owner) -> dict[str, Owner]:
 
 def tree_of(session: UploadSession) -> FileTree:
     """The files the session publishes into: its volume's or its sandbox's workspace."""
-    if session.volume_id:
+    if session.volume is not None:
         return volume_domain.tree(session.volume)
+    assert session.sandbox is not None  # a session belongs to one or the other
     return sandbox_files.tree(session.sandbox.public_id)
 
 
@@ -156,7 +157,7 @@ def complete_dict(session: UploadSession) -> dict[str, Any]:
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise sandbox_files.FileOpError(message, code="invalid_request")
+        raise FileOpError(message, code="invalid_request")
 
 
 def _sha256_hex(value: Any, field: str) -> str:
@@ -327,7 +328,7 @@ def _ensure_open(session: UploadSession) -> None:
 
 
 def put_part(
-    session: UploadSession, number: int, stream: BinaryIO, part_sha256: str | None
+    session: UploadSession, number: int, stream: Readable, part_sha256: str | None
 ) -> None:
     _ensure_open(session)
     if not 0 <= number < session.part_count:

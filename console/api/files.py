@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.urls import path, reverse
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern, path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from console import sandbox_files
@@ -205,7 +206,7 @@ def receive_file(request: HttpRequest, tree: FileTree, target: Any) -> None:
     tree.write_chunks(target, iter_stream(request))
 
 
-def file_urlpatterns(kind: OwnerKind, base: str) -> list:
+def file_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
     """Every files route of one owner kind under `base` (e.g. "sandboxes/<str:owner_id>/")."""
     name = f"v1-{kind.kind}-file"
     download_purpose = f"{kind.kind}-file-download"
@@ -282,7 +283,9 @@ def file_urlpatterns(kind: OwnerKind, base: str) -> list:
             entries = tree.listing(request.GET.get("path") or "/", depth=max(1, int(depth_text)))
         return JsonResponse(entries, safe=False)
 
-    def path_call(access: str, call: Callable[[FileTree, HttpRequest], Any]) -> Callable:
+    def path_call(
+        access: str, call: Callable[[FileTree, HttpRequest], Any]
+    ) -> Callable[..., HttpResponse]:
         """A POST route taking {path, ...}: its JSON answer, or 204 when `call` gives None."""
 
         @api_key_required(access)
@@ -320,7 +323,7 @@ def file_urlpatterns(kind: OwnerKind, base: str) -> list:
         return JsonResponse({"url": url})
 
     def _signed_url(
-        request: HttpRequest, owner: Owner, route: str, payload: dict, purpose: str
+        request: HttpRequest, owner: Owner, route: str, payload: dict[str, Any], purpose: str
     ) -> str:
         token = sign_url_payload(
             {"own": owner.public_id, "prj": owner.project_id, **payload}, purpose
@@ -328,7 +331,9 @@ def file_urlpatterns(kind: OwnerKind, base: str) -> list:
         base_url = request.build_absolute_uri(reverse(f"{name}-{route}", args=[owner.public_id]))
         return f"{base_url}?{urlencode({'token': token})}"
 
-    def signed_view(purpose: str) -> Callable:
+    def signed_view(
+        purpose: str,
+    ) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
         """No API key: the `token` query parameter names the owner and path, and expires."""
 
         def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -355,12 +360,16 @@ def file_urlpatterns(kind: OwnerKind, base: str) -> list:
         return decorate
 
     @signed_view(download_purpose)
-    def signed_download(request: HttpRequest, owner: Owner, payload: dict) -> HttpResponse:
+    def signed_download(
+        request: HttpRequest, owner: Owner, payload: dict[str, Any]
+    ) -> HttpResponseBase:
         return file_response(owner.tree, payload["path"], as_tar=bool(payload.get("tar")))
 
     @raw_body
     @signed_view(upload_purpose)
-    def signed_upload(request: HttpRequest, owner: Owner, payload: dict) -> HttpResponse:
+    def signed_upload(
+        request: HttpRequest, owner: Owner, payload: dict[str, Any]
+    ) -> HttpResponseBase:
         receive_file(request, owner.tree, payload["path"])
         return _no_content()
 

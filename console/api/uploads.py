@@ -9,7 +9,7 @@ checked against `x-nullspace-part-sha256` and staged on disk by console.uploads.
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path
+from django.urls import URLPattern, path
 
 from console import uploads
 from console.api.auth import READ, WRITE, api_key_required, methods
@@ -18,7 +18,7 @@ from console.api.files import SANDBOX, OwnerKind, file_errors, raw_body
 from console.models import UploadSession
 
 
-def upload_urlpatterns(kind: OwnerKind, base: str) -> list:
+def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
     """The upload-session routes of one owner kind under `base` + "uploads"."""
 
     def session_of(request: HttpRequest, owner_id: str, upload_id: str) -> UploadSession:

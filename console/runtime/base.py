@@ -161,7 +161,7 @@ class FileEntry:
 class Driver(ABC):
     # --- lifecycle -------------------------------------------------------------------
     @abstractmethod
-    def create(self, spec: CreateSpec, mounts: Sequence[VolumeMount] = ()) -> dict:
+    def create(self, spec: CreateSpec, mounts: Sequence[VolumeMount] = ()) -> dict:  # type: ignore[type-arg]
         """Make the sandbox and return the runtime state to store on its row. `mounts` are
         bind-mounted into the sandbox (kept across pause/resume)."""
 

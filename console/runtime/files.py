@@ -12,8 +12,10 @@ import os
 import posixpath
 import pwd
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from console.runtime.base import FileEntry, FileMissing, PathRefused
 
@@ -63,10 +65,10 @@ def to_sandbox(root: Path, host: Path, prefix: str = WORKSPACE) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _name(lookup, ident: int) -> str:
+def _name(lookup: Callable[[int], tuple[Any, ...]], ident: int) -> str:
     # Cached: a listing of 10,000 files would otherwise read /etc/passwd 20,000 times.
     try:
-        return lookup(ident)[0]
+        return str(lookup(ident)[0])
     except KeyError:
         return str(ident)
 

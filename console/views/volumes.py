@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -57,7 +58,7 @@ def _url(request: HttpRequest, name: str, volume: Volume | None = None, query: s
 
 
 def _can_act(request: HttpRequest) -> bool:
-    return request.membership.has_role(Role.MEMBER)  # type: ignore[attr-defined]
+    return bool(request.membership.has_role(Role.MEMBER))  # type: ignore[attr-defined]
 
 
 def _message(exc: Exception) -> str:
@@ -226,7 +227,7 @@ def volume_files(request: HttpRequest, volume_id: str) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def volume_download(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_download(request: HttpRequest, volume_id: str) -> HttpResponseBase:
     """A file as itself, a folder as an uncompressed tar."""
     volume = project_volume(request, volume_id)
     where = _normal(request.GET.get("path"))
