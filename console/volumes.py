@@ -228,8 +228,7 @@ def delete_volume(volume: Volume, *, force: bool = False) -> None:
                 suggested_action="Kill those sandboxes first, or delete with force=true.",
                 details={"reason": "volume_in_use", "sandbox_ids": users},
             )
-        volume.delete()
-    store_of(volume).destroy(volume.public_id)
+        volume.delete()  # its files go on commit (console/volume_cleanup.py)
 
 
 # --- mounts ----------------------------------------------------------------------------

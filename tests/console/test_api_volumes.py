@@ -277,11 +277,22 @@ def test_read_only_key_cannot_write(client, read_key, volume):
     assert client.get(f"/v1/volumes/{volume['id']}").status_code == 200
 
 
-def test_delete_removes_the_storage(api, volume, store):
+def test_delete_removes_the_storage(api, volume, store, django_capture_on_commit_callbacks):
     root = host_root(volume["id"])
-    assert api.delete(f"/v1/volumes/{volume['id']}").status_code == 204
-    assert not root.exists() or not os.listdir(root)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"/v1/volumes/{volume['id']}").status_code == 204
+    assert not root.exists()
+    assert not list(store.root.rglob(f"{volume['id']}*"))  # no image, mount point or lock left
     assert api.get(f"/v1/volumes/{volume['id']}").json()["code"] == "not_found"
+
+
+def test_deleting_the_project_removes_its_volumes_storage(
+    api, project, volume, store, django_capture_on_commit_callbacks
+):
+    root = host_root(volume["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        project.delete()
+    assert not root.exists() and not list(store.root.rglob(f"{volume['id']}*"))
 
 
 def test_volume_count_is_limited(api, store, settings):
