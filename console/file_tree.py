@@ -162,8 +162,14 @@ class FileTree:
     def listing(self, path: Any, depth: int = 1) -> list[dict[str, Any]]:
         host = self.resolve(path)
         entries = paths.listing(
-            self.root, host, max(1, int(depth)), self.prefix, limit=MAX_LIST_ENTRIES
+            self.root, host, max(1, int(depth)), self.prefix, limit=MAX_LIST_ENTRIES + 1
         )
+        if len(entries) > MAX_LIST_ENTRIES:
+            raise FileOpError(
+                f"{path} holds more than {MAX_LIST_ENTRIES} entries at this depth; "
+                "list a subdirectory or a smaller depth",
+                code="invalid_request",
+            )
         return [entry_dict(e) for e in entries]
 
     def exists(self, path: Any) -> bool:

@@ -389,3 +389,15 @@ def test_forced_delete_of_a_mounted_volume(api, runtime, store, volume):
     assert api.get(f"/v1/volumes/{volume['id']}").json()["code"] == "not_found"
     assert api.get(f"/v1/sandboxes/{sandbox['id']}/volumes").json() == []
     api.delete(f"/v1/sandboxes/{sandbox['id']}")
+
+
+def test_listing_past_the_entry_limit_is_refused_not_cut(api, volume, monkeypatch):
+    from console import file_tree
+
+    monkeypatch.setattr(file_tree, "MAX_LIST_ENTRIES", 3)
+    for n in range(3):
+        post(api, volume["id"], "files/write", {"path": f"/d/{n}.txt", "content": "x"})
+    assert len(api.get(f"/v1/volumes/{volume['id']}/files?path=/d").json()) == 3
+    post(api, volume["id"], "files/write", {"path": "/d/3.txt", "content": "x"})
+    response = api.get(f"/v1/volumes/{volume['id']}/files?path=/d")
+    assert response.status_code == 400 and "more than 3 entries" in response.json()["error"]
