@@ -7,18 +7,11 @@ without a runtime, and keeps the sandbox-id-first helpers its callers use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from console.file_tree import (  # noqa: F401  (re-exported for callers)
-    COPY_CHUNK,
-    MAX_TEXT_READ_BYTES,
-    FileOpError,
-    FileTree,
-    entry_dict,
-    iter_stream,
-    parse_permissions,
-)
+from console.file_tree import FileTree
 from console.runtime import get_driver
 
 WORKSPACE = "/workspace"
@@ -29,33 +22,12 @@ def tree(sandbox_id: str) -> FileTree:
     return FileTree(root=get_driver().host_path(sandbox_id, WORKSPACE), prefix=WORKSPACE)
 
 
-def normalize(path: Any, field: str = "path") -> str:
-    return FileTree(root=Path("/nonexistent"), prefix=WORKSPACE).normalize(path, field)
-
-
-def resolve(sandbox_id: str, path: Any, *, must_exist: bool = False, field: str = "path") -> Path:
-    return tree(sandbox_id).resolve(path, must_exist=must_exist, field=field)
-
-
-def workspace_root(sandbox_id: str) -> Path:
-    return tree(sandbox_id).root
-
-
-def sandbox_path(root: Path, host: Path) -> str:
-    """The sandbox path (`/workspace/...`) of a host path under the workspace root."""
-    return FileTree(root=root, prefix=WORKSPACE).display(host)
-
-
 def info(sandbox_id: str, path: Any) -> dict[str, Any]:
     return tree(sandbox_id).info(path)
 
 
 def listing(sandbox_id: str, path: Any, depth: int = 1) -> list[dict[str, Any]]:
     return tree(sandbox_id).listing(path, depth)
-
-
-def exists(sandbox_id: str, path: Any) -> bool:
-    return tree(sandbox_id).exists(path)
 
 
 def existing_file(sandbox_id: str, path: Any) -> Path:
@@ -66,12 +38,10 @@ def read_text(sandbox_id: str, path: Any) -> str:
     return tree(sandbox_id).read_text(path)
 
 
-def write_chunks(sandbox_id: str, path: Any, chunks: Any, *, limit: int | None = None) -> Path:
+def write_chunks(
+    sandbox_id: str, path: Any, chunks: Iterable[bytes], *, limit: int | None = None
+) -> Path:
     return tree(sandbox_id).write_chunks(path, chunks, limit=limit)
-
-
-def mkdir(sandbox_id: str, path: Any) -> None:
-    tree(sandbox_id).mkdir(path)
 
 
 def remove(sandbox_id: str, path: Any) -> None:
@@ -84,7 +54,3 @@ def rename(sandbox_id: str, old_path: Any, new_path: Any) -> dict[str, Any]:
 
 def chmod(sandbox_id: str, path: Any, permissions: Any) -> None:
     tree(sandbox_id).chmod(path, permissions)
-
-
-def tar_directory(sandbox_id: str, path: Any) -> BinaryIO:
-    return tree(sandbox_id).tar_directory(path)
