@@ -9,6 +9,9 @@ from console.api.lifecycle_ws import LifecycleSocket
 from console.api.sandbox_ws import SandboxSocket
 from console.api.volume_ws import VolumeSocket
 from console.consumers import SandboxExecConsumer
+from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
+
+_project = "t/<slug:team_slug>/p/<slug:project_slug>/"
 
 api_websocket_urlpatterns: list = [
     path("v1/sandboxes/<str:sandbox_id>/ws", SandboxSocket.as_asgi()),
@@ -21,4 +24,7 @@ console_websocket_urlpatterns: list = [
         "t/<slug:team_slug>/p/<slug:project_slug>/sandboxes/<str:sandbox_id>/exec/ws",
         SandboxExecConsumer.as_asgi(),
     ),
+    path(_project + "sandboxes/<str:sandbox_id>/live/ws", SandboxLiveConsumer.as_asgi()),
+    path(_project + "previews/live/ws", GrantsLiveConsumer.as_asgi()),
+    path(_project + "sandboxes/<str:sandbox_id>/previews/live/ws", GrantsLiveConsumer.as_asgi()),
 ]

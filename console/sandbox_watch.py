@@ -1,18 +1,21 @@
-"""Watching a directory of a file tree (a sandbox's /workspace or a volume) for changes
-(the file watch, api-contract 2.7).
+"""Watching a directory of a sandbox's /workspace for changes (the file watch, api-contract 2.7).
 
-A Watch is a watchdog observer on the real directory behind a tree path, resolved
-through console.file_tree so that nothing outside the tree can be watched.
+A Watch is a watchdog observer on the real directory behind a sandbox path,
+resolved through sandbox_files so that nothing outside /workspace can be watched.
 Changes reach `on_change` on the observer's thread as Change(event, name, path),
-with the client's event names: create, write, remove, rename, chmod. A move is a
-`rename` of the old path and a `create` of the new one (as inotify reports it);
-the API's own atomic writes (a hidden `.partial` file renamed into place) are one
-`write` of the target. `on_change(None)` says the watched directory itself went away.
+with the client's event names: create, write, remove, rename, chmod; `name` is the
+path relative to the watched directory (`subdir/inner.txt` in a recursive watch). A
+move inside the watched directory is one `rename` naming the new path; the API's own
+atomic writes (a hidden `.partial` file renamed into place) are one `create` of a new
+file or one `write` of an existing one, as a direct write would be.
+`on_change(None)` says the watched directory itself went away.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,13 +37,19 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from console.file_tree import PARTIAL_NAME, FileOpError, FileTree
+from console import sandbox_files
+from console.runtime.base import FileMissing
+from console.sandbox_files import FileOpError
 
 # Each watch holds one inotify instance; the kernel's default is 128 per user, shared
 # with everything else running as that user, so one server process keeps to half.
 MAX_WATCHES = 64
+# How many existing paths a watch remembers to tell a new file from an overwrite.
+MAX_KNOWN = 10_000
 # Bursts of identical events (one per write() call of a big file) are sent once.
 REPEAT_WINDOW_SECONDS = 0.1
+# sandbox_files.write_chunks' temporary names: mkstemp(prefix=".<name>.", suffix=".partial").
+PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial$")
 WATCHED_EVENTS = [
     FileCreatedEvent,
     DirCreatedEvent,
@@ -61,27 +70,61 @@ _slots = threading.BoundedSemaphore(MAX_WATCHES)
 class Change:
     event: str
     name: str
-    path: str  # tree path: /workspace/... in a sandbox, /... in a volume
+    path: str  # sandbox path, /workspace/...
 
 
 def _partial(path: str) -> bool:
     return bool(PARTIAL_NAME.match(os.path.basename(path)))
 
 
+def _existing(watched: Path, recursive: bool) -> tuple[set[str], bool]:
+    """Host paths under `watched` now (at most MAX_KNOWN), and whether that is all."""
+    known: set[str] = set()
+    for directory, dirs, names in os.walk(watched):
+        for name in (*dirs, *names):
+            known.add(os.path.join(directory, name))
+            if len(known) >= MAX_KNOWN:
+                return known, False
+        if not recursive:
+            break
+    return known, True
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, tree: FileTree, watched: Path, on_change: Callable[[Change | None], None]):
-        self.tree = tree
-        self.root = str(tree.root)
+    def __init__(
+        self,
+        watched: Path,
+        spath: str,
+        on_change: Callable[[Change | None], None],
+        *,
+        recursive: bool,
+    ):
         self.watched = str(watched)
+        self.spath = spath
         self.on_change = on_change
         self.last: tuple[Change, float] | None = None
+        self.known, self.complete = _existing(watched, recursive)
+
+    def _remember(self, host_path: str, present: bool) -> None:
+        if not present:
+            self.known.discard(host_path)
+        elif len(self.known) < MAX_KNOWN:
+            self.known.add(host_path)
+        else:
+            self.complete = False
+
+    def _written(self, host_path: str) -> str:
+        """`create` for a file that was not there, `write` for an overwrite."""
+        new = host_path not in self.known and self.complete
+        self._remember(host_path, True)
+        return "create" if new else "write"
 
     def _emit(self, event: str, host_path: str) -> None:
-        rel = os.path.relpath(host_path, self.root)
+        rel = os.path.relpath(host_path, self.watched)
         if rel.startswith(".."):
             return
-        path = self.tree.display(Path(host_path))
-        change = Change(event, os.path.basename(path), path)
+        path = self.spath if rel == "." else posixpath.join(self.spath, rel)
+        change = Change(event, rel, path)
         now = time.monotonic()
         if self.last and self.last[0] == change and now - self.last[1] < REPEAT_WINDOW_SECONDS:
             return
@@ -96,15 +139,22 @@ class _Handler(FileSystemEventHandler):
         if event.event_type == "moved":
             if _partial(src):
                 if not _partial(dest):
-                    self._emit("write", dest)
+                    self._emit(self._written(dest), dest)
                 return
-            if src:
-                self._emit("rename", src)
+            # One `rename` naming where the entry is now (the client counts events: a
+            # rename followed by a chmod is two of them, not three).
+            self._remember(src, False)
             if dest and not _partial(dest):
-                self._emit("create", dest)
+                if os.path.relpath(dest, self.watched).startswith(".."):
+                    self._emit("remove", src)  # moved out of the watched directory
+                else:
+                    self._remember(dest, True)
+                    self._emit("rename", dest)
             return
         name = EVENT_NAMES.get(event.event_type)
         if name and not _partial(src) and src != self.watched:
+            if name in ("create", "remove"):
+                self._remember(src, name == "create")
             self._emit(name, src)
 
 
@@ -113,17 +163,23 @@ class Watch:
 
     def __init__(
         self,
-        tree: FileTree,
+        sandbox_id: str,
         path: object,
         *,
         recursive: bool,
         on_change: Callable[[Change | None], None],
+        user: str | None = None,
     ) -> None:
-        host = tree.resolve(path, must_exist=True)
-        if not host.is_dir():
+        files = sandbox_files.store(sandbox_id)
+        spath = sandbox_files.locate(sandbox_id, path, user)
+        if not files.is_dir(spath):
+            if not files.exists(spath):
+                raise FileMissing(f"{path} does not exist")
             raise FileOpError(
                 f"{path} is not a directory; watch a directory", code="invalid_request"
             )
+        # Resolved inside the sandbox's root by the file store; watched by its real path.
+        host = Path(files.host_path(spath))
         if not _slots.acquire(blocking=False):
             raise FileOpError(
                 f"this server already runs {MAX_WATCHES} file watches; try again later",
@@ -131,11 +187,11 @@ class Watch:
             )
         self._stopped = False
         self._lock = threading.Lock()
-        self.path = tree.display(host)
+        self.path = spath
         self.observer = Observer()
-        self.observer.name = f"file-watch-{tree.root.name}"
+        self.observer.name = f"file-watch-{sandbox_id}"
         self.observer.schedule(
-            _Handler(tree, host, on_change),
+            _Handler(host, spath, on_change, recursive=recursive),
             str(host),
             recursive=recursive,
             event_filter=WATCHED_EVENTS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
+    "console.cors.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -88,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "console.context.navigation",
+                "console.context.runtime_banner",
             ],
         },
     }
@@ -189,6 +192,13 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Nullspace <noreply@localhost
 MAX_RUNNING_SANDBOXES = env_int("MAX_RUNNING_SANDBOXES", 10, minimum=1)
 MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, minimum=1000)
 MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
+# /v1 list routes without limit/next_token answer the whole list up to this many rows.
+LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
+# Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
+AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, minimum=1024)
+AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
+AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
+AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 # JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 48 * 1024 * 1024
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
@@ -200,7 +210,36 @@ RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")
 RUNTIME_ROOT = Path(env_str("RUNTIME_ROOT", str(DATA_DIR / "sandboxes"))).resolve()
 # Private range the local driver carves /30 subnets from for veth pairs.
 RUNTIME_SUBNET = env_str("RUNTIME_SUBNET", "10.213.0.0/16")
-RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off
+RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off (isolation none only)
+# full: each sandbox is its own machine (docs/runtime.md); none: processes on this host.
+RUNTIME_ISOLATION = env_str("RUNTIME_ISOLATION", "full")
+if RUNTIME_ISOLATION not in ("full", "none"):
+    raise ImproperlyConfigured("RUNTIME_ISOLATION must be full or none")
+# The base image is built once per machine and shared by every data directory.
+RUNTIME_IMAGE_CACHE = Path(
+    env_str(
+        "RUNTIME_IMAGE_CACHE",
+        "/var/cache/nullspace" if os.geteuid() == 0 else str(Path.home() / ".cache/nullspace"),
+    )
+).resolve()
+RUNTIME_IMAGE_SUITE = env_str("RUNTIME_IMAGE_SUITE", "bookworm")
+RUNTIME_IMAGE_MIRROR = env_str("RUNTIME_IMAGE_MIRROR", "http://deb.debian.org/debian")
+# Root inside a sandbox is this uid/gid on the host; 65536 ids from here are the sandboxes'.
+RUNTIME_ID_BASE = env_int("RUNTIME_ID_BASE", 1_000_000, minimum=65536)
+# Defaults and per-sandbox maxima of what a create may ask for.
+SANDBOX_DEFAULT_DISK_MB = env_int("SANDBOX_DEFAULT_DISK_MB", 2048, minimum=64)
+SANDBOX_MAX_DISK_MB = env_int("SANDBOX_MAX_DISK_MB", 20480, minimum=64)
+SANDBOX_MAX_MEMORY_MB = env_int("SANDBOX_MAX_MEMORY_MB", 8192, minimum=64)
+SANDBOX_MAX_VCPUS = env_int("SANDBOX_MAX_VCPUS", 8, minimum=1)
+SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 1024, minimum=16)
+SANDBOX_OPEN_FILES = env_int("SANDBOX_OPEN_FILES", 4096, minimum=64)
+# This server's name as the owner of the sandboxes it runs (several servers may share one
+# database); by default the host name and the runtime root (docs/runtime-ownership.md).
+RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
+
+# Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
+# `*` allows any origin; credentials by cookie are never allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 
 # Volumes (docs/volumes.md): where they live, how they are stored, their limits.
 VOLUMES_ROOT = Path(env_str("VOLUMES_ROOT", str(DATA_DIR / "volumes"))).resolve()

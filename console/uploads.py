@@ -1,5 +1,4 @@
-"""Resumable upload sessions into a sandbox or a volume (api-contract 2.6 and 5):
-create, parts, complete, abort.
+"""Resumable upload sessions into a sandbox (api-contract 2.6): create, parts, complete, abort.
 
 Parts are staged under DATA_DIR (never inside the workspace), one file per part,
 written to a temporary name and renamed, so what is on disk is exactly the set of
@@ -9,7 +8,6 @@ the file (or the extracted directory) at the target with one rename.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import math
 import os
@@ -18,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,11 +25,12 @@ from django.utils import timezone
 
 from console import sandbox_files
 from console import volumes as volume_domain
-from console.file_tree import FileOpError, FileTree, QuotaExceeded, Readable, iter_stream
 from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
 from console.models.uploads import ConflictPolicy, UploadKind
+from console.runtime.base import FileStore
 from console.timefmt import iso
 from console.upload_extract import UploadFailure, extract_and_publish
+from console.volume_files import VolumeFileStore
 from console.worker import job
 
 PART_SIZE = 8 * 1024 * 1024
@@ -61,16 +60,21 @@ def limits(for_volume: bool = False) -> dict[str, int]:
 Owner = Sandbox | Volume
 
 
-def _owner_filter(owner: Owner) -> dict[str, Owner]:
+def _owned(owner: Owner) -> dict[str, Owner]:
     return {"volume": owner} if isinstance(owner, Volume) else {"sandbox": owner}
 
 
-def tree_of(session: UploadSession) -> FileTree:
-    """The files the session publishes into: its volume's or its sandbox's workspace."""
-    if session.volume is not None:
-        return volume_domain.tree(session.volume)
-    assert session.sandbox is not None  # a session belongs to one or the other
-    return sandbox_files.tree(session.sandbox.public_id)
+def files_of(owner: Owner) -> FileStore:
+    """Where a session publishes: its volume's files, or its sandbox's."""
+    if isinstance(owner, Volume):
+        return volume_domain.files(owner)
+    return sandbox_files.store(owner.runtime_id)
+
+
+def _session_owner(session: UploadSession) -> Owner:
+    owner = session.volume or session.sandbox
+    assert owner is not None  # a session belongs to one or the other
+    return owner
 
 
 def staging_dir(session: UploadSession) -> Path:
@@ -109,8 +113,7 @@ def display_status(session: UploadSession, received: set[int]) -> str:
 
 
 def to_dict(session: UploadSession) -> dict[str, Any]:
-    """UploadSessionInfo (VolumeUploadSessionInfo for a volume: no `user`) exactly as the
-    contract's STRICT shape."""
+    """UploadSessionInfo exactly as the contract's STRICT shape (+ UploadLimits)."""
     received = received_parts(session) if session.status == OPEN else set()
     status = display_status(session, received)
     if session.status == UploadStatus.COMPLETED:
@@ -133,7 +136,7 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         "status": status,
         "conflict": session.conflict,
         "checksum_algorithm": "sha256",
-        "limits": limits(for_volume=bool(session.volume_id)),
+        "limits": limits(for_volume=session.volume_id is not None),
         "created_at": iso(session.created_at),
         "updated_at": iso(session.updated_at),
         "expires_at": iso(session.expires_at),
@@ -142,8 +145,8 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         "archive_format": session.archive_format or None,
         "whole_checksum_sha256": session.whole_checksum_sha256 or None,
     }
-    if session.volume_id:
-        del info["user"]
+    if session.volume_id is not None:
+        del info["user"]  # VolumeUploadSessionInfo has no `user` (STRICT)
     return info
 
 
@@ -157,7 +160,7 @@ def complete_dict(session: UploadSession) -> dict[str, Any]:
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise FileOpError(message, code="invalid_request")
+        raise sandbox_files.FileOpError(message, code="invalid_request")
 
 
 def _sha256_hex(value: Any, field: str) -> str:
@@ -173,15 +176,10 @@ def _sha256_hex(value: Any, field: str) -> str:
 
 
 def create_session(
-    owner: Owner,
-    tree: FileTree,
-    body: dict[str, Any],
-    *,
-    api_key: ApiKey | None,
-    idempotency_key: str,
+    owner: Owner, body: dict[str, Any], *, api_key: ApiKey | None, idempotency_key: str
 ) -> UploadSession:
-    """A new session publishing into `tree` (the owner's files)."""
-    owned = _owner_filter(owner)
+    """A new session publishing into a sandbox's or a volume's files."""
+    owned = _owned(owner)
     if idempotency_key:
         earlier = UploadSession.objects.filter(
             **owned, api_key=api_key, idempotency_key=idempotency_key
@@ -215,8 +213,10 @@ def create_session(
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
-    host = tree.resolve(body.get("target_path"), field="target_path")
-    target = tree.display(host)
+    files = files_of(owner)
+    target = sandbox_files.locate(
+        files, body.get("target_path"), sandbox_files.user_of(user), "target_path"
+    )
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
             "size_limit_exceeded",
@@ -224,28 +224,25 @@ def create_session(
             status=413,
             path=target,
         )
-    if conflict == ConflictPolicy.ERROR and os.path.lexists(host):
+    if conflict == ConflictPolicy.ERROR and files.exists(target):
         raise UploadFailure(
             "target_conflict", f"{target} already exists (conflict=error)", status=409, path=target
         )
-    if kind == UploadKind.FILE and host.is_dir():
+    if kind == UploadKind.FILE and files.is_dir(target):
         raise UploadFailure(
             "target_conflict", f"{target} is a directory; give a file path", status=409, path=target
         )
-    # Replacing the root would move the directory away under the sandbox's processes
-    # (or the volume's mount point).
+    # Replacing the workspace would move the sandbox's root directory away under its processes.
     _require(
         not (
             kind == UploadKind.DIRECTORY_TAR
             and conflict == ConflictPolicy.REPLACE
-            and host == tree.root
+            and target in ("/", sandbox_files.WORKSPACE)
         ),
-        f"conflict=replace cannot replace {tree.prefix} itself; use conflict=merge or a subdirectory",
+        f"conflict=replace cannot replace {target} itself; use conflict=merge or a subdirectory",
     )
-    if tree.space_left is not None and length > tree.space_left():
-        raise QuotaExceeded(
-            f"{length} bytes do not fit: the volume has {tree.space_left()} bytes left"
-        )
+    if isinstance(files, VolumeFileStore):
+        files.check_room(length, "the volume")
     _check_staging_space(owned, length)
     part_size = max(PART_SIZE, math.ceil(length / MAX_PARTS))
     now = timezone.now()
@@ -328,7 +325,7 @@ def _ensure_open(session: UploadSession) -> None:
 
 
 def put_part(
-    session: UploadSession, number: int, stream: Readable, part_sha256: str | None
+    session: UploadSession, number: int, stream: BinaryIO, part_sha256: str | None
 ) -> None:
     _ensure_open(session)
     if not 0 <= number < session.part_count:
@@ -347,7 +344,7 @@ def put_part(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".part-{number:06d}.")
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in iter_stream(stream):
+            for chunk in sandbox_files.iter_stream(stream):
                 size += len(chunk)
                 if size > expected:
                     break
@@ -436,58 +433,50 @@ def complete(session: UploadSession, whole_checksum: Any) -> UploadSession:
 def _parts(session: UploadSession) -> Iterator[bytes]:
     for number in range(session.part_count):
         with part_path(session, number).open("rb") as handle:
-            yield from iter_stream(handle)
+            yield from sandbox_files.iter_stream(handle)
 
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    tree = tree_of(session)
-    target = tree.resolve(session.target_path, field="target_path")
+    files = files_of(_session_owner(session))
+    user = sandbox_files.user_of(session.user)
+    target = session.target_path
     digest = hashlib.sha256()
-
-    def hashed() -> Iterator[bytes]:
-        for chunk in _parts(session):
-            digest.update(chunk)
-            yield chunk
-
-    def verify() -> None:
-        if checksum and digest.hexdigest() != checksum:
-            raise UploadFailure(
-                "whole_checksum_mismatch",
-                "the assembled upload does not match whole_checksum_sha256",
-                path=session.target_path,
-                details={"actual_sha256": digest.hexdigest()},
-            )
-
+    for chunk in _parts(session):  # checked before anything reaches the sandbox
+        digest.update(chunk)
+    if checksum and digest.hexdigest() != checksum:
+        raise UploadFailure(
+            "whole_checksum_mismatch",
+            "the assembled upload does not match whole_checksum_sha256",
+            path=session.target_path,
+            details={"actual_sha256": digest.hexdigest()},
+        )
     if session.kind == UploadKind.FILE:
-        if session.conflict == ConflictPolicy.ERROR and os.path.lexists(target):
+        if session.conflict == ConflictPolicy.ERROR and files.exists(target):
             raise UploadFailure(
                 "target_conflict", f"{session.target_path} already exists", status=409
             )
-        if target.is_dir():
+        if files.is_dir(target):
             raise UploadFailure(
                 "target_conflict", f"{session.target_path} is a directory", status=409
             )
-        # Stage beside the target, check the hash, then rename: readers never see a partial file.
-        staged = tree.stage(target, hashed(), limit=session.content_length)
-        try:
-            verify()
-            os.replace(staged, target)
-        finally:
-            staged.unlink(missing_ok=True)
+        # Written beside the target and renamed: readers never see a partial file.
+        files.write(target, _parts(session), limit=settings.MAX_FILE_BYTES, user=user)
         return session.content_length, 1
+    if isinstance(files, VolumeFileStore):
+        files.check_room(session.content_length, session.target_path)
     archive = staging_dir(session) / "archive.tar"
     with archive.open("wb") as out:
-        for chunk in hashed():
+        for chunk in _parts(session):
             out.write(chunk)
-    verify()
-    if tree.space_left is not None and session.content_length > tree.space_left():
-        raise QuotaExceeded(f"{session.target_path} does not fit: the volume is full")
-    try:
-        return extract_and_publish(archive, target, session.conflict, session.target_path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise tree.os_error(exc, session.target_path) from None
-        raise
+    return extract_and_publish(
+        archive,
+        files,
+        target,
+        session.conflict,
+        session.target_path,
+        limit=settings.MAX_FILE_BYTES,
+        user=user,
+    )
 
 
 @job("expire-upload-sessions", every=300)

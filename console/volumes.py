@@ -1,8 +1,9 @@
 """The volume domain: create, find, describe, delete, and mount volumes into sandboxes.
 
 Used by /v1/volumes, the console pages and sandbox create/fork/resume. Functions
-raise ApiError with the contract's codes. A volume's files are a console.file_tree
-FileTree over the directory its store gives (console/volume_store.py).
+raise ApiError with the contract's codes. A volume's files are a runtime FileStore
+(console/volume_files.py) over the directory its store gives (console/volume_store.py),
+so console/sandbox_files.py serves them like a sandbox's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from console.api.errors import ApiError
-from console.file_tree import FileTree, QuotaExceeded
 from console.models import (
     LIVE_STATUSES,
     ApiKey,
@@ -26,6 +26,7 @@ from console.models import (
 )
 from console.runtime.base import RuntimeError_, VolumeMount
 from console.timefmt import iso
+from console.volume_files import VolumeFileStore
 from console.volume_store import VolumeStore, VolumeStoreError, get_store, store_named
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -101,18 +102,17 @@ def store_of(volume: Volume) -> VolumeStore:
     return store_named(volume.backend)
 
 
-def tree(volume: Volume) -> FileTree:
+def files(volume: Volume) -> VolumeFileStore:
     """The volume's files; every write is held to the volume's size quota."""
     store = store_of(volume)
     try:
         root = store.path(volume.public_id)
     except VolumeStoreError as exc:
         raise ApiError("volume_error", f"Volume {volume.public_id} is unavailable: {exc}") from exc
-    return FileTree(
-        root=root,
-        prefix="/",
+    return VolumeFileStore(
+        str(root),
+        id_base=settings.RUNTIME_ID_BASE,
         space_left=store.space_left(volume.public_id, volume.max_size_bytes),
-        full_code=QuotaExceeded.code,
     )
 
 
@@ -206,6 +206,7 @@ def create_volume(project: Project, name: Any, *, api_key: ApiKey | None = None)
             raise ApiError("volume_conflict", f"A volume named {name} already exists") from None
         try:
             store.create(volume.public_id, volume.max_size_bytes)
+            files(volume).own_root()
         except (VolumeStoreError, OSError) as exc:
             raise ApiError(
                 "volume_error", f"Could not make the volume's storage: {exc}", status=500
@@ -324,26 +325,30 @@ def mounts_of(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 
 def runtime_mounts(mounts: list[dict[str, Any]]) -> list[VolumeMount]:
-    """What the driver binds: each volume's real directory (its subpath made if missing)."""
+    """What the driver binds: each volume's real directory (its subpath made if missing,
+    resolved inside the volume)."""
     result = []
     for mount in mounts:
         volume: Volume = mount["volume"]
-        files = tree(volume)
-        source: Path = files.root
+        store = files(volume)
+        source = store.root
         if mount["subpath"]:
             try:
-                source = files.resolve("/" + mount["subpath"], field="subpath")
-                if not source.exists():
-                    files.mkdir("/" + mount["subpath"])
-                if not source.is_dir():
+                spath = store.path("/" + mount["subpath"])
+                if not store.exists(spath):
+                    store.makedirs(spath)
+                if not store.is_dir(spath):
                     raise ApiError(
                         "invalid_request",
                         f"subpath {mount['subpath']} of volume {volume.name} is not a directory",
                     )
+                source = store.host_path(spath)
             except RuntimeError_ as exc:
                 raise ApiError(exc.code, str(exc)) from None
         result.append(
-            VolumeMount(source=source, target=mount["mount_path"], read_only=mount["read_only"])
+            VolumeMount(
+                source=Path(source), target=mount["mount_path"], read_only=mount["read_only"]
+            )
         )
     return result
 

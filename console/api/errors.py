@@ -24,11 +24,13 @@ STATUS_BY_CODE = {
     "rate_limit_exceeded": 429,
     "payload_too_large": 413,
     "file_too_large": 413,
+    "volume_quota_exceeded": 507,
     "not_implemented": 501,
     "exec_timeout": 504,
     "exec_failed": 500,
     "internal_error": 500,
     "runtime_unavailable": 503,
+    "disk_full": 507,
 }
 
 

@@ -1,5 +1,4 @@
-"""The file watch frames of /v1/sandboxes/{id}/ws without a query string and of
-/v1/volumes/{id}/ws (api-contract 2.7).
+"""The file watch frames of /v1/sandboxes/{id}/ws without a query string (api-contract 2.7).
 
 Client: {"type": "file_watch", "id", "path", "user", "recursive", "timeout_secs"}.
 Server: {"type": "file_watch_started", "id"} once the watch runs, then
@@ -16,14 +15,15 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from console.api.errors import ApiError
-from console.file_tree import FileTree
 from console.runtime.base import RuntimeError_
 from console.sandbox_watch import Change, Watch
 
 MAX_WATCHES_PER_SOCKET = 8
 # Changes waiting to be sent; past this a slow client loses the watch, not server memory.
 MAX_PENDING = 10_000
+# After a watch times out, how long its socket may stay open with no watch (the client
+# closes it itself at the same deadline).
+IDLE_CLOSE_SECONDS = 10.0
 
 SendJson = Callable[[dict], Awaitable[None]]
 
@@ -33,12 +33,12 @@ class FileWatches:
 
     def __init__(
         self,
-        tree_of: Callable[[], FileTree] | None,
+        sandbox_id: str,
         send_json: SendJson,
         close: Callable[[], Awaitable[None]],
         refusal: str | None = None,
     ) -> None:
-        self.tree_of = tree_of  # runs in a thread: finding a tree may touch disk or database
+        self.sandbox_id = sandbox_id
         self.refusal = refusal  # e.g. the sandbox is not found: the answer to every watch
         self.send_json = send_json
         self.close = close
@@ -77,14 +77,14 @@ class FileWatches:
         timeout = content.get("timeout_secs")
         try:
             watch = await asyncio.to_thread(
-                lambda: Watch(
-                    self.tree_of(),  # type: ignore[misc]
-                    content.get("path"),
-                    recursive=bool(content.get("recursive")),
-                    on_change=on_change,
-                )
+                Watch,
+                self.sandbox_id,
+                content.get("path"),
+                recursive=bool(content.get("recursive")),
+                on_change=on_change,
+                user=content.get("user") if isinstance(content.get("user"), str) else None,
             )
-        except (RuntimeError_, ApiError) as exc:
+        except RuntimeError_ as exc:
             await self._error(watch_id, str(exc))
             return
         if self.closed:  # the client left while the watch was starting
@@ -122,13 +122,15 @@ class FileWatches:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        timed_out = False
         try:
             while deadline is None or loop.time() < deadline:
                 left = None if deadline is None else deadline - loop.time()
                 try:
                     change = await asyncio.wait_for(queue.get(), left)
                 except TimeoutError:
-                    break  # the client stops listening at the same moment
+                    timed_out = True
+                    break
                 pending.done()
                 if change is None or change.event == "overflow":
                     why = (
@@ -151,6 +153,12 @@ class FileWatches:
             await asyncio.to_thread(watch.stop)
             self.watches.pop(watch_id, None)
             self.tasks.pop(watch_id, None)
+        if timed_out:
+            # The client ends its own loop at the same deadline and closes the socket;
+            # closing first would reach it as an error. Close only a socket left idle.
+            await asyncio.sleep(IDLE_CLOSE_SECONDS)
+            if self.closed:
+                return
         if not self.watches:
             await self.close()
 

@@ -3,22 +3,20 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from console import sandboxes
-from console.api.auth import READ, WRITE, api_key_required, methods, query_int
+from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
-from console.api.fields import project_fields, requested_fields
 from console.api.idempotency import idempotent
+from console.api.listing import api_page, page_body
 from console.models import LIVE_STATUSES, Sandbox, SandboxStatus
+from console.paging import Keyset
 
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
+KEYSET = Keyset("sandbox", "created_at")
 
 
 def _present(body: dict[str, Any], key: str) -> Any:
@@ -28,6 +26,12 @@ def _present(body: dict[str, Any], key: str) -> Any:
 
 def _create_args(request: HttpRequest) -> dict[str, Any]:
     body: dict[str, Any] = request.json  # type: ignore[attr-defined]
+    _refuse_warm_pool(_present(body, "warm_pool"))
+    if _present(body, "desktop"):
+        raise ApiError(
+            "template_not_found",
+            "Desktop sandboxes need the desktop template, which this server does not have",
+        )
     action = _present(body, "timeout_action")
     lifecycle = _present(body, "lifecycle") or {}
     if not isinstance(lifecycle, dict):
@@ -59,6 +63,34 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+def _refuse_warm_pool(warm_pool: Any) -> None:
+    """No warm pools exist on this server yet: a create that names one is refused (only
+    mode `bypass`, which asks for a cold create, goes ahead)."""
+    if warm_pool is None:
+        return
+    if not isinstance(warm_pool, dict):
+        raise ApiError("invalid_request", "warm_pool must be an object")
+    mode = warm_pool.get("mode") or "prefer"
+    if mode not in ("prefer", "require", "bypass"):
+        raise ApiError("invalid_request", "warm_pool.mode must be prefer, require or bypass")
+    if mode == "bypass":
+        return
+    pool = warm_pool.get("id") or "(none)"
+    if mode == "require":
+        raise ApiError(
+            "warm_pool_unavailable",
+            f"Warm pool {pool} has no ready sandbox: this server has no warm pools yet",
+            status=409,
+            suggested_action="Create without --warm-pool, or with --warm-pool-mode bypass.",
+        )
+    raise ApiError(
+        "warm_pool_not_found",
+        f"Warm pool {pool} does not exist: this server has no warm pools yet",
+        status=404,
+        suggested_action="Create without --warm-pool.",
+    )
+
+
 @api_key_required(WRITE)
 def create_sandbox(request: HttpRequest) -> JsonResponse:
     project = request.project  # type: ignore[attr-defined]
@@ -82,22 +114,24 @@ def _with_new_token(project, body: Any) -> Any:
 
 
 def _fields(request: HttpRequest) -> list[str] | None:
-    return requested_fields(request, sandboxes.SANDBOX_FIELDS)
+    raw = request.GET.get("fields")
+    if raw is None:
+        return None
+    names = list(dict.fromkeys(f.strip() for f in raw.split(",") if f.strip()))
+    unknown = [f for f in names if f not in sandboxes.SANDBOX_FIELDS]
+    if unknown or not names:
+        raise ApiError(
+            "invalid_fields",
+            f"Unknown field(s): {', '.join(unknown) or '(none given)'}",
+            details={"allowed": list(sandboxes.SANDBOX_FIELDS)},
+        )
+    return names
 
 
-def _encode_token(pk: int) -> str:
-    return base64.urlsafe_b64encode(f"sb:{pk}".encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, pk = raw.partition(":")
-        if kind != "sb":
-            raise ValueError
-        return int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError("invalid_request", "next_token is not one this server gave out") from None
+def _project(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    if fields is None:
+        return body
+    return {name: body.get(name) for name in fields}
 
 
 @api_key_required(READ)
@@ -120,31 +154,21 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
         rows = rows.filter(template=template)
     for key, value in sandboxes.metadata_filter(request.GET.get("metadata")).items():
         rows = rows.filter(**{f"metadata__{key}": value})
-    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    if token := request.GET.get("next_token"):
-        rows = rows.filter(pk__lt=_decode_token(token))
-    page = list(rows.order_by("-pk")[: limit + 1])
-    has_next = len(page) > limit
-    page = page[:limit]
-    return JsonResponse(
-        {
-            "items": [project_fields(sandboxes.sandbox_to_dict(s), fields) for s in page],
-            "next_token": _encode_token(page[-1].pk) if has_next else None,
-            "has_next": has_next,
-        }
-    )
+    page = api_page(request, rows, KEYSET)
+    return JsonResponse(page_body(page, lambda s: _project(sandboxes.sandbox_to_dict(s), fields)))
 
 
 @api_key_required(READ)
 def get_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     fields = _fields(request)
     sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
-    return JsonResponse(project_fields(sandboxes.sandbox_to_dict(sandbox), fields))
+    return JsonResponse(_project(sandboxes.sandbox_to_dict(sandbox), fields))
 
 
 @api_key_required(WRITE)
 def kill_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    # Killing is idempotent: a gone sandbox answers destroyed again (GET says not found).
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
     sandbox = sandboxes.destroy_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
     return JsonResponse({"id": sandbox.public_id, "status": sandbox.status})
 

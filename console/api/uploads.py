@@ -14,7 +14,8 @@ from django.urls import URLPattern, path
 from console import uploads
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
-from console.api.files import SANDBOX, OwnerKind, file_errors, raw_body
+from console.api.files import file_errors, raw_body
+from console.api.owners import SANDBOX, OwnerKind
 from console.models import UploadSession
 
 
@@ -39,7 +40,6 @@ def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
         with file_errors():
             session = uploads.create_session(
                 owner.row,
-                owner.tree,
                 request.json,  # type: ignore[attr-defined]
                 api_key=request.api_key,  # type: ignore[attr-defined]
                 idempotency_key=key,

@@ -28,10 +28,12 @@ class VolumeSocket(AsyncJsonWebsocketConsumer):
         volume_id = self.scope["url_route"]["kwargs"]["volume_id"]
         try:
             volume = await database_sync_to_async(volumes.get_volume)(key.project, volume_id)
+            files = await database_sync_to_async(volumes.files)(volume)
         except ApiError as error:
-            self.watches = FileWatches(None, self.send_json, self.close, error.message)
+            self.watches = FileWatches(volume_id, self.send_json, self.close, error.message)
             return
-        self.watches = FileWatches(lambda: volumes.tree(volume), self.send_json, self.close)
+        # The watch code takes a sandbox id or a file store (console/sandbox_files.store).
+        self.watches = FileWatches(files, self.send_json, self.close)  # type: ignore[arg-type]
 
     async def disconnect(self, code: int) -> None:
         if self.watches is not None:

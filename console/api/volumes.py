@@ -14,31 +14,11 @@ from console import volumes
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.fields import project_fields, requested_fields
-from console.api.files import Owner, OwnerKind, file_errors, file_urlpatterns
+from console.api.owners import VOLUME
 from console.api.uploads import upload_urlpatterns
+from console.api.volume_files import volume_file_urlpatterns
 from console.models import LIVE_STATUSES, Volume
 from console.sandboxes import get_sandbox
-
-
-def _owner(volume: Volume) -> Owner:
-    with file_errors():
-        tree = volumes.tree(volume)
-    return Owner("volume", volume.public_id, volume.project_id, tree, volume)
-
-
-def _signed_volume(public_id: str, project_id: int) -> Owner:
-    volume = Volume.objects.filter(public_id=public_id, project_id=project_id).first()
-    if volume is None:
-        raise ApiError("not_found", f"Volume {public_id} not found")
-    return _owner(volume)
-
-
-VOLUME = OwnerKind(
-    kind="volume",
-    lookup=lambda request, volume_id: _owner(volumes.get_volume(request.project, volume_id)),  # type: ignore[attr-defined]
-    signed_lookup=_signed_volume,
-    batch_write=False,
-)
 
 
 def _fields(request: HttpRequest) -> list[str] | None:
@@ -103,7 +83,7 @@ def list_attachments(request: HttpRequest, volume_id: str) -> JsonResponse:
     return JsonResponse([volumes.attachment_to_dict(row) for row in rows], safe=False)
 
 
-_base = "volumes/<str:owner_id>/"
+_base = "volumes/<str:volume_id>/"
 urlpatterns = [
     path("volumes", methods(GET=list_volumes, POST=create_volume), name="v1-volumes"),
     path("volumes/by-name/<str:name>", methods(GET=get_volume_by_name), name="v1-volume-by-name"),
@@ -115,8 +95,8 @@ urlpatterns = [
         methods(GET=list_attachments),
         name="v1-volume-attachments",
     ),
-    *file_urlpatterns(VOLUME, _base),
-    *upload_urlpatterns(VOLUME, _base),
+    *volume_file_urlpatterns(_base),
+    *upload_urlpatterns(VOLUME, "volumes/<str:owner_id>/"),
 ]
 
 

@@ -1,12 +1,7 @@
-"""Tree paths to real paths, refusing every way out of the tree's root.
-
-A tree is a real directory shown under a prefix: a sandbox's workspace as
-`/workspace/...`, a volume as `/...` (prefix `/`). Defaults are the sandbox's.
-"""
+"""Sandbox paths (`/workspace/...`) to real paths, refusing every way out of /workspace."""
 
 from __future__ import annotations
 
-import functools
 import grp
 import os
 import posixpath
@@ -22,32 +17,28 @@ from console.runtime.base import FileEntry, FileMissing, PathRefused
 WORKSPACE = "/workspace"
 
 
-def sandbox_path(path: str | None, prefix: str = WORKSPACE) -> str:
-    """Normalise a tree path: relative paths are under `prefix`; no way out of it."""
-    path = (path or "").strip() or prefix
+def sandbox_path(path: str | None) -> str:
+    """Normalise a sandbox path: relative paths are under /workspace; no way out of it."""
+    path = (path or "").strip() or WORKSPACE
     if "\0" in path:
         raise PathRefused("path contains a NUL byte")
     if ".." in path.replace("\\", "/").split("/"):
-        raise PathRefused(f"path {path!r} uses '..'; give a path inside {prefix}")
-    joined = posixpath.normpath(posixpath.join(prefix, path))
-    if joined.startswith("//"):
-        joined = "/" + joined.lstrip("/")  # POSIX keeps a leading `//`; we never mean it
-    if prefix != "/" and joined != prefix and not joined.startswith(prefix + "/"):
-        raise PathRefused(f"path {path!r} is outside {prefix}")
+        raise PathRefused(f"path {path!r} uses '..'; give a path inside {WORKSPACE}")
+    joined = posixpath.normpath(posixpath.join(WORKSPACE, path))
+    if joined != WORKSPACE and not joined.startswith(WORKSPACE + "/"):
+        raise PathRefused(f"path {path!r} is outside {WORKSPACE}")
     return joined
 
 
-def to_host(
-    root: Path, path: str | None, *, follow_symlinks: bool = True, prefix: str = WORKSPACE
-) -> Path:
-    """The real path under `root` (the tree's directory) for a tree path.
+def to_host(root: Path, path: str | None, *, follow_symlinks: bool = True) -> Path:
+    """The real path under `root` (the workspace directory) for a sandbox path.
 
     Symlinks are resolved and the result must stay inside root. With
     follow_symlinks=False the last component is not followed (for lstat, unlink,
     rename of a link itself); its parent must still resolve inside root.
     """
-    spath = sandbox_path(path, prefix)
-    rel = spath[len(prefix) :].lstrip("/")
+    spath = sandbox_path(path)
+    rel = spath[len(WORKSPACE) :].lstrip("/")
     real_root = root.resolve()
     candidate = real_root / rel if rel else real_root
     if follow_symlinks or candidate == real_root:
@@ -55,18 +46,16 @@ def to_host(
     else:
         resolved = candidate.parent.resolve() / candidate.name
     if resolved != real_root and real_root not in resolved.parents:
-        raise PathRefused(f"path {spath!r} leads outside {prefix} through a symlink")
+        raise PathRefused(f"path {spath!r} leads outside {WORKSPACE} through a symlink")
     return resolved
 
 
-def to_sandbox(root: Path, host: Path, prefix: str = WORKSPACE) -> str:
+def to_sandbox(root: Path, host: Path) -> str:
     rel = host.relative_to(root.resolve()).as_posix()
-    return prefix if rel == "." else f"{prefix.rstrip('/')}/{rel}"
+    return WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}"
 
 
-@functools.lru_cache(maxsize=256)
-def _name(lookup: Callable[[int], tuple[Any, ...]], ident: int) -> str:
-    # Cached: a listing of 10,000 files would otherwise read /etc/passwd 20,000 times.
+def _name(lookup: Callable[[int], Any], ident: int) -> str:
     try:
         return str(lookup(ident)[0])
     except KeyError:
@@ -97,33 +86,25 @@ def entry(host: Path, spath: str) -> FileEntry:
     )
 
 
-def listing(
-    root: Path, host_dir: Path, depth: int, prefix: str = WORKSPACE, limit: int | None = None
-) -> list[FileEntry]:
-    """Entries under host_dir down to `depth` levels (at most `limit`), never following
-    symlinked dirs."""
+def listing(root: Path, host_dir: Path, depth: int) -> list[FileEntry]:
+    """Entries under host_dir down to `depth` levels, never following symlinked dirs."""
     if not host_dir.is_dir():
         if host_dir.exists():
-            raise PathRefused(f"{to_sandbox(root, host_dir, prefix)} is not a directory")
-        raise FileMissing(f"{to_sandbox(root, host_dir, prefix)} does not exist")
+            raise PathRefused(f"{to_sandbox(root, host_dir)} is not a directory")
+        raise FileMissing(f"{to_sandbox(root, host_dir)} does not exist")
     out: list[FileEntry] = []
-    # Tree paths by string joins from the listed directory's own: resolving the root per
-    # entry cost more than the lstat (10,000 entries).
-    base = to_sandbox(root, host_dir, prefix).rstrip("/")
 
-    def walk(directory: Path, shown: str, level: int) -> None:
+    def walk(directory: Path, level: int) -> None:
         try:
             children = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
             return
         for child in children:
-            if limit is not None and len(out) >= limit:
-                return
             path = Path(child.path)
-            item = entry(path, f"{shown}/{child.name}")
+            item = entry(path, to_sandbox(root, path))
             out.append(item)
             if level < depth and item.type == "dir":
-                walk(path, f"{shown}/{child.name}", level + 1)
+                walk(path, level + 1)
 
-    walk(host_dir, base, 1)
+    walk(host_dir, 1)
     return out

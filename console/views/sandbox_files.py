@@ -1,7 +1,7 @@
 """The sandbox file browser: list a directory, view a text file, download, upload.
 
 All paths go through console/sandbox_files.py (the same domain module as /v1 files),
-whose driver `host_path` refuses any escape from /workspace. An upload is refused
+whose runtime file store cannot leave the sandbox's root. An upload is refused
 from its Content-Length before the body is parsed when it is over MAX_FILE_BYTES,
 and `write_chunks` enforces the limit again while it streams to a temporary file
 next to the target, renamed into place when complete.
@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
@@ -21,7 +21,6 @@ from django.views.decorators.http import require_GET, require_POST
 from console import sandbox_files, sandboxes
 from console.access import team_member_required
 from console.api.errors import ApiError
-from console.file_tree import byte_response
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime.base import RuntimeError_
@@ -49,11 +48,12 @@ def file_browser(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def file_download(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     try:
-        host = sandbox_files.existing_file(sandbox.public_id, request.GET.get("path", ""))
+        spath = sandbox_files.locate(sandbox.runtime_id, request.GET.get("path", ""))
+        handle = sandbox_files.open_file(sandbox.runtime_id, spath)
     except RuntimeError_ as exc:
         messages.error(request, str(exc))
         return _files(request, sandbox, None)
-    return byte_response(open(host, "rb"), as_attachment=True, filename=host.name)
+    return FileResponse(handle, as_attachment=True, filename=PurePosixPath(spath).name)
 
 
 def _upload_name(name: str) -> str | None:
@@ -80,7 +80,7 @@ def file_upload(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     target = f"{directory.rstrip('/')}/{name}"
     try:
         sandboxes.require_running(sandbox)
-        sandbox_files.write_chunks(sandbox.public_id, target, uploaded.chunks(), limit=limit)
+        sandbox_files.write_chunks(sandbox.runtime_id, target, uploaded.chunks(), limit=limit)
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:

@@ -3,8 +3,8 @@ volume's page with its file browser (list, upload with progress, download a file
 folder as a tar, new folder, rename, delete with confirmation) and the sandboxes that
 mount it.
 
-Every change goes through console/volumes.py and the volume's FileTree (the same
-code as /v1/volumes), so paths never leave the volume and every write is held to the
+Every change goes through console/volumes.py and console/sandbox_files.py on the
+volume's file store (the same code as /v1/volumes), so paths never leave the volume and every write is held to the
 quota. Another project's volume is a 404.
 """
 
@@ -20,13 +20,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from console import volumes
+from console import sandbox_files, volumes
 from console.access import team_member_required
 from console.api.errors import ApiError
-from console.file_tree import FileTree, byte_response
+from console.api.files import file_response
 from console.htmx import (
     is_fragment_request,
     redirect_or_client_redirect,
@@ -34,7 +35,7 @@ from console.htmx import (
     render_page,
 )
 from console.models import LIVE_STATUSES, Role, Volume
-from console.runtime.base import RuntimeError_
+from console.runtime.base import FileStore, RuntimeError_
 
 LIST = "console/volumes/list.html"
 DETAIL = "console/volumes/detail.html"
@@ -147,9 +148,9 @@ def breadcrumbs(where: str) -> list[tuple[str, str]]:
     return crumbs
 
 
-def _tree(volume: Volume) -> FileTree | None:
+def _tree(volume: Volume) -> FileStore | None:
     try:
-        return volumes.tree(volume)
+        return volumes.files(volume)
     except ApiError:
         return None
 
@@ -170,7 +171,7 @@ def _files_context(request: HttpRequest, volume: Volume, where: str | None) -> d
         context["file_note"] = "The volume's storage is unavailable."
         return context
     try:
-        entries = tree.listing(where)
+        entries = sandbox_files.listing(tree, where)
     except RuntimeError_ as exc:
         context["file_note"] = str(exc)
         return context
@@ -235,17 +236,12 @@ def volume_download(request: HttpRequest, volume_id: str) -> HttpResponseBase:
     try:
         if tree is None:
             raise ApiError("volume_error", "The volume's storage is unavailable.")
-        host = tree.resolve(where, must_exist=True)
-        if host.is_dir():
-            return byte_response(
-                tree.tar_directory(where),
-                as_attachment=True,
-                filename=f"{volume.name if where == '/' else host.name}.tar",
-                content_type="application/x-tar",
-            )
-        return byte_response(
-            tree.existing_file(where).open("rb"), as_attachment=True, filename=host.name
-        )
+        response = file_response(tree, where, as_tar=True)
+        name = PurePosixPath(where).name or volume.name
+        if response["Content-Type"] == "application/x-tar":
+            name += ".tar"
+        response["Content-Disposition"] = content_disposition_header(True, name)
+        return response
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
         return redirect(_url(request, "volume-detail", volume))
@@ -284,7 +280,7 @@ def volume_upload(request: HttpRequest, volume_id: str) -> HttpResponse:
         try:
             if tree is None or target is None:
                 raise ApiError("invalid_request", f"Cannot upload {item.name!r} here.")
-            tree.write_chunks(target, item.chunks(), limit=limit)
+            sandbox_files.write_chunks(tree, target, item.chunks(), limit=limit)
         except (ApiError, RuntimeError_) as exc:
             messages.error(request, f"{item.name}: {_message(exc)}")
             break
@@ -304,7 +300,7 @@ def volume_mkdir(request: HttpRequest, volume_id: str) -> HttpResponse:
         tree = _tree(volume)
         if tree is None or target is None:
             raise ApiError("invalid_request", "Give the new folder a name (no '/').")
-        tree.mkdir(target)
+        sandbox_files.mkdir(tree, target)
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
@@ -323,7 +319,7 @@ def volume_rename(request: HttpRequest, volume_id: str) -> HttpResponse:
         tree = _tree(volume)
         if tree is None or new is None or old == "/":
             raise ApiError("invalid_request", "Give a new name (no '/').")
-        tree.rename(old, new)
+        sandbox_files.rename(tree, old, new)
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
@@ -349,7 +345,7 @@ def volume_remove(request: HttpRequest, volume_id: str) -> HttpResponse:
         tree = _tree(volume)
         if tree is None:
             raise ApiError("volume_error", "The volume's storage is unavailable.")
-        tree.remove(target)
+        sandbox_files.remove(tree, target)
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from console import volumes
+from console import sandbox_files, volumes
 from console.models import Volume, VolumeAttachment
 from console.volume_store import get_store, images_work
 from tests.factories import make_sandbox_row
@@ -33,9 +34,8 @@ def store(settings, tmp_path):
 @pytest.fixture
 def volume(store, project):
     made = volumes.create_volume(project, "team-data")
-    tree = volumes.tree(made)
-    tree.write_chunks("/models/a.txt", [b"alpha"])
-    tree.write_chunks("/top.txt", [b"top"])
+    sandbox_files.write_chunks(volumes.files(made), "/models/a.txt", [b"alpha"])
+    sandbox_files.write_chunks(volumes.files(made), "/top.txt", [b"top"])
     return made
 
 
@@ -49,8 +49,28 @@ def vurl(name, volume, query=""):
     return url(name, volume.project, volume_id=volume.public_id) + query
 
 
+class Files:
+    """The volume's files through the same layer the views use."""
+
+    def __init__(self, volume):
+        self.store = volumes.files(volume)
+        self.root = Path(self.store.root)
+
+    def read_text(self, path):
+        return sandbox_files.read_text(self.store, path)
+
+    def info(self, path):
+        return sandbox_files.info(self.store, path)
+
+    def exists(self, path):
+        return sandbox_files.exists(self.store, path)
+
+    def listing(self, path):
+        return sandbox_files.listing(self.store, path)
+
+
 def files(volume):
-    return volumes.tree(volume)
+    return Files(volume)
 
 
 def test_list_shows_usage_mounts_and_created(viewer_client, project, volume):

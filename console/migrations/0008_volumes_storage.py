@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('console', '0003_sandbox_transition'),
+        ('console', '0007_merge_agents'),
     ]
 
     operations = [
