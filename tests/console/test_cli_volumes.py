@@ -191,11 +191,12 @@ def test_watch_prints_volume_events(live, volume):
         while not lines.empty():
             lines.get()
         ok(live, "volume", "write", name, "/models/deep/w.txt", input="w")
+        # A new file is a `create`; its name is relative to the watched directory.
         assert json.loads(lines.get(timeout=10)) == {
-            "type": "write",
-            "name": "w.txt",
+            "type": "create",
+            "name": "deep/w.txt",
             "path": "/models/deep/w.txt",
-            "event_type": "write",
+            "event_type": "create",
         }
     finally:
         proc.kill()
@@ -339,7 +340,9 @@ def test_two_sandboxes_share_a_volume_ro_refused_and_busy_delete(live, volume):
         assert busy.returncode == 7 and "in use" in busy.stderr
         # Pause and resume, and a fork: the mount comes back; the data never left the volume.
         ok(live, "sandbox", "pause", writer)
-        ok(live, "sandbox", "resume", writer)
+        resumed = as_json(live, "sandbox", "resume", writer)  # the runtime moves to a new id
+        writer = resumed["id"]
+        assert [v["mount_path"] for v in resumed["volumes"]] == ["/data"]
         assert ok(live, "sandbox", "exec", writer, "--shell", "cat /data/models/shared.txt") == (
             "from-writer\n"
         )
