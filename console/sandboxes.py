@@ -420,9 +420,8 @@ def _provision(
     target = {"target_sandbox_id": sandbox.public_id} if "source_sandbox_id" in event.ids else {}
     event.requested(sandbox, **target)
     try:
-        runtime_state = get_driver().create(
-            create_spec(sandbox, restore_from), mounts=volume_domain.runtime_mounts(mounts)
-        )
+        with volume_domain.runtime_mounts(mounts) as bound:
+            runtime_state = get_driver().create(create_spec(sandbox, restore_from), mounts=bound)
     except Exception as exc:
         message = str(exc)[:500] or exc.__class__.__name__
         Sandbox.objects.filter(pk=sandbox.pk).update(
@@ -772,10 +771,11 @@ def _wake(sandbox: Sandbox, snapshot: Snapshot | None, *, restore_as: str) -> st
         if snapshot is None or driver.exists(sandbox.runtime_id):
             raise
         log.info("runtime lost paused %s (%s); restoring its archive", sandbox.public_id, exc)
-    driver.create(
-        dataclasses.replace(create_spec(sandbox, _archive_of(snapshot)), sandbox_id=restore_as),
-        mounts=volume_domain.runtime_mounts(volume_domain.mounts_of(sandbox)),
-    )
+    with volume_domain.runtime_mounts(volume_domain.mounts_of(sandbox)) as bound:
+        driver.create(
+            dataclasses.replace(create_spec(sandbox, _archive_of(snapshot)), sandbox_id=restore_as),
+            mounts=bound,
+        )
     return restore_as
 
 

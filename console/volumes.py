@@ -8,7 +8,10 @@ so console/sandbox_files.py serves them like a sandbox's.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -324,33 +327,46 @@ def mounts_of(sandbox: Sandbox) -> list[dict[str, Any]]:
     ]
 
 
-def runtime_mounts(mounts: list[dict[str, Any]]) -> list[VolumeMount]:
-    """What the driver binds: each volume's real directory (its subpath made if missing,
-    resolved inside the volume)."""
-    result = []
-    for mount in mounts:
-        volume: Volume = mount["volume"]
-        store = files(volume)
-        source = store.root
-        if mount["subpath"]:
-            try:
-                spath = store.path("/" + mount["subpath"])
-                if not store.exists(spath):
-                    store.makedirs(spath)
-                if not store.is_dir(spath):
+@contextmanager
+def runtime_mounts(mounts: list[dict[str, Any]]) -> Iterator[list[VolumeMount]]:
+    """What the driver binds, valid inside the `with`: each volume's root, or its subpath
+    (made if missing) opened inside the volume and named by its descriptor
+    (/proc/<pid>/fd/<n>), so a sandbox that swaps a directory of a shared volume for a
+    symlink meanwhile cannot make the bind land anywhere else."""
+    result: list[VolumeMount] = []
+    opened: list[int] = []
+    try:
+        for mount in mounts:
+            volume: Volume = mount["volume"]
+            store = files(volume)
+            source = store.root
+            if mount["subpath"]:
+                try:
+                    spath = store.path("/" + mount["subpath"])
+                    if not store.exists(spath):
+                        store.makedirs(spath)
+                    fd = store.open_fd(spath, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                except RuntimeError_ as exc:
+                    raise ApiError(
+                        "invalid_request",
+                        f"subpath {mount['subpath']} of volume {volume.name}: {exc}",
+                    ) from None
+                except NotADirectoryError:
                     raise ApiError(
                         "invalid_request",
                         f"subpath {mount['subpath']} of volume {volume.name} is not a directory",
-                    )
-                source = store.host_path(spath)
-            except RuntimeError_ as exc:
-                raise ApiError(exc.code, str(exc)) from None
-        result.append(
-            VolumeMount(
-                source=Path(source), target=mount["mount_path"], read_only=mount["read_only"]
+                    ) from None
+                opened.append(fd)
+                source = f"/proc/{os.getpid()}/fd/{fd}"
+            result.append(
+                VolumeMount(
+                    source=Path(source), target=mount["mount_path"], read_only=mount["read_only"]
+                )
             )
-        )
-    return result
+        yield result
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def sandbox_attachments(sandbox: Sandbox) -> list[dict[str, Any]]:

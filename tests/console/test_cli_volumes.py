@@ -246,6 +246,7 @@ def _session(live, volume_id: str, upload_id: str) -> dict:
     ).json()
 
 
+@pytest.mark.timeout(300)
 def test_resumable_upload_killed_midway_then_resumed(live, volume, tmp_path):
     name = volume["name"]
     source = random_file(tmp_path / "data.bin", 100 * 1024 * 1024)  # 13 parts of 8 MiB
@@ -303,6 +304,7 @@ def test_quota_exceeded_leaves_no_partial_file(live, volume, tmp_path):
     assert 80 * 1024 * 1024 <= info["used_bytes"] <= info["max_size_bytes"] <= QUOTA
 
 
+@pytest.mark.timeout(600)  # one story of ~30 real CLI calls and three sandboxes
 def test_two_sandboxes_share_a_volume_ro_refused_and_busy_delete(live, volume):
     name = volume["name"]
     writer = live.new_sandbox("--volume", f"ref={name},mount=/data")
