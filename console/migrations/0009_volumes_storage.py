@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('console', '0007_merge_agents'),
+        ('console', '0008_runtime_oom_is_a_reason'),
     ]
 
     operations = [
