@@ -42,3 +42,15 @@ def new_upload_id() -> str:
 
 def new_invitation_id() -> str:
     return new_public_id("inv_")
+
+
+def new_webhook_id() -> str:
+    return new_public_id("wh_")
+
+
+def new_delivery_id() -> str:
+    return new_public_id("del_")
+
+
+def new_attempt_id() -> str:
+    return new_public_id("att_")

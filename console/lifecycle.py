@@ -17,6 +17,7 @@ from django.db import transaction
 
 from console.models import ActorKind, EventStatus, LifecycleEvent, Project
 from console.timefmt import iso
+from console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def record_event(
         metadata=metadata or {},
     )
     payload = event_to_dict(event)
+    # Deliveries commit with the event: a stored event is never left undelivered.
+    webhooks.queue_deliveries(event, payload)
     group = group_name(project)
     transaction.on_commit(lambda: publish(group, payload))
     return event

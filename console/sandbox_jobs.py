@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from console.jobs import on_startup, periodic
 from console.lifecycle import record_event
 from console.models import (
     LIVE_STATUSES,
@@ -24,7 +25,6 @@ from console.models import (
     TimeoutAction,
 )
 from console.runtime import get_driver
-from console.worker import job, on_startup
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def reconcile_runtime() -> list[str]:
     return lost
 
 
-@job("sandbox_timeouts", every=1.0)
+@periodic("sandbox_timeouts", every=1.0)
 def act_on_timeouts() -> list[str]:
     """Destroy (or pause, for timeout_action=hibernate) running sandboxes past timeout_at."""
     from console import sandboxes

@@ -24,11 +24,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console import sandbox_files
+from console.jobs import periodic
 from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus
 from console.models.uploads import ConflictPolicy, UploadKind
 from console.timefmt import iso
 from console.upload_extract import UploadFailure, extract_and_publish
-from console.worker import job
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024
@@ -465,7 +465,7 @@ def _stage_file(target: Path, chunks: Iterator[bytes]) -> Path:
     return Path(name)
 
 
-@job("expire-upload-sessions", every=300)
+@periodic("expire-upload-sessions", every=300)
 def expire_stale() -> int:
     """Expire open sessions past expires_at (or of a destroyed sandbox) and free their staged parts."""
     count = 0

@@ -14,6 +14,7 @@ from console.api import pty as pty_api
 from console.api import sandboxes as sandboxes_api
 from console.api import snapshots as snapshots_api
 from console.api import uploads as uploads_api
+from console.webhooks import api as webhooks_api
 
 urlpatterns: list = []
 urlpatterns += files_api.urlpatterns
@@ -25,6 +26,7 @@ urlpatterns += snapshots_api.urlpatterns
 urlpatterns += lifecycle_api.urlpatterns
 urlpatterns += keys_api.urlpatterns
 urlpatterns += pty_api.urlpatterns
+urlpatterns += webhooks_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

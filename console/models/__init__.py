@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from console.models.audit import AuditEvent
 from console.models.idempotency import IdempotencyRecord
+from console.models.jobs import Job, JobStatus
 from console.models.keys import ApiKey, KeyScope
 from console.models.lifecycle import ActorKind, EventStatus, LifecycleEvent, Operation
 from console.models.previews import AuthMode, PreviewGrant
@@ -10,14 +11,20 @@ from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, Time
 from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
+from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
     "ActorKind",
     "ApiKey",
     "AuditEvent",
     "AuthMode",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryStatus",
     "EventStatus",
     "IdempotencyRecord",
+    "Job",
+    "JobStatus",
     "Invitation",
     "KeyScope",
     "LIVE_STATUSES",
@@ -36,4 +43,5 @@ __all__ = [
     "TimeoutAction",
     "UploadSession",
     "UploadStatus",
+    "Webhook",
 ]

@@ -18,8 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="0.0.0.0")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-worker", action="store_true", help="Do not start the job worker")
         parser.add_argument(
-            "--no-worker", action="store_true", help="Do not start the worker thread"
+            "--worker-threads", type=int, default=4, help="Jobs the built-in worker runs at once"
         )
         parser.add_argument(
             "--loop",
@@ -34,11 +35,14 @@ class Command(BaseCommand):
         from daphne.server import Server
 
         from console.asgi import application
-        from console.worker import run_forever
+        from console.jobs.worker import run_forever
 
         stop = threading.Event()
         if not options["no_worker"]:
-            threading.Thread(target=run_forever, args=(stop,), name="worker", daemon=True).start()
+            threads = max(1, min(64, options["worker_threads"]))
+            threading.Thread(
+                target=run_forever, args=(stop, threads), name="worker", daemon=True
+            ).start()
         _skip_twisted_access_lines()
         endpoints = build_endpoint_description_strings(host=options["host"], port=options["port"])
         self.stdout.write(f"Nullspace Console on http://localhost:{options['port']}/")
