@@ -14,7 +14,7 @@ import threading
 import time
 from datetime import timedelta
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from console.jobs import queue, registry
@@ -49,7 +49,7 @@ def _work(stop: threading.Event, worker: str) -> None:
     while not stop.is_set():
         job = None
         try:
-            close_old_connections()
+            _tidy_connections()
             job = queue.claim(worker)
         except Exception:
             log.exception("claiming a job failed")
@@ -62,10 +62,18 @@ def _work(stop: threading.Event, worker: str) -> None:
 def run_job(job: Job, worker: str) -> None:
     """Run one claimed job and record how it ended; never raises."""
     try:
+        registry.load()  # every kind known, whoever claimed the job (cheap once imported)
         _outcome(job, worker)
     except Exception:
         log.exception("recording the outcome of job %s failed", job)
     finally:
+        _tidy_connections()
+
+
+def _tidy_connections() -> None:
+    # Drop broken or stale connections between jobs; never one inside a transaction
+    # (a caller that runs a job within its own, as tests do, keeps it).
+    if not connection.in_atomic_block:
         close_old_connections()
 
 
