@@ -24,8 +24,10 @@ def record(
     actor_label: str = "",
     target_type: str = "",
     target_id: str = "",
+    ip: str | None = None,
     **metadata: Any,
 ) -> AuditEvent:
+    """One audit row; `ip` overrides the request's (for work done off the request)."""
     if actor is None and request is not None and getattr(request, "user", None) is not None:
         if request.user.is_authenticated:
             actor = request.user
@@ -42,6 +44,6 @@ def record(
         action=action,
         target_type=target_type,
         target_id=target_id,
-        ip=client_ip(request),
+        ip=ip or client_ip(request),
         metadata=metadata,
     )

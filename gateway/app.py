@@ -35,7 +35,7 @@ async def gateway_application(scope, receive, send) -> None:
         sandbox = await upstream.sandbox_info(route.sandbox_id)
         auth.check_traffic_token(scope, sandbox)
         if admission.bootstrap:
-            accounting.count_use(grant_id)
+            accounting.count_use(grant_id, scope=scope)
             await auth.send_bootstrap(scope, send, admission)
             return
         target = await upstream.address(sandbox, route.port)
@@ -50,7 +50,7 @@ async def gateway_application(scope, receive, send) -> None:
     )
     host = upstream_host(scope, sandbox.mask_request_host, route.port)
     if not websocket:
-        accounting.count_use(grant_id, http=True)
+        accounting.count_use(grant_id, http=True, scope=scope)
         headers.append((b"host", host.encode("latin-1")))
         try:
             await proxy_http(
@@ -67,7 +67,7 @@ async def gateway_application(scope, receive, send) -> None:
             await send_error(scope, send, error)
         return
 
-    accounting.count_use(grant_id, websocket=True)
+    accounting.count_use(grant_id, websocket=True, scope=scope)
     # Closed by a revocation (fan-out) or when the grant runs out, whichever comes first.
     ended = grants.watch_socket(grant_id)
     expiry = asyncio.get_running_loop().call_later(

@@ -12,7 +12,12 @@ TaskFunc = Callable[[dict[str, Any]], Any]
 TickFunc = Callable[[], Any]
 
 # Modules whose import registers jobs.
-JOB_MODULES = ("console.sandbox_jobs", "console.uploads", "console.webhooks.delivery")
+JOB_MODULES = (
+    "console.sandbox_jobs",
+    "console.uploads",
+    "console.previews",
+    "console.webhooks.delivery",
+)
 
 
 @dataclass(frozen=True)

@@ -7,114 +7,226 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+def _expired_grants_are_already_known(apps, schema_editor) -> None:
+    # Grants that ran out before this migration get no "expired" audit row now.
+    from django.db.models import F
+    from django.utils import timezone
 
+    grant = apps.get_model("console", "PreviewGrant")
+    grant.objects.filter(expires_at__lte=timezone.now()).update(expiry_audited_at=F("expires_at"))
+    grant.objects.filter(first_used_at__isnull=False).update(
+        first_use_audited_at=F("first_used_at")
+    )
+
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('console', '0003_sandbox_transition'),
+        ("console", "0003_sandbox_transition"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_delivery_id, max_length=32, unique=True)),
-                ('event_id', models.CharField(max_length=64)),
-                ('event', models.JSONField(default=dict)),
-                ('operation', models.CharField(max_length=32)),
-                ('status', models.CharField(max_length=12)),
-                ('is_test', models.BooleanField(default=False)),
-                ('delivery_status', models.CharField(choices=[('queued', 'Queued'), ('in_progress', 'In Progress'), ('succeeded', 'Succeeded'), ('dead_letter', 'Dead Letter')], default='queued', max_length=12)),
-                ('attempt_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_response_status', models.PositiveIntegerField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_delivery_id, max_length=32, unique=True
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=64)),
+                ("event", models.JSONField(default=dict)),
+                ("operation", models.CharField(max_length=32)),
+                ("status", models.CharField(max_length=12)),
+                ("is_test", models.BooleanField(default=False)),
+                (
+                    "delivery_status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("in_progress", "In Progress"),
+                            ("succeeded", "Succeeded"),
+                            ("dead_letter", "Dead Letter"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("attempt_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_response_status", models.PositiveIntegerField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.AddField(
-            model_name='previewgrant',
-            name='expiry_audited_at',
+            model_name="previewgrant",
+            name="expiry_audited_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='previewgrant',
-            name='first_use_audited_at',
+            model_name="previewgrant",
+            name="first_use_audited_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='DeliveryAttempt',
+            name="DeliveryAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_attempt_id, max_length=32, unique=True)),
-                ('attempt_number', models.PositiveIntegerField()),
-                ('attempted_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('duration_ms', models.PositiveIntegerField(default=0)),
-                ('response_status', models.PositiveIntegerField(blank=True, null=True)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('response_excerpt', models.CharField(blank=True, max_length=1024)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='console.delivery')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_attempt_id, max_length=32, unique=True
+                    ),
+                ),
+                ("attempt_number", models.PositiveIntegerField()),
+                ("attempted_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("duration_ms", models.PositiveIntegerField(default=0)),
+                ("response_status", models.PositiveIntegerField(blank=True, null=True)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("response_excerpt", models.CharField(blank=True, max_length=1024)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="console.delivery",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['attempt_number'],
+                "ordering": ["attempt_number"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=64)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('failed', 'Failed')], default='queued', max_length=8)),
-                ('run_after', models.DateTimeField(default=django.utils.timezone.now)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('max_attempts', models.PositiveIntegerField(default=5)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('worker', models.CharField(blank=True, max_length=96)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('unique_key', models.CharField(blank=True, max_length=128, null=True, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=64)),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=8,
+                    ),
+                ),
+                ("run_after", models.DateTimeField(default=django.utils.timezone.now)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("max_attempts", models.PositiveIntegerField(default=5)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                ("worker", models.CharField(blank=True, max_length=96)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "unique_key",
+                    models.CharField(blank=True, max_length=128, null=True, unique=True),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'indexes': [models.Index(fields=['status', 'run_after'], name='console_job_due')],
+                "indexes": [models.Index(fields=["status", "run_after"], name="console_job_due")],
             },
         ),
         migrations.CreateModel(
-            name='Webhook',
+            name="Webhook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_webhook_id, max_length=32, unique=True)),
-                ('url', models.CharField(max_length=2048)),
-                ('operations', models.JSONField(default=list)),
-                ('secret_encrypted', models.TextField()),
-                ('enabled', models.BooleanField(default=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('disabled_reason', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_delivery_at', models.DateTimeField(blank=True, null=True)),
-                ('last_delivery_status', models.CharField(blank=True, choices=[('queued', 'Queued'), ('in_progress', 'In Progress'), ('succeeded', 'Succeeded'), ('dead_letter', 'Dead Letter')], max_length=12)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhooks', to='console.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_webhook_id, max_length=32, unique=True
+                    ),
+                ),
+                ("url", models.CharField(max_length=2048)),
+                ("operations", models.JSONField(default=list)),
+                ("secret_encrypted", models.TextField()),
+                ("enabled", models.BooleanField(default=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("disabled_reason", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_delivery_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "last_delivery_status",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("queued", "Queued"),
+                            ("in_progress", "In Progress"),
+                            ("succeeded", "Succeeded"),
+                            ("dead_letter", "Dead Letter"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="webhooks",
+                        to="console.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='webhook',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='console.webhook'),
+            model_name="delivery",
+            name="webhook",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="deliveries",
+                to="console.webhook",
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['webhook', '-created_at'], name='console_delivery_log'),
+            model_name="delivery",
+            index=models.Index(fields=["webhook", "-created_at"], name="console_delivery_log"),
         ),
+        migrations.RunPython(_expired_grants_are_already_known, migrations.RunPython.noop),
     ]

@@ -14,6 +14,7 @@ from console.views import (
     teams,
 )
 from console.views import previews as preview_views
+from console.webhooks import views as webhook_views
 
 urlpatterns: list = []
 urlpatterns += accounts.urlpatterns
@@ -23,6 +24,7 @@ urlpatterns += members.urlpatterns
 urlpatterns += keys.urlpatterns
 urlpatterns += audit.urlpatterns
 urlpatterns += preview_views.urlpatterns
+urlpatterns += webhook_views.urlpatterns
 urlpatterns += sandboxes.urlpatterns
 urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
