@@ -126,7 +126,9 @@ class LiveServer:
             LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
 
 
-def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
+def start_live_server(
+    tmp_dir: Path, *, serve_args: tuple[str, ...] = (), **extra_env: str
+) -> LiveServer:
     port = free_port()
     data_dir = tmp_dir / f"live-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +160,7 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             str(port),
             "--host",
             "127.0.0.1",
+            *serve_args,
         ],
         cwd=ROOT,
         env=env,
