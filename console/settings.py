@@ -25,7 +25,9 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = persistent_secret(DATA_DIR, "secret_key", "SECRET_KEY")
 PREVIEW_SIGNING_KEY = persistent_secret(DATA_DIR, "preview_signing_key", "PREVIEW_SIGNING_KEY")
 
-SITE_URL = env_url("SITE_URL", "http://localhost:8000")
+# The port bin/run serves on; without SITE_URL every URL the product prints follows it.
+PORT = env_int("PORT", 8000, minimum=1)
+SITE_URL = env_url("SITE_URL", f"http://localhost:{PORT}")
 _site = urlsplit(SITE_URL)
 SITE_HOST = _site.hostname or "localhost"
 SITE_SCHEME = _site.scheme

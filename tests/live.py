@@ -39,6 +39,16 @@ def _fresh_database_url() -> str | None:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def _drop_database(url: str) -> None:
+    """Drop a live server's own PostgreSQL database (CI must not leave one per server)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = os.environ["DATABASE_URL"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -115,6 +125,9 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.destroy_sandboxes()
+        own_db = self.env.get("DATABASE_URL", "")
+        if own_db.rsplit("/", 1)[-1].startswith("live_"):
+            _drop_database(own_db)
 
     def destroy_sandboxes(self) -> None:
         """Sandboxes outlive the server by design; a test server's must not outlive the test."""
