@@ -37,7 +37,7 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
             await self.close()
             return
         self.project: Project = key.project
-        self.subscriptions: dict[str, asyncio.Task] = {}
+        self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.changed = asyncio.Event()
         await self.accept()
         await self.channel_layer.group_add(lifecycle.group_name(self.project), self.channel_name)
@@ -50,7 +50,7 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
                 lifecycle.group_name(self.project), self.channel_name
             )
 
-    async def lifecycle_event(self, message: dict) -> None:
+    async def lifecycle_event(self, message: dict[str, Any]) -> None:
         self.changed.set()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -104,7 +104,7 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
             known = current
 
     async def _send_updates(
-        self, sub_id: str, before: dict[str, dict], after: dict[str, dict]
+        self, sub_id: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
     ) -> None:
         for sandbox_id, info in after.items():
             if before.get(sandbox_id) != info:
@@ -128,7 +128,7 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
                 }
             )
 
-    async def _sample(self, sub_id: str, fleet: dict[str, dict], processes: bool) -> None:
+    async def _sample(self, sub_id: str, fleet: dict[str, dict[str, Any]], processes: bool) -> None:
         for sandbox_id, info in fleet.items():
             if info["status"] != SandboxStatus.RUNNING:
                 continue
@@ -154,13 +154,13 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
                         }
                     )
 
-    def _fleet(self) -> dict[str, dict]:
+    def _fleet(self) -> dict[str, dict[str, Any]]:
         rows = Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES)
         rows = rows.select_related("pause_snapshot").order_by("created_at", "pk")[:MAX_SANDBOXES]
         return {row.public_id: sandboxes.sandbox_to_dict(row) for row in rows}
 
 
-def _check_subscribe(content: dict) -> str:
+def _check_subscribe(content: dict[str, Any]) -> str:
     interval = content.get("interval_ms", DEFAULT_INTERVAL_MS)
     if isinstance(interval, bool) or not isinstance(interval, int):
         return "interval_ms must be an integer"

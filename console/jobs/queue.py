@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from console.models.jobs import Job, JobStatus
@@ -42,7 +42,7 @@ class RetryLater(Exception):  # noqa: N818 - a signal, not an error
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Seconds before retry number `attempt` (1 = first retry): base * 2^(attempt-1),
     at most `cap`, with +-10% jitter so many failures do not retry in lockstep."""
-    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = min(float(cap), float(base) * 2.0 ** max(0, attempt - 1))
     return delay * random.uniform(0.9, 1.1)
 
 
@@ -94,7 +94,7 @@ def claim(worker: str) -> Job | None:
     return None
 
 
-def _mine(job: Job, worker: str):
+def _mine(job: Job, worker: str) -> QuerySet[Job]:
     return Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=worker)
 
 

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import close_old_connections, connection
@@ -101,7 +102,7 @@ def _outcome(job: Job, worker: str) -> None:
         queue.finish(job, worker)
 
 
-def _guarded(name: str, func) -> str:
+def _guarded(name: str, func: Callable[[], object]) -> str:
     """Run a tick; its failure is logged (and returned) and never stops the worker."""
     began = time.monotonic()
     try:

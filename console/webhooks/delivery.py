@@ -39,10 +39,11 @@ def body_for(delivery: Delivery) -> bytes:
 
 @task(DELIVER)
 def deliver(payload: dict[str, Any]) -> None:
-    delivery = Delivery.objects.select_related("webhook__project__team").filter(
-        pk=payload.get("delivery")
+    found = (
+        Delivery.objects.select_related("webhook__project__team")
+        .filter(pk=int(payload["delivery"]))
+        .first()
     )
-    found = delivery.first()
     if found is None or found.delivery_status in DONE:
         return
     webhook = found.webhook

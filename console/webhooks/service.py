@@ -49,7 +49,7 @@ def _checked_url(value: Any) -> str:
         targets.resolve(value)
     except targets.TargetRefused as refused:
         raise ApiError(refused.code, refused.message, details={"field": "url"}) from None
-    return value.strip()
+    return str(value).strip()
 
 
 def _checked_operations(value: Any) -> list[str]:
@@ -70,7 +70,7 @@ def _checked_secret(value: Any) -> str:
         secrets.signing_key(value)
     except secrets.SecretError as exc:
         raise ApiError("invalid_request", str(exc), details={"field": "signing_secret"}) from None
-    return value
+    return str(value)
 
 
 def _checked_enabled(value: Any) -> bool:

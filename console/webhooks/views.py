@@ -6,6 +6,7 @@ Every change goes through console/webhooks/service.py, as /v1 does."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -56,7 +57,7 @@ def _webhook(request: HttpRequest, webhook_id: str) -> Webhook:
 
 
 def _render_list(
-    request: HttpRequest, form: WebhookForm | None = None, issued: dict | None = None
+    request: HttpRequest, form: WebhookForm | None = None, issued: dict[str, Any] | None = None
 ) -> HttpResponse:
     context = {
         "webhooks": request.project.webhooks.all(),
@@ -154,15 +155,15 @@ def _detail_url(webhook: Webhook) -> str:
 
 
 def _render_detail(request: HttpRequest, webhook: Webhook) -> HttpResponse:
-    rows = webhook.deliveries.prefetch_related("attempts").order_by("-created_at", "-pk")
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
-    for delivery in page.object_list:
-        # The body exactly as sent, indented for reading.
-        delivery.payload_text = json.dumps(json.loads(body_for(delivery)), indent=2)
+    deliveries = webhook.deliveries.prefetch_related("attempts").order_by("-created_at", "-pk")
+    page = Paginator(deliveries, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Each delivery with its body exactly as sent, indented for reading.
+    rows = [(d, json.dumps(json.loads(body_for(d)), indent=2)) for d in page.object_list]
     pending = any(d.delivery_status in UNFINISHED for d in page.object_list)
     context = {
         "webhook": webhook,
         "page": page,
+        "rows": rows,
         "pending": pending,
         "can_manage": request.membership.has_role(Role.MEMBER),
         "list_url": _list_url(request),
