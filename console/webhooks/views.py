@@ -35,7 +35,9 @@ class WebhookForm(forms.Form):
     url = forms.CharField(
         max_length=2048,
         label="Endpoint URL",
-        widget=forms.URLInput(attrs={"placeholder": "https://example.com/nullspace/lifecycle"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "https://example.com/nullspace/lifecycle", "inputmode": "url"}
+        ),
     )
     operations = forms.MultipleChoiceField(
         choices=Operation.choices,
