@@ -219,6 +219,9 @@ LOGGING = {
     "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
 
+# Jobs (docs/jobs.md): a running job whose worker is silent this long is run again.
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 30, minimum=2)
+
 # Lifecycle webhooks (docs/webhooks.md).
 WEBHOOK_ENCRYPTION_KEY = persistent_secret(
     DATA_DIR, "webhook_encryption_key", "WEBHOOK_ENCRYPTION_KEY"

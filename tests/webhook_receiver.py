@@ -28,6 +28,8 @@ class Received:
 class Receiver:
     secret: str
     fail_first: int = 0
+    # Seconds to hold the first attempt of each message before answering (a slow receiver).
+    hold_first: float = 0.0
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -65,10 +67,15 @@ class Receiver:
                             time.time(),
                         )
                     )
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                if attempt == 1 and receiver.hold_first:
+                    time.sleep(receiver.hold_first)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:
+                    pass  # the sender is gone (a killed worker)
 
             def log_message(self, *args: object) -> None:
                 pass

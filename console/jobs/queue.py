@@ -15,15 +15,24 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from console.models.jobs import Job, JobStatus
 
-# A running job whose worker has not beaten its heart for this long is taken back.
-STALE_AFTER = timedelta(seconds=30)
-HEARTBEAT_SECONDS = 5.0
+# A running job whose worker has not beaten its heart for JOB_STALE_SECONDS (30 by
+# default) is taken back; workers beat six times within that span.
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=settings.JOB_STALE_SECONDS)
+
+
+def heartbeat_seconds() -> float:
+    return float(settings.JOB_STALE_SECONDS) / 6
+
 # On SQLite, how many due rows one claim tries before giving up for this round.
 CLAIM_CANDIDATES = 5
 MAX_ERROR = 500
@@ -137,11 +146,11 @@ def heartbeat(workers: list[str]) -> int:
     )
 
 
-def reap_stale(stale_after: timedelta = STALE_AFTER) -> list[int]:
+def reap_stale() -> list[int]:
     """Take back running jobs whose worker went silent (killed, host lost): queued
     again, or failed when they have used every attempt. Returns the reaped ids."""
     now = timezone.now()
-    stale = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after)
+    stale = Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=now - stale_after())
     reaped = []
     for pk, beat, attempts, limit, worker in stale.values_list(
         "pk", "heartbeat_at", "attempts", "max_attempts", "worker"

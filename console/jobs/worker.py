@@ -39,7 +39,7 @@ def run_forever(stop: threading.Event, threads: int = 1) -> None:
     ]
     for loop in loops:
         loop.start()
-    while not stop.wait(queue.HEARTBEAT_SECONDS):
+    while not stop.wait(queue.heartbeat_seconds()):
         _guarded("heartbeat", lambda: queue.heartbeat(names))
         _guarded("reap_stale", queue.reap_stale)
     for loop in loops:
