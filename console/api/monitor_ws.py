@@ -21,6 +21,7 @@ from console import lifecycle, sandboxes
 from console.api.ws_auth import scope_api_key
 from console.models import LIVE_STATUSES, Project, Sandbox, SandboxStatus
 from console.runtime import get_driver
+from console.runtime.base import RuntimeError_
 
 DEFAULT_INTERVAL_MS = 2000
 MIN_INTERVAL_MS = 250
@@ -173,20 +174,14 @@ def _check_subscribe(content: dict[str, Any]) -> str:
 
 def _metrics(sandbox_id: str) -> dict[str, Any] | None:
     """One SandboxMetrics, or None when the sandbox went meanwhile (its update follows)."""
-    from dataclasses import asdict
-
     try:
-        sample = get_driver().metrics(sandbox_id)
-    except Exception:
+        return sandboxes.sample_to_dict(get_driver().metrics(sandbox_id))
+    except (RuntimeError_, OSError):
         return None
-    return {
-        k: v for k, v in asdict(sample).items() if v is not None or not k.startswith("network_")
-    }
 
 
 def _processes(sandbox_id: str) -> list[dict[str, Any]] | None:
     try:
-        found = get_driver().processes(sandbox_id)
-    except Exception:
+        return [sandboxes.process_to_dict(p) for p in get_driver().processes(sandbox_id)]
+    except (RuntimeError_, OSError):
         return None
-    return [{"pid": p.pid, "command": p.command, "running": p.running} for p in found]

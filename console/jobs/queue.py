@@ -33,6 +33,7 @@ def stale_after() -> timedelta:
 def heartbeat_seconds() -> float:
     return float(settings.JOB_STALE_SECONDS) / 6
 
+
 # On SQLite, how many due rows one claim tries before giving up for this round.
 CLAIM_CANDIDATES = 5
 MAX_ERROR = 500
