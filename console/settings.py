@@ -221,6 +221,8 @@ LOGGING = {
 
 # Jobs (docs/jobs.md): a running job whose worker is silent this long is run again.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 30, minimum=2)
+# How often an idle worker looks for due jobs (queued ones wake it sooner; docs/jobs.md).
+JOB_POLL_MS = env_int("JOB_POLL_MS", 250, minimum=10)
 
 # Lifecycle webhooks (docs/webhooks.md).
 WEBHOOK_ENCRYPTION_KEY = persistent_secret(

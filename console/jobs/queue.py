@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from console.jobs import wakeup
 from console.models.jobs import Job, JobStatus
 
 # A running job whose worker has not beaten its heart for JOB_STALE_SECONDS (30 by
@@ -64,15 +65,21 @@ def enqueue(
     max_attempts: int = 5,
 ) -> Job:
     """Add a job; it commits (or rolls back) with the caller's transaction. Workers of
-    this process wake at commit; others find it at their next poll."""
+    this process wake at commit; others by NOTIFY on PostgreSQL (console/jobs/wakeup.py),
+    else at their next poll."""
     job = Job.objects.create(
         kind=kind,
         payload=payload or {},
         run_after=run_after or timezone.now(),
         max_attempts=max_attempts,
     )
+    wakeup.notify()
     transaction.on_commit(_wake.set)
     return job
+
+
+def wake() -> None:
+    _wake.set()
 
 
 def wait_for_work(timeout: float) -> None:

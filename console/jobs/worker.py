@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from console.jobs import queue, registry
+from console.jobs import queue, registry, wakeup
 from console.models.jobs import Job
 
 log = logging.getLogger(__name__)
-
-IDLE_POLL_SECONDS = 0.25
 
 
 def run_forever(stop: threading.Event, threads: int = 1) -> None:
@@ -37,11 +36,21 @@ def run_forever(stop: threading.Event, threads: int = 1) -> None:
         threading.Thread(target=_work, args=(stop, name), name=f"job-{n}", daemon=True)
         for n, name in enumerate(names)
     ]
+    if wakeup.supported():
+        loops.append(
+            threading.Thread(
+                target=wakeup.listen_forever,
+                args=(stop, queue.wake),
+                name="job-wakeup",
+                daemon=True,
+            )
+        )
     for loop in loops:
         loop.start()
     while not stop.wait(queue.heartbeat_seconds()):
         _guarded("heartbeat", lambda: queue.heartbeat(names))
         _guarded("reap_stale", queue.reap_stale)
+    queue.wake()  # idle threads see `stop` now rather than at their next poll
     for loop in loops:
         loop.join(timeout=30)
 
@@ -55,7 +64,7 @@ def _work(stop: threading.Event, worker: str) -> None:
         except Exception:
             log.exception("claiming a job failed")
         if job is None:
-            queue.wait_for_work(IDLE_POLL_SECONDS)
+            queue.wait_for_work(settings.JOB_POLL_MS / 1000)
             continue
         run_job(job, worker)
 

@@ -144,3 +144,29 @@ def test_a_killed_workers_delivery_is_taken_back_by_another(site, receiver):
     while site.statuses() != "[('succeeded', 1)]" and time.monotonic() < deadline:
         time.sleep(0.3)
     assert site.statuses() == "[('succeeded', 1)]"
+
+
+def test_on_postgresql_a_queued_job_wakes_a_worker_of_another_process(site, receiver):
+    """The worker polls only once a minute here: the delivery arrives well before that
+    only because enqueue's NOTIFY woke it."""
+    if "DATABASE_URL" not in site.env:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite workers poll")
+    import psycopg
+
+    site.env["JOB_POLL_MS"] = "60000"
+    site.start_worker(threads=1)
+    with psycopg.connect(site.env["DATABASE_URL"], autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listening = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query = 'LISTEN console_jobs'"
+            ).fetchone()[0]
+            if listening:
+                break
+            time.sleep(0.2)
+        assert listening, "the worker never started listening"
+    queued_at = time.monotonic()
+    site.queue_test_events(receiver, 1)
+    receiver.wait_for(lambda got: len(got) == 1, timeout=40)
+    assert time.monotonic() - queued_at < 50  # the next poll would be a minute away
