@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from console.jobs import on_startup, periodic
+from console.jobs import every_process, on_startup, periodic
 from console.lifecycle import record_event
 from console.models import (
     LIVE_STATUSES,
@@ -111,7 +111,7 @@ def act_on_timeouts() -> list[str]:
     return done
 
 
-@job("sandbox_runtime_events", every=1.0)
+@every_process("sandbox_runtime_events", every=1.0)
 def record_runtime_events() -> int:
     """Lifecycle events for what happened inside sandboxes on its own (OOM kills)."""
     events = get_driver().take_events()

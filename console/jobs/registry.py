@@ -30,6 +30,8 @@ class Periodic:
 TASKS: dict[str, TaskFunc] = {}
 PERIODIC: dict[str, Periodic] = {}
 STARTUP: list[tuple[str, TickFunc]] = []
+# Ticks every worker process runs itself (work on this host's runtime), not via the table.
+EVERY_PROCESS: dict[str, Periodic] = {}
 
 
 def task(kind: str) -> Callable[[TaskFunc], TaskFunc]:
@@ -43,6 +45,17 @@ def task(kind: str) -> Callable[[TaskFunc], TaskFunc]:
 def periodic(name: str, every: float) -> Callable[[TickFunc], TickFunc]:
     def register(func: TickFunc) -> TickFunc:
         PERIODIC[name] = Periodic(name, every, func)
+        return func
+
+    return register
+
+
+def every_process(name: str, every: float) -> Callable[[TickFunc], TickFunc]:
+    """Like `periodic`, but run by every worker process on its own clock: for work on
+    what this host holds (its runtime's files), which a worker elsewhere cannot do."""
+
+    def register(func: TickFunc) -> TickFunc:
+        EVERY_PROCESS[name] = Periodic(name, every, func)
         return func
 
     return register

@@ -24,6 +24,9 @@ from console.models.jobs import Job
 
 log = logging.getLogger(__name__)
 
+# How often the main loop looks at its every-process ticks and the heartbeat clock.
+LOCAL_TICK_SECONDS = 0.25
+
 
 def run_forever(stop: threading.Event, threads: int = 1) -> None:
     registry.load()
@@ -47,9 +50,19 @@ def run_forever(stop: threading.Event, threads: int = 1) -> None:
         )
     for loop in loops:
         loop.start()
-    while not stop.wait(queue.heartbeat_seconds()):
-        _guarded("heartbeat", lambda: queue.heartbeat(names))
-        _guarded("reap_stale", queue.reap_stale)
+    due = {name: 0.0 for name in registry.EVERY_PROCESS}
+    next_beat = time.monotonic() + queue.heartbeat_seconds()
+    while not stop.wait(LOCAL_TICK_SECONDS):
+        now = time.monotonic()
+        for plan in registry.EVERY_PROCESS.values():
+            if now >= due[plan.name]:
+                _guarded(plan.name, plan.func)
+                due[plan.name] = time.monotonic() + plan.every
+        if now >= next_beat:
+            _guarded("heartbeat", lambda: queue.heartbeat(names))
+            _guarded("reap_stale", queue.reap_stale)
+            next_beat = time.monotonic() + queue.heartbeat_seconds()
+        _tidy_connections()
     queue.wake()  # idle threads see `stop` now rather than at their next poll
     for loop in loops:
         loop.join(timeout=30)
