@@ -28,6 +28,20 @@ from console.webhooks import secrets, targets
 DELIVER = "webhook.deliver"
 MAX_WEBHOOKS_PER_PROJECT = 20
 UPDATABLE = ("url", "operations", "signing_secret", "enabled")
+# What a webhook may subscribe to: the operations the 0.1.9 client can parse. Another
+# one (e.g. `oom`) in a webhook or a delivery would make its `webhooks list` and
+# `deliveries` fail, so such events stay in the event log and stream only.
+SUBSCRIBABLE = (
+    Operation.CREATE,
+    Operation.DESTROY,
+    Operation.TIMEOUT_UPDATED,
+    Operation.TIMEOUT_EXPIRED,
+    Operation.HIBERNATE,
+    Operation.SNAPSHOT_CREATED,
+    Operation.RESUME_FROM_SNAPSHOT,
+    Operation.FORK,
+    Operation.RECONCILE,
+)
 
 
 def get_webhook(project: Project, public_id: str) -> Webhook:
@@ -55,12 +69,12 @@ def _checked_url(value: Any) -> str:
 def _checked_operations(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
         raise ApiError("invalid_request", "operations must be a non-empty list")
-    unknown = [op for op in value if op not in Operation.values]
+    unknown = [op for op in value if op not in SUBSCRIBABLE]
     if unknown:
         raise ApiError(
             "invalid_request",
             f"Unknown operation(s) {', '.join(map(str, unknown))}; "
-            f"choose from {', '.join(Operation.values)}",
+            f"choose from {', '.join(SUBSCRIBABLE)}",
         )
     return list(dict.fromkeys(value))
 

@@ -40,7 +40,7 @@ class WebhookForm(forms.Form):
         ),
     )
     operations = forms.MultipleChoiceField(
-        choices=Operation.choices,
+        choices=[(op.value, op.label) for op in service.SUBSCRIBABLE],
         initial=[Operation.CREATE, Operation.DESTROY],
         widget=forms.CheckboxSelectMultiple,
         label="Events",

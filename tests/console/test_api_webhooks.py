@@ -349,3 +349,8 @@ def test_deliveries_page_bounds(api, allow_loopback, receiver):
     assert api.get(f"{BASE}/{hook}/deliveries?limit=0").status_code == 400
     assert api.get(f"{BASE}/{hook}/deliveries?limit=201").status_code == 400
     assert api.get(f"{BASE}/{hook}/deliveries?offset=-1").status_code == 400
+
+
+def test_operations_the_client_cannot_parse_are_not_offered(api, allow_loopback):
+    refused = _create(api, "http://127.0.0.1:9/x", new_signing_secret(), operations=["oom"])
+    assert refused.status_code == 400 and "Unknown operation" in refused.json()["error"]
