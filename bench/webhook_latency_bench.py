@@ -47,8 +47,7 @@ def row(name: str, samples: list[float]) -> str:
 def measure(n: int, separate_worker: bool) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     receiver = Receiver(secret=new_signing_secret()).start()
-    serve_args = ("--no-worker",) if separate_worker else ()
-    server = start_live_server(tmp, serve_args=serve_args, WEBHOOK_ALLOW_PRIVATE_TARGETS="1")
+    server = start_live_server(tmp, worker=not separate_worker, WEBHOOK_ALLOW_PRIVATE_TARGETS="1")
     worker = None
     try:
         if separate_worker:

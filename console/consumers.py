@@ -78,7 +78,7 @@ class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
     async def follow(self, pid: int) -> None:
         """Relay output as it arrives; each blocking `next` runs in a worker thread."""
         events = get_driver().follow_output(
-            self.sandbox.public_id, pid, stop_after=EXEC_STREAM_SECS
+            self.sandbox.runtime_id, pid, stop_after=EXEC_STREAM_SECS
         )
         try:
             while (event := await asyncio.to_thread(next, events, None)) is not None:
@@ -98,7 +98,7 @@ class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
         if self.pid is None:
             return
         try:
-            await asyncio.to_thread(get_driver().kill_process, self.sandbox.public_id, self.pid)
+            await asyncio.to_thread(get_driver().kill_process, self.sandbox.runtime_id, self.pid)
         except RuntimeError_:
             pass  # already gone: nothing left to stop
 

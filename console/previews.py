@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, tokens
+from console import audit, live, tokens
 from console.jobs import periodic
 from console.models import ApiKey, AuthMode, PreviewGrant, Sandbox
 from console.timefmt import iso
@@ -123,6 +123,7 @@ def create_grant(
         port=port,
         auth_mode=auth_mode,
     )
+    _tell_pages(sandbox.project.public_id, sandbox.public_id)
     return grant, raw
 
 
@@ -145,6 +146,7 @@ def revoke_grant(grant: PreviewGrant, by=None) -> PreviewGrant:
             sandbox_id=grant.sandbox.public_id,
             port=grant.port,
         )
+        _tell_pages(grant.sandbox.project.public_id, grant.sandbox.public_id)
     announce_revocation(grant.public_id)
     return grant
 
@@ -177,6 +179,11 @@ def audit_expired_grants() -> int:
             )
             count += 1
     return count
+
+
+def _tell_pages(project_public_id: str, sandbox_public_id: str) -> None:
+    """Open grant tables refresh once the change is committed (console/live.py)."""
+    transaction.on_commit(lambda: live.grants_changed(project_public_id, [sandbox_public_id]))
 
 
 def announce_revocation(grant_id: str) -> None:

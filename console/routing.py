@@ -10,6 +10,9 @@ from console.api.monitor_ws import MonitorSocket
 from console.api.sandbox_ws import SandboxSocket
 from console.api.unknown_ws import UnknownSocket
 from console.consumers import SandboxExecConsumer
+from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
+
+_project = "t/<slug:team_slug>/p/<slug:project_slug>/"
 
 api_websocket_urlpatterns: list = [
     path("v1/sandboxes/<str:sandbox_id>/ws", SandboxSocket.as_asgi()),
@@ -22,6 +25,9 @@ console_websocket_urlpatterns: list = [
         "t/<slug:team_slug>/p/<slug:project_slug>/sandboxes/<str:sandbox_id>/exec/ws",
         SandboxExecConsumer.as_asgi(),
     ),
+    path(_project + "sandboxes/<str:sandbox_id>/live/ws", SandboxLiveConsumer.as_asgi()),
+    path(_project + "previews/live/ws", GrantsLiveConsumer.as_asgi()),
+    path(_project + "sandboxes/<str:sandbox_id>/previews/live/ws", GrantsLiveConsumer.as_asgi()),
 ]
 # Each router ends with this: an unknown path gets a typed refusal, not a server error.
 unknown_websocket_route = re_path(r"^.*$", UnknownSocket.as_asgi())

@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console import sandbox_files
-from console.jobs import periodic
+from console.jobs import every_process
 from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus
 from console.models.uploads import ConflictPolicy, UploadKind
 from console.timefmt import iso
@@ -183,9 +183,9 @@ def create_session(
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
-    files = sandbox_files.store(sandbox.public_id)
+    files = sandbox_files.store(sandbox.runtime_id)
     target = sandbox_files.locate(
-        sandbox.public_id, body.get("target_path"), sandbox_files.user_of(user), "target_path"
+        sandbox.runtime_id, body.get("target_path"), sandbox_files.user_of(user), "target_path"
     )
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
@@ -409,7 +409,7 @@ def _parts(session: UploadSession) -> Iterator[bytes]:
 
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    sandbox_id = session.sandbox.public_id
+    sandbox_id = session.sandbox.runtime_id
     files = sandbox_files.store(sandbox_id)
     user = sandbox_files.user_of(session.user)
     target = session.target_path
@@ -450,7 +450,7 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
     )
 
 
-@periodic("expire-upload-sessions", every=300)
+@every_process("expire-upload-sessions", every=300)
 def expire_stale() -> int:
     """Expire open sessions past expires_at (or of a destroyed sandbox) and free their staged parts."""
     count = 0

@@ -10,7 +10,6 @@ from console.api.errors import api_error
 NOT_YET = (
     "templates",
     "volumes",
-    "agent-deployments",
 )
 
 

@@ -13,18 +13,18 @@ import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import lifecycle, sandboxes
 from console.api.errors import ApiError
 from console.api.ws_auth import scope_api_key
+from console.api.ws_json import TolerantJsonConsumer
 from console.models import EventStatus, LifecycleEvent, Operation
 
 POLL_SECONDS = 2.0
 MAX_REPLAY = 1000
 
 
-class LifecycleSocket(AsyncJsonWebsocketConsumer):
+class LifecycleSocket(TolerantJsonConsumer):
     async def connect(self) -> None:
         key = await scope_api_key(self.scope)
         if key is None:
@@ -41,7 +41,7 @@ class LifecycleSocket(AsyncJsonWebsocketConsumer):
         if sandbox_id:
             try:
                 sandbox = await database_sync_to_async(sandboxes.get_sandbox)(
-                    self.project, sandbox_id
+                    self.project, sandbox_id, include_gone=True
                 )
             except ApiError as error:
                 await self.send_json({"type": "error", "message": error.message})

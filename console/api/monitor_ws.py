@@ -40,6 +40,8 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
         self.project: Project = key.project
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.changed = asyncio.Event()
+        # Public id -> the id the runtime driver knows the sandbox by.
+        self.runtime_ids: dict[str, str] = {}
         await self.accept()
         await self.channel_layer.group_add(lifecycle.group_name(self.project), self.channel_name)
 
@@ -133,7 +135,8 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
         for sandbox_id, info in fleet.items():
             if info["status"] != SandboxStatus.RUNNING:
                 continue
-            metrics = await asyncio.to_thread(_metrics, sandbox_id)
+            runtime_id = self.runtime_ids.get(sandbox_id, sandbox_id)
+            metrics = await asyncio.to_thread(_metrics, runtime_id)
             if metrics is not None:
                 await self.send_json(
                     {
@@ -144,7 +147,7 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
                     }
                 )
             if processes:
-                found = await asyncio.to_thread(_processes, sandbox_id)
+                found = await asyncio.to_thread(_processes, runtime_id)
                 if found is not None:
                     await self.send_json(
                         {
@@ -158,6 +161,8 @@ class MonitorSocket(AsyncJsonWebsocketConsumer):
     def _fleet(self) -> dict[str, dict[str, Any]]:
         rows = Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES)
         rows = rows.select_related("pause_snapshot").order_by("created_at", "pk")[:MAX_SANDBOXES]
+        rows = list(rows)
+        self.runtime_ids = {row.public_id: row.runtime_id for row in rows}
         return {row.public_id: sandboxes.sandbox_to_dict(row) for row in rows}
 
 
@@ -172,16 +177,16 @@ def _check_subscribe(content: dict[str, Any]) -> str:
     return ""
 
 
-def _metrics(sandbox_id: str) -> dict[str, Any] | None:
+def _metrics(runtime_id: str) -> dict[str, Any] | None:
     """One SandboxMetrics, or None when the sandbox went meanwhile (its update follows)."""
     try:
-        return sandboxes.sample_to_dict(get_driver().metrics(sandbox_id))
+        return sandboxes.sample_to_dict(get_driver().metrics(runtime_id))
     except (RuntimeError_, OSError):
         return None
 
 
-def _processes(sandbox_id: str) -> list[dict[str, Any]] | None:
+def _processes(runtime_id: str) -> list[dict[str, Any]] | None:
     try:
-        return [sandboxes.process_to_dict(p) for p in get_driver().processes(sandbox_id)]
+        return [sandboxes.process_to_dict(p) for p in get_driver().processes(runtime_id)]
     except (RuntimeError_, OSError):
         return None

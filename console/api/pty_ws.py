@@ -55,7 +55,7 @@ class PtyChannel:
             elif kind == "pty_input":
                 data = _input_bytes(content)
                 await asyncio.to_thread(
-                    get_driver().write_stdin, self.sandbox.public_id, self.info.pid, data
+                    get_driver().write_stdin, self.sandbox.runtime_id, self.info.pid, data
                 )
             elif kind == "pty_resize":
                 cols, rows = sandbox_pty.size(content)
@@ -96,7 +96,7 @@ class PtyChannel:
     async def _stream(self, info: PtyInfo, tail_bytes: int | None) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        sandbox_id, stop = self.sandbox.public_id, self.stop
+        sandbox_id, stop = self.sandbox.runtime_id, self.stop
 
         def put(item: object) -> None:
             try:

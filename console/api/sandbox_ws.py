@@ -15,19 +15,19 @@ import threading
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import sandboxes
 from console.api.errors import ApiError
 from console.api.file_watch_ws import FileWatches
 from console.api.pty_ws import PtyChannel
 from console.api.ws_auth import query_param, scope_api_key
+from console.api.ws_json import TolerantJsonConsumer
 from console.models import SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 
 
-class SandboxSocket(AsyncJsonWebsocketConsumer):
+class SandboxSocket(TolerantJsonConsumer):
     async def connect(self) -> None:
         key = await scope_api_key(self.scope)
         if key is None:
@@ -55,7 +55,7 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
         if self.channel is None:
             destroyed = self.sandbox.status == SandboxStatus.DESTROYED
             refusal = f"Sandbox {sandbox_id} was destroyed" if destroyed else None
-            self.watches = FileWatches(sandbox_id, self.send_json, self.close, refusal)
+            self.watches = FileWatches(self.sandbox.runtime_id, self.send_json, self.close, refusal)
         elif self.channel == "pty":
             self.pty = PtyChannel(self.sandbox, self.send_json, self.close)
         elif self.channel != "exec":
@@ -110,13 +110,13 @@ class SandboxSocket(AsyncJsonWebsocketConsumer):
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise ApiError("invalid_request", "exec_connect needs an integer pid")
         sandboxes.require_running(self.sandbox)
-        sandboxes._driver(lambda: get_driver().process_logs(self.sandbox.public_id, pid))
+        sandboxes._driver(lambda: get_driver().process_logs(self.sandbox.runtime_id, pid))
         return pid, None
 
     async def _stream(self, pid: int, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        sandbox_id = self.sandbox.public_id
+        sandbox_id = self.sandbox.runtime_id
         stop = self.stop
 
         def read() -> None:

@@ -17,6 +17,7 @@ JOB_MODULES = (
     "console.uploads",
     "console.previews",
     "console.webhooks.delivery",
+    "console.agents.jobs",
 )
 
 

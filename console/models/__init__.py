@@ -1,5 +1,21 @@
 from __future__ import annotations
 
+from console.models.agents import (
+    AgentArtifact,
+    AgentDeployment,
+    AgentLogEvent,
+    AgentRun,
+    AgentService,
+    AgentVersion,
+    ArtifactStatus,
+    CachePolicy,
+    DeploymentMode,
+    DeploymentStatus,
+    LogLevel,
+    RunStatus,
+    ServiceStatus,
+    VersionStatus,
+)
 from console.models.audit import AuditEvent
 from console.models.idempotency import IdempotencyRecord
 from console.models.jobs import Job, JobStatus
@@ -14,6 +30,20 @@ from console.models.uploads import UploadSession, UploadStatus
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "ArtifactStatus",
+    "VersionStatus",
+    "RunStatus",
+    "ServiceStatus",
+    "DeploymentStatus",
+    "DeploymentMode",
+    "CachePolicy",
+    "LogLevel",
+    "AgentArtifact",
+    "AgentDeployment",
+    "AgentLogEvent",
+    "AgentRun",
+    "AgentService",
+    "AgentVersion",
     "ActorKind",
     "ApiKey",
     "AuditEvent",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from console.views import (
     accounts,
+    agents,
     audit,
     keys,
     members,
@@ -28,3 +29,4 @@ urlpatterns += webhook_views.urlpatterns
 urlpatterns += sandboxes.urlpatterns
 urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
+urlpatterns += agents.urlpatterns

@@ -21,7 +21,7 @@ def _expired_grants_are_already_known(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("console", "0004_runtime_oom_operation"),
+        ("console", "0007_merge_agents"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
