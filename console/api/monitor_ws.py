@@ -15,10 +15,10 @@ import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import lifecycle, sandboxes
 from console.api.ws_auth import scope_api_key
+from console.api.ws_json import TolerantJsonConsumer
 from console.models import LIVE_STATUSES, Project, Sandbox, SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
@@ -31,7 +31,7 @@ MAX_SANDBOXES = 200
 MAX_ID = 128
 
 
-class MonitorSocket(AsyncJsonWebsocketConsumer):
+class MonitorSocket(TolerantJsonConsumer):
     async def connect(self) -> None:
         key = await scope_api_key(self.scope)
         if key is None:
