@@ -199,6 +199,8 @@ AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, mi
 AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
 AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
+# JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 48 * 1024 * 1024
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
 SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
 SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)
@@ -239,6 +241,17 @@ RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
 # `*` allows any origin; credentials by cookie are never allowed cross-origin.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 
+# Volumes (docs/volumes.md): where they live, how they are stored, their limits.
+VOLUMES_ROOT = Path(env_str("VOLUMES_ROOT", str(DATA_DIR / "volumes"))).resolve()
+VOLUMES_BACKEND = env_str("VOLUMES_BACKEND", "auto")  # auto | image | directory
+if VOLUMES_BACKEND not in ("auto", "image", "directory"):
+    raise ImproperlyConfigured("VOLUMES_BACKEND must be auto, image or directory")
+VOLUME_MAX_BYTES = env_int("VOLUME_MAX_BYTES", 1024 * 1024 * 1024, minimum=16 * 1024 * 1024)
+MAX_VOLUMES_PER_PROJECT = env_int("MAX_VOLUMES_PER_PROJECT", 50, minimum=1)
+# directory backend only: the shared file system enforces each volume directory's quota
+# itself (CephFS/JuiceFS directory quotas), so read-write mounts may be allowed.
+VOLUMES_EXTERNAL_QUOTA = env_bool("VOLUMES_EXTERNAL_QUOTA", False)
+
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")
 if PREVIEW_COOKIE_SAMESITE not in ("Lax", "Strict", "None"):
@@ -248,6 +261,25 @@ PREVIEW_DEFAULT_TTL_SECONDS = env_int("PREVIEW_DEFAULT_TTL_SECONDS", 3600, minim
 PREVIEW_RESUME_WAIT_SECONDS = env_int("PREVIEW_RESUME_WAIT_SECONDS", 15, minimum=1)
 # Dotted path to a sync (sandbox_id, port) -> (host, port); the runtime driver by default.
 PREVIEW_UPSTREAM_RESOLVER = env_str("PREVIEW_UPSTREAM_RESOLVER", "gateway.upstream.driver_address")
+
+# Limits of the HTTP server and the gateway (docs/gateway.md, "Limits"): each bounds
+# what one client or one upstream can make us hold or wait for.
+HTTP_MAX_HEADER_BYTES = env_int("HTTP_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
+HTTP_MAX_HEADERS = env_int("HTTP_MAX_HEADERS", 100, minimum=16)
+HTTP_HEADER_TIMEOUT_SECONDS = env_int("HTTP_HEADER_TIMEOUT_SECONDS", 10, minimum=1)
+HTTP_KEEPALIVE_SECONDS = env_int("HTTP_KEEPALIVE_SECONDS", 5, minimum=1)
+HTTP_BODY_READ_TIMEOUT_SECONDS = env_int("HTTP_BODY_READ_TIMEOUT_SECONDS", 60, minimum=1)
+HTTP_DRAIN_TIMEOUT_SECONDS = env_int("HTTP_DRAIN_TIMEOUT_SECONDS", 60, minimum=1)
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1024)
+PREVIEW_CONNECT_TIMEOUT_SECONDS = env_int("PREVIEW_CONNECT_TIMEOUT_SECONDS", 5, minimum=1)
+# A dev server's first compile (Next.js, webpack) and a long poll both sit silent for a while.
+PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS = env_int("PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS", 120, minimum=1)
+# Silence between two reads of a response body; SSE streams send comments more often.
+PREVIEW_READ_TIMEOUT_SECONDS = env_int("PREVIEW_READ_TIMEOUT_SECONDS", 300, minimum=1)
+PREVIEW_MAX_RESPONSE_HEADER_BYTES = env_int(
+    "PREVIEW_MAX_RESPONSE_HEADER_BYTES", 64 * 1024, minimum=4096
+)
+PREVIEW_WS_OPEN_TIMEOUT_SECONDS = env_int("PREVIEW_WS_OPEN_TIMEOUT_SECONDS", 5, minimum=1)
 
 LOGGING = {
     "version": 1,

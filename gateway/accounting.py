@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -38,11 +39,14 @@ _first_use_logged: set[str] = set()
 MAX_FIRST_USE_MEMORY = 100_000
 
 
-def _new() -> list:
+Usage = list[Any]  # int counts, float times, the error code, the first client
+
+
+def _new() -> Usage:
     return [0, 0, 0, 0, 0, 0.0, 0.0, "", 0.0, None]
 
 
-def _merge(older: list, newer: list) -> list:
+def _merge(older: Usage, newer: Usage) -> Usage:
     merged = [older[i] + newer[i] for i in range(FIRST)]
     merged += [older[FIRST] or newer[FIRST], newer[LAST] or older[LAST]]
     merged += newer[ERROR:CLIENT] if newer[ERROR_AT] else older[ERROR:CLIENT]
@@ -50,7 +54,7 @@ def _merge(older: list, newer: list) -> list:
     return merged
 
 
-def _client(scope: dict, transport: str) -> tuple[str, str, str]:
+def _client(scope: dict[str, Any], transport: str) -> tuple[str, str, str]:
     """Who used the grant: peer address and User-Agent (read once per grant per batch)."""
     agent = b""
     for name, value in scope.get("headers") or ():
@@ -61,9 +65,9 @@ def _client(scope: dict, transport: str) -> tuple[str, str, str]:
     return peer, agent.decode("latin-1")[:MAX_USER_AGENT], transport
 
 
-_pending: dict[str, list] = {}
+_pending: dict[str, Usage] = {}
 _lock = threading.Lock()
-_flusher: asyncio.Task | None = None
+_flusher: asyncio.Task[None] | None = None
 _flusher_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -143,7 +147,7 @@ def _when(stamp: float) -> datetime:
     return datetime.fromtimestamp(stamp, tz=UTC)
 
 
-def _write(grant_id: str, usage: list) -> None:
+def _write(grant_id: str, usage: Usage) -> None:
     updates = {
         "use_count": F("use_count") + usage[USE],
         "http_request_count": F("http_request_count") + usage[HTTP],
@@ -211,7 +215,7 @@ _flush_async = database_sync_to_async(flush)
 def ensure_flusher() -> None:
     global _flusher, _flusher_loop
     loop = asyncio.get_running_loop()
-    if _flusher_loop is not loop or _flusher.done():
+    if _flusher_loop is not loop or _flusher is None or _flusher.done():
         _flusher = loop.create_task(_flush_forever(), name="preview-accounting")
         _flusher_loop = loop
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -103,11 +104,18 @@ def check_rate_limit(key: ApiKey) -> None:
 
 def parse_json_body(request: HttpRequest) -> dict[str, Any]:
     content_type = request.content_type or ""
-    if request.method in ("GET", "HEAD", "DELETE") and not request.body:
-        return {}
-    if content_type and content_type != "application/json":
-        return {}
-    raw = request.body
+    try:
+        if request.method in ("GET", "HEAD", "DELETE") and not request.body:
+            return {}
+        if content_type and content_type != "application/json":
+            return {}
+        raw = request.body
+    except RequestDataTooBig:
+        raise ApiError(
+            "payload_too_large",
+            f"A JSON body may be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+            "send bigger files as raw bytes (an upload URL or an upload session)",
+        ) from None
     if not raw.strip():
         return {}
     try:

@@ -24,6 +24,7 @@ STATUS_BY_CODE = {
     "rate_limit_exceeded": 429,
     "payload_too_large": 413,
     "file_too_large": 413,
+    "volume_quota_exceeded": 507,
     "not_implemented": 501,
     "exec_timeout": 504,
     "exec_failed": 500,

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.urls import path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,10 +28,11 @@ from console import sandbox_files
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError, error_response
 from console.models import Sandbox, SandboxStatus
-from console.runtime.base import RuntimeError_
+from console.runtime.base import FileStore, RuntimeError_
 from console.sandboxes import get_sandbox
 from console.tokens import read_url_payload, sign_url_payload
 from console.upload_extract import UploadFailure
+from console.volume_files import VolumeFileStore
 
 SIGNED_URL_TTL_SECONDS = 15 * 60
 DOWNLOAD_PURPOSE = "sandbox-file-download"
@@ -322,38 +324,60 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 # --- Raw bytes -------------------------------------------------------------------------
 
 
-def _file_response(
-    sandbox: Sandbox, target: Any, as_tar: bool, user: str | None = None
+def file_response(
+    owner: str | FileStore, target: Any, as_tar: bool, user: str | None = None
 ) -> FileResponse:
-    spath = sandbox_files.locate(sandbox.runtime_id, target, user)
-    if sandbox_files.is_dir(sandbox.runtime_id, spath):
+    """A file's bytes, or a directory as an uncompressed tar, of a sandbox (its runtime id)
+    or of a volume (its file store)."""
+    spath = sandbox_files.locate(owner, target, user)
+    if sandbox_files.is_dir(owner, spath):
         if not as_tar:
             raise ApiError(
                 "invalid_request",
                 f"{target} is a directory; ask for archive_format=tar to download it as a tar",
             )
-        return FileResponse(
-            sandbox_files.tar_directory(sandbox.runtime_id, spath),
+        return _streamed(
+            sandbox_files.tar_directory(owner, spath),
             as_attachment=True,
             filename=f"{posixpath.basename(spath) or 'root'}.tar",
             content_type="application/x-tar",
         )
-    handle = sandbox_files.open_file(sandbox.runtime_id, spath)
-    return FileResponse(handle, as_attachment=False, content_type="application/octet-stream")
+    handle = sandbox_files.open_file(owner, spath)
+    return _streamed(handle, as_attachment=False, content_type="application/octet-stream")
 
 
-def _receive_file(
-    request: HttpRequest, sandbox: Sandbox, target: Any, user: str | None = None
+def _streamed(handle: Any, **kwargs: Any) -> FileResponse:
+    # 1 MiB blocks: Django's 4 KiB default made a 200 MiB download 51,200 ASGI messages.
+    response = FileResponse(handle, **kwargs)
+    response.block_size = sandbox_files.COPY_CHUNK
+    return response
+
+
+def receive_file(
+    request: HttpRequest, owner: str | FileStore, target: Any, user: str | None = None
 ) -> None:
+    """Stream a request body into `target`, refusing early a declared length that cannot fit."""
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > settings.MAX_FILE_BYTES:
         raise ApiError(
             "file_too_large",
             f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
         )
-    sandbox_files.write_chunks(
-        sandbox.runtime_id, target, sandbox_files.iter_stream(request), user=user
-    )
+    if declared.isdigit() and isinstance(owner, VolumeFileStore):
+        owner.check_room(int(declared), "the volume")
+    sandbox_files.write_chunks(owner, target, sandbox_files.iter_stream(request), user=user)
+
+
+def _file_response(
+    sandbox: Sandbox, target: Any, as_tar: bool, user: str | None = None
+) -> FileResponse:
+    return file_response(sandbox.runtime_id, target, as_tar, user)
+
+
+def _receive_file(
+    request: HttpRequest, sandbox: Sandbox, target: Any, user: str | None = None
+) -> None:
+    receive_file(request, sandbox.runtime_id, target, user)
 
 
 @api_key_required(READ)
@@ -465,6 +489,35 @@ def signed_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> Http
     return _no_content()
 
 
+# Room for a multipart body's boundaries and part headers around the one file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+@signed_view(UPLOAD_PURPOSE)
+def signed_form_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+    """The same signed URL posted as a form (multipart, one file part), as the client's
+    direct upload and a browser send it."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > settings.MAX_FILE_BYTES + FORM_OVERHEAD_BYTES:
+        raise ApiError(
+            "file_too_large",
+            f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
+        )
+    if request.content_type != "multipart/form-data":
+        raise ApiError(
+            "invalid_request",
+            "POST a multipart/form-data body with one file part, or PUT the raw bytes",
+        )
+    try:
+        parts = list(request.FILES.values())
+    except MultiPartParserError as exc:
+        raise ApiError("invalid_request", f"Malformed multipart body: {exc}") from None
+    if len(parts) != 1:
+        raise ApiError("invalid_request", f"Send exactly one file part (got {len(parts)})")
+    sandbox_files.write_chunks(sandbox.runtime_id, payload["path"], parts[0].chunks())
+    return _no_content()
+
+
 _base = "sandboxes/<str:sandbox_id>/"
 urlpatterns = [
     path(_base + "file", methods(GET=download_file, PUT=upload_file), name="v1-sandbox-file"),
@@ -500,7 +553,7 @@ urlpatterns = [
     ),
     path(
         _base + "files/signed-upload",
-        methods(PUT=signed_upload),
+        methods(PUT=signed_upload, POST=signed_form_upload),
         name="v1-sandbox-file-signed-upload",
     ),
 ]

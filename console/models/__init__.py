@@ -27,6 +27,7 @@ from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, Time
 from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
+from console.models.volumes import Volume, VolumeAttachment
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
@@ -74,4 +75,6 @@ __all__ = [
     "UploadSession",
     "UploadStatus",
     "Webhook",
+    "Volume",
+    "VolumeAttachment",
 ]

@@ -13,6 +13,7 @@ from console.views import (
     sandbox_processes,
     sandboxes,
     teams,
+    volumes,
 )
 from console.views import previews as preview_views
 from console.webhooks import views as webhook_views
@@ -29,4 +30,5 @@ urlpatterns += webhook_views.urlpatterns
 urlpatterns += sandboxes.urlpatterns
 urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
+urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns

@@ -28,9 +28,9 @@ from console.webhooks import secrets, targets
 DELIVER = "webhook.deliver"
 MAX_WEBHOOKS_PER_PROJECT = 20
 UPDATABLE = ("url", "operations", "signing_secret", "enabled")
-# What a webhook may subscribe to: the operations the 0.1.9 client can parse. Another
-# one (e.g. `oom`) in a webhook or a delivery would make its `webhooks list` and
-# `deliveries` fail, so such events stay in the event log and stream only.
+# What a webhook may subscribe to: the operations the 0.1.9 client can parse. An
+# operation added later would make `webhooks list` and `deliveries` fail in that client,
+# so it must be added here deliberately.
 SUBSCRIBABLE = (
     Operation.CREATE,
     Operation.DESTROY,

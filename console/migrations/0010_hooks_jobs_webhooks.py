@@ -21,7 +21,7 @@ def _expired_grants_are_already_known(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("console", "0007_merge_agents"),
+        ("console", "0009_volumes_storage"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
