@@ -17,17 +17,22 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from console.routing import api_websocket_urlpatterns, console_websocket_urlpatterns  # noqa: E402
+from console.routing import (  # noqa: E402
+    api_websocket_urlpatterns,
+    console_websocket_urlpatterns,
+    unknown_websocket_route,
+)
 from gateway.app import gateway_application  # noqa: E402
 from gateway.hosts import is_preview_scope  # noqa: E402
 
 console_websockets = URLRouter(
     [
         *api_websocket_urlpatterns,
+        unknown_websocket_route,
     ]
 )
 console_session_websockets = AllowedHostsOriginValidator(
-    AuthMiddlewareStack(URLRouter(console_websocket_urlpatterns))
+    AuthMiddlewareStack(URLRouter([*console_websocket_urlpatterns, unknown_websocket_route]))
 )
 
 

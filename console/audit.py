@@ -32,6 +32,12 @@ ACTIONS = (
     "apikey.rotate",
     "preview_grant.created",
     "preview_grant.revoked",
+    "preview_grant.first_use",
+    "preview_grant.expired",
+    "webhook.created",
+    "webhook.updated",
+    "webhook.deleted",
+    "webhook.auto_disabled",
 )
 
 
@@ -50,8 +56,10 @@ def record(
     actor_label: str = "",
     target_type: str = "",
     target_id: str = "",
+    ip: str | None = None,
     **metadata: Any,
 ) -> AuditEvent:
+    """One audit row; `ip` overrides the request's (for work done off the request)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to console.audit.ACTIONS")
     if actor is None and request is not None and getattr(request, "user", None) is not None:
@@ -70,6 +78,6 @@ def record(
         action=action,
         target_type=target_type,
         target_id=target_id,
-        ip=client_ip(request),
+        ip=ip or client_ip(request),
         metadata=metadata,
     )

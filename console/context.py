@@ -19,6 +19,7 @@ PROJECT_NAV = [
     ("Agent deployments", "agent-list", "project", Role.VIEWER),
     ("Volumes", "volume-list", "project", Role.VIEWER),
     ("Preview links", "grant-list", "project", Role.VIEWER),
+    ("Webhooks", "webhook-list", "project", Role.VIEWER),
     ("API keys", "apikey-list", "project", Role.VIEWER),
     ("Audit log", "audit-list", "team", Role.VIEWER),
     ("Members", "member-list", "team", Role.VIEWER),

@@ -44,6 +44,18 @@ def new_invitation_id() -> str:
     return new_public_id("inv_")
 
 
+def new_webhook_id() -> str:
+    return new_public_id("wh_")
+
+
+def new_delivery_id() -> str:
+    return new_public_id("del_")
+
+
+def new_attempt_id() -> str:
+    return new_public_id("att_")
+
+
 def new_deployment_id() -> str:
     return new_public_id("adpl_")
 

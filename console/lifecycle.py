@@ -16,6 +16,7 @@ from django.db import transaction
 from console import live
 from console.models import ActorKind, EventStatus, LifecycleEvent, Project
 from console.timefmt import iso
+from console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +52,31 @@ def record_event(
     error_message: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> LifecycleEvent:
-    """Store one event and publish it once the surrounding transaction commits."""
-    event = LifecycleEvent.objects.create(
-        project=project,
-        # Nanosecond clock: a total order for replay and `after_event_id` resumption.
-        seq=time.time_ns(),
-        operation=operation,
-        status=status,
-        actor_kind=actor_kind,
-        sandbox_id=sandbox_id,
-        snapshot_id=snapshot_id,
-        source_sandbox_id=source_sandbox_id,
-        target_sandbox_id=target_sandbox_id,
-        user_id=user_id,
-        reason=reason[:200],
-        error_code=error_code[:64],
-        error_message=error_message[:500],
-        metadata=metadata or {},
-    )
-    payload = event_to_dict(event)
-    group = group_name(project)
-    transaction.on_commit(lambda: publish(group, payload))
+    """Store one event and its webhook deliveries in one transaction (a stored event is
+    never left undelivered, and one commit is cheaper than one per row), and publish it
+    once the surrounding transaction commits."""
+    with transaction.atomic():
+        event = LifecycleEvent.objects.create(
+            project=project,
+            # Nanosecond clock: a total order for replay and `after_event_id` resumption.
+            seq=time.time_ns(),
+            operation=operation,
+            status=status,
+            actor_kind=actor_kind,
+            sandbox_id=sandbox_id,
+            snapshot_id=snapshot_id,
+            source_sandbox_id=source_sandbox_id,
+            target_sandbox_id=target_sandbox_id,
+            user_id=user_id,
+            reason=reason[:200],
+            error_code=error_code[:64],
+            error_message=error_message[:500],
+            metadata=metadata or {},
+        )
+        payload = event_to_dict(event)
+        webhooks.queue_deliveries(event, payload)
+        group = group_name(project)
+        transaction.on_commit(lambda: publish(group, payload))
     return event
 
 

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from console import audit, live, tokens
+from console.jobs import periodic
 from console.models import ApiKey, AuthMode, PreviewGrant, Sandbox
 from console.timefmt import iso
 from gateway.hosts import sandbox_host
@@ -148,6 +149,36 @@ def revoke_grant(grant: PreviewGrant, by=None) -> PreviewGrant:
         _tell_pages(grant.sandbox.project.public_id, grant.sandbox.public_id)
     announce_revocation(grant.public_id)
     return grant
+
+
+@periodic("preview-grant-expiry", every=15)
+def audit_expired_grants() -> int:
+    """An audit row for each grant that ran out (not revoked), once: the conditional
+    UPDATE on expiry_audited_at elects one writer among all workers."""
+    now = timezone.now()
+    due = PreviewGrant.objects.filter(
+        expires_at__lte=now, expiry_audited_at__isnull=True, revoked_at__isnull=True
+    ).select_related("project__team", "sandbox")
+    count = 0
+    for grant in list(due[:500]):
+        with transaction.atomic():
+            won = PreviewGrant.objects.filter(pk=grant.pk, expiry_audited_at__isnull=True).update(
+                expiry_audited_at=now
+            )
+            if not won:
+                continue
+            audit.record(
+                "preview_grant.expired",
+                team=grant.project.team,
+                actor_label="system",
+                target_type="preview_grant",
+                target_id=grant.public_id,
+                sandbox_id=grant.sandbox.public_id,
+                port=grant.port,
+                expired_at=grant.expires_at.isoformat(),
+            )
+            count += 1
+    return count
 
 
 def _tell_pages(project_public_id: str, sandbox_public_id: str) -> None:

@@ -3,10 +3,12 @@ none) and console live views (session auth behind an Origin check)."""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from console.api.lifecycle_ws import LifecycleSocket
+from console.api.monitor_ws import MonitorSocket
 from console.api.sandbox_ws import SandboxSocket
+from console.api.unknown_ws import UnknownSocket
 from console.api.volume_ws import VolumeSocket
 from console.consumers import SandboxExecConsumer
 from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
@@ -18,6 +20,7 @@ api_websocket_urlpatterns: list = [
     path("v1/lifecycle/ws", LifecycleSocket.as_asgi()),
     path("v1/volumes/<str:volume_id>/ws", VolumeSocket.as_asgi()),
     path("v1/sandboxes/<str:sandbox_id>/lifecycle/ws", LifecycleSocket.as_asgi()),
+    path("v1/monitor/ws", MonitorSocket.as_asgi()),
 ]
 console_websocket_urlpatterns: list = [
     path(
@@ -28,3 +31,5 @@ console_websocket_urlpatterns: list = [
     path(_project + "previews/live/ws", GrantsLiveConsumer.as_asgi()),
     path(_project + "sandboxes/<str:sandbox_id>/previews/live/ws", GrantsLiveConsumer.as_asgi()),
 ]
+# Each router ends with this: an unknown path gets a typed refusal, not a server error.
+unknown_websocket_route = re_path(r"^.*$", UnknownSocket.as_asgi())

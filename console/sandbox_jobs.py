@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from console.jobs import every_process, on_startup
 from console.lifecycle import record_event
 from console.models import (
     LIVE_STATUSES,
@@ -28,7 +29,6 @@ from console.models import (
 )
 from console.runtime import get_driver
 from console.sandbox_owner import process_alive, this_instance
-from console.worker import job, on_startup
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def reconcile_runtime() -> list[str]:
     return lost
 
 
-@job("sandbox_interrupted_creates", every=5.0)
+@every_process("sandbox_interrupted_creates", every=5.0)
 def fail_interrupted_creates() -> list[str]:
     """Mark failed this instance's creates whose process is gone (a `kill -9` or crash
     mid-create), which frees their quota. Returns their ids."""
@@ -114,7 +114,7 @@ def _mark_error(
     return True
 
 
-@job("sandbox_timeouts", every=1.0)
+@every_process("sandbox_timeouts", every=1.0)
 def act_on_timeouts() -> list[str]:
     """Destroy (or pause, for timeout_action=hibernate) this instance's running sandboxes
     past timeout_at."""
@@ -168,7 +168,7 @@ def act_on_timeouts() -> list[str]:
     return done
 
 
-@job("sandbox_runtime_events", every=1.0)
+@every_process("sandbox_runtime_events", every=1.0)
 def record_runtime_events() -> int:
     """Lifecycle events for what happened inside sandboxes on its own (OOM kills)."""
     events = get_driver().take_events()

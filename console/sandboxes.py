@@ -1061,10 +1061,19 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
 
 def metrics_to_dict(sandbox: Sandbox) -> dict[str, Any]:
     """One SandboxMetrics (STRICT keys; the optional network counters only when known)."""
-    sample = _driver(lambda: get_driver().metrics(sandbox.runtime_id))
+    return sample_to_dict(_driver(lambda: get_driver().metrics(sandbox.runtime_id)))
+
+
+def sample_to_dict(sample: Any) -> dict[str, Any]:
+    """A driver's metrics sample as SandboxMetrics (network counters only when known)."""
     return {
         k: v for k, v in asdict(sample).items() if v is not None or not k.startswith("network_")
     }
+
+
+def process_to_dict(process: Any) -> dict[str, Any]:
+    """ProcessInfo, as the process list and the monitor stream send it."""
+    return {"pid": process.pid, "command": process.command, "running": process.running}
 
 
 # --- helpers ----------------------------------------------------------------------------

@@ -289,3 +289,19 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
+
+# Jobs (docs/jobs.md): a running job whose worker is silent this long is run again.
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 30, minimum=2)
+# How often an idle worker looks for due jobs (queued ones wake it sooner; docs/jobs.md).
+JOB_POLL_MS = env_int("JOB_POLL_MS", 250, minimum=10)
+
+# Lifecycle webhooks (docs/webhooks.md).
+WEBHOOK_ENCRYPTION_KEY = persistent_secret(
+    DATA_DIR, "webhook_encryption_key", "WEBHOOK_ENCRYPTION_KEY"
+)
+# Deliver to loopback/private/link-local addresses (off: such URLs are refused).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# First retry after this; each further one waits twice as long (at most an hour).
+WEBHOOK_RETRY_BASE_MS = env_int("WEBHOOK_RETRY_BASE_MS", 10_000, minimum=10)
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 5, minimum=1)

@@ -25,13 +25,13 @@ from django.utils import timezone
 
 from console import sandbox_files
 from console import volumes as volume_domain
+from console.jobs import every_process
 from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
 from console.models.uploads import ConflictPolicy, UploadKind
 from console.runtime.base import FileStore
 from console.timefmt import iso
 from console.upload_extract import UploadFailure, extract_and_publish
 from console.volume_files import VolumeFileStore
-from console.worker import job
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024
@@ -479,7 +479,7 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
     )
 
 
-@job("expire-upload-sessions", every=300)
+@every_process("expire-upload-sessions", every=300)
 def expire_stale() -> int:
     """Expire open sessions past expires_at (or of a destroyed sandbox) and free their staged parts."""
     count = 0

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -30,21 +31,38 @@ FLUSH_SECONDS = 1.0
 
 # Per grant, a plain list (cheapest to bump on every request): counts, then times as
 # time.time() floats, turned into datetimes only when written.
-USE, HTTP, WEBSOCKET, BYTES_IN, BYTES_OUT, FIRST, LAST, ERROR, ERROR_AT = range(9)
+# CLIENT: (ip, user agent, transport) of the batch's first use, for the audit log.
+USE, HTTP, WEBSOCKET, BYTES_IN, BYTES_OUT, FIRST, LAST, ERROR, ERROR_AT, CLIENT = range(10)
+MAX_USER_AGENT = 300
+# Grants whose first use is known to be in the audit log: no more queries for them.
+_first_use_logged: set[str] = set()
+MAX_FIRST_USE_MEMORY = 100_000
 
 
-Usage = list[Any]  # int counts, float times, the error code: one flat list per grant
+Usage = list[Any]  # int counts, float times, the error code, the first client
 
 
 def _new() -> Usage:
-    return [0, 0, 0, 0, 0, 0.0, 0.0, "", 0.0]
+    return [0, 0, 0, 0, 0, 0.0, 0.0, "", 0.0, None]
 
 
 def _merge(older: Usage, newer: Usage) -> Usage:
     merged = [older[i] + newer[i] for i in range(FIRST)]
     merged += [older[FIRST] or newer[FIRST], newer[LAST] or older[LAST]]
-    merged += newer[ERROR:] if newer[ERROR_AT] else older[ERROR:]
+    merged += newer[ERROR:CLIENT] if newer[ERROR_AT] else older[ERROR:CLIENT]
+    merged.append(older[CLIENT] or newer[CLIENT])
     return merged
+
+
+def _client(scope: dict[str, Any], transport: str) -> tuple[str, str, str]:
+    """Who used the grant: peer address and User-Agent (read once per grant per batch)."""
+    agent = b""
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            agent = value
+            break
+    peer = (scope.get("client") or ("", 0))[0] or ""
+    return peer, agent.decode("latin-1")[:MAX_USER_AGENT], transport
 
 
 _pending: dict[str, Usage] = {}
@@ -53,7 +71,9 @@ _flusher: asyncio.Task[None] | None = None
 _flusher_loop: asyncio.AbstractEventLoop | None = None
 
 
-def count_use(grant_id: str, *, http: bool = False, websocket: bool = False) -> None:
+def count_use(
+    grant_id: str, *, http: bool = False, websocket: bool = False, scope: dict | None = None
+) -> None:
     """A grant admitted a request (http) or a WebSocket connection."""
     now = time.time()
     with _lock:
@@ -62,6 +82,8 @@ def count_use(grant_id: str, *, http: bool = False, websocket: bool = False) -> 
             usage = _pending[grant_id] = _new()
         if not usage[FIRST]:
             usage[FIRST] = now
+            if scope is not None and grant_id not in _first_use_logged:
+                usage[CLIENT] = _client(scope, "websocket" if websocket else "http")
         usage[USE] += 1
         if http:
             usage[HTTP] += 1
@@ -144,6 +166,47 @@ def _write(grant_id: str, usage: Usage) -> None:
         updates["last_error_code"] = usage[ERROR]
         updates["last_error_at"] = _when(usage[ERROR_AT])
     PreviewGrant.objects.filter(public_id=grant_id).update(**updates)
+    if usage[CLIENT] and grant_id not in _first_use_logged:
+        try:
+            _log_first_use(grant_id, _when(usage[FIRST]), *usage[CLIENT])
+        except Exception:
+            # The counters are written; a failed audit row is tried again on a later use.
+            log.warning("could not audit the first use of %s", grant_id, exc_info=True)
+
+
+def _log_first_use(grant_id: str, when: datetime, ip: str, agent: str, transport: str) -> None:
+    """The grant's first use into the audit log, once across every gateway process: the
+    conditional UPDATE elects the writer."""
+    from console import audit
+
+    with transaction.atomic():
+        won = PreviewGrant.objects.filter(
+            public_id=grant_id, first_use_audited_at__isnull=True
+        ).update(first_use_audited_at=when)
+        if won:
+            grant = PreviewGrant.objects.select_related("project__team", "sandbox").get(
+                public_id=grant_id
+            )
+            _audit_first_use(audit, grant, ip, agent, transport)
+    if len(_first_use_logged) >= MAX_FIRST_USE_MEMORY:
+        _first_use_logged.clear()
+    _first_use_logged.add(grant_id)
+
+
+def _audit_first_use(audit, grant: PreviewGrant, ip: str, agent: str, transport: str) -> None:
+    grant_id = grant.public_id
+    audit.record(
+        "preview_grant.first_use",
+        team=grant.project.team,
+        actor_label="preview visitor",
+        target_type="preview_grant",
+        target_id=grant_id,
+        ip=ip or None,
+        user_agent=agent,
+        transport=transport,
+        sandbox_id=grant.sandbox.public_id,
+        port=grant.port,
+    )
 
 
 _flush_async = database_sync_to_async(flush)

@@ -42,7 +42,7 @@ async def gateway_application(scope: Scope, receive: Receive, send: Send) -> Non
         admission: Admission = await kind.admit(scope, route, kind_of_scope)
         grant_id = admission.grant_id
         if admission.bootstrap:
-            accounting.count_use(grant_id)
+            accounting.count_use(grant_id, scope=scope)
             await auth.send_bootstrap(scope, send, admission)
             return
         upstream = await kind.upstream(scope, route, admission)
@@ -56,11 +56,11 @@ async def gateway_application(scope: Scope, receive: Receive, send: Send) -> Non
         scope, proxied_by_customer=admission.via == "proxy", websocket=websocket
     )
     if not websocket:
-        accounting.count_use(grant_id, http=True)
+        accounting.count_use(grant_id, http=True, scope=scope)
         headers.append((b"host", upstream.host.encode("latin-1")))
         await proxy_http(scope, receive, send, kind, route, admission, upstream, headers)
         return
-    accounting.count_use(grant_id, websocket=True)
+    accounting.count_use(grant_id, websocket=True, scope=scope)
     await proxy_websocket(scope, receive, send, kind, route, admission, upstream, headers)
 
 

@@ -1,5 +1,5 @@
 """Worker jobs for agent deployments: work orphaned by a stopped server, service health,
-and service sandbox lifetimes (registered with console.worker)."""
+and service sandbox lifetimes (registered with console.jobs, run by every worker process)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from console import sandboxes
 from console.agents import executor, logs, services
+from console.jobs import every_process, on_startup
 from console.models import ActorKind, AgentArtifact, AgentRun, AgentService, AgentVersion, Sandbox
 from console.models.agents import (
     RUN_TERMINAL,
@@ -18,7 +19,6 @@ from console.models.agents import (
     ServiceStatus,
     VersionStatus,
 )
-from console.worker import job, on_startup
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def fail_orphans() -> None:
         )
 
 
-@job("agent_service_health", every=5.0)
+@every_process("agent_service_health", every=5.0)
 def watch_services() -> None:
     live = AgentService.objects.filter(
         status__in=(ServiceStatus.READY, ServiceStatus.UNHEALTHY)

@@ -7,11 +7,7 @@ from console.api.errors import api_error
 
 # Resources of the contract this server does not offer yet: `not_implemented` (501) tells
 # the client (and a person) that the route is known but unavailable, unlike a 404.
-NOT_YET = (
-    "lifecycle/webhooks",
-    "templates",
-    "monitor",
-)
+NOT_YET = ("templates",)
 
 
 @csrf_exempt

@@ -45,9 +45,7 @@ def exec_command(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def list_processes(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = _running_sandbox(request, sandbox_id)
     found = sandboxes._driver(lambda: get_driver().processes(sandbox.runtime_id))
-    return JsonResponse(
-        [{"pid": p.pid, "command": p.command, "running": p.running} for p in found], safe=False
-    )
+    return JsonResponse([sandboxes.process_to_dict(p) for p in found], safe=False)
 
 
 @api_key_required(READ)

@@ -16,6 +16,7 @@ from console.api import sandboxes as sandboxes_api
 from console.api import snapshots as snapshots_api
 from console.api import uploads as uploads_api
 from console.api import volumes as volumes_api
+from console.webhooks import api as webhooks_api
 
 urlpatterns: list = []
 urlpatterns += files_api.urlpatterns
@@ -27,6 +28,7 @@ urlpatterns += snapshots_api.urlpatterns
 urlpatterns += lifecycle_api.urlpatterns
 urlpatterns += keys_api.urlpatterns
 urlpatterns += pty_api.urlpatterns
+urlpatterns += webhooks_api.urlpatterns
 urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
 

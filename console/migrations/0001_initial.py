@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,254 +17,631 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_project_id, max_length=32, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('slug', models.SlugField(max_length=60)),
-                ('max_running_sandboxes', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_project_id, max_length=32, unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("slug", models.SlugField(max_length=60)),
+                ("max_running_sandboxes", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Team',
+            name="Team",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=60, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('personal', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=60, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("personal", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_key_id, max_length=32, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(max_length=24, unique=True)),
-                ('digest', models.CharField(max_length=64)),
-                ('scope', models.CharField(choices=[('full', 'Full access'), ('read', 'Read only')], default='full', max_length=8)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rotated_from', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='rotations', to='console.apikey')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='console.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(default=console.ids.new_key_id, max_length=32, unique=True),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(max_length=24, unique=True)),
+                ("digest", models.CharField(max_length=64)),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[("full", "Full access"), ("read", "Read only")],
+                        default="full",
+                        max_length=8,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rotated_from",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="rotations",
+                        to="console.apikey",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="console.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='LifecycleEvent',
+            name="LifecycleEvent",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('seq', models.BigIntegerField(db_index=True, default=0)),
-                ('occurred_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('audience', models.CharField(default='customer', max_length=10)),
-                ('operation', models.CharField(choices=[('create', 'Create'), ('destroy', 'Destroy'), ('timeout_updated', 'Timeout Updated'), ('timeout_expired', 'Timeout Expired'), ('hibernate', 'Hibernate'), ('snapshot_created', 'Snapshot Created'), ('resume_from_snapshot', 'Resume From Snapshot'), ('fork', 'Fork'), ('reconcile', 'Reconcile')], max_length=32)),
-                ('status', models.CharField(choices=[('requested', 'Requested'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], max_length=12)),
-                ('actor_kind', models.CharField(choices=[('user', 'User'), ('system', 'System'), ('reconcile', 'Reconcile')], default='user', max_length=12)),
-                ('sandbox_id', models.CharField(blank=True, db_index=True, max_length=32)),
-                ('snapshot_id', models.CharField(blank=True, max_length=32)),
-                ('source_sandbox_id', models.CharField(blank=True, max_length=32)),
-                ('target_sandbox_id', models.CharField(blank=True, max_length=32)),
-                ('user_id', models.CharField(blank=True, max_length=64)),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lifecycle_events', to='console.project')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("seq", models.BigIntegerField(db_index=True, default=0)),
+                (
+                    "occurred_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("audience", models.CharField(default="customer", max_length=10)),
+                (
+                    "operation",
+                    models.CharField(
+                        choices=[
+                            ("create", "Create"),
+                            ("destroy", "Destroy"),
+                            ("timeout_updated", "Timeout Updated"),
+                            ("timeout_expired", "Timeout Expired"),
+                            ("hibernate", "Hibernate"),
+                            ("snapshot_created", "Snapshot Created"),
+                            ("resume_from_snapshot", "Resume From Snapshot"),
+                            ("fork", "Fork"),
+                            ("reconcile", "Reconcile"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("requested", "Requested"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "actor_kind",
+                    models.CharField(
+                        choices=[
+                            ("user", "User"),
+                            ("system", "System"),
+                            ("reconcile", "Reconcile"),
+                        ],
+                        default="user",
+                        max_length=12,
+                    ),
+                ),
+                ("sandbox_id", models.CharField(blank=True, db_index=True, max_length=32)),
+                ("snapshot_id", models.CharField(blank=True, max_length=32)),
+                ("source_sandbox_id", models.CharField(blank=True, max_length=32)),
+                ("target_sandbox_id", models.CharField(blank=True, max_length=32)),
+                ("user_id", models.CharField(blank=True, max_length=64)),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="lifecycle_events",
+                        to="console.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at'],
+                "ordering": ["-occurred_at"],
             },
         ),
         migrations.CreateModel(
-            name='Sandbox',
+            name="Sandbox",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_sandbox_id, max_length=32, unique=True)),
-                ('template', models.CharField(default='base', max_length=200)),
-                ('status', models.CharField(choices=[('creating', 'Creating'), ('running', 'Running'), ('paused', 'Paused'), ('destroyed', 'Destroyed'), ('error', 'Error')], db_index=True, default='creating', max_length=12)),
-                ('vcpus', models.PositiveIntegerField(default=2)),
-                ('memory_mb', models.PositiveIntegerField(default=512)),
-                ('disk_mb', models.PositiveIntegerField(blank=True, null=True)),
-                ('envs', models.JSONField(blank=True, default=dict)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('cwd', models.CharField(default='/workspace', max_length=1024)),
-                ('network', models.JSONField(blank=True, default=dict)),
-                ('internet_access', models.BooleanField(default=True)),
-                ('timeout_ms', models.PositiveBigIntegerField(default=300000)),
-                ('timeout_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('timeout_action', models.CharField(choices=[('destroy', 'Destroy'), ('hibernate', 'Pause (hibernate)')], default='destroy', max_length=10)),
-                ('auto_resume', models.BooleanField(default=False)),
-                ('traffic_token_prefix', models.CharField(blank=True, max_length=24)),
-                ('traffic_token_digest', models.CharField(blank=True, max_length=64)),
-                ('source_snapshot_public_id', models.CharField(blank=True, max_length=32)),
-                ('forked_from_public_id', models.CharField(blank=True, max_length=32)),
-                ('runtime_state', models.JSONField(blank=True, default=dict)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('paused_at', models.DateTimeField(blank=True, null=True)),
-                ('destroyed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='console.apikey')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sandboxes', to='console.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_sandbox_id, max_length=32, unique=True
+                    ),
+                ),
+                ("template", models.CharField(default="base", max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("creating", "Creating"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("destroyed", "Destroyed"),
+                            ("error", "Error"),
+                        ],
+                        db_index=True,
+                        default="creating",
+                        max_length=12,
+                    ),
+                ),
+                ("vcpus", models.PositiveIntegerField(default=2)),
+                ("memory_mb", models.PositiveIntegerField(default=512)),
+                ("disk_mb", models.PositiveIntegerField(blank=True, null=True)),
+                ("envs", models.JSONField(blank=True, default=dict)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("cwd", models.CharField(default="/workspace", max_length=1024)),
+                ("network", models.JSONField(blank=True, default=dict)),
+                ("internet_access", models.BooleanField(default=True)),
+                ("timeout_ms", models.PositiveBigIntegerField(default=300000)),
+                ("timeout_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "timeout_action",
+                    models.CharField(
+                        choices=[("destroy", "Destroy"), ("hibernate", "Pause (hibernate)")],
+                        default="destroy",
+                        max_length=10,
+                    ),
+                ),
+                ("auto_resume", models.BooleanField(default=False)),
+                ("traffic_token_prefix", models.CharField(blank=True, max_length=24)),
+                ("traffic_token_digest", models.CharField(blank=True, max_length=64)),
+                ("source_snapshot_public_id", models.CharField(blank=True, max_length=32)),
+                ("forked_from_public_id", models.CharField(blank=True, max_length=32)),
+                ("runtime_state", models.JSONField(blank=True, default=dict)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("paused_at", models.DateTimeField(blank=True, null=True)),
+                ("destroyed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="console.apikey",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sandboxes",
+                        to="console.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Snapshot',
+            name="Snapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_snapshot_id, max_length=32, unique=True)),
-                ('sandbox_public_id', models.CharField(db_index=True, max_length=32)),
-                ('kind', models.CharField(choices=[('manual', 'Manual'), ('hibernate', 'Pause')], default='manual', max_length=10)),
-                ('size_bytes', models.PositiveBigIntegerField(default=0)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('archive_path', models.CharField(blank=True, max_length=1024)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='snapshots', to='console.project')),
-                ('sandbox', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='snapshots', to='console.sandbox')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_snapshot_id, max_length=32, unique=True
+                    ),
+                ),
+                ("sandbox_public_id", models.CharField(db_index=True, max_length=32)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("manual", "Manual"), ("hibernate", "Pause")],
+                        default="manual",
+                        max_length=10,
+                    ),
+                ),
+                ("size_bytes", models.PositiveBigIntegerField(default=0)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("archive_path", models.CharField(blank=True, max_length=1024)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="snapshots",
+                        to="console.project",
+                    ),
+                ),
+                (
+                    "sandbox",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="snapshots",
+                        to="console.sandbox",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='sandbox',
-            name='pause_snapshot',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='console.snapshot'),
+            model_name="sandbox",
+            name="pause_snapshot",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="console.snapshot",
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='team',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='projects', to='console.team'),
+            model_name="project",
+            name="team",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="projects",
+                to="console.team",
+            ),
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member'), ('viewer', 'Viewer')], default='member', max_length=10)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='console.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("owner", "Owner"),
+                            ("admin", "Admin"),
+                            ("member", "Member"),
+                            ("viewer", "Viewer"),
+                        ],
+                        default="member",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="console.team",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Invitation',
+            name="Invitation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_invitation_id, max_length=32, unique=True)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member'), ('viewer', 'Viewer')], default='member', max_length=10)),
-                ('token_prefix', models.CharField(db_index=True, max_length=24)),
-                ('token_digest', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('accepted_at', models.DateTimeField(blank=True, null=True)),
-                ('accepted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invitations', to='console.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=console.ids.new_invitation_id, max_length=32, unique=True
+                    ),
+                ),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("owner", "Owner"),
+                            ("admin", "Admin"),
+                            ("member", "Member"),
+                            ("viewer", "Viewer"),
+                        ],
+                        default="member",
+                        max_length=10,
+                    ),
+                ),
+                ("token_prefix", models.CharField(db_index=True, max_length=24)),
+                ("token_digest", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("accepted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "accepted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="invitations",
+                        to="console.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor_label', models.CharField(blank=True, max_length=200)),
-                ('action', models.CharField(db_index=True, max_length=64)),
-                ('target_type', models.CharField(blank=True, max_length=32)),
-                ('target_id', models.CharField(blank=True, max_length=64)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(null=True, on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='console.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("actor_label", models.CharField(blank=True, max_length=200)),
+                ("action", models.CharField(db_index=True, max_length=64)),
+                ("target_type", models.CharField(blank=True, max_length=32)),
+                ("target_id", models.CharField(blank=True, max_length=64)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="audit_events",
+                        to="console.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200)),
-                ('route', models.CharField(max_length=300)),
-                ('status_code', models.PositiveSmallIntegerField(null=True)),
-                ('response_body', models.JSONField(null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='console.apikey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=200)),
+                ("route", models.CharField(max_length=300)),
+                ("status_code", models.PositiveSmallIntegerField(null=True)),
+                ("response_body", models.JSONField(null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="console.apikey",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('api_key', 'key', 'route'), name='console_idempotency_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("api_key", "key", "route"), name="console_idempotency_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PreviewGrant',
+            name="PreviewGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=console.ids.new_grant_id, max_length=32, unique=True)),
-                ('port', models.PositiveIntegerField()),
-                ('auth_mode', models.CharField(choices=[('direct', 'Signed link'), ('proxy', 'Proxy token')], default='direct', max_length=8)),
-                ('token_kinds', models.JSONField(default=list)),
-                ('issued_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('disabled_at', models.DateTimeField(blank=True, null=True)),
-                ('first_used_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('use_count', models.PositiveBigIntegerField(default=0)),
-                ('http_request_count', models.PositiveBigIntegerField(default=0)),
-                ('websocket_connection_count', models.PositiveBigIntegerField(default=0)),
-                ('bytes_in_count', models.PositiveBigIntegerField(default=0)),
-                ('bytes_out_count', models.PositiveBigIntegerField(default=0)),
-                ('last_error_code', models.CharField(blank=True, max_length=64)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('created_by_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='console.apikey')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='preview_grants', to='console.project')),
-                ('sandbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='preview_grants', to='console.sandbox')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(default=console.ids.new_grant_id, max_length=32, unique=True),
+                ),
+                ("port", models.PositiveIntegerField()),
+                (
+                    "auth_mode",
+                    models.CharField(
+                        choices=[("direct", "Signed link"), ("proxy", "Proxy token")],
+                        default="direct",
+                        max_length=8,
+                    ),
+                ),
+                ("token_kinds", models.JSONField(default=list)),
+                ("issued_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("disabled_at", models.DateTimeField(blank=True, null=True)),
+                ("first_used_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("use_count", models.PositiveBigIntegerField(default=0)),
+                ("http_request_count", models.PositiveBigIntegerField(default=0)),
+                ("websocket_connection_count", models.PositiveBigIntegerField(default=0)),
+                ("bytes_in_count", models.PositiveBigIntegerField(default=0)),
+                ("bytes_out_count", models.PositiveBigIntegerField(default=0)),
+                ("last_error_code", models.CharField(blank=True, max_length=64)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="console.apikey",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="preview_grants",
+                        to="console.project",
+                    ),
+                ),
+                (
+                    "sandbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="preview_grants",
+                        to="console.sandbox",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['sandbox', 'port'], name='console_grant_sandbox_port')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["sandbox", "port"], name="console_grant_sandbox_port")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='sandbox',
-            index=models.Index(fields=['project', 'status'], name='console_sandbox_proj_status'),
+            model_name="sandbox",
+            index=models.Index(fields=["project", "status"], name="console_sandbox_proj_status"),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.UniqueConstraint(fields=('team', 'slug'), name='console_project_unique_slug'),
+            model_name="project",
+            constraint=models.UniqueConstraint(
+                fields=("team", "slug"), name="console_project_unique_slug"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('team', 'user'), name='console_membership_unique'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(
+                fields=("team", "user"), name="console_membership_unique"
+            ),
         ),
     ]

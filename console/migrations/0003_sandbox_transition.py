@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('console', '0002_upload_sessions'),
+        ("console", "0002_upload_sessions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='sandbox',
-            name='transition',
-            field=models.CharField(blank=True, default='', max_length=12),
+            model_name="sandbox",
+            name="transition",
+            field=models.CharField(blank=True, default="", max_length=12),
         ),
         migrations.AddField(
-            model_name='sandbox',
-            name='transition_started_at',
+            model_name="sandbox",
+            name="transition_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

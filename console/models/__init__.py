@@ -18,6 +18,7 @@ from console.models.agents import (
 )
 from console.models.audit import AuditEvent
 from console.models.idempotency import IdempotencyRecord
+from console.models.jobs import Job, JobStatus
 from console.models.keys import ApiKey, KeyScope
 from console.models.lifecycle import ActorKind, EventStatus, LifecycleEvent, Operation
 from console.models.previews import AuthMode, PreviewGrant
@@ -27,6 +28,7 @@ from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
 from console.models.volumes import Volume, VolumeAttachment
+from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
     "ArtifactStatus",
@@ -47,8 +49,13 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "AuthMode",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryStatus",
     "EventStatus",
     "IdempotencyRecord",
+    "Job",
+    "JobStatus",
     "Invitation",
     "KeyScope",
     "LIVE_STATUSES",
@@ -67,6 +74,7 @@ __all__ = [
     "TimeoutAction",
     "UploadSession",
     "UploadStatus",
+    "Webhook",
     "Volume",
     "VolumeAttachment",
 ]

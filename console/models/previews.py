@@ -40,6 +40,9 @@ class PreviewGrant(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     first_used_at = models.DateTimeField(null=True, blank=True)
+    # When the audit log got this grant's first use and its expiry (each written once).
+    first_use_audited_at = models.DateTimeField(null=True, blank=True)
+    expiry_audited_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     use_count = models.PositiveBigIntegerField(default=0)
     http_request_count = models.PositiveBigIntegerField(default=0)

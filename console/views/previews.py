@@ -26,7 +26,7 @@ from django_htmx.http import trigger_client_event
 from console import previews
 from console.access import team_member_required
 from console.htmx import is_fragment_request, render_confirm, render_page
-from console.models import AuthMode, PreviewGrant, Project, Role, Sandbox
+from console.models import AuditEvent, AuthMode, PreviewGrant, Project, Role, Sandbox
 from console.paging import Keyset, console_page
 
 TEMPLATE = "console/previews/list.html"
@@ -299,12 +299,30 @@ def grant_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
     return render(request, f"{TEMPLATE}#grant-table", _context(request, scope))
 
 
+@require_GET
+@team_member_required(Role.VIEWER)
+def grant_detail(request: HttpRequest, grant_id: str) -> HttpResponse:
+    """One grant: its settings, counters and access history from the audit log
+    (created, first use with client IP and user agent, revoked, expired)."""
+    grant = get_object_or_404(
+        PreviewGrant.objects.select_related("sandbox", "created_by"),
+        project=request.project,
+        public_id=grant_id,
+    )
+    history = AuditEvent.objects.filter(
+        team=request.team, target_type="preview_grant", target_id=grant.public_id
+    ).order_by("created_at", "pk")[:100]
+    context = {"grant": grant, "history": history, "urls": _urls(request, None)}
+    return render_page(request, "console/previews/detail.html", context)
+
+
 P = "t/<slug:team_slug>/p/<slug:project_slug>/previews/"
 S = "t/<slug:team_slug>/p/<slug:project_slug>/sandboxes/<str:sandbox_id>/previews/"
 urlpatterns = [
     path(P, grant_list, name="grant-list"),
     path(P + "table/", grant_table, name="grant-table"),
     path(P + "new/", grant_create, name="grant-create"),
+    path(P + "<str:grant_id>/", grant_detail, name="grant-detail"),
     path(P + "<str:grant_id>/revoke/", grant_revoke, name="grant-revoke"),
     path(S, grant_list, name="grant-sandbox-list"),
     path(S + "table/", grant_table, name="grant-sandbox-table"),

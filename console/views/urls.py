@@ -16,6 +16,7 @@ from console.views import (
     volumes,
 )
 from console.views import previews as preview_views
+from console.webhooks import views as webhook_views
 
 urlpatterns: list = []
 urlpatterns += accounts.urlpatterns
@@ -25,6 +26,7 @@ urlpatterns += members.urlpatterns
 urlpatterns += keys.urlpatterns
 urlpatterns += audit.urlpatterns
 urlpatterns += preview_views.urlpatterns
+urlpatterns += webhook_views.urlpatterns
 urlpatterns += sandboxes.urlpatterns
 urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns

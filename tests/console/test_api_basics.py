@@ -116,7 +116,7 @@ def test_rate_limit_answers_429_with_retry_after(api, settings):
 
 
 def test_planned_resources_answer_not_implemented(api):
-    response = api.get("/v1/lifecycle/webhooks")
+    response = api.get("/v1/templates")
     assert response.status_code == 501
     assert response.json()["code"] == "not_implemented"
 

@@ -22,8 +22,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--port", type=int, default=settings.PORT, help="Default: $PORT, else 8000"
         )
+        parser.add_argument("--no-worker", action="store_true", help="Do not start the job worker")
         parser.add_argument(
-            "--no-worker", action="store_true", help="Do not start the worker thread"
+            "--worker-threads", type=int, default=4, help="Jobs the built-in worker runs at once"
         )
         parser.add_argument(
             "--server",
@@ -40,11 +41,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from console.worker import run_forever
+        from console.jobs.worker import run_forever
 
         stop = threading.Event()
         if not options["no_worker"]:
-            threading.Thread(target=run_forever, args=(stop,), name="worker", daemon=True).start()
+            threads = max(1, min(64, options["worker_threads"]))
+            threading.Thread(
+                target=run_forever, args=(stop, threads), name="worker", daemon=True
+            ).start()
         self.stdout.write(
             f"Nullspace Console on http://localhost:{options['port']}/ ({options['server']})"
         )
