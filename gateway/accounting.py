@@ -12,7 +12,9 @@ import atexit
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -54,7 +56,7 @@ def _merge(older: Usage, newer: Usage) -> Usage:
     return merged
 
 
-def _client(scope: dict[str, Any], transport: str) -> tuple[str, str, str]:
+def _client(scope: Mapping[str, Any], transport: str) -> tuple[str, str, str]:
     """Who used the grant: peer address and User-Agent (read once per grant per batch)."""
     agent = b""
     for name, value in scope.get("headers") or ():
@@ -72,7 +74,11 @@ _flusher_loop: asyncio.AbstractEventLoop | None = None
 
 
 def count_use(
-    grant_id: str, *, http: bool = False, websocket: bool = False, scope: dict | None = None
+    grant_id: str,
+    *,
+    http: bool = False,
+    websocket: bool = False,
+    scope: Mapping[str, Any] | None = None,
 ) -> None:
     """A grant admitted a request (http) or a WebSocket connection."""
     now = time.time()
@@ -193,7 +199,9 @@ def _log_first_use(grant_id: str, when: datetime, ip: str, agent: str, transport
     _first_use_logged.add(grant_id)
 
 
-def _audit_first_use(audit, grant: PreviewGrant, ip: str, agent: str, transport: str) -> None:
+def _audit_first_use(
+    audit: ModuleType, grant: PreviewGrant, ip: str, agent: str, transport: str
+) -> None:
     grant_id = grant.public_id
     audit.record(
         "preview_grant.first_use",

@@ -130,7 +130,9 @@ def _open_beneath_no_links(path: str) -> int:
         raise
 
 
-def _bind_volume(volume: dict, fd: int, libc, check) -> None:
+def _bind_volume(
+    volume: dict[str, Any], fd: int, libc: ctypes.CDLL, check: Callable[[int, str], None]
+) -> None:
     """Bind a volume directory (open as `fd`) at its target; read-only through a ro bind
     remount."""
     target = volume["target"]
