@@ -1,4 +1,4 @@
-"""Lifecycle events (api-contract 7.2): record every sandbox/snapshot state change, shape it
+"""Lifecycle events (docs/api.md §7.2): record every sandbox/snapshot state change, shape it
 for the API, and publish it to the project's channel-layer group for live views.
 
 Live listeners (the lifecycle WebSocket, console pages) join `group_name(project)`;

@@ -1,4 +1,4 @@
-"""PTY sessions of a sandbox (api-contract 2.8): a shell on a pseudo terminal that outlives
+"""PTY sessions of a sandbox (docs/api.md §2.8): a shell on a pseudo terminal that outlives
 the WebSocket that started it, so `pty create` then `pty connect --session-id` work.
 
 The runtime keeps everything (session id, pid, terminal size) with the process, so any

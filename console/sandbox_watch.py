@@ -1,4 +1,4 @@
-"""Watching a directory of a sandbox's /workspace for changes (the file watch, api-contract 2.7).
+"""Watching a directory of a sandbox's /workspace for changes (the file watch, docs/api.md §2.7).
 
 A Watch is a watchdog observer on the real directory behind a sandbox path,
 resolved through sandbox_files so that nothing outside /workspace can be watched.

@@ -205,7 +205,7 @@ API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1
 SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
 SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)
 
-# Sandbox runtime (section 6 of DESIGN.md).
+# Sandbox runtime (docs/runtime.md).
 RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")
 RUNTIME_ROOT = Path(env_str("RUNTIME_ROOT", str(DATA_DIR / "sandboxes"))).resolve()
 # Private range the local driver carves /30 subnets from for veth pairs.

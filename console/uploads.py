@@ -1,4 +1,4 @@
-"""Resumable upload sessions into a sandbox (api-contract 2.6): create, parts, complete, abort.
+"""Resumable upload sessions into a sandbox (docs/api.md §2.6): create, parts, complete, abort.
 
 Parts are staged under DATA_DIR (never inside the workspace), one file per part,
 written to a temporary name and renamed, so what is on disk is exactly the set of

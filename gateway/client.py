@@ -4,7 +4,7 @@ parser (the one uvicorn uses), a keep-alive pool per upstream, one pool per even
 Not aiohttp's client: profiled under 32 concurrent requests it spent about 180 µs of CPU
 per proxied request, half of the gateway's whole cost; this one does the same work in a
 fraction of that (bench/README.md has the figures). Not httpx: its pool spends most of the
-CPU choosing a connection under load (DESIGN section 8).
+CPU choosing a connection under load (bench/README.md).
 
 It forwards bytes as they are: no cookie jar, no decompression, no redirects, no proxy
 from the environment, no headers of its own beyond the body's framing. The response body

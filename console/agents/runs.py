@@ -1,4 +1,4 @@
-"""A job run from queued to a terminal status (api-contract 6.4 Run; docs/agents.md).
+"""A job run from queued to a terminal status (docs/api.md §6.4 Run; docs/agents.md).
 
 queued -> starting (sandbox, bundle, input) -> installing (unless a ready artifact holds
 the install) -> running (the entrypoint) -> succeeded | failed | timed_out | cancelled.

@@ -1,4 +1,4 @@
-"""The contract's JSON shapes for deployments, versions, runs, services (api-contract 6.4).
+"""The contract's JSON shapes for deployments, versions, runs, services (docs/api.md §6.4).
 
 `cache_summary` and `build_summary` are STRICT on the client (built with Cls(**json)),
 so they carry exactly the keys it knows.

@@ -1,4 +1,4 @@
-"""/v1/agent-deployments (api-contract 6.3): deployments, versions and bundles, runs, services,
+"""/v1/agent-deployments (docs/api.md §6.3): deployments, versions and bundles, runs, services,
 logs, outputs. The work is in console/agents/; these views parse and shape."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The contract's JSON error envelope (api-contract.md 1.6): every /v1 error goes through here."""
+"""The contract's JSON error envelope (docs/api.md §1.6): every /v1 error goes through here."""
 
 from __future__ import annotations
 

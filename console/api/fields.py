@@ -1,4 +1,4 @@
-"""Field projection (`?fields=id,status`) for the routes that accept it (api-contract 1.11)."""
+"""Field projection (`?fields=id,status`) for the routes that accept it (docs/api.md §1.11)."""
 
 from __future__ import annotations
 

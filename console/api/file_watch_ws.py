@@ -1,4 +1,4 @@
-"""The file watch frames of /v1/sandboxes/{id}/ws without a query string (api-contract 2.7).
+"""The file watch frames of /v1/sandboxes/{id}/ws without a query string (docs/api.md §2.7).
 
 Client: {"type": "file_watch", "id", "path", "user", "recursive", "timeout_secs"}.
 Server: {"type": "file_watch_started", "id"} once the watch runs, then

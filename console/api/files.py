@@ -1,4 +1,4 @@
-"""/v1/sandboxes/{id}/files... and /file: the sandbox files API (api-contract 2.6), minus upload sessions.
+"""/v1/sandboxes/{id}/files... and /file: the sandbox files API (docs/api.md §2.6), minus upload sessions.
 
 Shapes are the contract's STRICT ones (FileInfo, SearchMatch, UploadUrl). Raw-byte
 routes stream: request bodies are read in chunks into a temporary file beside the

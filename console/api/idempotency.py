@@ -1,4 +1,4 @@
-"""Idempotency-Key handling (api-contract 1.3): the first answer to a key is replayed.
+"""Idempotency-Key handling (docs/api.md §1.3): the first answer to a key is replayed.
 
 A record is (API key, Idempotency-Key, route). While the first request runs, a retry
 with the same key waits for it, then gets the same answer. A failed first attempt

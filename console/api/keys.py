@@ -1,4 +1,4 @@
-"""/v1/keys: the 1.0.3 key routes (api-contract.md section 8), acting on the caller key's project.
+"""/v1/keys: the 1.0.3 key routes (docs/api.md §8), acting on the caller key's project.
 
 Rotation here kills the old key at once (the console's rule), where 1.0.3 keeps it for 24 h.
 """

@@ -1,5 +1,5 @@
 """GET /v1/lifecycle/events, /v1/sandboxes/{id}/lifecycle, /v1/snapshots/{id}/lifecycle
-(api-contract 7.2): `{events, offset, limit, has_more}`, plus `next_cursor`.
+(docs/api.md §7.2): `{events, offset, limit, has_more}`, plus `next_cursor`.
 
 The client pages with `offset`; OFFSET reads and skips every row before the page, so
 it is honoured only up to MAX_OFFSET. Each answer carries `next_cursor` (as the

@@ -1,4 +1,4 @@
-"""WebSocket /v1/lifecycle/ws and /v1/sandboxes/{id}/lifecycle/ws (api-contract 7.3).
+"""WebSocket /v1/lifecycle/ws and /v1/sandboxes/{id}/lifecycle/ws (docs/api.md §7.3).
 
 The client sends one `subscribe`; we answer `subscribed` first, then replay matching
 events oldest first, then live ones. Live delivery wakes on the project's channel

@@ -1,4 +1,4 @@
-"""/v1 preview routes (api-contract.md section 3): host, signed URLs, grants, proxy targets,
+"""/v1 preview routes (docs/api.md §3): host, signed URLs, grants, proxy targets,
 readiness.
 
 Every response object here is STRICT on the client side (built with `Cls(**json)`),

@@ -1,4 +1,4 @@
-"""/v1/sandboxes/{id}/exec and /processes (api-contract 2.4).
+"""/v1/sandboxes/{id}/exec and /processes (docs/api.md §2.4).
 
 Blocking exec is a plain sync view: under ASGI Django gives every request its own
 thread (ThreadSensitiveContext), so a command running for its whole timeout does not

@@ -1,4 +1,4 @@
-"""/v1/sandboxes/{id}/pty...: list, inspect, resize and end PTY sessions (api-contract 2.8).
+"""/v1/sandboxes/{id}/pty...: list, inspect, resize and end PTY sessions (docs/api.md §2.8).
 
 Sessions are started over the WebSocket (`?channel=pty`, console/api/pty_ws.py).
 """

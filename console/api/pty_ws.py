@@ -1,4 +1,4 @@
-"""The PTY frames of /v1/sandboxes/{id}/ws?channel=pty (api-contract 2.8).
+"""The PTY frames of /v1/sandboxes/{id}/ws?channel=pty (docs/api.md §2.8).
 
 The first frame is pty_start {id, cols, rows, cwd?, envs?} (a new shell on a pseudo
 terminal) or pty_connect {id, session_id | pid} (an existing one). The answer is

@@ -1,11 +1,11 @@
-"""WebSocket /v1/sandboxes/{id}/ws: the exec channel (`?channel=exec`, api-contract 2.4).
+"""WebSocket /v1/sandboxes/{id}/ws: the exec channel (`?channel=exec`, docs/api.md §2.4).
 
 Frames in: exec_start (run a command and stream it) or exec_connect (attach to a
 running pid). Frames out: exec_started first, then exec_stdout / exec_stderr, then
 exec_exit; `error` for anything that goes wrong. Output is read from the driver's
 follow_output in a thread and handed to the event loop. Without a query string the
-socket carries file watches (console/api/file_watch_ws.py, api-contract 2.7);
-`?channel=pty` a terminal (console/api/pty_ws.py, api-contract 2.8).
+socket carries file watches (console/api/file_watch_ws.py, docs/api.md §2.7);
+`?channel=pty` a terminal (console/api/pty_ws.py, docs/api.md §2.8).
 """
 
 from __future__ import annotations

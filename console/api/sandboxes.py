@@ -1,5 +1,5 @@
 """/v1/sandboxes: create, list, get, kill, hibernate, resume, fork, timeout, metrics
-(api-contract 2.1-2.3). The work is in console/sandboxes.py; these views parse and shape."""
+(docs/api.md §2.1-2.3). The work is in console/sandboxes.py; these views parse and shape."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/v1/sandboxes/{id}/snapshots and /v1/snapshots (api-contract 7.1). SnapshotInfo is STRICT."""
+"""/v1/sandboxes/{id}/snapshots and /v1/snapshots (docs/api.md §7.1). SnapshotInfo is STRICT."""
 
 from __future__ import annotations
 

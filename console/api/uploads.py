@@ -1,4 +1,4 @@
-"""Resumable upload sessions of a sandbox (/v1/sandboxes/{id}/uploads, api-contract 2.6) and
+"""Resumable upload sessions of a sandbox (/v1/sandboxes/{id}/uploads, docs/api.md §2.6) and
 of a volume (/v1/volumes/{id}/uploads, section 5): one set of views per owner kind.
 
 Create and complete honour Idempotency-Key (create replays the session made with

@@ -1,4 +1,4 @@
-"""/v1/volumes/{id}/files... and /file: a volume's files API (api-contract section 5).
+"""/v1/volumes/{id}/files... and /file: a volume's files API (docs/api.md §5).
 
 The work is console/sandbox_files.py on the volume's file store (console/volume_files.py)
 and the byte routes of console/api/files.py; this module only finds the volume (another

@@ -1,4 +1,4 @@
-"""WebSocket /v1/volumes/{id}/ws: file watches of a volume (api-contract 2.7).
+"""WebSocket /v1/volumes/{id}/ws: file watches of a volume (docs/api.md §2.7).
 
 The same frames as a sandbox's watch socket (console/api/file_watch_ws.py); another
 project's volume, or none, is refused in answer to the first watch frame, echoing its id.

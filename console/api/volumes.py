@@ -1,5 +1,5 @@
 """/v1/volumes: create, list, get (by id or name), delete, attachments, and the volume's
-files, uploads and signed URLs (api-contract section 5). The work is in
+files, uploads and signed URLs (docs/api.md §5). The work is in
 console/volumes.py; the files routes are the same views as a sandbox's
 (console/api/files.py) over the volume's file tree.
 """

@@ -1,5 +1,5 @@
 """Bearer authentication for /v1 WebSockets: the CLI sends `Authorization: Bearer` on
-the handshake (api-contract 1.2). A consumer that gets None closes before accepting,
+the handshake (docs/api.md §1.2). A consumer that gets None closes before accepting,
 which daphne answers with 403, and the client reports `unauthorized`."""
 
 from __future__ import annotations

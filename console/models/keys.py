@@ -17,7 +17,7 @@ class KeyScope(models.TextChoices):
 
 
 class ApiKeyDict(TypedDict):
-    """An item of GET /v1/keys (api-contract.md section 8, 1.0.3 shape)."""
+    """An item of GET /v1/keys (docs/api.md §8, 1.0.3 shape)."""
 
     id: str
     prefix: str

@@ -1,4 +1,4 @@
-"""The sandbox files API (api-contract 2.6) through the Django test client, on a real local sandbox."""
+"""The sandbox files API (docs/api.md §2.6) through the Django test client, on a real local sandbox."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The file watch WebSocket (/v1/sandboxes/{id}/ws, no query string; api-contract 2.7)
+"""The file watch WebSocket (/v1/sandboxes/{id}/ws, no query string; docs/api.md §2.7)
 against the real routing, a real sandbox and real inotify."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PTY sessions (api-contract 2.8): the `?channel=pty` WebSocket with a real shell on a real
+"""PTY sessions (docs/api.md §2.8): the `?channel=pty` WebSocket with a real shell on a real
 pseudo terminal in a real sandbox, and the /pty REST routes."""
 
 from __future__ import annotations

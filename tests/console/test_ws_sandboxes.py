@@ -1,4 +1,4 @@
-"""The exec and lifecycle WebSockets (api-contract 2.4, 7.3) through Channels' communicator."""
+"""The exec and lifecycle WebSockets (docs/api.md §2.4, 7.3) through Channels' communicator."""
 
 from __future__ import annotations
 
