@@ -173,8 +173,10 @@ def _audit(action: str, webhook: Webhook, *, request: Any, actor: Any, **extra: 
 
 def queue_deliveries(event: LifecycleEvent, payload: dict[str, Any]) -> list[Delivery]:
     """A delivery (and its job) for each enabled webhook of the event's project that
-    subscribes to its operation. Called inside the event's own transaction."""
-    if event.audience != "customer":
+    subscribes to its operation. Called inside the event's own transaction. Only outcomes
+    (succeeded, failed) are delivered: every operation is first recorded as `requested`,
+    and a receiver wants to know what happened, once per operation."""
+    if event.audience != "customer" or event.status == EventStatus.REQUESTED:
         return []
     hooks = [
         hook

@@ -354,3 +354,17 @@ def test_deliveries_page_bounds(api, allow_loopback, receiver):
 def test_operations_the_client_cannot_parse_are_not_offered(api, allow_loopback):
     refused = _create(api, "http://127.0.0.1:9/x", new_signing_secret(), operations=["oom"])
     assert refused.status_code == 400 and "Unknown operation" in refused.json()["error"]
+
+
+def test_only_outcomes_are_delivered_not_requests(project, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    service.create_webhook(
+        project,
+        url="http://127.0.0.1:9/x",
+        operations=["create"],
+        signing_secret=new_signing_secret(),
+    )
+    record_event(project, Operation.CREATE, status="requested", sandbox_id="sb_abc")
+    assert not Delivery.objects.exists()
+    record_event(project, Operation.CREATE, status="failed", sandbox_id="sb_abc")
+    assert Delivery.objects.get().status == "failed"
