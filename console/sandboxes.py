@@ -37,7 +37,7 @@ from console.models import (
     TimeoutAction,
 )
 from console.runtime import get_driver
-from console.runtime.base import CreateSpec, ExecRequest, ExecResult, RuntimeError_
+from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
 from console.timefmt import iso
 from console.tokens import TRAFFIC, new_secret
 
@@ -835,8 +835,31 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
             suggested_action="Raise --timeout, or run it with --background.",
             details={"pid": pid, "timeout_secs": request.timeout_secs},
         )
-    logs = _driver(lambda: driver.process_logs(sandbox.public_id, pid))
-    return ExecResult(exit_code=exit_code, stdout=logs.stdout, stderr=logs.stderr, pid=pid)
+    logs = read_logs(sandbox, pid)
+    return ExecResult(
+        exit_code=exit_code,
+        stdout=logs.stdout,
+        stderr=logs.stderr,
+        pid=pid,
+        truncated=logs.truncated,
+    )
+
+
+def read_logs(sandbox: Sandbox, pid: int) -> ProcessLogs:
+    """A process's output, at most EXEC_RESPONSE_MAX_BYTES of each stream."""
+    limit = settings.EXEC_RESPONSE_MAX_BYTES
+    return _driver(lambda: get_driver().process_logs(sandbox.public_id, pid, limit=limit))
+
+
+def truncation_fields(truncated: bool) -> dict[str, Any]:
+    """What an answer adds when output was cut: the flag and the caps that cut it."""
+    if not truncated:
+        return {}
+    return {
+        "truncated": True,
+        "output_limit_bytes": settings.EXEC_OUTPUT_MAX_BYTES,
+        "response_limit_bytes": settings.EXEC_RESPONSE_MAX_BYTES,
+    }
 
 
 def metrics_to_dict(sandbox: Sandbox) -> dict[str, Any]:

@@ -188,6 +188,12 @@ MAX_RUNNING_SANDBOXES = env_int("MAX_RUNNING_SANDBOXES", 10, minimum=1)
 MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, minimum=1000)
 MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
+# Token bucket per key: this many at once, refilled at the per-minute rate (docs/limits.md).
+API_RATE_BURST = env_int("API_RATE_BURST", 200, minimum=1)
+# Output kept per process (on disk; past it the stream says `truncated`), and what one
+# blocking exec answer or logs read returns of each stream (docs/limits.md).
+EXEC_OUTPUT_MAX_BYTES = env_int("EXEC_OUTPUT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
+EXEC_RESPONSE_MAX_BYTES = env_int("EXEC_RESPONSE_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)
 SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
 SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from console.api.errors import ApiError, error_response
 from console.models import ApiKey, KeyScope, Project
+from console.ratelimit import Bucket, take
 from console.tokens import lookup_prefix, secret_matches
 
 log = logging.getLogger(__name__)
@@ -81,23 +81,16 @@ def _touch(key: ApiKey) -> None:
 
 
 def check_rate_limit(key: ApiKey) -> None:
-    limit = settings.API_RATE_LIMIT_PER_MINUTE
-    window = int(time.time() // 60)
-    bucket = f"ratelimit:{key.public_id}:{window}"
-    if cache.add(bucket, 1, timeout=70):
-        return
-    try:
-        count = cache.incr(bucket)
-    except ValueError:
-        cache.set(bucket, 1, timeout=70)
-        return
-    if count > limit:
-        retry_after = max(1, 60 - int(time.time() % 60))
+    """Take one token from the key's bucket (HTTP requests, WebSocket starts and frames)."""
+    bucket = Bucket(settings.API_RATE_LIMIT_PER_MINUTE, settings.API_RATE_BURST)
+    wait = take(f"key:{key.public_id}", bucket)
+    if wait > 0:
         raise ApiError(
             "rate_limit_exceeded",
-            f"Rate limit of {limit} requests a minute exceeded",
+            f"Rate limit of {bucket.per_minute} requests a minute (bursts of {bucket.burst}) "
+            "exceeded",
             retryable=True,
-            headers={"Retry-After": str(retry_after)},
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
 
 

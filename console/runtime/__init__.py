@@ -20,6 +20,9 @@ def get_driver() -> Driver:
         from console.runtime.local import LocalDriver
 
         return LocalDriver(
-            root=settings.RUNTIME_ROOT, subnet=settings.RUNTIME_SUBNET, netns=settings.RUNTIME_NETNS
+            root=settings.RUNTIME_ROOT,
+            subnet=settings.RUNTIME_SUBNET,
+            netns=settings.RUNTIME_NETNS,
+            max_output_bytes=settings.EXEC_OUTPUT_MAX_BYTES,
         )
     raise RuntimeError_(f"unknown RUNTIME_DRIVER {name!r}")

@@ -37,6 +37,7 @@ from pathlib import Path
 from console.runtime import files, proclog
 from console.runtime import netns as net
 from console.runtime.base import (
+    LOG_READ_LIMIT,
     CreateSpec,
     Driver,
     ExecRequest,
@@ -54,6 +55,7 @@ from console.runtime.base import (
     SandboxMissing,
 )
 from console.runtime.procgroup import MARKER_VAR, ProcGroup, cgroup2_mount, marker
+from console.runtime.supervise import MAX_OUTPUT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,16 @@ def _mount_namespaces_work(root: Path) -> bool:
 
 class LocalDriver(Driver):
     def __init__(
-        self, root: Path | str, subnet: str, netns: str = "auto", *, cgroups: bool = True
+        self,
+        root: Path | str,
+        subnet: str,
+        netns: str = "auto",
+        *,
+        cgroups: bool = True,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.root = Path(root).resolve()
+        self.max_output_bytes = max_output_bytes
         self.root.mkdir(parents=True, exist_ok=True)
         self.subnet = subnet
         self.tag = instance_tag(self.root)
@@ -311,6 +320,7 @@ class LocalDriver(Driver):
             "netns_path": str(net.NETNS_DIR / network["netns"]) if network.get("netns") else None,
             "cgroup_procs": self._group(sandbox_id, state).procs_file,
             "mounts": mounts,
+            "max_output_bytes": self.max_output_bytes,
         }
         if tty:
             spec["tty"] = tty  # supervise.py runs it on a pseudo terminal
@@ -346,8 +356,10 @@ class LocalDriver(Driver):
         found = [proclog.info(p) for p in procs.iterdir() if p.name.isdigit()]
         return sorted((p for p in found if p is not None), key=lambda p: p.pid)
 
-    def process_logs(self, sandbox_id: str, pid: int) -> ProcessLogs:
-        return proclog.logs(self._procdir(sandbox_id, pid))
+    def process_logs(
+        self, sandbox_id: str, pid: int, *, limit: int = LOG_READ_LIMIT
+    ) -> ProcessLogs:
+        return proclog.logs(self._procdir(sandbox_id, pid), limit)
 
     def kill_process(self, sandbox_id: str, pid: int) -> None:
         procdir = self._procdir(sandbox_id, pid)

@@ -14,7 +14,8 @@ from pathlib import Path
 from console.runtime.base import OutputEvent, ProcessInfo, ProcessLogs, ProcessMissing
 from console.runtime.supervise import _start_ticks
 
-KINDS = {b"o": "stdout", b"e": "stderr"}
+KINDS = {b"o": "stdout", b"e": "stderr", b"t": "truncated"}
+STREAMS = ("stdout", "stderr")
 HEADER = 5
 
 
@@ -28,6 +29,12 @@ def read_json(path: Path) -> dict | None:
 def exit_code(procdir: Path) -> int | None:
     data = read_json(procdir / "exit.json")
     return None if data is None else int(data["exit_code"])
+
+
+def was_truncated(procdir: Path) -> bool:
+    """The supervisor dropped output past its cap (known once the process has exited)."""
+    data = read_json(procdir / "exit.json") or {}
+    return bool(data.get("output_dropped_bytes"))
 
 
 def is_alive(meta: dict) -> bool:
@@ -62,23 +69,36 @@ def parse_frames(buffer: bytes) -> tuple[list[tuple[str, bytes]], int]:
     return frames, pos
 
 
-def _read(path: Path) -> bytes:
+def _read_head(path: Path, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes from the start of path, and whether there was more."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
     except FileNotFoundError:
-        return b""
+        return b"", False
+    return data[:limit], len(data) > limit
 
 
-def logs(procdir: Path) -> ProcessLogs:
+def _text(data: bytes) -> str:
+    # Not final: a character cut in half at the limit is left out, not replaced.
+    return codecs.getincrementaldecoder("utf-8")("replace").decode(data)
+
+
+def logs(procdir: Path, limit: int) -> ProcessLogs:
+    """The process's output so far, at most `limit` bytes of each stream in memory."""
     if not (procdir / "meta.json").exists():
         raise ProcessMissing("no such process")
     code = exit_code(procdir)
-    frames, _ = parse_frames(_read(procdir / "output"))
+    stdout, cut_out = _read_head(procdir / "stdout", limit)
+    stderr, cut_err = _read_head(procdir / "stderr", limit)
+    output, cut_all = _read_head(procdir / "output", limit)
+    frames, _ = parse_frames(output)
     return ProcessLogs(
-        stdout=_read(procdir / "stdout").decode("utf-8", "replace"),
-        stderr=_read(procdir / "stderr").decode("utf-8", "replace"),
-        output=b"".join(data for _, data in frames).decode("utf-8", "replace"),
+        stdout=_text(stdout),
+        stderr=_text(stderr),
+        output=_text(b"".join(data for kind, data in frames if kind != "truncated")),
         exit_code=code,
+        truncated=cut_out or cut_err or cut_all or was_truncated(procdir),
     )
 
 
@@ -135,7 +155,7 @@ def follow(
     Setting `stop` ends it early even while nothing arrives (a reader that left);
     `tail_bytes` starts from about the last that many bytes of earlier output."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
-    decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in KINDS.values()}
+    decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in STREAMS}
     offset = 0
     delay = 0.002
     try:
@@ -155,6 +175,9 @@ def follow(
                 frames, used = parse_frames(pending)
                 pending = pending[used:]
                 for kind, data in frames:
+                    if kind == "truncated":
+                        yield OutputEvent(kind="truncated")
+                        continue
                     text = decoders[kind].decode(data)
                     if text:
                         yield OutputEvent(kind=kind, data=text)
@@ -164,7 +187,7 @@ def follow(
                     tail = decoder.decode(b"", final=True)
                     if tail:
                         yield OutputEvent(kind=kind, data=tail)
-                yield OutputEvent(kind="exit", exit_code=code)
+                yield OutputEvent(kind="exit", exit_code=code, truncated=was_truncated(procdir))
                 return
             if not chunk:
                 if not procdir.exists():

@@ -41,8 +41,40 @@ CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
-# Output kept per process; beyond it the stream is still drained but not stored.
+# Output kept per process unless spec["max_output_bytes"] says otherwise; beyond it the
+# stream is still drained but not stored: one b"t" frame marks the cut, and exit.json
+# counts what was dropped (docs/limits.md).
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+TRUNCATED = b"t"
+
+
+class OutputLog:
+    """Writes output to the log files up to a byte cap, then counts what it drops."""
+
+    def __init__(self, logs: dict[str, int], cap: int) -> None:
+        self.logs = logs
+        self.cap = cap
+        self.stored = 0
+        self.dropped = 0
+
+    def write(self, kind: bytes, raw_fd: int, data: bytes) -> None:
+        room = self.cap - self.stored
+        kept = data[: max(room, 0)]
+        if kept:
+            os.write(raw_fd, kept)
+            os.write(self.logs["output"], frame(kind, kept))
+            self.stored += len(kept)
+        if len(kept) < len(data):
+            if self.dropped == 0:
+                os.write(self.logs["output"], frame(TRUNCATED, b""))
+            self.dropped += len(data) - len(kept)
+
+    def exit_record(self, code: int) -> dict:
+        record = {"exit_code": code, "finished_at": time.time()}
+        if self.dropped:
+            record["output_dropped_bytes"] = self.dropped
+            record["output_limit_bytes"] = self.cap
+        return record
 
 
 def frame(kind: bytes, data: bytes) -> bytes:
@@ -144,13 +176,11 @@ def _open_logs(procdir: str) -> dict[str, int]:
     }
 
 
-def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
+def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int], out: OutputLog) -> None:
     raw = {
         child.stdout.fileno(): (b"o", logs["stdout"]),
         child.stderr.fileno(): (b"e", logs["stderr"]),
     }
-    output = logs["output"]
-    stored = 0
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -162,7 +192,6 @@ def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
     open_fds = set(raw)
 
     def read_ready(timeout: float | None) -> None:
-        nonlocal stored
         for key, _ in sel.select(timeout):
             fd = key.fd
             if fd == wake_r:
@@ -173,11 +202,8 @@ def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
                 sel.unregister(fd)
                 open_fds.discard(fd)
                 continue
-            if stored < MAX_OUTPUT_BYTES:
-                kind, raw_fd = raw[fd]
-                os.write(raw_fd, data)
-                os.write(output, frame(kind, data))
-                stored += len(data)
+            kind, raw_fd = raw[fd]
+            out.write(kind, raw_fd, data)
 
     while open_fds and child.poll() is None:
         read_ready(0.5)  # SIGCHLD wakes the select through the wakeup fd
@@ -191,13 +217,13 @@ def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int]) -> None:
     code = child.returncode
     if code < 0:
         code = 128 - code  # killed by a signal, reported as a shell does
-    _write_json(f"{procdir}/exit.json", {"exit_code": code, "finished_at": time.time()})
+    _write_json(f"{procdir}/exit.json", out.exit_record(code))
     # Children that kept the pipes open (daemons) still get their output logged.
     while open_fds:
         read_ready(None)
 
 
-def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, logs: dict[str, int]) -> int:
+def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, out: OutputLog) -> int:
     """Terminal output to the logs, the stdin FIFO to the terminal, until the process exits."""
     os.set_blocking(master, False)
     wake_r, wake_w = os.pipe()
@@ -209,11 +235,10 @@ def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, logs: dict[st
     sel.register(stdin_fd, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     typed = b""  # input the terminal has not taken yet (never block on a full terminal)
-    stored = 0
 
     def step(timeout: float) -> bool:
         """One round of the loop; False once the terminal is closed on the other side."""
-        nonlocal typed, stored
+        nonlocal typed
         for key, mask in sel.select(timeout):
             if key.fd == wake_r:
                 os.read(wake_r, 512)
@@ -235,10 +260,7 @@ def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, logs: dict[st
                     data = b""
                 if not data:
                     return False
-                if stored < MAX_OUTPUT_BYTES:
-                    os.write(logs["stdout"], data)
-                    os.write(logs["output"], frame(b"o", data))
-                    stored += len(data)
+                out.write(b"o", out.logs["stdout"], data)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if typed else 0)
         sel.modify(master, events)
         return True
@@ -292,11 +314,12 @@ def supervise(procdir: str, report_fd: int) -> None:
     )
     os.write(report_fd, f"ok {child.pid}\n".encode())
     os.close(report_fd)
+    out = OutputLog(logs, int(spec.get("max_output_bytes") or MAX_OUTPUT_BYTES))
     if tty is None:
-        _pump(child, final, logs)
+        _pump(child, final, logs, out)
         return
-    code = _pump_tty(child, master, stdin_fd, logs)
-    _write_json(f"{final}/exit.json", {"exit_code": code, "finished_at": time.time()})
+    code = _pump_tty(child, master, stdin_fd, out)
+    _write_json(f"{final}/exit.json", out.exit_record(code))
 
 
 def _detached(procdir: str, report_fd: int) -> None:
