@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WORKSPACE = "/workspace"
+# Linux's limits on a path and on one name in it (ENAMETOOLONG past them).
+PATH_MAX = 4096
+NAME_MAX = 255
 # Statuses that count against a project's running-sandbox quota.
 ACTIVE = (SandboxStatus.CREATING, SandboxStatus.RUNNING)
 # A transition older than this is taken as abandoned (the process died mid-way).
@@ -238,10 +241,9 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
             suggested_action="Use --template base, or build the template first.",
         )
     timeout_ms = _validated_timeout(given["timeout_ms"], default=300_000)
-    envs = given["envs"] if given["envs"] is not None else (source.envs if source else {})
-    if not isinstance(envs, dict) or not all(isinstance(k, str) for k in envs):
-        raise ApiError("invalid_request", "envs must be an object of strings")
-    envs = {k: "" if v is None else str(v) for k, v in envs.items()}
+    envs = validated_envs(
+        given["envs"] if given["envs"] is not None else (source.envs if source else {})
+    )
     metadata = given["metadata"] if given["metadata"] is not None else {}
     if not isinstance(metadata, dict):
         raise ApiError("invalid_request", "metadata must be a JSON object")
@@ -297,9 +299,35 @@ def _validated_action(value: Any) -> str:
     return value
 
 
+def validated_envs(envs: Any) -> dict[str, str]:
+    """Environment variables a process can be given: names without `=` or NUL (execve
+    refuses those, so they are refused here, at create, not at every later exec)."""
+    if not isinstance(envs, dict):
+        raise ApiError("invalid_request", "envs must be an object of strings")
+    checked: dict[str, str] = {}
+    for name, value in envs.items():
+        if not isinstance(name, str) or not name or "=" in name or "\x00" in name:
+            raise ApiError(
+                "invalid_request", f"env name {name!r} must be non-empty, without '=' or NUL"
+            )
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ApiError("invalid_request", f"env {name} must be a string")
+        text = "" if value is None else str(value)
+        if "\x00" in text:
+            raise ApiError("invalid_request", f"env {name} must not contain NUL")
+        checked[name] = text
+    return checked
+
+
 def _validated_cwd(cwd: Any) -> str:
     if not isinstance(cwd, str) or not cwd.strip():
         raise ApiError("invalid_request", "cwd must be a path")
+    if len(cwd.encode("utf-8", "replace")) > PATH_MAX or any(
+        len(part.encode("utf-8", "replace")) > NAME_MAX for part in cwd.split("/")
+    ):
+        raise ApiError(
+            "invalid_request", f"cwd is too long (at most {PATH_MAX} bytes, {NAME_MAX} per name)"
+        )
     path = PurePosixPath(cwd if cwd.startswith("/") else f"{WORKSPACE}/{cwd}")
     if ".." in path.parts or not (
         path == PurePosixPath(WORKSPACE) or WORKSPACE in map(str, path.parents)
@@ -789,9 +817,7 @@ def exec_request(body: dict[str, Any], *, background: bool = False) -> ExecReque
     args = body.get("args") or []
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ApiError("invalid_request", "args must be a list of strings")
-    envs = body.get("envs") or {}
-    if not isinstance(envs, dict):
-        raise ApiError("invalid_request", "envs must be an object")
+    envs = validated_envs(body.get("envs") or {})
     cwd = body.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
         raise ApiError("invalid_request", "cwd must be a string")
@@ -805,7 +831,7 @@ def exec_request(body: dict[str, Any], *, background: bool = False) -> ExecReque
         args=list(args),
         shell=bool(body.get("shell")),
         cwd=_validated_cwd(cwd) if cwd else None,
-        envs={str(k): "" if v is None else str(v) for k, v in envs.items()},
+        envs=envs,
         # A background process lives until killed; timeout_secs bounds waiting for it.
         timeout_secs=None if background or not timeout else float(timeout),
     )

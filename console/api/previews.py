@@ -114,7 +114,11 @@ def _transports(body: dict[str, Any]) -> list[str]:
     given = body.get("transports")
     if given is None:
         return ["http", "websocket"]
-    if not isinstance(given, list) or not given or any(t not in TRANSPORT_KINDS for t in given):
+    if (
+        not isinstance(given, list)
+        or not given
+        or any(not isinstance(t, str) or t not in TRANSPORT_KINDS for t in given)
+    ):
         raise ApiError(
             "invalid_request", "transports must be a non-empty list of 'http' and/or 'websocket'"
         )

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from console import uploads
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.files import file_errors, raw_body, sandbox_for
 from console.models import UploadSession
@@ -60,7 +60,7 @@ def abort_upload(request: HttpRequest, sandbox_id: str, upload_id: str) -> HttpR
 
 
 @raw_body
-@api_key_required(WRITE)
+@api_key_required(WRITE, body=RAW_BODY)
 def put_part(
     request: HttpRequest, sandbox_id: str, upload_id: str, part_number: int
 ) -> JsonResponse:

@@ -21,12 +21,15 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console.api.auth import READ, WRITE, check_rate_limit
 from console.api.errors import ApiError
+from console.api.json_body import parse_json
 from console.api.ws_auth import query_param, scope_api_key
 from console.models import ApiKey, KeyScope
 
 # Private close codes (4000-4999): the same numbers as the HTTP statuses they stand for.
 CLOSE_FORBIDDEN = 4403
 CLOSE_RATE_LIMITED = 4429
+# pty_input carries keystrokes and pastes, file frames a path: 1 MiB is plenty.
+MAX_FRAME_CHARS = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,19 @@ class ScopedSocket(AsyncJsonWebsocketConsumer):
             return
         await self.opened()
         self.ready = True
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None or not self.ready:
+            return  # the contract's frames are JSON text
+        if len(text_data) > MAX_FRAME_CHARS:
+            await self.deny({}, "payload_too_large", f"Frames are at most {MAX_FRAME_CHARS} chars")
+            return
+        try:
+            content = parse_json(text_data)
+        except ApiError as error:
+            await self.deny({}, error.code, error.message)
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not self.ready:

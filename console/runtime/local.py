@@ -334,7 +334,10 @@ class LocalDriver(Driver):
             return int(report.split()[1])
         shutil.rmtree(procdir, ignore_errors=True)
         detail = report.removeprefix("error ").strip() or "the supervisor did not start"
-        raise RuntimeError_(f"could not start {display!r}: {detail}", code="exec_failed")
+        # ENOENT, EACCES, ENOEXEC, ENOTDIR: the command (or its cwd) is the caller's mistake.
+        caller_errors = ("[Errno 2]", "[Errno 13]", "[Errno 8]", "[Errno 20]")
+        code = "command_not_found" if detail.startswith(caller_errors) else "exec_failed"
+        raise RuntimeError_(f"could not start {display!r}: {detail}", code=code)
 
     def wait_process(self, sandbox_id: str, pid: int, timeout: float | None) -> int | None:
         return proclog.wait(self._procdir(sandbox_id, pid), timeout)
