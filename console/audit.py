@@ -6,13 +6,10 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from console.client_ip import client_ip
 from console.models import AuditEvent, Team
 
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
+__all__ = ["client_ip", "record"]
 
 
 def record(

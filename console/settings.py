@@ -92,11 +92,24 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL")
+# PostgreSQL connections per server process: a pool (psycopg_pool, through Django's
+# OPTIONS["pool"]) that never opens more than DB_POOL_MAX_SIZE; a request waits up to
+# DB_POOL_TIMEOUT seconds for a free one. README "Sizing PostgreSQL" says how to choose.
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2, minimum=0)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20, minimum=1)
+DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=1)
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+        # conn_max_age=0: the pool keeps connections, Django hands them back per request.
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except Exception as exc:  # dj-database-url raises several types for a bad URL
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT,
+        }
 else:
     DATABASES = {
         "default": {
@@ -198,6 +211,15 @@ EXEC_OUTPUT_MAX_BYTES = env_int("EXEC_OUTPUT_MAX_BYTES", 64 * 1024 * 1024, minim
 EXEC_RESPONSE_MAX_BYTES = env_int("EXEC_RESPONSE_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)
 SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
 SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)
+# Failures from one IP across all emails before that IP is locked out too.
+SIGNIN_MAX_FAILURES_PER_IP = env_int("SIGNIN_MAX_FAILURES_PER_IP", 50, minimum=1)
+# Read the client IP from this header (e.g. X-Forwarded-For) only when set: behind
+# TRUSTED_PROXY_COUNT proxies that each append the address they saw (console/client_ip.py).
+TRUSTED_PROXY_HEADER = env_str("TRUSTED_PROXY_HEADER")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
+# Caps that keep one project from minting without bound.
+MAX_KEYS_PER_PROJECT = env_int("MAX_KEYS_PER_PROJECT", 50, minimum=1)
+MAX_GRANTS_PER_SANDBOX = env_int("MAX_GRANTS_PER_SANDBOX", 100, minimum=1)
 
 # Sandbox runtime (section 6 of DESIGN.md).
 RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")

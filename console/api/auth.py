@@ -17,9 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from psycopg_pool import PoolTimeout
 
 from console.api.errors import ApiError, error_response
 from console.api.json_body import check_params, read_json_body, too_large
@@ -146,6 +148,23 @@ def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
                 return error_response(request, error)
             except RequestDataTooBig:
                 return error_response(request, too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
+            except OperationalError as exc:
+                if not isinstance(exc.__cause__, PoolTimeout):
+                    log.exception("database error in %s %s", request.method, request.path)
+                    return error_response(
+                        request, ApiError("internal_error", "Database error", retryable=True)
+                    )
+                # Every pooled connection stayed busy for DB_POOL_TIMEOUT: busy, not broken.
+                return error_response(
+                    request,
+                    ApiError(
+                        "database_busy",
+                        "The server is busy; try again",
+                        status=503,
+                        retryable=True,
+                        headers={"Retry-After": "1"},
+                    ),
+                )
             except Exception:
                 log.exception("unhandled error in %s %s", request.method, request.path)
                 return error_response(
