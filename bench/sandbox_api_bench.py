@@ -3,7 +3,8 @@
 Starts the real server (manage.py serve = daphne + worker) on a free loopback port with
 its own data directory, then measures, N times each (default 20):
   - POST /v1/sandboxes until the 201 answer (a running sandbox), then DELETE it;
-  - POST /v1/sandboxes/{id}/exec of `true` on one running sandbox (blocking exec).
+  - POST /v1/sandboxes/{id}/exec of `true` on one running sandbox (blocking exec);
+  - the SDK cycle Sandbox.create() -> commands.run("echo", ["ready"]) -> kill(), 30 in a row.
 Prints a table of median, p90 and max. Bounded: N requests each, loopback only.
 
     .venv/bin/python bench/sandbox_api_bench.py [-n 20]
@@ -44,9 +45,28 @@ def row(name: str, samples: list[float]) -> str:
     return f"| {name:<28} | {len(samples):>3} | {statistics.median(samples):>9.1f} | {p90:>8.1f} | {max(samples):>8.1f} |"
 
 
+def sdk_cycle(server, count: int) -> list[float]:
+    """The cycle peers publish: Sandbox.create() -> commands.run("echo", ["ready"]) -> kill(),
+    with the real SDK, `count` times in a row (each cycle timed whole)."""
+    from nullspace import Sandbox
+
+    os.environ["NULLSPACE_API_URL"] = server.url
+    os.environ["NULLSPACE_API_KEY"] = server.api_key
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        sandbox = Sandbox.create()
+        result = sandbox.commands.run("echo", ["ready"])
+        sandbox.kill()
+        samples.append((time.perf_counter() - began) * 1000)
+        assert result.stdout == "ready\n", result
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="samples per measurement")
+    parser.add_argument("--cycles", type=int, default=30, help="SDK create/run/kill cycles")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sandbox-bench-"))
     server = start_live_server(tmp)
@@ -81,6 +101,7 @@ def main() -> None:
             timed(lambda: api.post(url, json=shell).raise_for_status()) for _ in range(args.n)
         ]
         api.delete(f"/v1/sandboxes/{sandbox['id']}")
+        cycle_ms = sdk_cycle(server, args.cycles)
         print(f"server {server.url} (daphne, {os.cpu_count()} cores), times in ms")
         print("| measurement                  |   n |    median |      p90 |      max |")
         print("|------------------------------|-----|-----------|----------|----------|")
@@ -88,6 +109,12 @@ def main() -> None:
         print(row("kill sandbox (DELETE)", kill_ms))
         print(row("exec `true` round trip", exec_ms))
         print(row("exec --shell `echo hi`", shell_ms))
+        print(row("SDK create+run echo+kill", cycle_ms))
+        ordered = sorted(cycle_ms)
+        p95 = ordered[max(0, int(len(ordered) * 0.95) - 1)]
+        print(
+            f"SDK cycle p50 {statistics.median(cycle_ms):.1f} ms, p95 {p95:.1f} ms (n={len(cycle_ms)})"
+        )
     finally:
         server.stop()
         remove_tree(tmp)

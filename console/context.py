@@ -79,3 +79,12 @@ def navigation(request: HttpRequest) -> dict:
         "nav_team_admin": bool(membership and membership.has_role(Role.ADMIN)),
         "project_nav": project_nav(request, project.team, project, membership) if project else [],
     }
+
+
+def runtime_banner(request: HttpRequest) -> dict:
+    """A warning on every full page while sandboxes run without isolation."""
+    from django.conf import settings
+
+    if is_fragment_request(request) or settings.RUNTIME_ISOLATION != "none":
+        return {}
+    return {"runtime_unisolated": True}

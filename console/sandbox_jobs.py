@@ -109,3 +109,26 @@ def act_on_timeouts() -> list[str]:
                 timeout_at=timezone.now() + RETRY_AFTER
             )
     return done
+
+
+@job("sandbox_runtime_events", every=1.0)
+def record_runtime_events() -> int:
+    """Lifecycle events for what happened inside sandboxes on its own (OOM kills)."""
+    events = get_driver().take_events()
+    recorded = 0
+    for event in events:
+        sandbox = (
+            Sandbox.objects.filter(public_id=event.sandbox_id).select_related("project").first()
+        )
+        if sandbox is None or event.kind != "oom":
+            continue
+        record_event(
+            sandbox.project,
+            Operation.OOM,
+            actor_kind=ActorKind.SYSTEM,
+            sandbox_id=sandbox.public_id,
+            reason="memory_limit",
+            metadata={**event.details, "memory_mb": sandbox.memory_mb},
+        )
+        recorded += 1
+    return recorded

@@ -12,6 +12,7 @@ the API's own atomic writes (a hidden `.partial` file renamed into place) are on
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from console import sandbox_files
+from console.runtime.base import FileMissing
 from console.sandbox_files import FileOpError
 
 # Each watch holds one inotify instance; the kernel's default is 128 per user, shared
@@ -72,17 +74,17 @@ def _partial(path: str) -> bool:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, watched: Path, on_change: Callable[[Change | None], None]):
-        self.root = str(root)
+    def __init__(self, watched: Path, spath: str, on_change: Callable[[Change | None], None]):
         self.watched = str(watched)
+        self.spath = spath
         self.on_change = on_change
         self.last: tuple[Change, float] | None = None
 
     def _emit(self, event: str, host_path: str) -> None:
-        rel = os.path.relpath(host_path, self.root)
+        rel = os.path.relpath(host_path, self.watched)
         if rel.startswith(".."):
             return
-        path = sandbox_files.WORKSPACE if rel == "." else f"{sandbox_files.WORKSPACE}/{rel}"
+        path = self.spath if rel == "." else posixpath.join(self.spath, rel)
         change = Change(event, os.path.basename(path), path)
         now = time.monotonic()
         if self.last and self.last[0] == change and now - self.last[1] < REPEAT_WINDOW_SECONDS:
@@ -120,13 +122,18 @@ class Watch:
         *,
         recursive: bool,
         on_change: Callable[[Change | None], None],
+        user: str | None = None,
     ) -> None:
-        root = sandbox_files.workspace_root(sandbox_id)
-        host = sandbox_files.resolve(sandbox_id, path, must_exist=True)
-        if not host.is_dir():
+        files = sandbox_files.store(sandbox_id)
+        spath = sandbox_files.locate(sandbox_id, path, user)
+        if not files.is_dir(spath):
+            if not files.exists(spath):
+                raise FileMissing(f"{path} does not exist")
             raise FileOpError(
                 f"{path} is not a directory; watch a directory", code="invalid_request"
             )
+        # Resolved inside the sandbox's root by the file store; watched by its real path.
+        host = Path(files.host_path(spath))
         if not _slots.acquire(blocking=False):
             raise FileOpError(
                 f"this server already runs {MAX_WATCHES} file watches; try again later",
@@ -134,11 +141,11 @@ class Watch:
             )
         self._stopped = False
         self._lock = threading.Lock()
-        self.path = sandbox_files.sandbox_path(root, host)
+        self.path = spath
         self.observer = Observer()
         self.observer.name = f"file-watch-{sandbox_id}"
         self.observer.schedule(
-            _Handler(root, host, on_change),
+            _Handler(host, spath, on_change),
             str(host),
             recursive=recursive,
             event_filter=WATCHED_EVENTS,

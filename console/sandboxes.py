@@ -10,12 +10,13 @@ each one records a lifecycle event.
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -36,7 +37,7 @@ from console.models import (
     SnapshotKind,
     TimeoutAction,
 )
-from console.runtime import get_driver
+from console.runtime import get_driver, netpolicy
 from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
 from console.timefmt import iso
 from console.tokens import TRAFFIC, new_secret
@@ -68,6 +69,8 @@ SANDBOX_FIELDS = (
     "timeout_action",
     "cwd",
     "snapshot_id",
+    "internet_access",
+    "network",
 )
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -143,6 +146,9 @@ def sandbox_to_dict(sandbox: Sandbox, *, traffic_access_token: str | None = None
         "timeout_action": sandbox.timeout_action,
         "cwd": sandbox.cwd,
         "snapshot_id": None,
+        # What the sandbox may reach (shown by `sandbox get --fields network,internet_access`).
+        "internet_access": sandbox.internet_access,
+        "network": network_view(sandbox),
     }
     if sandbox.status == SandboxStatus.PAUSED:
         # The client auto-resumes with this id; a paused sandbox without one is unusable.
@@ -151,6 +157,12 @@ def sandbox_to_dict(sandbox: Sandbox, *, traffic_access_token: str | None = None
     if traffic_access_token is not None:
         body["traffic_access_token"] = traffic_access_token
     return body
+
+
+def network_view(sandbox: Sandbox) -> dict[str, Any]:
+    """The sandbox's network settings with its effective egress policy spelled out."""
+    policy = netpolicy.parse(sandbox.internet_access, sandbox.network)
+    return {**(sandbox.network or {}), "egress_policy": netpolicy.as_dict(policy)}
 
 
 def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
@@ -250,6 +262,10 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
     network = given["network"] if given["network"] is not None else {}
     if not isinstance(network, dict):
         raise ApiError("invalid_request", "network must be a JSON object")
+    try:  # refuse, never ignore, what the runtime cannot enforce
+        netpolicy.parse(given["internet_access"], network)
+    except RuntimeError_ as exc:
+        raise ApiError("invalid_request", str(exc)) from None
     cwd = given["cwd"] or (source.cwd if source else WORKSPACE)
     return {
         "template": template,
@@ -261,11 +277,23 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
         "auto_resume": bool(given["auto_resume"]),
         "network": network,
         "internet_access": bool(given["internet_access"]),
-        "vcpus": _positive("vcpus", given["vcpus"], source.vcpus if source else 2, 64),
-        "memory_mb": _positive(
-            "memory_mb", given["memory_mb"], source.memory_mb if source else 512, 262_144
+        "vcpus": _positive(
+            "vcpus", given["vcpus"], source.vcpus if source else 2, settings.SANDBOX_MAX_VCPUS
         ),
-        "disk_mb": _positive("disk_mb", given["disk_mb"], None, 10_485_760),
+        "memory_mb": _positive(
+            "memory_mb",
+            given["memory_mb"],
+            source.memory_mb if source else 512,
+            settings.SANDBOX_MAX_MEMORY_MB,
+            minimum=64,
+        ),
+        "disk_mb": _positive(
+            "disk_mb",
+            given["disk_mb"],
+            source.disk_mb if source else None,
+            settings.SANDBOX_MAX_DISK_MB,
+            minimum=64,
+        ),
     }
 
 
@@ -320,7 +348,9 @@ def validated_envs(envs: Any) -> dict[str, str]:
 
 
 def _validated_cwd(cwd: Any) -> str:
-    if not isinstance(cwd, str) or not cwd.strip():
+    """Any directory of the sandbox (relative: from /workspace); whether it exists is
+    checked when a process starts there."""
+    if not isinstance(cwd, str) or not cwd.strip() or "\x00" in cwd:
         raise ApiError("invalid_request", "cwd must be a path")
     if len(cwd.encode("utf-8", "replace")) > PATH_MAX or any(
         len(part.encode("utf-8", "replace")) > NAME_MAX for part in cwd.split("/")
@@ -328,19 +358,16 @@ def _validated_cwd(cwd: Any) -> str:
         raise ApiError(
             "invalid_request", f"cwd is too long (at most {PATH_MAX} bytes, {NAME_MAX} per name)"
         )
-    path = PurePosixPath(cwd if cwd.startswith("/") else f"{WORKSPACE}/{cwd}")
-    if ".." in path.parts or not (
-        path == PurePosixPath(WORKSPACE) or WORKSPACE in map(str, path.parents)
-    ):
-        raise ApiError("invalid_request", f"cwd must be inside {WORKSPACE} (got {cwd!r})")
-    return str(path)
+    return posixpath.normpath(posixpath.join(WORKSPACE, cwd.strip())).replace("//", "/")
 
 
-def _positive(name: str, value: Any, default: int | None, maximum: int) -> int | None:
+def _positive(
+    name: str, value: Any, default: int | None, maximum: int, *, minimum: int = 1
+) -> int | None:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ApiError("invalid_request", f"{name} must be an integer from 1 to {maximum}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ApiError("invalid_request", f"{name} must be an integer from {minimum} to {maximum}")
     return value
 
 
@@ -379,16 +406,8 @@ def _provision(
             created_by_key=api_key,
             **fields,
         )
-    spec = CreateSpec(
-        sandbox_id=sandbox.public_id,
-        envs=sandbox.envs,
-        template=sandbox.template,
-        memory_mb=sandbox.memory_mb,
-        vcpus=sandbox.vcpus,
-        restore_from=restore_from,
-    )
     try:
-        runtime_state = get_driver().create(spec)
+        runtime_state = get_driver().create(create_spec(sandbox, restore_from))
     except Exception as exc:
         message = str(exc)[:500] or exc.__class__.__name__
         Sandbox.objects.filter(pk=sandbox.pk).update(
@@ -403,6 +422,8 @@ def _provision(
             error_message=message,
         )
         _quietly(lambda: get_driver().destroy(sandbox.public_id))
+        if getattr(exc, "code", "") in ("runtime_unavailable", "invalid_request"):
+            raise _api_error(exc) from exc  # the machine cannot isolate, or a bad volume
         raise ApiError(
             "runtime_error", f"Could not start the sandbox: {message}", status=500
         ) from exc
@@ -415,6 +436,22 @@ def _provision(
     )
     sandbox.refresh_from_db()
     return sandbox, token.raw
+
+
+def create_spec(sandbox: Sandbox, restore_from: Path | None) -> CreateSpec:
+    """What the runtime needs to make (or remake) the sandbox of this row."""
+    return CreateSpec(
+        sandbox_id=sandbox.public_id,
+        envs=sandbox.envs,
+        template=sandbox.template,
+        memory_mb=sandbox.memory_mb,
+        vcpus=sandbox.vcpus,
+        disk_mb=sandbox.disk_mb,
+        egress=netpolicy.parse(sandbox.internet_access, sandbox.network),
+        hostname=sandbox.public_id.replace("_", "-").lower(),
+        cwd=sandbox.cwd or WORKSPACE,
+        restore_from=restore_from,
+    )
 
 
 def reissue_traffic_token(sandbox: Sandbox) -> str:
@@ -622,16 +659,7 @@ def resume_existing(
                 raise
             # The runtime lost the processes (a restart): restore from the pause archive.
             log.info("runtime lost paused %s (%s); restoring its archive", sandbox.public_id, exc)
-            driver.create(
-                CreateSpec(
-                    sandbox_id=sandbox.public_id,
-                    envs=sandbox.envs,
-                    template=sandbox.template,
-                    memory_mb=sandbox.memory_mb,
-                    vcpus=sandbox.vcpus,
-                    restore_from=_archive_of(snapshot),
-                )
-            )
+            driver.create(create_spec(sandbox, _archive_of(snapshot)))
         now = timezone.now()
         changed = Sandbox.objects.filter(
             pk=sandbox.pk, status=SandboxStatus.PAUSED, transition="resuming"

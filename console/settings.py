@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,7 +26,9 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = persistent_secret(DATA_DIR, "secret_key", "SECRET_KEY")
 PREVIEW_SIGNING_KEY = persistent_secret(DATA_DIR, "preview_signing_key", "PREVIEW_SIGNING_KEY")
 
-SITE_URL = env_url("SITE_URL", "http://localhost:8000")
+# The port bin/run serves on; without SITE_URL every URL the product prints follows it.
+PORT = env_int("PORT", 8000, minimum=1)
+SITE_URL = env_url("SITE_URL", f"http://localhost:{PORT}")
 _site = urlsplit(SITE_URL)
 SITE_HOST = _site.hostname or "localhost"
 SITE_SCHEME = _site.scheme
@@ -87,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "console.context.navigation",
+                "console.context.runtime_banner",
             ],
         },
     }
@@ -230,7 +234,29 @@ RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")
 RUNTIME_ROOT = Path(env_str("RUNTIME_ROOT", str(DATA_DIR / "sandboxes"))).resolve()
 # Private range the local driver carves /30 subnets from for veth pairs.
 RUNTIME_SUBNET = env_str("RUNTIME_SUBNET", "10.213.0.0/16")
-RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off
+RUNTIME_NETNS = env_str("RUNTIME_NETNS", "auto")  # auto | on | off (isolation none only)
+# full: each sandbox is its own machine (docs/runtime.md); none: processes on this host.
+RUNTIME_ISOLATION = env_str("RUNTIME_ISOLATION", "full")
+if RUNTIME_ISOLATION not in ("full", "none"):
+    raise ImproperlyConfigured("RUNTIME_ISOLATION must be full or none")
+# The base image is built once per machine and shared by every data directory.
+RUNTIME_IMAGE_CACHE = Path(
+    env_str(
+        "RUNTIME_IMAGE_CACHE",
+        "/var/cache/nullspace" if os.geteuid() == 0 else str(Path.home() / ".cache/nullspace"),
+    )
+).resolve()
+RUNTIME_IMAGE_SUITE = env_str("RUNTIME_IMAGE_SUITE", "bookworm")
+RUNTIME_IMAGE_MIRROR = env_str("RUNTIME_IMAGE_MIRROR", "http://deb.debian.org/debian")
+# Root inside a sandbox is this uid/gid on the host; 65536 ids from here are the sandboxes'.
+RUNTIME_ID_BASE = env_int("RUNTIME_ID_BASE", 1_000_000, minimum=65536)
+# Defaults and per-sandbox maxima of what a create may ask for.
+SANDBOX_DEFAULT_DISK_MB = env_int("SANDBOX_DEFAULT_DISK_MB", 2048, minimum=64)
+SANDBOX_MAX_DISK_MB = env_int("SANDBOX_MAX_DISK_MB", 20480, minimum=64)
+SANDBOX_MAX_MEMORY_MB = env_int("SANDBOX_MAX_MEMORY_MB", 8192, minimum=64)
+SANDBOX_MAX_VCPUS = env_int("SANDBOX_MAX_VCPUS", 8, minimum=1)
+SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 1024, minimum=16)
+SANDBOX_OPEN_FILES = env_int("SANDBOX_OPEN_FILES", 4096, minimum=64)
 
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")

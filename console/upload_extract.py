@@ -2,17 +2,21 @@
 
 Every entry is checked before it touches the disk: no absolute names, no `..`, no
 symlink leading out of the tree (or written through), no hard links, devices or
-fifos. Extraction goes into a hidden directory beside the target, and only a fully
-extracted tree is published (merge, replace, or error when the target exists).
+fifos. Extraction goes, through the sandbox's file store, into a hidden directory
+beside the target, and only a fully extracted tree is published (merge, replace, or
+error when the target exists).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import posixpath
 import tarfile
-import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import IO
+
+from console.runtime.base import FileStore
 
 
 class UploadFailure(Exception):
@@ -72,31 +76,30 @@ def _check_symlink(path: PurePosixPath, target: str) -> None:
         )
 
 
-def _safe_parent(stage: Path, path: PurePosixPath) -> Path:
-    """Create the parents of `path` under `stage`, refusing to pass through a symlink."""
+def _refuse_link_parents(files: FileStore, stage: str, path: PurePosixPath) -> None:
+    """A file is never written through a symlink the archive made earlier."""
     current = stage
     for part in path.parent.parts:
-        current = current / part
-        if current.is_symlink():
+        current = posixpath.join(current, part)
+        if files.exists(current) and files.stat(current).type == "symlink":
             raise UploadFailure(
                 "directory_extract_invalid_symlink",
                 f"archive entry {path} would be written through a symlink",
                 path=str(path),
             )
-        if not current.exists():
-            current.mkdir(mode=0o755)
-        elif not current.is_dir():
-            raise UploadFailure(
-                "directory_extract_invalid_path",
-                f"{current.name} is both a file and a directory",
-                path=str(path),
-            )
-    return stage / path
 
 
-def extract(archive: Path, stage: Path) -> tuple[int, int]:
-    """Extract into the empty directory `stage`; return (bytes of files, number of files)."""
-    total = files = 0
+def _chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while chunk := source.read(1024 * 1024):
+        yield chunk
+
+
+def extract(
+    archive: Path, files: FileStore, stage: str, *, limit: int, user: str | None = None
+) -> tuple[int, int]:
+    """Extract into the empty sandbox directory `stage` through the sandbox's file store;
+    return (bytes of files, number of files)."""
+    total = files_count = 0
     try:
         tar = tarfile.open(archive, mode="r:")
     except tarfile.TarError as exc:
@@ -108,94 +111,103 @@ def extract(archive: Path, stage: Path) -> tuple[int, int]:
             path = _member_path(member)
             if path is None:
                 continue
-            dest = _safe_parent(stage, path)
-            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-                dest.unlink()
+            _refuse_link_parents(files, stage, path)
+            dest = posixpath.join(stage, str(path))
+            files.makedirs(posixpath.dirname(dest), user=user)
+            if files.exists(dest):
+                current = files.stat(dest)
+                if current.type != "dir" or not member.isdir():
+                    files.remove(dest)
             if member.isdir():
-                dest.mkdir(mode=0o755, exist_ok=True)
-                dest.chmod((member.mode & 0o777) | 0o700)
+                files.makedirs(dest, user=user)
+                files.chmod(dest, (member.mode & 0o777) | 0o700)
             elif member.isfile():
-                if dest.is_dir():
-                    shutil.rmtree(dest)
                 source = tar.extractfile(member)
-                fd = os.open(
-                    dest,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                    (member.mode & 0o777) or 0o644,
-                )
-                with os.fdopen(fd, "wb") as out, source:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
+                if source is None:
+                    continue
+                with source:
+                    files.write(
+                        dest,
+                        _chunks(source),
+                        limit=limit,
+                        user=user,
+                        mode=(member.mode & 0o777) or 0o644,
+                    )
                 total += member.size
-                files += 1
+                files_count += 1
             elif member.issym():
                 _check_symlink(path, member.linkname)
-                if dest.is_dir():
-                    shutil.rmtree(dest)
-                os.symlink(member.linkname, dest)
+                files.symlink(dest, member.linkname, user=user)
             else:
                 raise UploadFailure(
                     "directory_extract_unsupported_entry",
                     f"archive entry {member.name!r} is a hard link, device or fifo, which uploads do not accept",
                     path=member.name,
                 )
-    return total, files
+    return total, files_count
 
 
-def _is_real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
+def _is_real_dir(files: FileStore, path: str) -> bool:
+    return files.exists(path) and files.stat(path).type == "dir"
 
 
-def _merge_conflicts(stage: Path, target: Path) -> list[str]:
+def _merge_conflicts(files: FileStore, stage: str, target: str) -> list[str]:
     """Places where the upload and the existing tree disagree on file vs directory."""
     conflicts = []
-    for dirpath, dirnames, filenames in os.walk(stage):
-        for name in dirnames + filenames:
-            src = Path(dirpath, name)
-            dst = target / src.relative_to(stage)
-            if os.path.lexists(dst) and _is_real_dir(src) != _is_real_dir(dst):
-                conflicts.append(str(src.relative_to(stage)))
+    for src, entry in files.walk(stage):
+        rel = posixpath.relpath(src, stage)
+        dst = posixpath.join(target, rel)
+        if files.exists(dst) and (entry.type == "dir") != _is_real_dir(files, dst):
+            conflicts.append(rel)
     return conflicts
 
 
-def _merge(stage: Path, target: Path) -> None:
-    for entry in sorted(stage.iterdir()):
-        dst = target / entry.name
-        if _is_real_dir(entry) and _is_real_dir(dst):
-            _merge(entry, dst)
+def _merge(files: FileStore, stage: str, target: str) -> None:
+    for entry in sorted(files.list(stage), key=lambda e: e.name):
+        dst = posixpath.join(target, entry.name)
+        if entry.type == "dir" and _is_real_dir(files, dst):
+            _merge(files, entry.path, dst)
         else:
-            os.replace(entry, dst)
+            files.rename(entry.path, dst)
 
 
 def extract_and_publish(
-    archive: Path, target: Path, conflict: str, display_path: str
+    archive: Path,
+    files: FileStore,
+    target: str,
+    conflict: str,
+    display_path: str,
+    *,
+    limit: int,
+    user: str | None = None,
 ) -> tuple[int, int]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if conflict == "error" and os.path.lexists(target):
+    parent, name = posixpath.split(target.rstrip("/"))
+    parent = parent or "/"
+    files.makedirs(parent, user=user)
+    if conflict == "error" and files.exists(target):
         raise UploadFailure(
             "target_conflict", f"{display_path} already exists (conflict=error)", path=display_path
         )
-    stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".upload"))
-    trash: Path | None = None
+    stage = posixpath.join(parent, f".{name or 'root'}.{uuid.uuid4().hex[:8]}.upload")
+    files.mkdir(stage, user=user)
+    trash: str | None = None
     try:
-        published = extract(archive, stage)
-        stage.chmod(0o755)
-        if not os.path.lexists(target):
-            os.rename(stage, target)
+        published = extract(archive, files, stage, limit=limit, user=user)
+        files.chmod(stage, 0o755)
+        if not files.exists(target):
+            files.rename(stage, target)
         elif conflict == "replace":
-            trash = (
-                Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
-                / "old"
-            )
-            os.rename(target, trash)
-            os.rename(stage, target)
-        elif not _is_real_dir(target):
+            trash = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:8]}.old")
+            files.rename(target, trash)
+            files.rename(stage, target)
+        elif not _is_real_dir(files, target):
             raise UploadFailure(
                 "target_conflict",
                 f"{display_path} exists and is not a directory",
                 path=display_path,
             )
         else:
-            conflicts = _merge_conflicts(stage, target)
+            conflicts = _merge_conflicts(files, stage, target)
             if conflicts:
                 raise UploadFailure(
                     "target_conflict",
@@ -203,10 +215,9 @@ def extract_and_publish(
                     path=display_path,
                     details={"conflicts": conflicts[:100]},
                 )
-            _merge(stage, target)
+            _merge(files, stage, target)
         return published
     finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash.parent, ignore_errors=True)
+        for leftover in (stage, trash):
+            if leftover and files.exists(leftover):
+                files.remove(leftover)

@@ -183,9 +183,10 @@ def create_session(
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
-    target = sandbox_files.normalize(body.get("target_path"), "target_path")
-    host = sandbox_files.resolve(sandbox.public_id, target, field="target_path")
-    target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
+    files = sandbox_files.store(sandbox.public_id)
+    target = sandbox_files.locate(
+        sandbox.public_id, body.get("target_path"), sandbox_files.user_of(user), "target_path"
+    )
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
             "size_limit_exceeded",
@@ -193,11 +194,11 @@ def create_session(
             status=413,
             path=target,
         )
-    if conflict == ConflictPolicy.ERROR and os.path.lexists(host):
+    if conflict == ConflictPolicy.ERROR and files.exists(target):
         raise UploadFailure(
             "target_conflict", f"{target} already exists (conflict=error)", status=409, path=target
         )
-    if kind == UploadKind.FILE and host.is_dir():
+    if kind == UploadKind.FILE and files.is_dir(target):
         raise UploadFailure(
             "target_conflict", f"{target} is a directory; give a file path", status=409, path=target
         )
@@ -206,9 +207,9 @@ def create_session(
         not (
             kind == UploadKind.DIRECTORY_TAR
             and conflict == ConflictPolicy.REPLACE
-            and target == sandbox_files.WORKSPACE
+            and target in ("/", sandbox_files.WORKSPACE)
         ),
-        "conflict=replace cannot replace /workspace itself; use conflict=merge or a subdirectory",
+        f"conflict=replace cannot replace {target} itself; use conflict=merge or a subdirectory",
     )
     _check_staging_space(sandbox, length)
     part_size = max(PART_SIZE, math.ceil(length / MAX_PARTS))
@@ -409,60 +410,44 @@ def _parts(session: UploadSession) -> Iterator[bytes]:
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
     sandbox_id = session.sandbox.public_id
-    target = sandbox_files.resolve(sandbox_id, session.target_path, field="target_path")
+    files = sandbox_files.store(sandbox_id)
+    user = sandbox_files.user_of(session.user)
+    target = session.target_path
     digest = hashlib.sha256()
-
-    def hashed() -> Iterator[bytes]:
-        for chunk in _parts(session):
-            digest.update(chunk)
-            yield chunk
-
-    def verify() -> None:
-        if checksum and digest.hexdigest() != checksum:
-            raise UploadFailure(
-                "whole_checksum_mismatch",
-                "the assembled upload does not match whole_checksum_sha256",
-                path=session.target_path,
-                details={"actual_sha256": digest.hexdigest()},
-            )
-
+    for chunk in _parts(session):  # checked before anything reaches the sandbox
+        digest.update(chunk)
+    if checksum and digest.hexdigest() != checksum:
+        raise UploadFailure(
+            "whole_checksum_mismatch",
+            "the assembled upload does not match whole_checksum_sha256",
+            path=session.target_path,
+            details={"actual_sha256": digest.hexdigest()},
+        )
     if session.kind == UploadKind.FILE:
-        if session.conflict == ConflictPolicy.ERROR and os.path.lexists(target):
+        if session.conflict == ConflictPolicy.ERROR and files.exists(target):
             raise UploadFailure(
                 "target_conflict", f"{session.target_path} already exists", status=409
             )
-        if target.is_dir():
+        if files.is_dir(target):
             raise UploadFailure(
                 "target_conflict", f"{session.target_path} is a directory", status=409
             )
-        # Stage beside the target, check the hash, then rename: readers never see a partial file.
-        staged = _stage_file(target, hashed())
-        try:
-            verify()
-            os.replace(staged, target)
-        finally:
-            staged.unlink(missing_ok=True)
+        # Written beside the target and renamed: readers never see a partial file.
+        files.write(target, _parts(session), limit=settings.MAX_FILE_BYTES, user=user)
         return session.content_length, 1
     archive = staging_dir(session) / "archive.tar"
     with archive.open("wb") as out:
-        for chunk in hashed():
+        for chunk in _parts(session):
             out.write(chunk)
-    verify()
-    return extract_and_publish(archive, target, session.conflict, session.target_path)
-
-
-def _stage_file(target: Path, chunks: Iterator[bytes]) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        os.chmod(name, 0o644)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
+    return extract_and_publish(
+        archive,
+        files,
+        target,
+        session.conflict,
+        session.target_path,
+        limit=settings.MAX_FILE_BYTES,
+        user=user,
+    )
 
 
 @job("expire-upload-sessions", every=300)

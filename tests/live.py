@@ -39,6 +39,16 @@ def _fresh_database_url() -> str | None:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def _drop_database(url: str) -> None:
+    """Drop a live server's own PostgreSQL database (CI must not leave one per server)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = os.environ["DATABASE_URL"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -100,11 +110,28 @@ class LiveServer:
         """
         import websockets
 
-        root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
-        lib = root / sandbox_id / "workspace" / ".pylib"
-        shutil.copytree(Path(websockets.__file__).parent, lib / "websockets", dirs_exist_ok=True)
-        interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-        return f"PYTHONPATH=/workspace/.pylib {interpreter}"
+        package = Path(websockets.__file__).parent
+        files = self.driver().files(sandbox_id)
+        for source in sorted(package.rglob("*.py")):
+            target = f"/workspace/.pylib/websockets/{source.relative_to(package).as_posix()}"
+            files.write(target, [source.read_bytes()], limit=10**7)
+        return "PYTHONPATH=/workspace/.pylib python3"
+
+    def driver(self):
+        """The live server's runtime, read from its files (any process can drive it)."""
+        from console.runtime.isolated import IsolatedDriver
+        from console.runtime.local import LocalDriver
+
+        root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes").resolve()
+        subnet = self.env.get("RUNTIME_SUBNET") or "10.213.0.0/16"
+        if self.env.get("RUNTIME_ISOLATION") == "none":
+            return LocalDriver(root=root, subnet=subnet)
+        cache = self.env.get("RUNTIME_IMAGE_CACHE") or "/var/cache/nullspace"
+        return IsolatedDriver(root, subnet, image_cache=Path(cache))
+
+    def workspace(self, sandbox_id: str) -> Path:
+        """The host directory behind a sandbox's /workspace (for checking effects)."""
+        return Path(self.driver().host_path(sandbox_id, "/workspace"))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -115,15 +142,15 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.destroy_sandboxes()
+        own_db = self.env.get("DATABASE_URL", "")
+        if own_db.rsplit("/", 1)[-1].startswith("live_"):
+            _drop_database(own_db)
 
     def destroy_sandboxes(self) -> None:
         """Sandboxes outlive the server by design; a test server's must not outlive the test."""
-        from console.runtime.local import LocalDriver
-
         root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
-        subnet = self.env.get("RUNTIME_SUBNET") or "10.213.0.0/16"
         if root.exists():
-            LocalDriver(root=root.resolve(), subnet=subnet).reconcile(set())
+            self.driver().reconcile(set())
 
 
 def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:

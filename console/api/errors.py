@@ -31,6 +31,7 @@ STATUS_BY_CODE = {
     "exec_failed": 500,
     "internal_error": 500,
     "runtime_unavailable": 503,
+    "disk_full": 507,
 }
 
 

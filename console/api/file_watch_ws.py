@@ -79,6 +79,7 @@ class FileWatches:
                 content.get("path"),
                 recursive=bool(content.get("recursive")),
                 on_change=on_change,
+                user=content.get("user") if isinstance(content.get("user"), str) else None,
             )
         except RuntimeError_ as exc:
             await self._error(watch_id, str(exc))

@@ -11,6 +11,7 @@ import base64
 import binascii
 import functools
 import json
+import posixpath
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -113,6 +114,17 @@ def _body_path(request: HttpRequest, field: str = "path") -> Any:
     return request.json.get(field)  # type: ignore[attr-defined]
 
 
+def _user(request: HttpRequest) -> str | None:
+    """The `user` of a JSON body or of the query string (null: the sandbox's default)."""
+    raw = request.GET.get("user")
+    if raw is None and request.content_type == "application/json":
+        raw = getattr(request, "json", {}).get("user")
+    try:
+        return sandbox_files.user_of(raw)
+    except RuntimeError_ as exc:
+        raise ApiError(exc.code, str(exc)) from None
+
+
 # --- JSON routes ---------------------------------------------------------------------
 
 
@@ -122,10 +134,12 @@ def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     encoding = request.json.get("encoding") or "utf8"  # type: ignore[attr-defined]
     with file_errors():
         if encoding in ("utf8", "utf-8"):
-            content = sandbox_files.read_text(sandbox.public_id, _body_path(request))
+            content = sandbox_files.read_text(
+                sandbox.public_id, _body_path(request), _user(request)
+            )
             size = len(content.encode())
         elif encoding == "base64":
-            data = sandbox_files.existing_file(sandbox.public_id, _body_path(request)).read_bytes()
+            data = sandbox_files.read_bytes(sandbox.public_id, _body_path(request), _user(request))
             content, size = base64.b64encode(data).decode("ascii"), len(data)
         else:
             raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
@@ -151,13 +165,11 @@ def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     else:
         raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
     with file_errors():
-        host = sandbox_files.write_chunks(sandbox.public_id, body.get("path"), [data])
-        return JsonResponse(_info_of(sandbox, host))
-
-
-def _info_of(sandbox: Sandbox, host: Any) -> dict[str, Any]:
-    root = sandbox_files.workspace_root(sandbox.public_id)
-    return sandbox_files.info(sandbox.public_id, sandbox_files.sandbox_path(root, host))
+        return JsonResponse(
+            sandbox_files.write_chunks(
+                sandbox.public_id, body.get("path"), [data], user=_user(request)
+            )
+        )
 
 
 @api_key_required(WRITE, body=MULTIPART_BODY)
@@ -175,6 +187,10 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
         raise ApiError(
             "invalid_request", "multipart part `manifest` must be JSON {files: [{path, field}]}"
         )
+    try:
+        manifest_user = sandbox_files.user_of(json.loads(raw or "{}").get("user"))
+    except (RuntimeError_, ValueError, AttributeError):
+        raise ApiError("invalid_request", "manifest `user` must be a user name") from None
     results = []
     for entry in entries:
         target, upload = entry.get("path"), request.FILES.get(str(entry.get("field")))
@@ -182,10 +198,10 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
             if upload is None:
                 raise ApiError("invalid_request", f"no multipart part named {entry.get('field')!r}")
             with file_errors():
-                host = sandbox_files.write_chunks(sandbox.public_id, target, upload.chunks())
-                results.append(
-                    {"status": "success", "path": target, "info": _info_of(sandbox, host)}
+                written = sandbox_files.write_chunks(
+                    sandbox.public_id, target, upload.chunks(), user=manifest_user
                 )
+                results.append({"status": "success", "path": target, "info": written})
         except ApiError as error:
             results.append({"status": "error", "path": str(target), "error": error.message})
     return JsonResponse({"results": results})
@@ -202,6 +218,7 @@ def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
             sandbox.public_id,
             request.GET.get("path") or "/workspace",
             depth=max(1, int(depth_text)),
+            user=_user(request),
         )
     return JsonResponse(entries, safe=False)
 
@@ -210,7 +227,9 @@ def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def file_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        return JsonResponse(sandbox_files.info(sandbox.public_id, _body_path(request)))
+        return JsonResponse(
+            sandbox_files.info(sandbox.public_id, _body_path(request), _user(request))
+        )
 
 
 @api_key_required(READ)
@@ -218,7 +237,7 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
-            {"exists": sandbox_files.exists(sandbox.public_id, _body_path(request))}
+            {"exists": sandbox_files.exists(sandbox.public_id, _body_path(request), _user(request))}
         )
 
 
@@ -226,7 +245,7 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        sandbox_files.mkdir(sandbox.public_id, _body_path(request))
+        sandbox_files.mkdir(sandbox.public_id, _body_path(request), _user(request))
     return _no_content()
 
 
@@ -234,7 +253,7 @@ def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def remove_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        sandbox_files.remove(sandbox.public_id, _body_path(request))
+        sandbox_files.remove(sandbox.public_id, _body_path(request), _user(request))
     return _no_content()
 
 
@@ -244,7 +263,10 @@ def rename_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.rename(
-                sandbox.public_id, _body_path(request, "old_path"), _body_path(request, "new_path")
+                sandbox.public_id,
+                _body_path(request, "old_path"),
+                _body_path(request, "new_path"),
+                _user(request),
             )
         )
 
@@ -254,7 +276,10 @@ def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         sandbox_files.chmod(
-            sandbox.public_id, _body_path(request), _body_path(request, "permissions")
+            sandbox.public_id,
+            _body_path(request),
+            _body_path(request, "permissions"),
+            _user(request),
         )
     return _no_content()
 
@@ -263,7 +288,12 @@ def _search(request: HttpRequest, sandbox_id: str, finder: Callable[..., list]) 
     """{path, pattern} in, a JSON list out: `files/find` (content) and `files/search` (names)."""
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        found = finder(sandbox.public_id, _body_path(request), _body_path(request, "pattern"))
+        found = finder(
+            sandbox.public_id,
+            _body_path(request),
+            _body_path(request, "pattern"),
+            _user(request),
+        )
     return JsonResponse(found, safe=False)
 
 
@@ -284,7 +314,11 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.replace(
-                sandbox.public_id, body.get("files"), body.get("pattern"), body.get("replacement")
+                sandbox.public_id,
+                body.get("files"),
+                body.get("pattern"),
+                body.get("replacement"),
+                _user(request),
             )
         )
 
@@ -292,39 +326,45 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 # --- Raw bytes -------------------------------------------------------------------------
 
 
-def _file_response(sandbox: Sandbox, target: Any, as_tar: bool) -> FileResponse:
-    host = sandbox_files.resolve(sandbox.public_id, target, must_exist=True)
-    if host.is_dir():
+def _file_response(
+    sandbox: Sandbox, target: Any, as_tar: bool, user: str | None = None
+) -> FileResponse:
+    spath = sandbox_files.locate(sandbox.public_id, target, user)
+    if sandbox_files.is_dir(sandbox.public_id, spath):
         if not as_tar:
             raise ApiError(
                 "invalid_request",
                 f"{target} is a directory; ask for archive_format=tar to download it as a tar",
             )
         return FileResponse(
-            sandbox_files.tar_directory(sandbox.public_id, target),
+            sandbox_files.tar_directory(sandbox.public_id, spath),
             as_attachment=True,
-            filename=f"{host.name or 'workspace'}.tar",
+            filename=f"{posixpath.basename(spath) or 'root'}.tar",
             content_type="application/x-tar",
         )
-    handle = sandbox_files.existing_file(sandbox.public_id, target).open("rb")
+    handle = sandbox_files.open_file(sandbox.public_id, spath)
     return FileResponse(handle, as_attachment=False, content_type="application/octet-stream")
 
 
-def _receive_file(request: HttpRequest, sandbox: Sandbox, target: Any) -> None:
+def _receive_file(
+    request: HttpRequest, sandbox: Sandbox, target: Any, user: str | None = None
+) -> None:
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > settings.MAX_FILE_BYTES:
         raise ApiError(
             "file_too_large",
             f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
         )
-    sandbox_files.write_chunks(sandbox.public_id, target, sandbox_files.iter_stream(request))
+    sandbox_files.write_chunks(
+        sandbox.public_id, target, sandbox_files.iter_stream(request), user=user
+    )
 
 
 @api_key_required(READ)
 def download_file(request: HttpRequest, sandbox_id: str) -> FileResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        return _file_response(sandbox, request.GET.get("path"), as_tar=False)
+        return _file_response(sandbox, request.GET.get("path"), as_tar=False, user=_user(request))
 
 
 @raw_body
@@ -332,7 +372,7 @@ def download_file(request: HttpRequest, sandbox_id: str) -> FileResponse:
 def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        _receive_file(request, sandbox, request.GET.get("path"))
+        _receive_file(request, sandbox, request.GET.get("path"), _user(request))
     return _no_content()
 
 
@@ -356,10 +396,11 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     if archive not in (None, "tar"):
         raise ApiError("invalid_request", "`archive_format` must be tar or null")
     with file_errors():
-        host = sandbox_files.resolve(sandbox.public_id, _body_path(request), must_exist=True)
-        if host.is_dir() and archive != "tar":
+        target = sandbox_files.locate(sandbox.public_id, _body_path(request), _user(request))
+        if not sandbox_files.exists(sandbox.public_id, target):
+            raise ApiError("file_not_found", f"{target} does not exist")
+        if sandbox_files.is_dir(sandbox.public_id, target) and archive != "tar":
             raise ApiError("invalid_request", "That path is a directory; pass archive_format=tar")
-        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
     url = _signed_url(
         request,
         sandbox,
@@ -374,8 +415,7 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def upload_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        host = sandbox_files.resolve(sandbox.public_id, _body_path(request))
-        target = sandbox_files.sandbox_path(sandbox_files.workspace_root(sandbox.public_id), host)
+        target = sandbox_files.locate(sandbox.public_id, _body_path(request), _user(request))
     return JsonResponse(
         {
             "url": _signed_url(

@@ -32,6 +32,12 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
             "not_implemented",
             "Volume attachments on create are not supported by this server yet",
         )
+    _refuse_warm_pool(_present(body, "warm_pool"))
+    if _present(body, "desktop"):
+        raise ApiError(
+            "template_not_found",
+            "Desktop sandboxes need the desktop template, which this server does not have",
+        )
     action = _present(body, "timeout_action")
     lifecycle = _present(body, "lifecycle") or {}
     if not isinstance(lifecycle, dict):
@@ -60,6 +66,34 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
         "disk_mb": _present(body, "disk_mb"),
         "snapshot": snapshot,
     }
+
+
+def _refuse_warm_pool(warm_pool: Any) -> None:
+    """No warm pools exist on this server yet: a create that names one is refused (only
+    mode `bypass`, which asks for a cold create, goes ahead)."""
+    if warm_pool is None:
+        return
+    if not isinstance(warm_pool, dict):
+        raise ApiError("invalid_request", "warm_pool must be an object")
+    mode = warm_pool.get("mode") or "prefer"
+    if mode not in ("prefer", "require", "bypass"):
+        raise ApiError("invalid_request", "warm_pool.mode must be prefer, require or bypass")
+    if mode == "bypass":
+        return
+    pool = warm_pool.get("id") or "(none)"
+    if mode == "require":
+        raise ApiError(
+            "warm_pool_unavailable",
+            f"Warm pool {pool} has no ready sandbox: this server has no warm pools yet",
+            status=409,
+            suggested_action="Create without --warm-pool, or with --warm-pool-mode bypass.",
+        )
+    raise ApiError(
+        "warm_pool_not_found",
+        f"Warm pool {pool} does not exist: this server has no warm pools yet",
+        status=404,
+        suggested_action="Create without --warm-pool.",
+    )
 
 
 @api_key_required(WRITE)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 
 class RuntimeError_(Exception):
@@ -47,12 +48,34 @@ class ExecTimeout(RuntimeError_):
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A host directory bound into a sandbox at `target` (read-only enforced by the kernel)."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Where a sandbox may connect: allow_out CIDRs always, deny_out never, then `internet`."""
+
+    internet: bool = True
+    allow_out: tuple[str, ...] = ()
+    deny_out: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CreateSpec:
     sandbox_id: str
     envs: dict[str, str] = field(default_factory=dict)
     template: str = "base"
     memory_mb: int = 512
     vcpus: int = 2
+    disk_mb: int | None = None  # None: the driver's default
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    hostname: str = ""  # default: the sandbox id with `_` as `-` (its label)
+    cwd: str = "/workspace"  # where processes start and relative file paths begin
     # A snapshot archive to restore the workspace from (create-from-snapshot, fork).
     restore_from: Path | None = None
 
@@ -66,6 +89,7 @@ class ExecRequest:
     envs: dict[str, str] = field(default_factory=dict)
     timeout_secs: float | None = 30  # enforced by the caller (wait_process + kill_process)
     stdin: bool = True  # False: the process reads /dev/null (EOF at once)
+    user: str | None = None  # a user of the sandbox; default its default user
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,7 @@ class ProcessInfo:
     command: str
     running: bool
     exit_code: int | None = None
+    oom_killed: bool = False
 
 
 # What one read of a process's logs holds in memory per stream, unless the caller says.
@@ -97,6 +122,7 @@ class ProcessLogs:
     exit_code: int | None
     # True when output was cut: by the per-process cap, or by the `limit` of this read.
     truncated: bool = False
+    oom_killed: bool = False  # the kernel killed it for going over memory_mb
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,16 @@ class OutputEvent:
     data: str = ""
     exit_code: int | None = None
     truncated: bool = False
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """Something that happened inside a sandbox on its own (kind `oom`: a process was
+    killed for going over memory_mb)."""
+
+    sandbox_id: str
+    kind: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -157,11 +193,77 @@ class FileEntry:
     symlink_target: str | None = None
 
 
+class FileStore(ABC):
+    """A sandbox's files as the host reaches them: every path is a sandbox path, and
+    nothing here can reach outside the sandbox (local: paths.py; remote: an agent)."""
+
+    cwd: str
+
+    @abstractmethod
+    def path(self, path: str | None, *, user: str | None = None) -> str:
+        """The absolute sandbox path for `path` (relative: from the user's home or the cwd)."""
+
+    @abstractmethod
+    def stat(self, path: str, *, follow: bool = False) -> FileEntry: ...
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def is_dir(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, path: str, depth: int = 1) -> list[FileEntry]: ...
+
+    @abstractmethod
+    def open_read(self, path: str) -> BinaryIO: ...
+
+    @abstractmethod
+    def walk(self, path: str) -> Iterator[tuple[str, FileEntry]]:
+        """Every entry at and below `path`, never following symlinks."""
+
+    @abstractmethod
+    def write(
+        self,
+        path: str,
+        chunks: Iterable[bytes],
+        *,
+        limit: int,
+        user: str | None = None,
+        mode: int | None = None,
+    ) -> FileEntry:
+        """Atomically replace `path` with the chunks (an overwrite without `user` keeps mode
+        and owner); more than `limit` bytes is refused and leaves nothing behind."""
+
+    @abstractmethod
+    def mkdir(self, path: str, *, user: str | None = None) -> None: ...
+
+    @abstractmethod
+    def makedirs(self, path: str, *, user: str | None = None) -> None: ...
+
+    @abstractmethod
+    def remove(self, path: str) -> None: ...
+
+    @abstractmethod
+    def rename(self, old: str, new: str, *, user: str | None = None) -> FileEntry: ...
+
+    @abstractmethod
+    def chmod(self, path: str, mode: int) -> None: ...
+
+    @abstractmethod
+    def symlink(self, path: str, target: str, *, user: str | None = None) -> None: ...
+
+    @abstractmethod
+    def host_path(self, spath: str, *, follow: bool = True) -> str:
+        """The real path of an existing file, for watching it (local drivers only)."""
+
+
 class Driver(ABC):
     # --- lifecycle -------------------------------------------------------------------
     @abstractmethod
-    def create(self, spec: CreateSpec) -> dict:
-        """Make the sandbox and return the runtime state to store on its row."""
+    def create(self, spec: CreateSpec, *, mounts: Sequence[VolumeMount] = ()) -> dict[str, Any]:
+        """Make the sandbox (with `mounts` bound in) and return the runtime state to store
+        on its row."""
 
     @abstractmethod
     def destroy(self, sandbox_id: str) -> None:
@@ -181,6 +283,10 @@ class Driver(ABC):
     @abstractmethod
     def reconcile(self, live_sandbox_ids: set[str]) -> list[str]:
         """Remove every runtime trace of sandboxes not in the set; return their ids."""
+
+    def take_events(self) -> list[RuntimeEvent]:
+        """Events since the last call (each handed out once, to one caller)."""
+        return []
 
     # --- processes -------------------------------------------------------------------
     @abstractmethod
@@ -236,6 +342,10 @@ class Driver(ABC):
         raise RuntimeError_("this runtime has no pseudo terminals", code="not_implemented")
 
     # --- files -----------------------------------------------------------------------
+    @abstractmethod
+    def files(self, sandbox_id: str, *, cwd: str | None = None) -> FileStore:
+        """The sandbox's file store; relative paths resolve against `cwd`."""
+
     @abstractmethod
     def host_path(self, sandbox_id: str, path: str, *, must_exist: bool = False) -> Path:
         """The real path behind a sandbox path, after refusing any escape from /workspace.

@@ -7,8 +7,10 @@ import os
 import posixpath
 import pwd
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from console.runtime.base import FileEntry, FileMissing, PathRefused
 
@@ -53,9 +55,9 @@ def to_sandbox(root: Path, host: Path) -> str:
     return WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}"
 
 
-def _name(lookup, ident: int) -> str:
+def _name(lookup: Callable[[int], Any], ident: int) -> str:
     try:
-        return lookup(ident)[0]
+        return str(lookup(ident)[0])
     except KeyError:
         return str(ident)
 

@@ -30,9 +30,10 @@ import termios
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from console.runtime import files, proclog
 from console.runtime import netns as net
@@ -52,8 +53,11 @@ from console.runtime.base import (
     PtyInfo,
     PtyRequest,
     RuntimeError_,
+    RuntimeEvent,
     SandboxMissing,
+    VolumeMount,
 )
+from console.runtime.filestore import LocalFileStore
 from console.runtime.procgroup import MARKER_VAR, ProcGroup, cgroup2_mount, marker
 from console.runtime.supervise import MAX_OUTPUT_BYTES
 
@@ -115,13 +119,13 @@ class LocalDriver(Driver):
     def _workspace(self, sandbox_id: str) -> Path:
         return self._dir(sandbox_id) / "workspace"
 
-    def _state(self, sandbox_id: str) -> dict:
+    def _state(self, sandbox_id: str) -> dict[str, Any]:
         state = proclog.read_json(self._dir(sandbox_id) / "state" / "sandbox.json")
         if state is None:
             raise SandboxMissing(f"sandbox {sandbox_id} has no runtime (destroyed or never made)")
         return state
 
-    def _group(self, sandbox_id: str, state: dict | None = None) -> ProcGroup:
+    def _group(self, sandbox_id: str, state: dict[str, Any] | None = None) -> ProcGroup:
         name = (state or {}).get("network", {}).get("netns")
         cgroup = self.cgroup_base / sandbox_id if self.cgroup_base is not None else None
         return ProcGroup(
@@ -138,7 +142,12 @@ class LocalDriver(Driver):
         return path
 
     # --- lifecycle -------------------------------------------------------------------
-    def create(self, spec: CreateSpec) -> dict:
+    def create(self, spec: CreateSpec, *, mounts: Sequence[VolumeMount] = ()) -> dict[str, Any]:
+        if mounts:
+            raise RuntimeError_(
+                "volumes need isolated sandboxes (this server runs RUNTIME_ISOLATION=none)",
+                code="invalid_request",
+            )
         base = self._dir(spec.sandbox_id)
         if self.exists(spec.sandbox_id):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")
@@ -174,7 +183,7 @@ class LocalDriver(Driver):
         self._write_state(spec.sandbox_id, state)
         return {k: state[k] for k in ("driver", "instance", "network", "isolated_network")}
 
-    def _write_state(self, sandbox_id: str, state: dict) -> None:
+    def _write_state(self, sandbox_id: str, state: dict[str, Any]) -> None:
         path = self._dir(sandbox_id) / "state" / "sandbox.json"
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(state))
@@ -255,6 +264,21 @@ class LocalDriver(Driver):
                 pass
         return removed
 
+    def take_events(self) -> list[RuntimeEvent]:
+        found: list[RuntimeEvent] = []
+        for events in self.root.glob("*/state/events"):
+            for path in sorted(events.glob("*.json")):
+                claimed = path.with_suffix(f".taken-{uuid.uuid4().hex}")
+                try:
+                    os.rename(path, claimed)  # only one taker wins each event
+                except OSError:
+                    continue
+                data = proclog.read_json(claimed) or {}
+                claimed.unlink(missing_ok=True)
+                kind = str(data.pop("kind", "unknown"))
+                found.append(RuntimeEvent(events.parent.parent.name, kind, data))
+        return found
+
     # --- processes -------------------------------------------------------------------
     def _cwd(self, sandbox_id: str, cwd: str | None, default_cwd: str) -> tuple[str, Path]:
         host = files.to_host(self._workspace(sandbox_id), cwd or default_cwd or files.WORKSPACE)
@@ -288,7 +312,7 @@ class LocalDriver(Driver):
         *,
         default_cwd: str,
         envs: dict[str, str],
-        tty: dict | None = None,
+        tty: dict[str, Any] | None = None,
     ) -> int:
         state = self._state(sandbox_id)
         workspace = self._workspace(sandbox_id)
@@ -324,8 +348,20 @@ class LocalDriver(Driver):
         }
         if tty:
             spec["tty"] = tty  # supervise.py runs it on a pseudo terminal
+        return self._launch(sandbox_id, spec, display)
+
+    def _launch(
+        self,
+        sandbox_id: str,
+        spec: dict[str, Any],
+        display: str,
+        files: dict[str, str] | None = None,
+    ) -> int:
+        """Hand a process spec (and any files it names) to a new supervisor; its pid."""
         procdir = self._dir(sandbox_id) / "state" / "procs" / f".new-{uuid.uuid4().hex}"
         procdir.mkdir()
+        for name, text in (files or {}).items():
+            (procdir / name).write_text(text)
         (procdir / "spec.json").write_text(json.dumps(spec))
         if spec["stdin"]:
             os.mkfifo(procdir / "stdin", 0o600)
@@ -401,7 +437,7 @@ class LocalDriver(Driver):
             sandbox_id, exec_request, default_cwd=default_cwd, envs=envs, tty=tty
         )
 
-    def _tty(self, procdir: Path) -> tuple[dict, str] | None:
+    def _tty(self, procdir: Path) -> tuple[dict[str, Any], str] | None:
         """meta.json and the terminal of a PTY session that still runs, else None."""
         meta = proclog.read_json(procdir / "meta.json")
         if not meta or not meta.get("tty") or proclog.exit_code(procdir) is not None:
@@ -439,6 +475,13 @@ class LocalDriver(Driver):
         if must_exist and not os.path.lexists(host):
             raise FileMissing(f"{files.sandbox_path(path)} does not exist")
         return host
+
+    def files(self, sandbox_id: str, *, cwd: str | None = None) -> LocalFileStore:
+        """The workspace only (nothing else of a sandbox is its own without isolation)."""
+        self._state(sandbox_id)
+        return LocalFileStore(
+            str(self._workspace(sandbox_id)), cwd=cwd or files.WORKSPACE, prefix=files.WORKSPACE
+        )
 
     def file_info(self, sandbox_id: str, path: str) -> FileEntry:
         host = self.host_path(sandbox_id, path, follow_symlinks=False)
@@ -505,7 +548,7 @@ class _Spawner:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, procdir: str) -> str:
         with self._lock:
@@ -520,10 +563,12 @@ class _Spawner:
                         env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
                         start_new_session=True,
                     )
+                pipe_in, pipe_out = self._proc.stdin, self._proc.stdout
+                assert pipe_in is not None and pipe_out is not None  # both are PIPEs above
                 try:
-                    self._proc.stdin.write(procdir.encode() + b"\n")
-                    self._proc.stdin.flush()
-                    report = self._proc.stdout.readline().decode().strip()
+                    pipe_in.write(procdir.encode() + b"\n")
+                    pipe_in.flush()
+                    report = pipe_out.readline().decode().strip()
                 except (BrokenPipeError, OSError):
                     report = ""
                 if report:

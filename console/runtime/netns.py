@@ -5,8 +5,8 @@ machine never touch each other's namespaces, and veth names stay within the kern
 15 characters. /30 networks are handed out under a lock from a table shared by every
 instance on the machine (/run/nullspace), and never over an address already in use.
 
-The namespace gets no default route: a sandbox reaches nothing but its own loopback
-and the host end of its veth (there is no NAT, so no internet).
+The namespace gets a default route through the host end of its veth only when its
+egress policy lets anything out; what it may reach is decided by netpolicy.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 SHARED_DIR = Path(os.environ.get("NULLSPACE_RUN_DIR", "/run/nullspace"))
 NETNS_DIR = Path("/run/netns")
@@ -40,7 +42,7 @@ class Network:
     host_addr: str
     sandbox_addr: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -49,7 +51,9 @@ def available() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None and os.access("/run", os.W_OK)
 
 
-def _ip(*args: str, batch: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def _ip(
+    *args: str, batch: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", *args] + (["-b", "-"] if batch is not None else [])
     result = subprocess.run(cmd, input=batch, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -66,7 +70,7 @@ def if_prefix(tag: str) -> str:
 
 
 @contextmanager
-def _table():
+def _table() -> Iterator[dict[str, Any]]:
     SHARED_DIR.mkdir(parents=True, exist_ok=True)
     with open(SHARED_DIR / "subnets.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -85,8 +89,8 @@ def _host_links() -> set[str]:
     return {link["ifname"] for link in json.loads(_ip("-j", "link", "show").stdout or "[]")}
 
 
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    used = []
+def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    used: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for link in json.loads(_ip("-j", "addr", "show").stdout or "[]"):
         for addr in link.get("addr_info", []):
             if addr.get("family") == "inet":
@@ -94,8 +98,10 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def create(tag: str, sandbox_id: str, subnet: str, root: str = "") -> Network:
-    pool = ipaddress.ip_network(subnet)
+def create(
+    tag: str, sandbox_id: str, subnet: str, root: str = "", *, default_route: bool = False
+) -> Network:
+    pool = ipaddress.IPv4Network(subnet)
     name = f"{netns_prefix(tag)}{sandbox_id}"
     with _table() as table:
         links = _host_links()
@@ -139,6 +145,7 @@ def create(tag: str, sandbox_id: str, subnet: str, root: str = "") -> Network:
                 f"addr add {network.sandbox_addr}/30 dev eth0\n"
                 "link set eth0 up\n"
                 "link set lo up\n"
+                + (f"route add default via {network.host_addr}\n" if default_route else "")
             ),
         )
     except NetworkError:
@@ -147,7 +154,7 @@ def create(tag: str, sandbox_id: str, subnet: str, root: str = "") -> Network:
     return network
 
 
-def delete(state: dict) -> None:
+def delete(state: dict[str, Any]) -> None:
     """Remove the veth pair, the namespace and the table entry. Idempotent."""
     if state.get("host_if"):
         _ip("link", "del", state["host_if"], check=False)
@@ -164,14 +171,14 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in result.stdout.split() if p.isdigit()]
 
 
-def leftovers(tag: str) -> dict[str, dict]:
+def leftovers(tag: str) -> dict[str, dict[str, Any]]:
     """Namespaces, veths and table entries of this instance, by sandbox id."""
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     prefix = netns_prefix(tag)
     if NETNS_DIR.is_dir():
-        for entry in NETNS_DIR.iterdir():
-            if entry.name.startswith(prefix):
-                found.setdefault(entry.name[len(prefix) :], {})["netns"] = entry.name
+        for path in NETNS_DIR.iterdir():
+            if path.name.startswith(prefix):
+                found.setdefault(path.name[len(prefix) :], {})["netns"] = path.name
     with _table() as table:
         entries = {cidr: dict(e) for cidr, e in table.items() if e["tag"] == tag}
     for cidr, entry in entries.items():

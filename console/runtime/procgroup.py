@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MARKER_VAR = "NULLSPACE_RUNTIME_MARK"
@@ -68,7 +69,12 @@ def _cpu_ticks(pid: int) -> int:
 
 
 class ProcGroup:
-    def __init__(self, cgroup: Path | None, mark: str, extra_pids=lambda: []) -> None:
+    def __init__(
+        self,
+        cgroup: Path | None,
+        mark: str,
+        extra_pids: Callable[[], list[int]] = lambda: [],
+    ) -> None:
         self.cgroup = cgroup
         self.mark = mark
         self.extra_pids = extra_pids  # e.g. the pids inside the sandbox's netns

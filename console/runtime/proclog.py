@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from console.runtime.base import OutputEvent, ProcessInfo, ProcessLogs, ProcessMissing
 from console.runtime.supervise import _start_ticks
@@ -19,9 +20,10 @@ STREAMS = ("stdout", "stderr")
 HEADER = 5
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
 
@@ -37,7 +39,12 @@ def was_truncated(procdir: Path) -> bool:
     return bool(data.get("output_dropped_bytes"))
 
 
-def is_alive(meta: dict) -> bool:
+def oom_killed(procdir: Path) -> bool:
+    """The kernel killed the process for going over the sandbox's memory limit."""
+    return bool((read_json(procdir / "exit.json") or {}).get("oom"))
+
+
+def is_alive(meta: dict[str, Any]) -> bool:
     """The process named in meta.json still runs (same pid and same start time)."""
     ticks = _start_ticks(int(meta["pid"]))
     return ticks is not None and ticks == meta.get("start_ticks")
@@ -50,7 +57,11 @@ def info(procdir: Path) -> ProcessInfo | None:
     code = exit_code(procdir)
     running = code is None and is_alive(meta)
     return ProcessInfo(
-        pid=int(meta["pid"]), command=meta["command"], running=running, exit_code=code
+        pid=int(meta["pid"]),
+        command=meta["command"],
+        running=running,
+        exit_code=code,
+        oom_killed=code is not None and oom_killed(procdir),
     )
 
 
@@ -99,6 +110,7 @@ def logs(procdir: Path, limit: int) -> ProcessLogs:
         output=_text(b"".join(data for kind, data in frames if kind != "truncated")),
         exit_code=code,
         truncated=cut_out or cut_err or cut_all or was_truncated(procdir),
+        oom_killed=code is not None and oom_killed(procdir),
     )
 
 
@@ -120,7 +132,7 @@ def wait(procdir: Path, timeout: float | None) -> int | None:
         delay = min(delay * 1.5, 0.05)
 
 
-def _supervisor_alive(meta: dict) -> bool:
+def _supervisor_alive(meta: dict[str, Any]) -> bool:
     try:
         os.kill(int(meta.get("supervisor_pid", 0)) or -1, 0)
     except (ProcessLookupError, PermissionError, ValueError):
@@ -128,7 +140,7 @@ def _supervisor_alive(meta: dict) -> bool:
     return True
 
 
-def _tail_start(fh, tail_bytes: int) -> int:
+def _tail_start(fh: BinaryIO, tail_bytes: int) -> int:
     """The offset of the first whole frame within the last `tail_bytes` of output."""
     starts = []
     pos = 0

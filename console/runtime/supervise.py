@@ -18,6 +18,12 @@ With spec["tty"] ({"session_id", "cols", "rows"}) the process runs on a pseudo t
 of its own (a PTY session): what arrives on the stdin FIFO goes to the terminal, all
 it prints is logged as stdout, and meta.json names the terminal ("tty") for resizing.
 
+With spec["crun"] the process runs inside an isolated sandbox: `crun exec --detach`
+starts it in the sandbox's namespaces and cgroup and exits at once; the supervisor is a
+child subreaper, so the process becomes its child and its exit status is ours to read.
+For a PTY session crun makes the terminal inside the sandbox and hands its master end
+over a console socket.
+
 The driver reads these files from any process (console/runtime/proclog.py).
 """
 
@@ -35,8 +41,13 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
+from typing import IO, Any, BinaryIO, Protocol
 
 CLONE_NEWNS = 0x00020000
+MNT_DETACH = 2
+PR_SET_CHILD_SUBREAPER = 36
+TIOCGPTPEER = 0x5441
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MS_REC = 16384
@@ -69,19 +80,18 @@ class OutputLog:
                 os.write(self.logs["output"], frame(TRUNCATED, b""))
             self.dropped += len(data) - len(kept)
 
-    def exit_record(self, code: int) -> dict:
-        record = {"exit_code": code, "finished_at": time.time()}
-        if self.dropped:
-            record["output_dropped_bytes"] = self.dropped
-            record["output_limit_bytes"] = self.cap
-        return record
+    def dropped_fields(self) -> dict[str, int]:
+        """What exit.json says about output past the cap (nothing when none was)."""
+        if not self.dropped:
+            return {}
+        return {"output_dropped_bytes": self.dropped, "output_limit_bytes": self.cap}
 
 
 def frame(kind: bytes, data: bytes) -> bytes:
     return kind + struct.pack(">I", len(data)) + data
 
 
-def _write_json(path: str, value: dict) -> None:
+def _write_json(path: str, value: dict[str, Any]) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as fh:
         json.dump(value, fh)
@@ -98,7 +108,7 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
-def _enter_sandbox(spec: dict, libc) -> None:
+def _enter_sandbox(spec: dict[str, Any], libc: ctypes.CDLL) -> None:
     """Runs in the child between fork and exec: cgroup, network and mount namespace, cwd."""
 
     def check(result: int, what: str) -> None:
@@ -127,7 +137,7 @@ def _enter_sandbox(spec: dict, libc) -> None:
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
+def _spawn(spec: dict[str, Any], stdin_fd: int) -> subprocess.Popen[bytes]:
     libc = LIBC
     return subprocess.Popen(
         spec["argv"],
@@ -140,7 +150,7 @@ def _spawn(spec: dict, stdin_fd: int) -> subprocess.Popen:
     )
 
 
-def _spawn_tty(spec: dict) -> tuple[subprocess.Popen, int, str]:
+def _spawn_tty(spec: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int, str]:
     """Start the process on a new pseudo terminal; return it, the master fd and the tty path."""
     libc = LIBC
     master, slave = os.openpty()
@@ -169,6 +179,182 @@ def _spawn_tty(spec: dict) -> tuple[subprocess.Popen, int, str]:
         os.close(slave)
 
 
+class _Child(Protocol):
+    """What _pump needs of a process: a Popen or an _Adopted one."""
+
+    pid: int
+    returncode: int | None
+
+    @property
+    def stdout(self) -> IO[bytes] | None: ...
+
+    @property
+    def stderr(self) -> IO[bytes] | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class _Adopted:
+    """A process that is our child by adoption (crun exec --detach), Popen-shaped for _pump."""
+
+    def __init__(
+        self, pid: int, stdout: BinaryIO | None = None, stderr: BinaryIO | None = None
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+
+    def _status(self, flags: int) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:
+            self.returncode = -9  # reaped elsewhere: report it as killed
+            return self.returncode
+        if pid == 0:
+            return None
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self._status(os.WNOHANG)
+
+    def wait(self) -> int:
+        code = self._status(0)
+        assert code is not None
+        return code
+
+
+def _hide_unified() -> None:
+    """In the crun child: a private mount namespace without the v2 hierarchy (crun.py)."""
+    if LIBC.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+    LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    LIBC.umount2(b"/sys/fs/cgroup/unified", MNT_DETACH)
+
+
+def _crun_exec(spec: dict[str, Any], procdir: str, stdio: tuple[int, int, int]) -> int:
+    """Run crun exec --detach with the given stdio; return the sandboxed process's host pid."""
+    crun = spec["crun"]
+    pid_file = f"{procdir}/container.pid"
+    argv = [
+        *crun["base"],
+        "--log",
+        f"file:{procdir}/crun.log",
+        "exec",
+        "--detach",
+        "--process",
+        f"{procdir}/process.json",
+        "--pid-file",
+        pid_file,
+        *crun.get("extra", []),
+        crun["container"],
+    ]
+    helper = subprocess.Popen(
+        argv,
+        stdin=stdio[0],
+        stdout=stdio[1],
+        stderr=stdio[2],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+        cwd="/",
+        start_new_session=True,
+        preexec_fn=_hide_unified if crun.get("hide_unified") else None,
+    )
+    code = helper.wait()
+    if code != 0:
+        try:
+            with open(f"{procdir}/crun.log") as fh:
+                detail = fh.read().strip().splitlines()[-1:] or [""]
+        except OSError:
+            detail = [""]
+        raise OSError(errno.EINVAL, f"crun exec failed ({code}): {detail[0][-300:]}")
+    with open(pid_file) as fh:
+        return int(fh.read().strip())
+
+
+def _spawn_crun(spec: dict[str, Any], procdir: str, stdin_fd: int) -> _Adopted:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = _crun_exec(spec, procdir, (stdin_fd, out_w, err_w))
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return _Adopted(pid, os.fdopen(out_r, "rb", 0), os.fdopen(err_r, "rb", 0))
+
+
+def _spawn_crun_tty(spec: dict[str, Any], procdir: str) -> tuple[_Adopted, int, str]:
+    """crun makes the terminal inside the sandbox; its master end comes over a socket."""
+    import array
+    import socket
+
+    path = spec["crun"].get("console_socket") or f"{procdir}/console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(10)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    crun = dict(spec["crun"])
+    crun["extra"] = ["--console-socket", path]
+    try:
+        pid = _crun_exec({**spec, "crun": crun}, procdir, (devnull, devnull, devnull))
+        conn, _ = server.accept()
+        with conn:
+            fds = array.array("i")
+            _msg, ancdata, _flags, _addr = conn.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        if not fds:
+            raise OSError(errno.EIO, "crun sent no terminal")
+    finally:
+        server.close()
+        os.close(devnull)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    master = fds[0]
+    size = struct.pack("HHHH", int(spec["tty"]["rows"]), int(spec["tty"]["cols"]), 0, 0)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    # Our handle on the terminal for resizing from other processes (driver.resize_pty).
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    return _Adopted(pid), master, f"/proc/{os.getpid()}/fd/{slave}"
+
+
+def _oom_kills(path: str | None) -> int:
+    """The cgroup's OOM kill count (v1 memory.oom_control or v2 memory.events)."""
+    if not path:
+        return 0
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _report_event(procdir: str, kind: str, data: dict[str, Any]) -> None:
+    """Leave an event for the driver to hand out (state/events/, next to procs/)."""
+    events = os.path.join(os.path.dirname(os.path.dirname(procdir)), "events")
+    try:
+        os.makedirs(events, exist_ok=True)
+        _write_json(f"{events}/{kind}-{time.time_ns()}.json", {"kind": kind, **data})
+    except OSError:
+        pass
+
+
 def _open_logs(procdir: str) -> dict[str, int]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     return {
@@ -176,7 +362,14 @@ def _open_logs(procdir: str) -> dict[str, int]:
     }
 
 
-def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int], out: OutputLog) -> None:
+def _pump(
+    child: _Child,
+    procdir: str,
+    logs: dict[str, int],
+    out: OutputLog,
+    on_exit: Callable[[int], dict[str, Any]],
+) -> None:
+    assert child.stdout is not None and child.stderr is not None  # pipes, see _spawn*
     raw = {
         child.stdout.fileno(): (b"o", logs["stdout"]),
         child.stderr.fileno(): (b"e", logs["stderr"]),
@@ -214,16 +407,16 @@ def _pump(child: subprocess.Popen, procdir: str, logs: dict[str, int], out: Outp
         deadline = time.monotonic() + 0.05
         while open_fds and time.monotonic() < deadline:
             read_ready(0.01)
-    code = child.returncode
+    code = child.wait()  # reaped above; this only reads the status
     if code < 0:
         code = 128 - code  # killed by a signal, reported as a shell does
-    _write_json(f"{procdir}/exit.json", out.exit_record(code))
+    _write_json(f"{procdir}/exit.json", on_exit(code))
     # Children that kept the pipes open (daemons) still get their output logged.
     while open_fds:
         read_ready(None)
 
 
-def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, out: OutputLog) -> int:
+def _pump_tty(child: _Child, master: int, stdin_fd: int, out: OutputLog) -> int:
     """Terminal output to the logs, the stdin FIFO to the terminal, until the process exits."""
     os.set_blocking(master, False)
     wake_r, wake_w = os.pipe()
@@ -272,7 +465,7 @@ def _pump_tty(child: subprocess.Popen, master: int, stdin_fd: int, out: OutputLo
         pass
     code = child.wait()
     os.close(master)  # hangs up on anything it left running on the terminal
-    return 128 - code if code < 0 else code
+    return 128 - code if code < 0 else int(code)
 
 
 def supervise(procdir: str, report_fd: int) -> None:
@@ -286,12 +479,22 @@ def supervise(procdir: str, report_fd: int) -> None:
     else:
         stdin_fd = os.open(os.devnull, os.O_RDONLY)
     tty = None
+    child: _Child
+    oom_before = _oom_kills(spec.get("oom_file"))
     try:
+        if spec.get("crun"):
+            prctl = LIBC.prctl
+            prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         if spec.get("tty"):
-            child, master, tty = _spawn_tty(spec)
+            if spec.get("crun"):
+                child, master, tty = _spawn_crun_tty(spec, procdir)
+            else:
+                child, master, tty = _spawn_tty(spec)
+        elif spec.get("crun"):
+            child = _spawn_crun(spec, procdir, stdin_fd)
         else:
             child = _spawn(spec, stdin_fd)
-    except (OSError, subprocess.SubprocessError) as exc:
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
         os.write(report_fd, f"error {exc}\n".encode())
         return
     if tty is None:
@@ -315,11 +518,19 @@ def supervise(procdir: str, report_fd: int) -> None:
     os.write(report_fd, f"ok {child.pid}\n".encode())
     os.close(report_fd)
     out = OutputLog(logs, int(spec.get("max_output_bytes") or MAX_OUTPUT_BYTES))
+
+    def on_exit(code: int) -> dict[str, Any]:
+        result = {"exit_code": code, "finished_at": time.time(), **out.dropped_fields()}
+        if code == 137 and _oom_kills(spec.get("oom_file")) > oom_before:
+            result["oom"] = True  # killed by the kernel for going over memory_mb
+            _report_event(final, "oom", {"pid": child.pid, "command": spec["display"]})
+        return result
+
     if tty is None:
-        _pump(child, final, logs, out)
+        _pump(child, final, logs, out, on_exit)
         return
     code = _pump_tty(child, master, stdin_fd, out)
-    _write_json(f"{final}/exit.json", out.exit_record(code))
+    _write_json(f"{final}/exit.json", on_exit(code))
 
 
 def _detached(procdir: str, report_fd: int) -> None:

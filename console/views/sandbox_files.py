@@ -1,7 +1,7 @@
 """The sandbox file browser: list a directory, view a text file, download, upload.
 
 All paths go through console/sandbox_files.py (the same domain module as /v1 files),
-whose driver `host_path` refuses any escape from /workspace. An upload is refused
+whose runtime file store cannot leave the sandbox's root. An upload is refused
 from its Content-Length before the body is parsed when it is over MAX_FILE_BYTES,
 and `write_chunks` enforces the limit again while it streams to a temporary file
 next to the target, renamed into place when complete.
@@ -48,11 +48,12 @@ def file_browser(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def file_download(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     try:
-        host = sandbox_files.existing_file(sandbox.public_id, request.GET.get("path", ""))
+        spath = sandbox_files.locate(sandbox.public_id, request.GET.get("path", ""))
+        handle = sandbox_files.open_file(sandbox.public_id, spath)
     except RuntimeError_ as exc:
         messages.error(request, str(exc))
         return _files(request, sandbox, None)
-    return FileResponse(open(host, "rb"), as_attachment=True, filename=host.name)
+    return FileResponse(handle, as_attachment=True, filename=PurePosixPath(spath).name)
 
 
 def _upload_name(name: str) -> str | None:

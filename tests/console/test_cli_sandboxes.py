@@ -11,15 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from console.runtime.local import LocalDriver
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.cli
 
 
-def runtime(live: LiveServer) -> LocalDriver:
+def runtime(live: LiveServer):
     """The live server's runtime, read from its files (any process can drive it)."""
-    return LocalDriver(root=live.data_dir / "sandboxes", subnet="10.213.0.0/16", netns="auto")
+    return live.driver()
 
 
 def cli_json(live: LiveServer, *args: str, **kwargs):
@@ -39,6 +38,11 @@ def sandbox(live):
 
 def workspace(live: LiveServer, sandbox_id: str) -> Path:
     return live.data_dir / "sandboxes" / sandbox_id / "workspace"
+
+
+def read(live: LiveServer, sandbox_id: str, path: str) -> str:
+    with live.driver().files(sandbox_id).open_read(path) as handle:
+        return handle.read().decode()
 
 
 def test_doctor_passes(live):
@@ -76,7 +80,7 @@ def test_list_filters(live, sandbox):
 def test_exec_writes_files_and_reports_exit_codes(live, sandbox):
     sid = sandbox["id"]
     live.cli("sandbox", "exec", sid, "--shell", "echo hello > note.txt", check=True)
-    assert (workspace(live, sid) / "note.txt").read_text() == "hello\n"
+    assert read(live, sid, "/workspace/note.txt") == "hello\n"
     failed = live.cli("sandbox", "exec", sid, "--shell", "echo oops >&2; exit 4")
     assert failed.returncode == 4 and failed.stderr == "oops\n"
     as_json = cli_json(live, "sandbox", "exec", sid, "--json", "python3", "-c", "print(6*7)")
@@ -250,7 +254,7 @@ def test_two_sandboxes_serve_the_same_port(live):
 def test_fork(live, sandbox):
     child = cli_json(live, "sandbox", "fork", sandbox["id"])
     assert child["id"] != sandbox["id"] and child["status"] == "running"
-    assert (workspace(live, child["id"]) / "note.txt").read_text() == "hello\n"
+    assert read(live, child["id"], "/workspace/note.txt") == "hello\n"
     live.cli("sandbox", "kill", child["id"], check=True)
 
 
@@ -265,7 +269,7 @@ def test_snapshots(live, sandbox):
     assert cli_json(live, "snapshot", "list", "--metadata", "team=nobody") == []
     assert cli_json(live, "snapshot", "get", made["id"])["id"] == made["id"]
     restored = cli_json(live, "sandbox", "create", "--snapshot-id", made["id"])
-    assert (workspace(live, restored["id"]) / "note.txt").read_text() == "hello\n"
+    assert read(live, restored["id"], "/workspace/note.txt") == "hello\n"
     live.cli("sandbox", "kill", restored["id"], check=True)
     live.cli("snapshot", "delete", made["id"], check=True)
     missing = live.cli("snapshot", "get", made["id"])

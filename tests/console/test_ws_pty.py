@@ -36,7 +36,7 @@ async def test_shell_on_a_terminal(sandbox, api_key):
     ws, started = await terminal(
         sandbox, api_key[0], {"type": "pty_start", "id": "pty_1", "cols": 100, "rows": 40}
     )
-    assert started["type"] == "pty_started" and started["id"] == "pty_1"
+    assert started["type"] == "pty_started" and started["id"] == "pty_1", started
     assert started["session_id"].startswith("ses_") and isinstance(started["pid"], int)
     assert (started["cols"], started["rows"], started["exec_id"]) == (100, 40, str(started["pid"]))
 

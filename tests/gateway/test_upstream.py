@@ -64,6 +64,7 @@ def runtime(settings, tmp_path):
     yield
     for sandbox in Sandbox.objects.filter(status__in=["running", "paused", "creating"]):
         get_driver().destroy(sandbox.public_id)
+    get_driver().reconcile(set())  # whatever another state left behind
     get_driver.cache_clear()
 
 
@@ -73,7 +74,7 @@ def serving_sandbox(project, port: int, **kwargs) -> Sandbox:
     driver.start_process(
         sandbox.public_id,
         ExecRequest(
-            f"echo hello-from-sandbox > index.html && python3 -m http.server {port} --bind 127.0.0.1",
+            f"echo hello-from-sandbox > index.html && python3 -m http.server {port} --bind 0.0.0.0",
             shell=True,
         ),
         default_cwd="/workspace",

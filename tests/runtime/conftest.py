@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import http.client
 import os
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
+from console.runtime import cgroups, netpolicy
 from console.runtime import netns as net
 from console.runtime.base import CreateSpec, ExecRequest
-from console.runtime.local import LocalDriver
+from console.runtime.isolated import IsolatedDriver
 from console.runtime.procgroup import MARKER_VAR
 
-SUBNET = "10.213.0.0/16"
+SUBNET = os.environ.get("RUNTIME_SUBNET") or "10.213.0.0/16"
+IMAGE_CACHE = Path(os.environ.get("RUNTIME_IMAGE_CACHE") or "/var/cache/nullspace")
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    drv = LocalDriver(tmp_path_factory.mktemp("runtime"), SUBNET)
+    """The isolated driver (the default), on a private runtime root."""
+    drv = IsolatedDriver(tmp_path_factory.mktemp("runtime"), SUBNET, image_cache=IMAGE_CACHE)
     yield drv
     # Nothing of this instance may survive the module, whatever happened.
     drv.reconcile(set())
@@ -81,6 +86,9 @@ def wait_http(host: str, port: int, path: str = "/", within: float = 10.0) -> by
 
 
 def marked_pids(driver, sandbox_id: str) -> list[int]:
+    """Every host pid of the sandbox: its cgroup when isolated, its marker variable when not."""
+    if isinstance(driver, IsolatedDriver):
+        return cgroups.pids(f"{driver.cgroup_parent}/{sandbox_id}")
     needle = f"{MARKER_VAR}={driver.tag}:{sandbox_id}\0".encode()
     found = []
     for name in os.listdir("/proc"):
@@ -106,4 +114,32 @@ def kernel_traces(driver, sandbox_id: str, runtime: dict) -> dict:
         traces["subnet"] = runtime["network"]["cidr"]
     if driver.cgroup_base is not None and (driver.cgroup_base / sandbox_id).exists():
         traces["cgroup"] = True
+    if isinstance(driver, IsolatedDriver):
+        if cgroups.exists(f"{driver.cgroup_parent}/{sandbox_id}"):
+            traces["cgroup"] = True
+        if driver.crun.exists(sandbox_id):
+            traces["container"] = True
+        mounts = Path("/proc/self/mountinfo").read_text()
+        for place in (str(driver.root / sandbox_id), str(driver._rootfs(sandbox_id))):
+            if f" {place}" in mounts:
+                traces.setdefault("mounts", []).append(place)
+        if host_if and f"sb_{host_if}" in netpolicy.chains(driver.tag):
+            traces["nft_chain"] = host_if
+        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        if str(driver.root / sandbox_id) in loops:
+            traces["loop"] = True
+        if driver._rootfs(sandbox_id).exists():
+            traces["root_dir"] = True
     return traces
+
+
+def put(driver, sandbox_id: str, path: str, text: str) -> None:
+    """Write a file the way the file API does (owned by the sandbox's default user)."""
+    files = driver.files(sandbox_id)
+    files.write(files.path(path), [text.encode()], limit=10**7)
+
+
+def get(driver, sandbox_id: str, path: str) -> str:
+    files = driver.files(sandbox_id)
+    with files.open_read(files.path(path)) as handle:
+        return handle.read().decode()

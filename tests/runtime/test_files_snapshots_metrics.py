@@ -1,72 +1,89 @@
-"""Paths stay inside /workspace; snapshots round-trip; metrics measure real use."""
+"""Files stay inside the sandbox's root; snapshots round-trip; metrics measure real use."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from console.runtime.base import FileMissing, PathRefused, SandboxMissing
-from tests.runtime.conftest import start
+from console.runtime.base import FileMissing, RuntimeError_, SandboxMissing
+from tests.runtime.conftest import run, start
 
 
 @pytest.mark.parametrize(
     "path",
     [
-        "../outside",
-        "/workspace/../etc/passwd",
-        "sub/../../x",
-        "/etc/passwd",
-        "/",
-        "/workspacex/file",
-        "/tmp",
-        "escape-dir/passwd",
+        "escape-dir/hostname",
         "escape-file",
-        "nested/escape-dir/hosts",
+        "nested/escape-dir/hostname",
+        "dotdot/hostname",
+        "../../../../../../etc/hostname",
     ],
 )
-def test_escapes_are_refused(driver, make_sandbox, path):
+def test_symlinks_and_dotdot_resolve_inside_the_sandbox(driver, make_sandbox, path):
+    """A sandbox's absolute links and `..` mean its own root: the host's /etc is never
+    read or written, whatever the sandbox (or a racing process) puts in the path."""
     sandbox_id = make_sandbox()
-    root = driver.host_path(sandbox_id, "/workspace")
-    (root / "sub").mkdir()
-    (root / "nested").mkdir()
-    os.symlink("/etc", root / "escape-dir")
-    os.symlink("/etc/hostname", root / "escape-file")
-    os.symlink("../escape-dir", root / "nested" / "escape-dir")
-    with pytest.raises(PathRefused):
-        driver.host_path(sandbox_id, path)
+    files = driver.files(sandbox_id)
+    files.makedirs("/workspace/nested")
+    files.symlink("/workspace/escape-dir", "/etc")
+    files.symlink("/workspace/escape-file", "/etc/hostname")
+    files.symlink("/workspace/nested/escape-dir", "../escape-dir")
+    files.symlink("/workspace/dotdot", "../../../../../etc")
+    host_hostname = Path("/etc/hostname").read_bytes()
+    with files.open_read(files.path(path)) as handle:
+        assert handle.read() == f"{sandbox_id.replace('_', '-').lower()}\n".encode()
+    files.write(files.path(path), [b"written inside"], limit=100)
+    assert Path("/etc/hostname").read_bytes() == host_hostname
+    with files.open_read("/etc/hostname") as handle:
+        assert handle.read() == b"written inside"
 
 
-def test_paths_inside_the_workspace(driver, make_sandbox):
+def test_paths_resolve_from_the_cwd_or_the_home(driver, make_sandbox):
     sandbox_id = make_sandbox()
-    root = driver.host_path(sandbox_id, "/workspace")
-    assert root.name == "workspace" and root.is_dir()
-    assert driver.host_path(sandbox_id, "a/b.txt") == root / "a" / "b.txt"
-    assert driver.host_path(sandbox_id, "/workspace/a/b.txt") == root / "a" / "b.txt"
-    assert driver.host_path(sandbox_id, "./a//b.txt") == root / "a" / "b.txt"
-    (root / "real").mkdir()
-    os.symlink("real", root / "inside-link")
-    assert driver.host_path(sandbox_id, "inside-link/x") == root / "real" / "x"
-    # The link itself (to remove or rename it) even when it points outside.
-    os.symlink("/etc", root / "out-link")
-    assert driver.host_path(sandbox_id, "out-link", follow_symlinks=False) == root / "out-link"
+    files = driver.files(sandbox_id)
+    assert files.path("a/b.txt") == "/workspace/a/b.txt"
+    assert files.path("./a//b.txt") == "/workspace/a/b.txt"
+    assert files.path("../etc/passwd") == "/etc/passwd"
+    assert files.path("notes.txt", user="user") == "/home/user/notes.txt"
+    assert files.path("notes.txt", user="root") == "/root/notes.txt"
+    assert driver.files(sandbox_id, cwd="/srv").path("x") == "/srv/x"
+    files.write("/tmp/anywhere.txt", [b"tmp"], limit=10)
+    assert files.stat("/tmp/anywhere.txt").size == 3
     with pytest.raises(FileMissing):
-        driver.host_path(sandbox_id, "nope.txt", must_exist=True)
+        files.stat("/workspace/nope.txt")
     with pytest.raises(SandboxMissing):
-        driver.host_path("sb_doesnotexist", "x")
+        driver.files("sb_doesnotexist")
     with pytest.raises(SandboxMissing):
-        driver.host_path("../../etc", "x")
+        driver.files("../../etc")
+
+
+def test_ownership_follows_the_user(driver, make_sandbox):
+    sandbox_id = make_sandbox()
+    files = driver.files(sandbox_id)
+    assert files.write("/workspace/mine.txt", [b"a"], limit=10).owner == "user"
+    assert files.write("/workspace/root.txt", [b"a"], limit=10, user="root").owner == "root"
+    files.chmod("/workspace/root.txt", 0o600)
+    # An overwrite without a user keeps mode and owner.
+    kept = files.write("/workspace/root.txt", [b"bb"], limit=10)
+    assert (kept.owner, kept.mode, kept.size) == ("root", 0o600, 2)
+    code, logs = run(driver, sandbox_id, "stat -c '%U %a' /workspace/root.txt; cat root.txt")
+    assert code == 1 or "Permission denied" in logs.stderr, logs
+    assert logs.stdout.startswith("root 600")
+    with pytest.raises(RuntimeError_):
+        files.write("/workspace/x", [b"a"], limit=10, user="nobody-here")
 
 
 def test_file_info_and_listing(driver, make_sandbox):
     sandbox_id = make_sandbox()
-    root = driver.host_path(sandbox_id, "/workspace")
-    (root / "src" / "pkg").mkdir(parents=True)
-    (root / "src" / "app.py").write_text("print('hi')\n")
-    (root / "src" / "pkg" / "deep.txt").write_text("deep")
-    (root / "src" / "app.py").chmod(0o640)
-    os.symlink("/etc", root / "etc-link")
+    files = driver.files(sandbox_id)
+    files.makedirs("/workspace/src/pkg")
+    files.write("/workspace/src/app.py", [b"print('hi')\n"], limit=100)
+    files.write("/workspace/src/pkg/deep.txt", [b"deep"], limit=100)
+    files.chmod("/workspace/src/app.py", 0o640)
+    files.symlink("/workspace/etc-link", "/etc")
 
     info = driver.file_info(sandbox_id, "src/app.py")
     assert (info.name, info.path, info.is_dir, info.size, info.type) == (
@@ -77,7 +94,7 @@ def test_file_info_and_listing(driver, make_sandbox):
         "file",
     )
     assert info.mode == 0o640 and info.permissions == "-rw-r-----"
-    assert info.owner and info.group and info.modified_time.endswith("Z")
+    assert (info.owner, info.group) == ("user", "user") and info.modified_time.endswith("Z")
     link = driver.file_info(sandbox_id, "etc-link")
     assert link.type == "symlink" and link.symlink_target == "/etc"
 
@@ -92,36 +109,42 @@ def test_file_info_and_listing(driver, make_sandbox):
 
 
 def test_snapshot_and_restore_round_trip(driver, make_sandbox, tmp_path):
+    """A snapshot is the writable layer: the workspace and every other change, deletions too."""
     source = make_sandbox()
     root = driver.host_path(source, "/workspace")
-    (root / "app").mkdir()
-    (root / "app" / "main.py").write_text("print('restored')\n")
-    (root / "app" / "run.sh").write_text("#!/bin/sh\necho ok\n")
-    (root / "app" / "run.sh").chmod(0o755)
-    (root / "blob.bin").write_bytes(os.urandom(100_000))
-    os.symlink("app/main.py", root / "main-link")
+    files = driver.files(source)
+    files.makedirs("/workspace/app")
+    files.write("/workspace/app/main.py", [b"print('restored')\n"], limit=100)
+    files.write("/workspace/app/run.sh", [b"#!/bin/sh\necho ok\n"], limit=100, mode=0o755)
+    blob = os.urandom(100_000)
+    files.write("/workspace/blob.bin", [blob], limit=200_000)
+    files.symlink("/workspace/main-link", "app/main.py")
+    code, _ = run(driver, source, "sudo rm /etc/issue && echo changed | sudo tee /etc/motd")
+    assert code == 0
 
     archive = tmp_path / "snap.tar.gz"
     size = driver.snapshot(source, archive)
     assert size == archive.stat().st_size > 0
 
     restored = make_sandbox(restore_from=archive)
-    new_root = driver.host_path(restored, "/workspace")
-    assert (new_root / "app" / "main.py").read_text() == "print('restored')\n"
-    assert (new_root / "blob.bin").read_bytes() == (root / "blob.bin").read_bytes()
-    assert os.access(new_root / "app" / "run.sh", os.X_OK)
-    assert os.readlink(new_root / "main-link") == "app/main.py"
+    new_files = driver.files(restored)
+    with new_files.open_read("/workspace/app/main.py") as fh:
+        assert fh.read() == b"print('restored')\n"
+    with new_files.open_read("/workspace/blob.bin") as fh:
+        assert fh.read() == blob
+    assert new_files.stat("/workspace/main-link").symlink_target == "app/main.py"
     # The copy is independent of its source.
-    (new_root / "app" / "main.py").write_text("changed")
-    assert (root / "app" / "main.py").read_text() == "print('restored')\n"
-    pid = start(driver, restored, "sh app/run.sh")
-    assert driver.wait_process(restored, pid, 10) == 0
-    assert driver.process_logs(restored, pid).stdout == "ok\n"
+    new_files.write("/workspace/app/main.py", [b"changed"], limit=100)
+    with files.open_read("/workspace/app/main.py") as fh:
+        assert fh.read() == b"print('restored')\n"
+    code, logs = run(driver, restored, "sh app/run.sh; cat /etc/motd; ls /etc/issue")
+    assert logs.stdout == "ok\nchanged\n" and "No such file" in logs.stderr, logs
+    assert root.exists()
 
 
 def test_metrics_measure_a_busy_loop(driver, make_sandbox):
     sandbox_id = make_sandbox(vcpus=1, memory_mb=256)
-    driver.host_path(sandbox_id, "data.bin").write_bytes(b"x" * 300_000)
+    driver.files(sandbox_id).write("/workspace/data.bin", [os.urandom(300_000)], limit=10**6)
     idle = driver.metrics(sandbox_id)
     assert idle.cpu_percent < 10
     pid = start(driver, sandbox_id, "python3 -c 'while True: pass'")

@@ -13,7 +13,7 @@ from console.models import LifecycleEvent, Operation, Sandbox, SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec
 from console.sandbox_jobs import act_on_timeouts, reconcile_runtime
-from tests.runtime.conftest import marked_pids, start, wait_http
+from tests.runtime.conftest import marked_pids, put, start, wait_http
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_timeout_destroys_on_time(runtime, project):
 @pytest.mark.django_db(transaction=True)
 def test_timeout_pauses_when_asked(runtime, project):
     sandbox, _ = sandboxes.create_sandbox(project, timeout_ms=1000, timeout_action="pause")
-    runtime.host_path(sandbox.public_id, "index.html").write_text("still here")
+    put(runtime, sandbox.public_id, "index.html", "still here")
     start(runtime, sandbox.public_id, "python3 -m http.server 8080 --bind 0.0.0.0")
     where = runtime.upstream(sandbox.public_id, 8080)
     assert wait_http(*where, "/index.html") == b"still here"

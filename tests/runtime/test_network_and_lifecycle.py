@@ -8,7 +8,15 @@ import pytest
 
 from console.runtime import netns as net
 from console.runtime.base import SandboxMissing
-from tests.runtime.conftest import http_get, kernel_traces, marked_pids, start, wait_http
+from tests.runtime.conftest import (
+    get,
+    http_get,
+    kernel_traces,
+    marked_pids,
+    put,
+    start,
+    wait_http,
+)
 
 needs_netns = pytest.mark.skipif(not net.available(), reason="needs root and iproute2")
 
@@ -28,7 +36,7 @@ def _alive(pid: int) -> bool:
 def test_two_sandboxes_serve_on_the_same_port_at_once(driver, make_sandbox):
     first, second = make_sandbox(), make_sandbox()
     for sandbox_id in (first, second):
-        driver.host_path(sandbox_id, "index.html").write_text(f"hello from {sandbox_id}")
+        put(driver, sandbox_id, "index.html", f"hello from {sandbox_id}")
         start(driver, sandbox_id, SERVER)
     one, two = driver.upstream(first, 8080), driver.upstream(second, 8080)
     assert one != two and one[1] == two[1] == 8080
@@ -48,7 +56,7 @@ def test_sandbox_cannot_reach_other_networks(driver, make_sandbox):
         "try:\n    s.connect(('192.0.2.1', 80)); print('connected')\n"
         "except OSError as e:\n    print('refused', e.errno)\n"
     )
-    driver.host_path(sandbox_id, "probe.py").write_text(script)
+    put(driver, sandbox_id, "probe.py", script)
     pid = start(driver, sandbox_id, "python3 probe.py")
     assert driver.wait_process(sandbox_id, pid, 10) == 0
     # No default route in the namespace: unreachable at once, nothing leaves the host.
@@ -58,7 +66,7 @@ def test_sandbox_cannot_reach_other_networks(driver, make_sandbox):
 @needs_netns
 def test_pause_stops_the_server_and_resume_brings_it_back(driver, make_sandbox):
     sandbox_id = make_sandbox()
-    driver.host_path(sandbox_id, "index.html").write_text("alive")
+    put(driver, sandbox_id, "index.html", "alive")
     start(driver, sandbox_id, SERVER)
     where = driver.upstream(sandbox_id, 8080)
     assert wait_http(*where, "/index.html") == b"alive"
@@ -78,18 +86,17 @@ def test_pause_stops_cpu_work(driver, make_sandbox):
     pid = start(
         driver, sandbox_id, "i=0; while true; do i=$((i+1)); echo $i > count; sleep 0.01; done"
     )
-    count = driver.host_path(sandbox_id, "count")
     deadline = time.monotonic() + 5
-    while not count.exists() and time.monotonic() < deadline:
+    while not driver.files(sandbox_id).exists("/workspace/count") and time.monotonic() < deadline:
         time.sleep(0.02)
     driver.pause(sandbox_id)
     time.sleep(0.1)
-    frozen = count.read_text()
+    frozen = get(driver, sandbox_id, "count")
     time.sleep(0.4)
-    assert count.read_text() == frozen
+    assert get(driver, sandbox_id, "count") == frozen
     driver.resume(sandbox_id)
     time.sleep(0.4)
-    assert count.read_text() != frozen
+    assert get(driver, sandbox_id, "count") != frozen
     driver.kill_process(sandbox_id, pid)
 
 
@@ -139,12 +146,10 @@ def test_reconcile_removes_sandboxes_not_in_the_live_set(driver, make_sandbox):
 
 
 def test_processes_survive_the_driver_that_started_them(driver, make_sandbox):
-    from console.runtime.local import LocalDriver
-
     sandbox_id = make_sandbox()
     pid = start(driver, sandbox_id, "echo started; sleep 0.3; echo done")
     # Another driver object on the same root (a worker, a restarted server) sees it all.
-    other = LocalDriver(driver.root, driver.subnet)
+    other = type(driver)(driver.root, driver.subnet, image_cache=driver.image_cache)
     assert other.wait_process(sandbox_id, pid, 10) == 0
     assert other.process_logs(sandbox_id, pid).stdout == "started\ndone\n"
     assert other.upstream(sandbox_id, 8080) == driver.upstream(sandbox_id, 8080)

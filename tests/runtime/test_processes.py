@@ -8,13 +8,13 @@ import time
 import pytest
 
 from console.runtime.base import ExecRequest, PathRefused, ProcessMissing, RuntimeError_
-from tests.runtime.conftest import run, start
+from tests.runtime.conftest import get, put, run, start
 
 
 def test_env_and_cwd(driver, make_sandbox, monkeypatch):
     monkeypatch.setenv("CONSOLE_ONLY_SECRET", "must-not-leak")
     sandbox_id = make_sandbox(envs={"FROM_SANDBOX": "one", "OVERRIDDEN": "sandbox"})
-    driver.host_path(sandbox_id, "sub").mkdir()
+    driver.files(sandbox_id).makedirs("/workspace/sub")
     pid = driver.start_process(
         sandbox_id,
         ExecRequest(
@@ -30,22 +30,19 @@ def test_env_and_cwd(driver, make_sandbox, monkeypatch):
     values, secret, home = line.split("|")
     assert values == "one two three request"
     assert secret == ""  # the console's own environment never reaches a sandbox
-    if driver.use_mounts:
-        assert cwd == "/workspace" and home == "/workspace"
+    assert cwd == "/workspace" and home == "/home/user"
     code, logs = run(driver, sandbox_id, "pwd; touch made-here", cwd="/workspace/sub")
     assert code == 0
     assert logs.stdout.strip().endswith("/sub")
-    assert driver.host_path(sandbox_id, "sub/made-here").exists()
+    assert driver.files(sandbox_id).exists("/workspace/sub/made-here")
 
 
 def test_workspace_is_shared_with_the_file_api(driver, make_sandbox):
     sandbox_id = make_sandbox()
-    driver.host_path(sandbox_id, "in.txt").write_text("from the api")
+    put(driver, sandbox_id, "in.txt", "from the api")
     code, logs = run(driver, sandbox_id, "cat /workspace/in.txt; echo -n back > /workspace/out.txt")
-    if not driver.use_mounts:
-        pytest.skip("without root, processes see the real path, not /workspace")
     assert (code, logs.stdout) == (0, "from the api")
-    assert driver.host_path(sandbox_id, "/workspace/out.txt").read_text() == "back"
+    assert get(driver, sandbox_id, "/workspace/out.txt") == "back"
 
 
 def test_argv_commands_and_missing_programs(driver, make_sandbox):
@@ -66,7 +63,7 @@ def test_argv_commands_and_missing_programs(driver, make_sandbox):
     assert err.value.code == "exec_failed"
     with pytest.raises(PathRefused):
         driver.start_process(
-            sandbox_id, ExecRequest("true", cwd="/etc"), default_cwd="/workspace", envs={}
+            sandbox_id, ExecRequest("true", cwd="/no/such/dir"), default_cwd="/workspace", envs={}
         )
 
 

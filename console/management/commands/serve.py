@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="0.0.0.0")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--port", type=int, default=settings.PORT, help="Default: $PORT, else 8000"
+        )
         parser.add_argument(
             "--no-worker", action="store_true", help="Do not start the worker thread"
         )

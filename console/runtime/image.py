@@ -1,0 +1,225 @@
+"""The builtin `base` image: a Debian minbase root filesystem, built once and cached.
+
+Built with mmdebstrap from Debian's archive the first time a sandbox needs it, in a
+cache directory outside DATA_DIR (RUNTIME_IMAGE_CACHE), so that every data directory
+and every test run on the machine shares one copy. A build holds a lock file, so two
+servers (or two test sessions) starting together build it once.
+
+The cache key is a digest of everything that shapes the image (suite, package list,
+set-up script, the id range it is shifted to, the host's trusted certificates); a
+change makes a new image beside the old one. Files are owned by the sandbox id range
+(root inside = `id_base` on the host), so that a sandbox's user namespace maps them
+to their owners inside and to unprivileged ids outside (docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from console.runtime.base import RuntimeError_
+
+log = logging.getLogger(__name__)
+
+PACKAGES = (
+    "bash",
+    "coreutils",
+    "procps",
+    "iproute2",
+    "curl",
+    "ca-certificates",
+    "python3",
+    "python-is-python3",
+    "python3-pip",
+    "python3-venv",
+    "git",
+    "sudo",
+    "tini",  # the sandbox's pid 1: reaps orphans
+)
+DEFAULT_USER = "user"
+DEFAULT_UID = 1000
+# Run inside the new root (chroot) after the packages are in; bump RECIPE_VERSION on edits.
+RECIPE_VERSION = 1
+SETUP_SCRIPT = f"""set -e
+useradd --create-home --uid {DEFAULT_UID} --user-group --shell /bin/bash {DEFAULT_USER}
+echo '{DEFAULT_USER} ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/{DEFAULT_USER}
+chmod 0440 /etc/sudoers.d/{DEFAULT_USER}
+mkdir -p /workspace
+chown {DEFAULT_UID}:{DEFAULT_UID} /workspace
+git config --system user.name 'Sandbox User'
+git config --system user.email 'user@sandbox.invalid'
+git config --system init.defaultBranch main
+git config --system --add safe.directory '*'
+# A sandbox is disposable: let pip install into the system Python like everywhere else.
+rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
+update-ca-certificates >/dev/null
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+"""
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+IMAGE_CA_DIR = "usr/local/share/ca-certificates/host"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    rootfs: Path
+    id_base: int
+
+
+def tools_missing() -> list[str]:
+    return [tool for tool in ("mmdebstrap",) if shutil.which(tool) is None]
+
+
+def _host_certificates() -> dict[str, bytes]:
+    """PEM certificates this machine trusts beyond Debian's set (a TLS-inspecting proxy's)."""
+    found: dict[str, bytes] = {}
+    if HOST_CA_DIR.is_dir():
+        for path in sorted(HOST_CA_DIR.rglob("*.crt")):
+            try:
+                found[path.name] = path.read_bytes()
+            except OSError:
+                continue
+    return found
+
+
+def _pem_blocks(data: bytes) -> set[bytes]:
+    end = b"-----END CERTIFICATE-----"
+    return {block.strip() + b"\n" + end for block in data.split(end) if b"BEGIN" in block}
+
+
+def recipe(suite: str, mirror: str, id_base: int) -> dict[str, object]:
+    certs = _host_certificates()
+    try:
+        bundle = HOST_CA_BUNDLE.read_bytes()
+    except OSError:
+        bundle = b""
+    return {
+        "version": RECIPE_VERSION,
+        "suite": suite,
+        "mirror": mirror,
+        "packages": list(PACKAGES),
+        "script": SETUP_SCRIPT,
+        "id_base": id_base,
+        "certs": hashlib.sha256(b"".join(sorted(certs.values())) + bundle).hexdigest(),
+    }
+
+
+def _key(spec: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached(cache_dir: Path, suite: str, mirror: str, id_base: int) -> Image | None:
+    name = f"base-{_key(recipe(suite, mirror, id_base))}"
+    rootfs = cache_dir / "images" / name / "rootfs"
+    return Image(name, rootfs, id_base) if rootfs.is_dir() else None
+
+
+def ensure_base(cache_dir: Path, suite: str, mirror: str, id_base: int) -> Image:
+    """The cached base image, building it first if it is not there (under a lock)."""
+    spec = recipe(suite, mirror, id_base)
+    name = f"base-{_key(spec)}"
+    images = cache_dir / "images"
+    final = images / name
+    if (final / "rootfs").is_dir():
+        return Image(name, final / "rootfs", id_base)
+    images.mkdir(parents=True, exist_ok=True)
+    with open(images / f"{name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "rootfs").is_dir():
+            _build(final, spec, suite, mirror, id_base)
+    return Image(name, final / "rootfs", id_base)
+
+
+def _build(final: Path, spec: dict[str, object], suite: str, mirror: str, id_base: int) -> None:
+    missing = tools_missing()
+    if missing:
+        raise RuntimeError_(
+            f"cannot build the base image: {', '.join(missing)} is not installed "
+            "(apt-get install mmdebstrap)",
+            code="runtime_unavailable",
+        )
+    work = final.with_name(f".{final.name}.{os.getpid()}.build")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    rootfs = work / "rootfs"
+    started = time.monotonic()
+    log.info("building the sandbox base image %s (once; cached in %s)", final.name, final.parent)
+    try:
+        result = subprocess.run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                "--quiet",
+                f"--include={','.join(PACKAGES)}",
+                suite,
+                str(rootfs),
+                mirror,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if result.returncode != 0:
+            raise RuntimeError_(
+                f"building the base image failed: {result.stderr.strip()[-2000:]}",
+                code="runtime_unavailable",
+            )
+        _add_host_certificates(rootfs)
+        script = subprocess.run(
+            ["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+        )
+        if script.returncode != 0:
+            raise RuntimeError_(
+                f"setting up the base image failed: {script.stderr.strip()[-2000:]}",
+                code="runtime_unavailable",
+            )
+        shift_ownership(rootfs, id_base)
+        seconds = round(time.monotonic() - started, 1)
+        (work / "image.json").write_text(json.dumps({**spec, "build_seconds": seconds}))
+        os.replace(work, final)
+        log.info("base image %s built in %.1f s", final.name, seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _add_host_certificates(rootfs: Path) -> None:
+    """Copy in the host's own CAs and any host-trusted CA the image's bundle lacks."""
+    target = rootfs / IMAGE_CA_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in _host_certificates().items():
+        (target / name).write_bytes(data)
+    try:
+        host = _pem_blocks(HOST_CA_BUNDLE.read_bytes())
+        image = _pem_blocks((rootfs / "etc/ssl/certs/ca-certificates.crt").read_bytes())
+    except OSError:
+        return
+    for index, block in enumerate(sorted(host - image)):
+        (target / f"host-extra-{index}.crt").write_bytes(block + b"\n")
+
+
+def shift_ownership(rootfs: Path, id_base: int) -> None:
+    """Add id_base to every owner and group; keep setuid/setgid bits (chown clears them)."""
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            os.lchown(path, st.st_uid + id_base, st.st_gid + id_base)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o6000:
+                os.chmod(path, stat.S_IMODE(st.st_mode))
+    st = os.lstat(rootfs)
+    os.chown(rootfs, st.st_uid + id_base, st.st_gid + id_base)
