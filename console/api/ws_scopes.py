@@ -110,7 +110,9 @@ class ScopedSocket(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict) or not self.ready:
             return
         kind = content.get("type")
-        needed = self.channels[self.channel].messages.get(kind) if isinstance(kind, str) else None
+        if not isinstance(kind, str):
+            return
+        needed = self.channels[self.channel].messages.get(kind)
         if needed is None:
             return  # not declared: never handled
         limited = await _take_token(self.api_key)

@@ -46,6 +46,7 @@ def get_driver() -> Driver:
         disk_mb=settings.SANDBOX_DEFAULT_DISK_MB,
         pids_limit=settings.SANDBOX_PIDS_LIMIT,
         open_files=settings.SANDBOX_OPEN_FILES,
+        max_output_bytes=settings.EXEC_OUTPUT_MAX_BYTES,
     )
     if driver.missing:
         log.error(

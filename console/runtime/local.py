@@ -370,9 +370,7 @@ class LocalDriver(Driver):
             return int(report.split()[1])
         shutil.rmtree(procdir, ignore_errors=True)
         detail = report.removeprefix("error ").strip() or "the supervisor did not start"
-        # ENOENT, EACCES, ENOEXEC, ENOTDIR: the command (or its cwd) is the caller's mistake.
-        caller_errors = ("[Errno 2]", "[Errno 13]", "[Errno 8]", "[Errno 20]")
-        code = "command_not_found" if detail.startswith(caller_errors) else "exec_failed"
+        code = "command_not_found" if _callers_mistake(detail) else "exec_failed"
         raise RuntimeError_(f"could not start {display!r}: {detail}", code=code)
 
     def wait_process(self, sandbox_id: str, pid: int, timeout: float | None) -> int | None:
@@ -541,6 +539,16 @@ class LocalDriver(Driver):
         state = self._state(sandbox_id)
         addr = (state.get("network") or {}).get("sandbox_addr")
         return (addr or "127.0.0.1", int(port))
+
+
+# ENOENT, EACCES, ENOEXEC, ENOTDIR from exec (directly, or as crun words them): the
+# command or its cwd is the caller's mistake, not the server's.
+_CALLER_ERRNOS = ("[Errno 2]", "[Errno 13]", "[Errno 8]", "[Errno 20]")
+_CALLER_WORDS = ("not found in $PATH", "No such file or directory", "Permission denied")
+
+
+def _callers_mistake(detail: str) -> bool:
+    return detail.startswith(_CALLER_ERRNOS) or any(w in detail for w in _CALLER_WORDS)
 
 
 class _Spawner:
