@@ -6,7 +6,7 @@ file). Path parameters are either the real ids of a running sandbox of the key's
 project or generated strings (NUL, lone surrogates, overlong, ...); bodies are
 generated JSON (deep, huge numbers, NaN, wrong types) or raw bytes under assorted
 Content-Types. Commands that reach exec are confined to harmless or missing binaries,
-as the sandbox shares this machine. Bounded by FUZZ_EXAMPLES (default 600 requests)
+as the sandbox shares this machine. Bounded by FUZZ_EXAMPLES (default 400 requests)
 and derandomized so CI is repeatable; set FUZZ_EXAMPLES higher to search longer.
 """
 
@@ -29,7 +29,7 @@ from console.api.urls import urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "600"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Routes that end or replace the sandbox: fuzzed with generated ids only, never its own.
 DESTRUCTIVE = re.compile(r"(hibernate|timeout|resume|/fork)$|^sandboxes/<str:sandbox_id>$")
