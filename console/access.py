@@ -45,6 +45,7 @@ def team_member_required(role: str = Role.VIEWER) -> Callable:
                 project = Project.objects.filter(team=membership.team, slug=project_slug).first()
                 if project is None:
                     raise TeamAccessDenied("No such project")
+                project.team = membership.team  # loaded already: no query for project.team
                 request.project = project  # type: ignore[attr-defined]
             if not membership.has_role(role):
                 raise PermissionDenied(f"This needs the {role} role or higher")

@@ -9,7 +9,33 @@ from django.http import HttpRequest
 from console.client_ip import client_ip
 from console.models import AuditEvent, Team
 
-__all__ = ["client_ip", "record"]
+__all__ = ["ACTIONS", "client_ip", "record"]
+
+# Every action the console records. The audit page offers these as its action filter
+# (reading the distinct values of a 100,000-row table on every request would not do),
+# and record() refuses anything else so the list cannot fall behind.
+ACTIONS = (
+    "signup",
+    "signin",
+    "signin.locked",
+    "team.create",
+    "team.rename",
+    "team.delete",
+    "project.create",
+    "project.rename",
+    "project.delete",
+    "member.role_change",
+    "member.remove",
+    "member.leave",
+    "invitation.create",
+    "invitation.revoke",
+    "invitation.accept",
+    "apikey.create",
+    "apikey.revoke",
+    "apikey.rotate",
+    "preview_grant.created",
+    "preview_grant.revoked",
+)
 
 
 def record(
@@ -23,6 +49,8 @@ def record(
     target_id: str = "",
     **metadata: Any,
 ) -> AuditEvent:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}: add it to console.audit.ACTIONS")
     if actor is None and request is not None and getattr(request, "user", None) is not None:
         if request.user.is_authenticated:
             actor = request.user

@@ -84,7 +84,7 @@ class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
 
     async def follow(self, pid: int) -> None:
         """Relay output as it arrives, through the shared bounded bridge."""
-        sandbox_id = self.sandbox.public_id
+        sandbox_id = self.sandbox.runtime_id
         driver = get_driver()
         stream = OutputStream(
             lambda stop: driver.follow_output(
@@ -109,7 +109,7 @@ class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
         if self.pid is None:
             return
         try:
-            await asyncio.to_thread(get_driver().kill_process, self.sandbox.public_id, self.pid)
+            await asyncio.to_thread(get_driver().kill_process, self.sandbox.runtime_id, self.pid)
         except RuntimeError_:
             pass  # already gone: nothing left to stop
 

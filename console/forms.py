@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
@@ -107,9 +108,15 @@ class ApiKeyApiForm(ConsoleForm):
 
 
 class AuditFilterForm(ConsoleForm):
+    """Every filter is served by an index: action is one of a fixed list, actor is a prefix
+    (an exact name is a prefix of itself), dates are half-open UTC ranges on created_at."""
+
     action = forms.ChoiceField(required=False)
     actor = forms.CharField(
-        required=False, widget=forms.TextInput(attrs={"placeholder": "email or key"})
+        required=False,
+        max_length=200,
+        label="Actor starts with",
+        widget=forms.TextInput(attrs={"placeholder": "email or api key ns_…"}),
     )
     since = forms.DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
@@ -118,20 +125,24 @@ class AuditFilterForm(ConsoleForm):
         required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    def __init__(self, *args, actions: list[str], **kwargs) -> None:
+    def __init__(self, *args, actions: Sequence[str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["action"].choices = [("", "All actions")] + [(a, a) for a in actions]
 
     def filter(self, events):
         if not self.is_valid():
-            return events
+            return events.none()
         data = self.cleaned_data
         if data["action"]:
             events = events.filter(action=data["action"])
-        if data["actor"]:
-            events = events.filter(actor_label__icontains=data["actor"])
+        if actor := data["actor"].strip():
+            events = events.filter(actor_label__startswith=actor)
         if data["since"]:
-            events = events.filter(created_at__date__gte=data["since"])
+            events = events.filter(created_at__gte=_utc_midnight(data["since"]))
         if data["until"]:
-            events = events.filter(created_at__date__lte=data["until"])
+            events = events.filter(created_at__lt=_utc_midnight(data["until"] + timedelta(days=1)))
         return events
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)

@@ -42,3 +42,27 @@ def new_upload_id() -> str:
 
 def new_invitation_id() -> str:
     return new_public_id("inv_")
+
+
+def new_deployment_id() -> str:
+    return new_public_id("adpl_")
+
+
+def new_agent_version_id() -> str:
+    return new_public_id("adver_")
+
+
+def new_agent_artifact_id() -> str:
+    return new_public_id("adart_")
+
+
+def new_agent_build_id() -> str:
+    return new_public_id("adbld_")
+
+
+def new_agent_run_id() -> str:
+    return new_public_id("adrun_")
+
+
+def new_agent_service_id() -> str:
+    return new_public_id("adsvc_")

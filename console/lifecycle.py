@@ -11,10 +11,9 @@ import logging
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
+from console import live
 from console.models import ActorKind, EventStatus, LifecycleEvent, Project
 from console.timefmt import iso
 
@@ -77,14 +76,8 @@ def record_event(
 
 
 def publish(group: str, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, {"type": "lifecycle.event", "event": event})
-    except Exception:
-        # Live delivery is best effort; listeners also poll the table.
-        log.warning("could not publish lifecycle event to %s", group, exc_info=True)
+    # Best effort; /v1 lifecycle sockets also read the table on a slow timer.
+    live.group_send(group, {"type": "lifecycle.event", "event": event})
 
 
 def event_to_dict(event: LifecycleEvent) -> dict[str, Any]:

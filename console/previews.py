@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, tokens
+from console import audit, live, tokens
 from console.models import ApiKey, AuthMode, PreviewGrant, Sandbox
 from console.timefmt import iso
 from gateway.hosts import sandbox_host
@@ -139,6 +139,7 @@ def create_grant(
         port=port,
         auth_mode=auth_mode,
     )
+    _tell_pages(sandbox.project.public_id, sandbox.public_id)
     return grant, raw
 
 
@@ -161,8 +162,14 @@ def revoke_grant(grant: PreviewGrant, by=None) -> PreviewGrant:
             sandbox_id=grant.sandbox.public_id,
             port=grant.port,
         )
+        _tell_pages(grant.sandbox.project.public_id, grant.sandbox.public_id)
     announce_revocation(grant.public_id)
     return grant
+
+
+def _tell_pages(project_public_id: str, sandbox_public_id: str) -> None:
+    """Open grant tables refresh once the change is committed (console/live.py)."""
+    transaction.on_commit(lambda: live.grants_changed(project_public_id, [sandbox_public_id]))
 
 
 def announce_revocation(grant_id: str) -> None:

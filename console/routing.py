@@ -8,6 +8,9 @@ from django.urls import path
 from console.api.lifecycle_ws import LifecycleSocket
 from console.api.sandbox_ws import SandboxSocket
 from console.consumers import SandboxExecConsumer
+from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
+
+_project = "t/<slug:team_slug>/p/<slug:project_slug>/"
 
 api_websocket_urlpatterns: list = [
     path("v1/sandboxes/<str:sandbox_id>/ws", SandboxSocket.as_asgi()),
@@ -19,4 +22,7 @@ console_websocket_urlpatterns: list = [
         "t/<slug:team_slug>/p/<slug:project_slug>/sandboxes/<str:sandbox_id>/exec/ws",
         SandboxExecConsumer.as_asgi(),
     ),
+    path(_project + "sandboxes/<str:sandbox_id>/live/ws", SandboxLiveConsumer.as_asgi()),
+    path(_project + "previews/live/ws", GrantsLiveConsumer.as_asgi()),
+    path(_project + "sandboxes/<str:sandbox_id>/previews/live/ws", GrantsLiveConsumer.as_asgi()),
 ]

@@ -3,10 +3,12 @@
 A Watch is a watchdog observer on the real directory behind a sandbox path,
 resolved through sandbox_files so that nothing outside /workspace can be watched.
 Changes reach `on_change` on the observer's thread as Change(event, name, path),
-with the client's event names: create, write, remove, rename, chmod. A move is a
-`rename` of the old path and a `create` of the new one (as inotify reports it);
-the API's own atomic writes (a hidden `.partial` file renamed into place) are one
-`write` of the target. `on_change(None)` says the watched directory itself went away.
+with the client's event names: create, write, remove, rename, chmod; `name` is the
+path relative to the watched directory (`subdir/inner.txt` in a recursive watch). A
+move inside the watched directory is one `rename` naming the new path; the API's own
+atomic writes (a hidden `.partial` file renamed into place) are one `create` of a new
+file or one `write` of an existing one, as a direct write would be.
+`on_change(None)` says the watched directory itself went away.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from console.sandbox_files import FileOpError
 # Each watch holds one inotify instance; the kernel's default is 128 per user, shared
 # with everything else running as that user, so one server process keeps to half.
 MAX_WATCHES = 64
+# How many existing paths a watch remembers to tell a new file from an overwrite.
+MAX_KNOWN = 10_000
 # Bursts of identical events (one per write() call of a big file) are sent once.
 REPEAT_WINDOW_SECONDS = 0.1
 # sandbox_files.write_chunks' temporary names: mkstemp(prefix=".<name>.", suffix=".partial").
@@ -73,19 +77,54 @@ def _partial(path: str) -> bool:
     return bool(PARTIAL_NAME.match(os.path.basename(path)))
 
 
+def _existing(watched: Path, recursive: bool) -> tuple[set[str], bool]:
+    """Host paths under `watched` now (at most MAX_KNOWN), and whether that is all."""
+    known: set[str] = set()
+    for directory, dirs, names in os.walk(watched):
+        for name in (*dirs, *names):
+            known.add(os.path.join(directory, name))
+            if len(known) >= MAX_KNOWN:
+                return known, False
+        if not recursive:
+            break
+    return known, True
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watched: Path, spath: str, on_change: Callable[[Change | None], None]):
+    def __init__(
+        self,
+        watched: Path,
+        spath: str,
+        on_change: Callable[[Change | None], None],
+        *,
+        recursive: bool,
+    ):
         self.watched = str(watched)
         self.spath = spath
         self.on_change = on_change
         self.last: tuple[Change, float] | None = None
+        self.known, self.complete = _existing(watched, recursive)
+
+    def _remember(self, host_path: str, present: bool) -> None:
+        if not present:
+            self.known.discard(host_path)
+        elif len(self.known) < MAX_KNOWN:
+            self.known.add(host_path)
+        else:
+            self.complete = False
+
+    def _written(self, host_path: str) -> str:
+        """`create` for a file that was not there, `write` for an overwrite."""
+        new = host_path not in self.known and self.complete
+        self._remember(host_path, True)
+        return "create" if new else "write"
 
     def _emit(self, event: str, host_path: str) -> None:
         rel = os.path.relpath(host_path, self.watched)
         if rel.startswith(".."):
             return
         path = self.spath if rel == "." else posixpath.join(self.spath, rel)
-        change = Change(event, os.path.basename(path), path)
+        change = Change(event, rel, path)
         now = time.monotonic()
         if self.last and self.last[0] == change and now - self.last[1] < REPEAT_WINDOW_SECONDS:
             return
@@ -100,15 +139,22 @@ class _Handler(FileSystemEventHandler):
         if event.event_type == "moved":
             if _partial(src):
                 if not _partial(dest):
-                    self._emit("write", dest)
+                    self._emit(self._written(dest), dest)
                 return
-            if src:
-                self._emit("rename", src)
+            # One `rename` naming where the entry is now (the client counts events: a
+            # rename followed by a chmod is two of them, not three).
+            self._remember(src, False)
             if dest and not _partial(dest):
-                self._emit("create", dest)
+                if os.path.relpath(dest, self.watched).startswith(".."):
+                    self._emit("remove", src)  # moved out of the watched directory
+                else:
+                    self._remember(dest, True)
+                    self._emit("rename", dest)
             return
         name = EVENT_NAMES.get(event.event_type)
         if name and not _partial(src) and src != self.watched:
+            if name in ("create", "remove"):
+                self._remember(src, name == "create")
             self._emit(name, src)
 
 
@@ -145,7 +191,7 @@ class Watch:
         self.observer = Observer()
         self.observer.name = f"file-watch-{sandbox_id}"
         self.observer.schedule(
-            _Handler(host, spath, on_change),
+            _Handler(host, spath, on_change, recursive=recursive),
             str(host),
             recursive=recursive,
             event_filter=WATCHED_EVENTS,

@@ -9,6 +9,7 @@ each one records a lifecycle event.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 import re
@@ -39,6 +40,7 @@ from console.models import (
 )
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
+from console.sandbox_owner import this_instance, this_process
 from console.timefmt import iso
 from console.tokens import TRAFFIC, new_secret
 
@@ -54,6 +56,10 @@ NAME_MAX = 255
 ACTIVE = (SandboxStatus.CREATING, SandboxStatus.RUNNING)
 # A transition older than this is taken as abandoned (the process died mid-way).
 STALE_TRANSITION = timedelta(minutes=10)
+# Lifecycle event reasons the client knows: what asked for the change.
+REASON_API = "api"
+REASON_MANUAL = "manual"  # a destroy someone asked for (API or console)
+REASON_TIMEOUT = "timeout"
 
 SANDBOX_FIELDS = (
     "id",
@@ -78,14 +84,17 @@ _METADATA_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 # --- lookups ----------------------------------------------------------------------------
 
 
-def get_sandbox(project: Project, public_id: str) -> Sandbox:
-    """The project's sandbox; any other project's (or none) is `sandbox_not_found`."""
+def get_sandbox(project: Project, public_id: str, *, include_gone: bool = False) -> Sandbox:
+    """The project's sandbox; any other project's (or none) is `sandbox_not_found`.
+
+    A destroyed sandbox (killed, timed out, or resumed under a new id) is gone: not found,
+    unless `include_gone` (its lifecycle history stays readable)."""
     sandbox = (
         Sandbox.objects.select_related("pause_snapshot", "project")
         .filter(project=project, public_id=public_id)
         .first()
     )
-    if sandbox is None:
+    if sandbox is None or (sandbox.status == SandboxStatus.DESTROYED and not include_gone):
         raise ApiError("sandbox_not_found", f"Sandbox {public_id} not found")
     return sandbox
 
@@ -222,21 +231,20 @@ def create_sandbox(
         snapshot=snapshot,
     )
     restore_from = _archive_of(snapshot) if snapshot else None
+    actor = _Actor(actor_kind, user, api_key)
     if snapshot is not None:
         fields["source_snapshot_public_id"] = snapshot.public_id
-    sandbox, token = _provision(project, fields, restore_from=restore_from, api_key=api_key)
-    if snapshot is not None:
-        operation, extra = (
+        event = _Operation(
             Operation.RESUME_FROM_SNAPSHOT,
-            {
-                "snapshot_id": snapshot.public_id,
-                "source_sandbox_id": snapshot.sandbox_public_id,
-                "target_sandbox_id": sandbox.public_id,
-            },
+            actor,
+            reason=actor.reason,
+            snapshot_id=snapshot.public_id,
+            source_sandbox_id=snapshot.sandbox_public_id,
         )
     else:
-        operation, extra = Operation.CREATE, {}
-    _event(sandbox, operation, actor_kind, user, api_key, **extra)
+        event = _Operation(Operation.CREATE, actor, reason=actor.reason)
+    event.metadata = {"timeout_action": fields["timeout_action"], "template": fields["template"]}
+    sandbox, token = _provision(project, fields, restore_from=restore_from, event=event)
     return sandbox, token
 
 
@@ -390,8 +398,10 @@ def _provision(
     fields: dict[str, Any],
     *,
     restore_from: Path | None,
-    api_key: ApiKey | None,
+    event: _Operation,
 ) -> tuple[Sandbox, str]:
+    """Insert the row (`creating`, owned by this instance and process), start it in the
+    runtime, and record `event` as requested, then succeeded or failed."""
     token = new_secret(TRAFFIC)
     with transaction.atomic():
         # Lock the project row so concurrent creates count each other (PostgreSQL);
@@ -403,38 +413,36 @@ def _provision(
             status=SandboxStatus.CREATING,
             traffic_token_prefix=token.prefix,
             traffic_token_digest=token.digest,
-            created_by_key=api_key,
+            created_by_key=event.actor.api_key,
+            owner=this_instance(),
+            create_process=this_process(),
             **fields,
         )
+    target = {"target_sandbox_id": sandbox.public_id} if "source_sandbox_id" in event.ids else {}
+    event.requested(sandbox, **target)
     try:
         runtime_state = get_driver().create(create_spec(sandbox, restore_from))
     except Exception as exc:
         message = str(exc)[:500] or exc.__class__.__name__
         Sandbox.objects.filter(pk=sandbox.pk).update(
-            status=SandboxStatus.ERROR, error_message=message
+            status=SandboxStatus.ERROR, error_message=message, create_process=""
         )
-        record_event(
-            project,
-            Operation.CREATE,
-            status=EventStatus.FAILED,
-            sandbox_id=sandbox.public_id,
-            error_code=getattr(exc, "code", "runtime_error"),
-            error_message=message,
-        )
-        _quietly(lambda: get_driver().destroy(sandbox.public_id))
+        error = ApiError("runtime_error", f"Could not start the sandbox: {message}", status=500)
         if getattr(exc, "code", "") in ("runtime_unavailable", "invalid_request"):
-            raise _api_error(exc) from exc  # the machine cannot isolate, or a bad volume
-        raise ApiError(
-            "runtime_error", f"Could not start the sandbox: {message}", status=500
-        ) from exc
+            error = _api_error(exc)  # the machine cannot isolate, or a bad volume
+        event.failed(sandbox, error, **target)
+        _quietly(lambda: get_driver().destroy(sandbox.runtime_id))
+        raise error from exc
     now = timezone.now()
     Sandbox.objects.filter(pk=sandbox.pk, status=SandboxStatus.CREATING).update(
         status=SandboxStatus.RUNNING,
         runtime_state=runtime_state or {},
+        create_process="",
         started_at=now,
         timeout_at=now + timedelta(milliseconds=sandbox.timeout_ms),
     )
     sandbox.refresh_from_db()
+    event.succeeded(sandbox, **target)
     return sandbox, token.raw
 
 
@@ -509,9 +517,11 @@ def destroy_sandbox(
     api_key: ApiKey | None = None,
     user=None,
     actor_kind: str = ActorKind.USER,
-    reason: str = "",
+    reason: str = REASON_MANUAL,
+    metadata: dict[str, Any] | None = None,
 ) -> Sandbox:
-    """Kill every process and free everything. Destroying a destroyed sandbox does nothing."""
+    """Kill every process and free everything, for good: a paused sandbox's hibernate
+    snapshot goes with it. Destroying a destroyed sandbox does nothing."""
     now = timezone.now()
     changed = Sandbox.objects.filter(
         pk=sandbox.pk, status__in=(*ACTIVE, SandboxStatus.PAUSED, SandboxStatus.ERROR)
@@ -519,13 +529,28 @@ def destroy_sandbox(
     sandbox.refresh_from_db()
     if not changed:
         return sandbox
+    event = _Operation(
+        Operation.DESTROY, _Actor(actor_kind, user, api_key), reason=reason, metadata=metadata
+    )
+    event.requested(sandbox)
     try:
-        get_driver().destroy(sandbox.public_id)
+        get_driver().destroy(sandbox.runtime_id)
     except Exception as exc:
         # The row is terminal already; start-up reconciliation removes what is left.
         log.warning("driver destroy of %s failed: %s", sandbox.public_id, exc)
-    _event(sandbox, Operation.DESTROY, actor_kind, user, api_key, reason=reason)
+    _drop_hibernate_snapshot(sandbox)
+    event.succeeded(sandbox)
     return sandbox
+
+
+def _drop_hibernate_snapshot(sandbox: Sandbox) -> None:
+    """A killed paused sandbox cannot be resumed: its pause archive is removed."""
+    snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+    if snapshot is None or snapshot.kind != SnapshotKind.HIBERNATE:
+        return
+    if snapshot.archive_path:
+        Path(snapshot.archive_path).unlink(missing_ok=True)
+    snapshot.delete()
 
 
 def pause_sandbox(
@@ -534,7 +559,8 @@ def pause_sandbox(
     api_key: ApiKey | None = None,
     user=None,
     actor_kind: str = ActorKind.USER,
-    reason: str = "",
+    reason: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Snapshot:
     """Hibernate: stop every process, archive the workspace, keep the archive as the
     pause snapshot. Pausing a paused sandbox returns its pause snapshot."""
@@ -546,6 +572,9 @@ def pause_sandbox(
         if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
             return Snapshot.objects.get(pk=sandbox.pause_snapshot_id)
         require_running(sandbox)
+    actor = _Actor(actor_kind, user, api_key)
+    event = _Operation(Operation.HIBERNATE, actor, reason=reason or actor.reason, metadata=metadata)
+    event.requested(sandbox)
     driver = get_driver()
     snapshot = Snapshot(
         project=sandbox.project,
@@ -555,7 +584,7 @@ def pause_sandbox(
         metadata=sandbox.metadata or {},
     )
     try:
-        _driver(lambda: driver.pause(sandbox.public_id))
+        _driver(lambda: driver.pause(sandbox.runtime_id))
         _archive(sandbox, snapshot)
         changed = Sandbox.objects.filter(
             pk=sandbox.pk, status=SandboxStatus.RUNNING, transition="pausing"
@@ -572,19 +601,17 @@ def pause_sandbox(
         _release(sandbox, "pausing")
         sandbox.refresh_from_db()
         if sandbox.status == SandboxStatus.RUNNING:
-            _quietly(lambda: driver.resume(sandbox.public_id))
-        _event(sandbox, Operation.HIBERNATE, actor_kind, user, api_key, failed=error)
+            _quietly(lambda: driver.resume(sandbox.runtime_id))
+        event.failed(sandbox, error)
         raise
     sandbox.refresh_from_db()
-    _event(
-        sandbox,
-        Operation.HIBERNATE,
-        actor_kind,
-        user,
-        api_key,
-        reason=reason,
-        snapshot_id=snapshot.public_id,
-    )
+    event.succeeded(sandbox, snapshot_id=snapshot.public_id)
+    _Operation(
+        Operation.SNAPSHOT_CREATED,
+        actor,
+        reason=event.reason,
+        metadata={**event.metadata, "created_via": "hibernate"},
+    ).succeeded(sandbox, snapshot_id=snapshot.public_id)
     return snapshot
 
 
@@ -596,24 +623,38 @@ def resume_sandbox(
     user=None,
     actor_kind: str = ActorKind.USER,
 ) -> Sandbox:
-    """Resume by paused sandbox id or by snapshot id. A snapshot whose sandbox is gone
-    (or a manual snapshot) becomes a new running sandbox restored from it."""
+    """Resume by paused sandbox id or by snapshot id; the answer is a running sandbox with
+    a new id, as the client expects (docs/api.md, "Pause, hibernate and resume").
+
+    A paused sandbox hands its runtime over, processes and all, and its old id is gone.
+    Any other snapshot (a manual one, or a hibernate snapshot whose sandbox runs again)
+    is restored into a fresh sandbox. Resuming a running sandbox by its id returns it."""
+    actor = _Actor(actor_kind, user, api_key)
     snapshot = (
         Snapshot.objects.filter(project=project, public_id=ref).select_related("sandbox").first()
     )
     if snapshot is None:
-        sandbox = Sandbox.objects.filter(project=project, public_id=ref).first()
+        sandbox = (
+            Sandbox.objects.filter(project=project, public_id=ref)
+            .exclude(status=SandboxStatus.DESTROYED)
+            .first()
+        )
         if sandbox is None:
-            code = "sandbox_not_found" if ref.startswith("sb_") else "snapshot_not_found"
-            raise ApiError(code, f"No snapshot or sandbox {ref} to resume")
-        return resume_existing(sandbox, api_key=api_key, user=user, actor_kind=actor_kind)
+            # A killed paused sandbox took its hibernate snapshot with it.
+            raise ApiError(
+                "sandbox_not_found",
+                f"No paused sandbox or snapshot {ref} to resume",
+                suggested_action="List what can be resumed: nullspace sandbox list --state paused",
+            )
+        return _hand_over(sandbox, actor)
     source = snapshot.sandbox
     if (
         snapshot.kind == SnapshotKind.HIBERNATE
         and source is not None
-        and source.status in (SandboxStatus.PAUSED, SandboxStatus.RUNNING, SandboxStatus.CREATING)
+        and source.status in (SandboxStatus.PAUSED, SandboxStatus.CREATING)
+        and source.pause_snapshot_id == snapshot.pk
     ):
-        return resume_existing(source, api_key=api_key, user=user, actor_kind=actor_kind)
+        return _hand_over(source, actor)
     sandbox, _token = create_sandbox(
         project,
         api_key=api_key,
@@ -632,14 +673,112 @@ def resume_sandbox(
     return sandbox
 
 
+# Settings a resumed sandbox carries over from the paused one it replaces.
+_CARRIED_OVER = (
+    "project",
+    "template",
+    "vcpus",
+    "memory_mb",
+    "disk_mb",
+    "envs",
+    "metadata",
+    "cwd",
+    "network",
+    "internet_access",
+    "timeout_ms",
+    "timeout_action",
+    "auto_resume",
+    "traffic_token_prefix",
+    "traffic_token_digest",
+    "runtime_state",
+    "forked_from_public_id",
+)
+
+
+def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
+    """Wake a paused sandbox's runtime under a new sandbox id; the old id is gone."""
+    while not _claim(paused, (SandboxStatus.PAUSED,), "resuming"):
+        paused.refresh_from_db()
+        if paused.transition:
+            _wait_idle(paused)
+            continue
+        if paused.status == SandboxStatus.RUNNING:
+            return paused  # running already (woken in place by preview traffic)
+        require_running(paused)
+    snapshot = Snapshot.objects.filter(pk=paused.pause_snapshot_id).first()
+    snapshot_id = snapshot.public_id if snapshot else ""
+    event = _Operation(
+        Operation.RESUME_FROM_SNAPSHOT,
+        actor,
+        reason=actor.reason,
+        metadata={"timeout_action": paused.timeout_action},
+        snapshot_id=snapshot_id,
+        source_sandbox_id=paused.public_id,
+    )
+    event.requested(paused)
+    successor: Sandbox | None = None
+    try:
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=paused.project_id).first()
+            _check_quota(paused.project)
+            successor = Sandbox.objects.create(
+                **{name: getattr(paused, name) for name in _CARRIED_OVER},
+                status=SandboxStatus.CREATING,
+                runtime_name=paused.runtime_id,
+                owner=paused.owner or this_instance(),
+                create_process=this_process(),
+                source_snapshot_public_id=snapshot_id,
+                created_by_key=actor.api_key,
+            )
+        runtime_name = _wake(paused, snapshot, restore_as=successor.public_id)
+        now = timezone.now()
+        gone = Sandbox.objects.filter(
+            pk=paused.pk, status=SandboxStatus.PAUSED, transition="resuming"
+        ).update(status=SandboxStatus.DESTROYED, transition="", destroyed_at=now)
+        if not gone:
+            raise ApiError("sandbox_not_found", f"Sandbox {paused.public_id} was destroyed")
+        Sandbox.objects.filter(pk=successor.pk).update(
+            status=SandboxStatus.RUNNING,
+            runtime_name="" if runtime_name == successor.public_id else runtime_name,
+            create_process="",
+            started_at=now,
+            timeout_at=now + timedelta(milliseconds=paused.timeout_ms),
+        )
+    except (ApiError, RuntimeError_) as exc:
+        _release(paused, "resuming")
+        if successor is not None:
+            successor.delete()  # it never ran; the paused sandbox stays as it was
+        error = exc if isinstance(exc, ApiError) else _api_error(exc)
+        event.failed(paused, error)
+        raise error from exc
+    successor.refresh_from_db()
+    event.succeeded(successor, target_sandbox_id=successor.public_id)
+    return successor
+
+
+def _wake(sandbox: Sandbox, snapshot: Snapshot | None, *, restore_as: str) -> str:
+    """Thaw a paused sandbox's processes; when the runtime lost them (a restart), restore
+    the pause archive into a runtime named `restore_as`. Returns the runtime's name."""
+    driver = get_driver()
+    try:
+        driver.resume(sandbox.runtime_id)
+        return sandbox.runtime_id
+    except RuntimeError_ as exc:
+        if snapshot is None or driver.exists(sandbox.runtime_id):
+            raise
+        log.info("runtime lost paused %s (%s); restoring its archive", sandbox.public_id, exc)
+    driver.create(
+        dataclasses.replace(create_spec(sandbox, _archive_of(snapshot)), sandbox_id=restore_as)
+    )
+    return restore_as
+
+
 def resume_existing(
-    sandbox: Sandbox,
-    *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    sandbox: Sandbox, *, user=None, actor_kind: str = ActorKind.USER, reason: str | None = None
 ) -> Sandbox:
-    """Continue a paused sandbox's processes; a running one is returned as it is."""
+    """Continue a paused sandbox's processes under its own id: the gateway's wake on
+    traffic (a preview host names the sandbox id) and the console's resume button (its
+    page is the sandbox's). A running one is returned as it is."""
     while not _claim(sandbox, (SandboxStatus.PAUSED,), "resuming"):
         sandbox.refresh_from_db()
         if sandbox.transition:
@@ -648,18 +787,20 @@ def resume_existing(
         if sandbox.status == SandboxStatus.RUNNING:
             return sandbox
         require_running(sandbox)
-    driver = get_driver()
     snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+    actor = _Actor(actor_kind, user)
+    event = _Operation(
+        Operation.RESUME_FROM_SNAPSHOT,
+        actor,
+        reason=reason or actor.reason,
+        snapshot_id=snapshot.public_id if snapshot else "",
+        source_sandbox_id=sandbox.public_id,
+        target_sandbox_id=sandbox.public_id,
+    )
+    event.requested(sandbox)
     try:
         _check_quota(sandbox.project, exclude_pk=sandbox.pk)
-        try:
-            driver.resume(sandbox.public_id)
-        except RuntimeError_ as exc:
-            if snapshot is None or driver.exists(sandbox.public_id):
-                raise
-            # The runtime lost the processes (a restart): restore from the pause archive.
-            log.info("runtime lost paused %s (%s); restoring its archive", sandbox.public_id, exc)
-            driver.create(create_spec(sandbox, _archive_of(snapshot)))
+        runtime_name = _wake(sandbox, snapshot, restore_as=sandbox.runtime_id)
         now = timezone.now()
         changed = Sandbox.objects.filter(
             pk=sandbox.pk, status=SandboxStatus.PAUSED, transition="resuming"
@@ -668,6 +809,7 @@ def resume_existing(
             transition="",
             pause_snapshot=None,
             paused_at=None,
+            runtime_name="" if runtime_name == sandbox.public_id else runtime_name,
             timeout_at=now + timedelta(milliseconds=sandbox.timeout_ms),
         )
         if not changed:
@@ -675,17 +817,10 @@ def resume_existing(
     except (ApiError, RuntimeError_) as exc:
         _release(sandbox, "resuming")
         error = exc if isinstance(exc, ApiError) else _api_error(exc)
-        _event(sandbox, Operation.RESUME_FROM_SNAPSHOT, actor_kind, user, api_key, failed=error)
+        event.failed(sandbox, error)
         raise error from exc
     sandbox.refresh_from_db()
-    _event(
-        sandbox,
-        Operation.RESUME_FROM_SNAPSHOT,
-        actor_kind,
-        user,
-        api_key,
-        snapshot_id=snapshot.public_id if snapshot else "",
-    )
+    event.succeeded(sandbox)
     return sandbox
 
 
@@ -694,7 +829,7 @@ def ensure_running(sandbox: Sandbox, wait_seconds: float = 30) -> Sandbox:
     it was created with auto_resume. Raises sandbox_not_ready / sandbox_not_found."""
     _wait_idle(sandbox, wait_seconds)
     if sandbox.status == SandboxStatus.PAUSED and sandbox.auto_resume:
-        return resume_existing(sandbox, actor_kind=ActorKind.SYSTEM)
+        return resume_existing(sandbox, actor_kind=ActorKind.SYSTEM, reason="traffic")
     require_running(sandbox)
     return sandbox
 
@@ -730,22 +865,21 @@ def fork_sandbox(
         temporary = None
     else:
         temporary = snapshot_root() / f"fork-{sandbox.public_id}-{time.time_ns()}.tar"
-        _driver(lambda: get_driver().snapshot(sandbox.public_id, temporary))
+        _driver(lambda: get_driver().snapshot(sandbox.runtime_id, temporary))
         archive = temporary
+    actor = _Actor(actor_kind, user, api_key)
+    event = _Operation(
+        Operation.FORK,
+        actor,
+        reason=actor.reason,
+        metadata={"timeout_action": sandbox.timeout_action},
+        source_sandbox_id=sandbox.public_id,
+    )
     try:
-        child, token = _provision(sandbox.project, fields, restore_from=archive, api_key=api_key)
+        child, token = _provision(sandbox.project, fields, restore_from=archive, event=event)
     finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
-    _event(
-        child,
-        Operation.FORK,
-        actor_kind,
-        user,
-        api_key,
-        source_sandbox_id=sandbox.public_id,
-        target_sandbox_id=child.public_id,
-    )
     return child, token
 
 
@@ -760,6 +894,11 @@ def snapshot_sandbox(
     sandbox.refresh_from_db()
     if sandbox.status != SandboxStatus.PAUSED:
         require_running(sandbox)
+    actor = _Actor(actor_kind, user, api_key)
+    event = _Operation(
+        Operation.SNAPSHOT_CREATED, actor, reason=actor.reason, metadata={"created_via": "api"}
+    )
+    event.requested(sandbox)
     snapshot = Snapshot(
         project=sandbox.project,
         sandbox=sandbox,
@@ -767,6 +906,16 @@ def snapshot_sandbox(
         kind=SnapshotKind.MANUAL,
         metadata=dict(sandbox.metadata or {}),
     )
+    try:
+        _write_snapshot(sandbox, snapshot)
+    except ApiError as error:
+        event.failed(sandbox, error)
+        raise
+    event.succeeded(sandbox, snapshot_id=snapshot.public_id)
+    return snapshot
+
+
+def _write_snapshot(sandbox: Sandbox, snapshot: Snapshot) -> None:
     if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
         # A paused workspace is the pause archive: copy it rather than touch the runtime.
         import shutil
@@ -779,15 +928,6 @@ def snapshot_sandbox(
         snapshot.save()
     else:
         _archive(sandbox, snapshot)
-    _event(
-        sandbox,
-        Operation.SNAPSHOT_CREATED,
-        actor_kind,
-        user,
-        api_key,
-        snapshot_id=snapshot.public_id,
-    )
-    return snapshot
 
 
 def delete_snapshot(snapshot: Snapshot) -> None:
@@ -819,18 +959,28 @@ def set_timeout(
     updates: dict[str, Any] = {"timeout_ms": timeout_ms}
     if timeout_action is not None:
         updates["timeout_action"] = _validated_action(timeout_action)
+    actor = _Actor(actor_kind, user, api_key)
+    event = _Operation(
+        Operation.TIMEOUT_UPDATED,
+        actor,
+        reason=actor.reason,
+        metadata={
+            "timeout_ms": timeout_ms,
+            "timeout_action": updates.get("timeout_action", sandbox.timeout_action),
+        },
+    )
+    event.requested(sandbox)
     if sandbox.status != SandboxStatus.PAUSED:
         updates["timeout_at"] = timezone.now() + timedelta(milliseconds=timeout_ms)
-    Sandbox.objects.filter(pk=sandbox.pk).update(**updates)
+    changed = Sandbox.objects.filter(
+        pk=sandbox.pk, status__in=(*ACTIVE, SandboxStatus.PAUSED)
+    ).update(**updates)
+    if not changed:
+        error = ApiError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
+        event.failed(sandbox, error)
+        raise error
     sandbox.refresh_from_db()
-    _event(
-        sandbox,
-        Operation.TIMEOUT_UPDATED,
-        actor_kind,
-        user,
-        api_key,
-        metadata={"timeout_ms": timeout_ms, "timeout_action": sandbox.timeout_action},
-    )
+    event.succeeded(sandbox)
     return sandbox
 
 
@@ -870,7 +1020,7 @@ def start_process(sandbox: Sandbox, request: ExecRequest) -> int:
     driver = get_driver()
     return _driver(
         lambda: driver.start_process(
-            sandbox.public_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
+            sandbox.runtime_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
         )
     )
 
@@ -879,10 +1029,10 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
     """Run to completion; past `timeout_secs` the process is killed and exec_timeout raised."""
     pid = start_process(sandbox, request)
     driver = get_driver()
-    exit_code = _driver(lambda: driver.wait_process(sandbox.public_id, pid, request.timeout_secs))
+    exit_code = _driver(lambda: driver.wait_process(sandbox.runtime_id, pid, request.timeout_secs))
     if exit_code is None:
-        _quietly(lambda: driver.kill_process(sandbox.public_id, pid))
-        _quietly(lambda: driver.wait_process(sandbox.public_id, pid, 5))
+        _quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
+        _quietly(lambda: driver.wait_process(sandbox.runtime_id, pid, 5))
         raise ApiError(
             "exec_timeout",
             f"Command ran past its timeout of {request.timeout_secs:g} s and was killed",
@@ -902,7 +1052,7 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
 def read_logs(sandbox: Sandbox, pid: int) -> ProcessLogs:
     """A process's output, at most EXEC_RESPONSE_MAX_BYTES of each stream."""
     limit = settings.EXEC_RESPONSE_MAX_BYTES
-    return _driver(lambda: get_driver().process_logs(sandbox.public_id, pid, limit=limit))
+    return _driver(lambda: get_driver().process_logs(sandbox.runtime_id, pid, limit=limit))
 
 
 def truncation_fields(truncated: bool) -> dict[str, Any]:
@@ -918,7 +1068,7 @@ def truncation_fields(truncated: bool) -> dict[str, Any]:
 
 def metrics_to_dict(sandbox: Sandbox) -> dict[str, Any]:
     """One SandboxMetrics (STRICT keys; the optional network counters only when known)."""
-    sample = _driver(lambda: get_driver().metrics(sandbox.public_id))
+    sample = _driver(lambda: get_driver().metrics(sandbox.runtime_id))
     return {
         k: v for k, v in asdict(sample).items() if v is not None or not k.startswith("network_")
     }
@@ -935,7 +1085,7 @@ def snapshot_root() -> Path:
 
 def _archive(sandbox: Sandbox, snapshot: Snapshot) -> None:
     target = snapshot_root() / f"{snapshot.public_id}.tar"
-    size = _driver(lambda: get_driver().snapshot(sandbox.public_id, target))
+    size = _driver(lambda: get_driver().snapshot(sandbox.runtime_id, target))
     snapshot.archive_path = str(target)
     snapshot.size_bytes = int(size)
     snapshot.save()
@@ -973,32 +1123,68 @@ def _quietly(call: Callable[[], Any]) -> None:
         log.warning("cleanup step failed: %s", exc)
 
 
-def _event(
-    sandbox: Sandbox,
-    operation: str,
-    actor_kind: str,
-    user,
-    api_key: ApiKey | None,
-    *,
-    failed: ApiError | None = None,
-    metadata: dict[str, Any] | None = None,
-    **fields: str,
-) -> None:
-    meta = dict(metadata or {})
-    if api_key is not None:
-        meta["api_key_id"] = api_key.public_id
-    fields.setdefault("sandbox_id", sandbox.public_id)
-    if failed is not None:
-        fields.update(error_code=failed.code, error_message=failed.message)
-    record_event(
-        sandbox.project,
-        operation,
-        status=EventStatus.FAILED if failed else EventStatus.SUCCEEDED,
-        actor_kind=actor_kind,
-        user_id=str(user.pk) if user is not None else "",
-        metadata=meta,
-        **fields,
-    )
+class _Actor:
+    """Who asked for a change: a user (console or API key) or the system (timeouts)."""
+
+    def __init__(self, kind: str = ActorKind.USER, user=None, api_key: ApiKey | None = None):
+        self.kind = kind
+        self.user = user
+        self.api_key = api_key
+
+    @property
+    def reason(self) -> str:
+        if self.kind != ActorKind.USER:
+            return self.kind
+        return REASON_API if self.api_key is not None else "console"
+
+
+class _Operation:
+    """One operation's lifecycle events: `requested`, then `succeeded` or `failed`, with
+    the same reason and metadata (docs/api.md, "Lifecycle events")."""
+
+    def __init__(
+        self,
+        operation: str,
+        actor: _Actor,
+        *,
+        reason: str = "",
+        metadata: dict[str, Any] | None = None,
+        **ids: str,
+    ) -> None:
+        self.operation = operation
+        self.actor = actor
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.ids = ids
+
+    def requested(self, sandbox: Sandbox, **ids: str) -> None:
+        self._record(sandbox, EventStatus.REQUESTED, None, ids)
+
+    def succeeded(self, sandbox: Sandbox, **ids: str) -> None:
+        self._record(sandbox, EventStatus.SUCCEEDED, None, ids)
+
+    def failed(self, sandbox: Sandbox, error: ApiError, **ids: str) -> None:
+        self._record(sandbox, EventStatus.FAILED, error, ids)
+
+    def _record(
+        self, sandbox: Sandbox, status: str, error: ApiError | None, ids: dict[str, str]
+    ) -> None:
+        meta = dict(self.metadata)
+        if self.actor.api_key is not None:
+            meta["api_key_id"] = self.actor.api_key.public_id
+        fields = {"sandbox_id": sandbox.public_id, **self.ids, **ids}
+        if error is not None:
+            fields.update(error_code=error.code, error_message=error.message)
+        record_event(
+            sandbox.project,
+            self.operation,
+            status=status,
+            actor_kind=self.actor.kind,
+            user_id=str(self.actor.user.pk) if self.actor.user is not None else "",
+            reason=self.reason,
+            metadata=meta,
+            **fields,
+        )
 
 
 def metadata_filter(raw: str | None) -> dict[str, Any]:

@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
     "console.security_headers.SecurityHeadersMiddleware",
+    "console.cors.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -210,6 +211,13 @@ MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, min
 MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
 # A JSON body past this is refused (413) before it is read; files go as raw uploads.
 API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 8 * 1024 * 1024, minimum=1024)
+# /v1 list routes without limit/next_token answer the whole list up to this many rows.
+LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
+# Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
+AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, minimum=1024)
+AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
+AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
+AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
 # Token bucket per key: this many at once, refilled at the per-minute rate (docs/limits.md).
 API_RATE_BURST = env_int("API_RATE_BURST", 200, minimum=1)
@@ -257,6 +265,13 @@ SANDBOX_MAX_MEMORY_MB = env_int("SANDBOX_MAX_MEMORY_MB", 8192, minimum=64)
 SANDBOX_MAX_VCPUS = env_int("SANDBOX_MAX_VCPUS", 8, minimum=1)
 SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 1024, minimum=16)
 SANDBOX_OPEN_FILES = env_int("SANDBOX_OPEN_FILES", 4096, minimum=64)
+# This server's name as the owner of the sandboxes it runs (several servers may share one
+# database); by default the host name and the runtime root (docs/runtime-ownership.md).
+RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
+
+# Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
+# `*` allows any origin; credentials by cookie are never allowed cross-origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")

@@ -183,9 +183,9 @@ def create_session(
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
-    files = sandbox_files.store(sandbox.public_id)
+    files = sandbox_files.store(sandbox.runtime_id)
     target = sandbox_files.locate(
-        sandbox.public_id, body.get("target_path"), sandbox_files.user_of(user), "target_path"
+        sandbox.runtime_id, body.get("target_path"), sandbox_files.user_of(user), "target_path"
     )
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
@@ -409,7 +409,7 @@ def _parts(session: UploadSession) -> Iterator[bytes]:
 
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    sandbox_id = session.sandbox.public_id
+    sandbox_id = session.sandbox.runtime_id
     files = sandbox_files.store(sandbox_id)
     user = sandbox_files.user_of(session.user)
     target = session.target_path

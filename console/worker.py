@@ -40,7 +40,7 @@ def _load_jobs() -> None:
     # Importing these modules registers their jobs.
     import importlib
 
-    for module in ("console.sandbox_jobs", "console.uploads"):
+    for module in ("console.sandbox_jobs", "console.uploads", "console.agents.jobs"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

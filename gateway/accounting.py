@@ -19,6 +19,7 @@ from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from console import live
 from console.models import PreviewGrant
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,21 @@ def flush() -> int:
             for grant_id, usage in list(batch.items())[written:]:
                 _pending[grant_id] = _merge(usage, _pending.get(grant_id) or _new())
         raise
+    if batch:
+        _tell_pages(list(batch))
     return written
+
+
+def _tell_pages(grant_ids: list[str]) -> None:
+    """Open grant tables of these grants' projects refresh their counters (console/live.py)."""
+    touched: dict[str, set[str]] = {}
+    rows = PreviewGrant.objects.filter(public_id__in=grant_ids).values_list(
+        "project__public_id", "sandbox__public_id"
+    )
+    for project_id, sandbox_id in rows:
+        touched.setdefault(project_id, set()).add(sandbox_id)
+    for project_id, sandbox_ids in touched.items():
+        live.grants_changed(project_id, sandbox_ids)
 
 
 def _when(stamp: float) -> datetime:

@@ -33,6 +33,7 @@ CACHE_SECONDS = 2.0
 @dataclass(frozen=True)
 class SandboxInfo:
     sandbox_id: str
+    runtime_id: str  # the runtime driver's name for it (docs/api.md: resume hands it over)
     status: str
     auto_resume: bool
     allow_public_traffic: bool
@@ -61,6 +62,7 @@ def _load(sandbox_id: str) -> SandboxInfo | None:
         return None
     return SandboxInfo(
         sandbox_id=sandbox.public_id,
+        runtime_id=sandbox.runtime_id,
         status=sandbox.status,
         auto_resume=sandbox.auto_resume,
         allow_public_traffic=sandbox.allow_public_traffic,
@@ -110,7 +112,7 @@ async def address(info: SandboxInfo, port: int) -> tuple[str, int]:
         raise GatewayError("sandbox_gone")
     if info.status != SandboxStatus.RUNNING:
         raise GatewayError("sandbox_error")
-    key = (info.sandbox_id, port)
+    key = (info.runtime_id, port)
     hit = _addresses.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]

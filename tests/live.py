@@ -58,6 +58,10 @@ class LiveServer:
     process: subprocess.Popen | None = None
     api_key: str = field(default="", repr=False)
     log_path: Path | None = None
+    # What `manage.py seed_scale` printed, when the server was started with a seed.
+    seed: dict = field(default_factory=dict, repr=False)
+    owns_database: bool = True  # False for a second server on another one's database
+    worker: bool = True  # False: `serve --no-worker`
 
     def manage(self, *args: str) -> str:
         out = subprocess.run(
@@ -69,6 +73,23 @@ class LiveServer:
             text=True,
         )
         return out.stdout.strip()
+
+    def signed_in(self, email: str, password: str) -> httpx.Client:
+        """An HTTP client holding a console session, signed in through the real form."""
+        client = httpx.Client(base_url=self.url, timeout=30)
+        client.get("/signin/")
+        answer = client.post(
+            "/signin/",
+            data={
+                "username": email,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+        )
+        if answer.status_code != 302 or "sessionid" not in client.cookies:
+            client.close()
+            raise AssertionError(f"sign-in as {email} failed: {answer.status_code}")
+        return client
 
     def cli_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
@@ -143,7 +164,7 @@ class LiveServer:
                 self.process.wait(timeout=5)
         self.destroy_sandboxes()
         own_db = self.env.get("DATABASE_URL", "")
-        if own_db.rsplit("/", 1)[-1].startswith("live_"):
+        if self.owns_database and own_db.rsplit("/", 1)[-1].startswith("live_"):
             _drop_database(own_db)
 
     def destroy_sandboxes(self) -> None:
@@ -153,7 +174,19 @@ class LiveServer:
             self.driver().reconcile(set())
 
 
-def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
+def start_live_server(
+    tmp_dir: Path,
+    *,
+    same_database_as: LiveServer | None = None,
+    seed_scale: float | None = None,
+    worker: bool = True,
+    **extra_env: str,
+) -> LiveServer:
+    """A new server with its own data directory and (on PostgreSQL) its own database, or
+    `same_database_as` another server's (two servers side by side on one database).
+
+    `seed_scale` fills a project with `manage.py seed_scale --scale <it>` first (rows
+    only: pass worker=False, or start-up reconciliation marks its running rows lost)."""
     port = free_port()
     data_dir = tmp_dir / f"live-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,17 +198,28 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
         STATIC_MANIFEST="0",
         PYTHONUNBUFFERED="1",
     )
-    db_url = _fresh_database_url()
+    db_url = same_database_as.env.get("DATABASE_URL") if same_database_as else _fresh_database_url()
     if db_url:
         env["DATABASE_URL"] = db_url
     env.update(extra_env)
     server = LiveServer(url=f"http://localhost:{port}", port=port, data_dir=data_dir, env=env)
+    server.owns_database = same_database_as is None
+    server.worker = worker
     server.manage("migrate", "--noinput")
     server.api_key = server.manage(
         "bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main"
     )
+    if seed_scale is not None:
+        server.seed = json.loads(server.manage("seed_scale", "--scale", str(seed_scale)))
     server.log_path = data_dir / "server.log"
-    log = open(server.log_path, "wb")
+    launch(server)
+    return server
+
+
+def launch(server: LiveServer) -> None:
+    """Start (or start again, after a kill) the server's process; wait until it answers."""
+    port = server.port
+    log = open(server.log_path or server.data_dir / "server.log", "ab")
     server.process = subprocess.Popen(
         [
             str(VENV_BIN / "python"),
@@ -185,9 +229,10 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             str(port),
             "--host",
             "127.0.0.1",
+            *([] if server.worker else ["--no-worker"]),
         ],
         cwd=ROOT,
-        env=env,
+        env=server.env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -197,7 +242,7 @@ def start_live_server(tmp_dir: Path, **extra_env: str) -> LiveServer:
             raise RuntimeError(f"live server exited:\n{server.log_path.read_text()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
     server.stop()

@@ -12,7 +12,6 @@ NOT_YET = (
     "lifecycle/webhooks",
     "templates",
     "volumes",
-    "agent-deployments",
     "monitor",
 )
 

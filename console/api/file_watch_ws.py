@@ -21,6 +21,9 @@ from console.sandbox_watch import Change, Watch
 MAX_WATCHES_PER_SOCKET = 8
 # Changes waiting to be sent; past this a slow client loses the watch, not server memory.
 MAX_PENDING = 10_000
+# After a watch times out, how long its socket may stay open with no watch (the client
+# closes it itself at the same deadline).
+IDLE_CLOSE_SECONDS = 10.0
 
 SendJson = Callable[[dict], Awaitable[None]]
 
@@ -119,13 +122,15 @@ class FileWatches:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        timed_out = False
         try:
             while deadline is None or loop.time() < deadline:
                 left = None if deadline is None else deadline - loop.time()
                 try:
                     change = await asyncio.wait_for(queue.get(), left)
                 except TimeoutError:
-                    break  # the client stops listening at the same moment
+                    timed_out = True
+                    break
                 pending.done()
                 if change is None or change.event == "overflow":
                     why = (
@@ -148,6 +153,12 @@ class FileWatches:
             await asyncio.to_thread(watch.stop)
             self.watches.pop(watch_id, None)
             self.tasks.pop(watch_id, None)
+        if timed_out:
+            # The client ends its own loop at the same deadline and closes the socket;
+            # closing first would reach it as an error. Close only a socket left idle.
+            await asyncio.sleep(IDLE_CLOSE_SECONDS)
+            if self.closed:
+                return
         if not self.watches:
             await self.close()
 

@@ -135,11 +135,11 @@ def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         if encoding in ("utf8", "utf-8"):
             content = sandbox_files.read_text(
-                sandbox.public_id, _body_path(request), _user(request)
+                sandbox.runtime_id, _body_path(request), _user(request)
             )
             size = len(content.encode())
         elif encoding == "base64":
-            data = sandbox_files.read_bytes(sandbox.public_id, _body_path(request), _user(request))
+            data = sandbox_files.read_bytes(sandbox.runtime_id, _body_path(request), _user(request))
             content, size = base64.b64encode(data).decode("ascii"), len(data)
         else:
             raise ApiError("invalid_request", "`encoding` must be utf8 or base64")
@@ -167,7 +167,7 @@ def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.write_chunks(
-                sandbox.public_id, body.get("path"), [data], user=_user(request)
+                sandbox.runtime_id, body.get("path"), [data], user=_user(request)
             )
         )
 
@@ -199,7 +199,7 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
                 raise ApiError("invalid_request", f"no multipart part named {entry.get('field')!r}")
             with file_errors():
                 written = sandbox_files.write_chunks(
-                    sandbox.public_id, target, upload.chunks(), user=manifest_user
+                    sandbox.runtime_id, target, upload.chunks(), user=manifest_user
                 )
                 results.append({"status": "success", "path": target, "info": written})
         except ApiError as error:
@@ -215,7 +215,7 @@ def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
         raise ApiError("invalid_request", "`depth` must be a non-negative integer")
     with file_errors():
         entries = sandbox_files.listing(
-            sandbox.public_id,
+            sandbox.runtime_id,
             request.GET.get("path") or "/workspace",
             depth=max(1, int(depth_text)),
             user=_user(request),
@@ -228,7 +228,7 @@ def file_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
-            sandbox_files.info(sandbox.public_id, _body_path(request), _user(request))
+            sandbox_files.info(sandbox.runtime_id, _body_path(request), _user(request))
         )
 
 
@@ -237,7 +237,11 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
-            {"exists": sandbox_files.exists(sandbox.public_id, _body_path(request), _user(request))}
+            {
+                "exists": sandbox_files.exists(
+                    sandbox.runtime_id, _body_path(request), _user(request)
+                )
+            }
         )
 
 
@@ -245,7 +249,7 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        sandbox_files.mkdir(sandbox.public_id, _body_path(request), _user(request))
+        sandbox_files.mkdir(sandbox.runtime_id, _body_path(request), _user(request))
     return _no_content()
 
 
@@ -253,7 +257,7 @@ def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def remove_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        sandbox_files.remove(sandbox.public_id, _body_path(request), _user(request))
+        sandbox_files.remove(sandbox.runtime_id, _body_path(request), _user(request))
     return _no_content()
 
 
@@ -263,7 +267,7 @@ def rename_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.rename(
-                sandbox.public_id,
+                sandbox.runtime_id,
                 _body_path(request, "old_path"),
                 _body_path(request, "new_path"),
                 _user(request),
@@ -276,7 +280,7 @@ def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         sandbox_files.chmod(
-            sandbox.public_id,
+            sandbox.runtime_id,
             _body_path(request),
             _body_path(request, "permissions"),
             _user(request),
@@ -289,7 +293,7 @@ def _search(request: HttpRequest, sandbox_id: str, finder: Callable[..., list]) 
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         found = finder(
-            sandbox.public_id,
+            sandbox.runtime_id,
             _body_path(request),
             _body_path(request, "pattern"),
             _user(request),
@@ -314,7 +318,7 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     with file_errors():
         return JsonResponse(
             sandbox_files.replace(
-                sandbox.public_id,
+                sandbox.runtime_id,
                 body.get("files"),
                 body.get("pattern"),
                 body.get("replacement"),
@@ -329,20 +333,20 @@ def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def _file_response(
     sandbox: Sandbox, target: Any, as_tar: bool, user: str | None = None
 ) -> FileResponse:
-    spath = sandbox_files.locate(sandbox.public_id, target, user)
-    if sandbox_files.is_dir(sandbox.public_id, spath):
+    spath = sandbox_files.locate(sandbox.runtime_id, target, user)
+    if sandbox_files.is_dir(sandbox.runtime_id, spath):
         if not as_tar:
             raise ApiError(
                 "invalid_request",
                 f"{target} is a directory; ask for archive_format=tar to download it as a tar",
             )
         return FileResponse(
-            sandbox_files.tar_directory(sandbox.public_id, spath),
+            sandbox_files.tar_directory(sandbox.runtime_id, spath),
             as_attachment=True,
             filename=f"{posixpath.basename(spath) or 'root'}.tar",
             content_type="application/x-tar",
         )
-    handle = sandbox_files.open_file(sandbox.public_id, spath)
+    handle = sandbox_files.open_file(sandbox.runtime_id, spath)
     return FileResponse(handle, as_attachment=False, content_type="application/octet-stream")
 
 
@@ -356,7 +360,7 @@ def _receive_file(
             f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
         )
     sandbox_files.write_chunks(
-        sandbox.public_id, target, sandbox_files.iter_stream(request), user=user
+        sandbox.runtime_id, target, sandbox_files.iter_stream(request), user=user
     )
 
 
@@ -381,12 +385,13 @@ def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 def _signed_url(
     request: HttpRequest, sandbox: Sandbox, route: str, payload: dict, purpose: str
-) -> str:
+) -> tuple[str, str]:
+    """The self-authenticating URL and the token it carries."""
     token = sign_url_payload(
         {"sb": sandbox.public_id, "prj": sandbox.project_id, **payload}, purpose
     )
     base = request.build_absolute_uri(reverse(route, args=[sandbox.public_id]))
-    return f"{base}?{urlencode({'token': token})}"
+    return f"{base}?{urlencode({'token': token})}", token
 
 
 @api_key_required(READ)
@@ -396,12 +401,12 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     if archive not in (None, "tar"):
         raise ApiError("invalid_request", "`archive_format` must be tar or null")
     with file_errors():
-        target = sandbox_files.locate(sandbox.public_id, _body_path(request), _user(request))
-        if not sandbox_files.exists(sandbox.public_id, target):
+        target = sandbox_files.locate(sandbox.runtime_id, _body_path(request), _user(request))
+        if not sandbox_files.exists(sandbox.runtime_id, target):
             raise ApiError("file_not_found", f"{target} does not exist")
-        if sandbox_files.is_dir(sandbox.public_id, target) and archive != "tar":
+        if sandbox_files.is_dir(sandbox.runtime_id, target) and archive != "tar":
             raise ApiError("invalid_request", "That path is a directory; pass archive_format=tar")
-    url = _signed_url(
+    url, _token = _signed_url(
         request,
         sandbox,
         "v1-sandbox-file-signed-download",
@@ -415,14 +420,12 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def upload_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
-        target = sandbox_files.locate(sandbox.public_id, _body_path(request), _user(request))
-    return JsonResponse(
-        {
-            "url": _signed_url(
-                request, sandbox, "v1-sandbox-file-signed-upload", {"path": target}, UPLOAD_PURPOSE
-            )
-        }
+        target = sandbox_files.locate(sandbox.runtime_id, _body_path(request), _user(request))
+    url, token = _signed_url(
+        request, sandbox, "v1-sandbox-file-signed-upload", {"path": target}, UPLOAD_PURPOSE
     )
+    # The client reads UploadUrl(url, token); the token is the one the URL carries.
+    return JsonResponse({"url": url, "token": token})
 
 
 def signed_view(purpose: str) -> Callable:

@@ -60,8 +60,8 @@ def string_problem(value: str) -> str | None:
     return None
 
 
-def _check_tree(value: Any) -> None:
-    """Depth and string rules over a parsed body, without recursion."""
+def check_tree(value: Any) -> None:
+    """Depth, number and string rules over parsed JSON, without recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -69,6 +69,11 @@ def _check_tree(value: Any) -> None:
             problem = string_problem(node)
             if problem:
                 raise _bad(f"A string in the request body {problem}")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise _bad("Request body has a number that is not finite")
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not -INT_BOUND <= node < INT_BOUND:
+                raise _bad("Request body has an integer outside 64 bits")
         elif isinstance(node, dict | list):
             if depth > MAX_DEPTH:
                 raise _bad(f"Request body is nested deeper than {MAX_DEPTH} levels")
@@ -136,7 +141,7 @@ def parse_json(raw: bytes | str) -> Any:
         raise _bad(f"Request body is nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
         raise _bad("Request body is not valid JSON") from None
-    _check_tree(value)
+    check_tree(value)
     return value
 
 

@@ -15,6 +15,7 @@ from django.urls import path
 
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
+from console.api.listing import api_page, page_body, wants_page, whole_list
 from console.forms import ApiKeyApiForm
 from console.keys import (
     IssuedKey,
@@ -24,9 +25,11 @@ from console.keys import (
     rotate_api_key,
 )
 from console.models import ApiKey, KeyScope
+from console.paging import Keyset
 from console.timefmt import iso
 
 DEFAULT_KEY_NAME = "default"
+KEYSET = Keyset("key", "created_at")
 
 
 def _key_body(key: ApiKey) -> dict[str, Any]:
@@ -84,8 +87,12 @@ def key_cap() -> Iterator[None]:
 
 @api_key_required(READ)
 def list_keys(request: ApiRequest) -> HttpResponse:
-    keys = request.project.api_keys.select_related("rotated_from").order_by("-created_at")
-    return JsonResponse([key.to_dict() for key in keys], safe=False)
+    """A bare list (1.0.3) of every key, or keyset pages when asked for."""
+    keys = request.project.api_keys.select_related("rotated_from")
+    if wants_page(request):
+        return JsonResponse(page_body(api_page(request, keys, KEYSET), ApiKey.to_dict))
+    found = whole_list(keys, KEYSET, what="API keys")
+    return JsonResponse([key.to_dict() for key in found], safe=False)
 
 
 @api_key_required(WRITE)

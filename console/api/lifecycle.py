@@ -1,5 +1,10 @@
 """GET /v1/lifecycle/events, /v1/sandboxes/{id}/lifecycle, /v1/snapshots/{id}/lifecycle
-(api-contract 7.2): `{events, offset, limit, has_more}`. Webhooks are not served here."""
+(api-contract 7.2): `{events, offset, limit, has_more}`, plus `next_cursor`.
+
+The client pages with `offset`; OFFSET reads and skips every row before the page, so
+it is honoured only up to MAX_OFFSET. Each answer carries `next_cursor` (as the
+contract's log pages do): `cursor=<it>` continues from the last event by a keyset
+range on (project, seq, id) at any depth. Webhooks are not served here."""
 
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ from console import lifecycle, sandboxes
 from console.api.auth import READ, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.models import EventStatus, Operation
+from console.paging import BadCursor, Keyset, encode, paginate
 
 MAX_LIMIT = 500
+MAX_OFFSET = 10_000
+KEYSET = Keyset("event", "seq")
 
 
 def _time(request: HttpRequest, name: str) -> datetime | None:
@@ -40,6 +48,16 @@ def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
     if request.GET.get("audience") not in (None, "", "customer"):
         raise ApiError("invalid_request", "Only audience=customer is served on public routes")
     offset = query_int(request, "offset", 0, 0, 10**9)
+    cursor = request.GET.get("cursor") or None
+    if cursor and offset:
+        raise ApiError("invalid_request", "Send either cursor or offset, not both")
+    if offset > MAX_OFFSET:
+        raise ApiError(
+            "invalid_request",
+            f"offset above {MAX_OFFSET} is not served: continue with cursor=<next_cursor> "
+            "from the previous page",
+            details={"max_offset": MAX_OFFSET},
+        )
     limit = query_int(request, "limit", 50, 0, MAX_LIMIT) or 50
     order = _choice(request, "order", ["asc", "desc"]) or "desc"
     filters = {
@@ -55,14 +73,25 @@ def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
         until=_time(request, "to"),
         **filters,
     )
-    ordering = ["seq", "occurred_at"] if order == "asc" else ["-seq", "-occurred_at"]
-    page = list(rows.order_by(*ordering)[offset : offset + limit + 1])
+    ascending = order == "asc"
+    if offset:
+        ordering = ["seq", "pk"] if ascending else ["-seq", "-pk"]
+        found = list(rows.order_by(*ordering)[offset : offset + limit + 1])
+        events = found[:limit]
+        next_cursor = encode(KEYSET, events[-1]) if len(found) > limit else None
+    else:
+        try:
+            page = paginate(rows, KEYSET, limit=limit, after=cursor, ascending=ascending)
+        except BadCursor as exc:
+            raise ApiError("invalid_request", f"cursor: {exc}") from None
+        events, next_cursor = page.items, page.next_cursor
     return JsonResponse(
         {
-            "events": [lifecycle.event_to_dict(e) for e in page[:limit]],
+            "events": [lifecycle.event_to_dict(e) for e in events],
             "offset": offset,
             "limit": limit,
-            "has_more": len(page) > limit,
+            "has_more": next_cursor is not None,
+            "next_cursor": next_cursor,
         }
     )
 
@@ -74,7 +103,7 @@ def list_events(request: HttpRequest) -> JsonResponse:
 
 @api_key_required(READ)
 def sandbox_events(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
     return _answer(request, about_sandbox=sandbox.public_id)
 
 

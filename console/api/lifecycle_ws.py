@@ -37,7 +37,7 @@ class LifecycleSocket(ScopedSocket):
         if sandbox_id:
             try:
                 sandbox = await database_sync_to_async(sandboxes.get_sandbox)(
-                    self.project, sandbox_id
+                    self.project, sandbox_id, include_gone=True
                 )
             except ApiError as error:
                 await self.send_json({"type": "error", "message": error.message})

@@ -20,7 +20,9 @@ from django.utils import timezone
 from console import previews
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
+from console.api.listing import api_page, page_body, wants_page, whole_list
 from console.models import AuthMode, KeyScope, PreviewGrant, Sandbox, SandboxStatus
+from console.paging import Keyset
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 from console.sandboxes import get_sandbox
@@ -35,6 +37,8 @@ MAX_READINESS_SECONDS = 120
 MIN_INTERVAL_MS = 50
 MAX_INTERVAL_MS = 10_000
 PROBE_TIMEOUT = 2.0
+GRANT_KEYSET = Keyset("grant", "created_at")
+GRANT_COLUMNS = [f.name for f in PreviewGrant._meta.concrete_fields]
 
 
 def _port(port: str) -> int:
@@ -202,8 +206,16 @@ def _proxy_warnings(
 @api_key_required(READ)
 def list_grants(request, sandbox_id: str) -> JsonResponse:
     sandbox = get_sandbox(request.project, sandbox_id)
-    grants = PreviewGrant.objects.filter(sandbox=sandbox).select_related(
-        "sandbox", "created_by", "created_by_key"
+    # Of the related rows, only what PreviewGrantInfo names (their JSON and dates stay put).
+    grants = (
+        PreviewGrant.objects.filter(sandbox=sandbox)
+        .select_related("sandbox", "created_by", "created_by_key")
+        .only(
+            *GRANT_COLUMNS,
+            "sandbox__public_id",
+            "created_by__username",
+            "created_by_key__public_id",
+        )
     )
     port = request.GET.get("port")
     if port not in (None, ""):
@@ -211,7 +223,14 @@ def list_grants(request, sandbox_id: str) -> JsonResponse:
             raise ApiError("invalid_request", "port must be an integer")
         grants = grants.filter(port=int(port))
     _flush_accounting()
-    return JsonResponse({"items": [previews.grant_to_dict(grant) for grant in grants]})
+    if wants_page(request):
+        return JsonResponse(
+            page_body(api_page(request, grants, GRANT_KEYSET), previews.grant_to_dict)
+        )
+    found = whole_list(grants, GRANT_KEYSET, what="preview grants")
+    return JsonResponse(
+        {"items": [previews.grant_to_dict(g) for g in found], "next_token": None, "has_next": False}
+    )
 
 
 def _flush_accounting() -> None:
@@ -265,7 +284,7 @@ def _route(sandbox: Sandbox, port: int) -> tuple[tuple[str, int] | None, str | N
     if sandbox.status != SandboxStatus.RUNNING:
         return None, f"sandbox is {sandbox.status}"
     try:
-        return get_driver().upstream(sandbox.public_id, port), None
+        return get_driver().upstream(sandbox.runtime_id, port), None
     except RuntimeError_ as exc:
         return None, str(exc)
 

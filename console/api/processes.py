@@ -45,7 +45,7 @@ def exec_command(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 @api_key_required(READ)
 def list_processes(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = _running_sandbox(request, sandbox_id)
-    found = sandboxes._driver(lambda: get_driver().processes(sandbox.public_id))
+    found = sandboxes._driver(lambda: get_driver().processes(sandbox.runtime_id))
     return JsonResponse(
         [{"pid": p.pid, "command": p.command, "running": p.running} for p in found], safe=False
     )
@@ -69,7 +69,7 @@ def process_logs(request: HttpRequest, sandbox_id: str, pid: int) -> JsonRespons
 @api_key_required(WRITE)
 def kill_process(request: HttpRequest, sandbox_id: str, pid: int) -> HttpResponse:
     sandbox = _running_sandbox(request, sandbox_id)
-    sandboxes._driver(lambda: get_driver().kill_process(sandbox.public_id, pid))
+    sandboxes._driver(lambda: get_driver().kill_process(sandbox.runtime_id, pid))
     return HttpResponse(status=204)
 
 
@@ -79,7 +79,7 @@ def process_stdin(request: HttpRequest, sandbox_id: str, pid: int) -> HttpRespon
     if not isinstance(data, str):
         raise ApiError("invalid_request", "data must be a string")
     sandbox = _running_sandbox(request, sandbox_id)
-    sandboxes._driver(lambda: get_driver().write_stdin(sandbox.public_id, pid, data.encode()))
+    sandboxes._driver(lambda: get_driver().write_stdin(sandbox.runtime_id, pid, data.encode()))
     return HttpResponse(status=204)
 
 

@@ -65,7 +65,7 @@ class PtyChannel:
             elif kind == "pty_input":
                 data = _input_bytes(content)
                 await asyncio.to_thread(
-                    get_driver().write_stdin, self.sandbox.public_id, self.info.pid, data
+                    get_driver().write_stdin, self.sandbox.runtime_id, self.info.pid, data
                 )
             elif kind == "pty_resize":
                 cols, rows = sandbox_pty.size(content)
@@ -104,7 +104,7 @@ class PtyChannel:
         asyncio.ensure_future(self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None))
 
     async def _stream(self, info: PtyInfo, tail_bytes: int | None) -> None:
-        sandbox_id = self.sandbox.public_id
+        sandbox_id = self.sandbox.runtime_id
         driver = get_driver()
         self.stream = stream = OutputStream(
             lambda stop: driver.follow_output(

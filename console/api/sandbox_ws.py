@@ -68,7 +68,7 @@ class SandboxSocket(ScopedSocket):
         if self.channel is None:
             destroyed = self.sandbox.status == SandboxStatus.DESTROYED
             refusal = f"Sandbox {sandbox_id} was destroyed" if destroyed else None
-            self.watches = FileWatches(sandbox_id, self.send_json, self.close, refusal)
+            self.watches = FileWatches(self.sandbox.runtime_id, self.send_json, self.close, refusal)
         elif self.channel == "pty":
             self.pty = PtyChannel(self.sandbox, self.send_json, self.close)
 
@@ -115,13 +115,13 @@ class SandboxSocket(ScopedSocket):
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise ApiError("invalid_request", "exec_connect needs an integer pid")
         sandboxes.require_running(self.sandbox)
-        known = sandboxes._driver(lambda: get_driver().processes(self.sandbox.public_id))
+        known = sandboxes._driver(lambda: get_driver().processes(self.sandbox.runtime_id))
         if not any(process.pid == pid for process in known):
             raise ApiError("process_not_found", f"No process {pid} in this sandbox")
         return pid, None
 
     async def _stream(self, pid: int, timeout: float | None) -> None:
-        sandbox_id = self.sandbox.public_id
+        sandbox_id = self.sandbox.runtime_id
         driver = get_driver()
         self.stream = stream = OutputStream(
             lambda stop: driver.follow_output(sandbox_id, pid, stop_after=timeout, stop=stop),

@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from console import sandboxes
-from console.api.auth import READ, WRITE, api_key_required, methods, query_int
+from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.idempotency import idempotent
+from console.api.listing import api_page, page_body
 from console.models import LIVE_STATUSES, Sandbox, SandboxStatus
+from console.paging import Keyset
 
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
+KEYSET = Keyset("sandbox", "created_at")
 
 
 def _present(body: dict[str, Any], key: str) -> Any:
@@ -139,21 +138,6 @@ def _project(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
     return {name: body.get(name) for name in fields}
 
 
-def _encode_token(pk: int) -> str:
-    return base64.urlsafe_b64encode(f"sb:{pk}".encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, pk = raw.partition(":")
-        if kind != "sb":
-            raise ValueError
-        return int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError("invalid_request", "next_token is not one this server gave out") from None
-
-
 @api_key_required(READ)
 def list_sandboxes(request: HttpRequest) -> JsonResponse:
     fields = _fields(request)
@@ -170,19 +154,8 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
         rows = rows.filter(template=template)
     for key, value in sandboxes.metadata_filter(request.GET.get("metadata")).items():
         rows = rows.filter(**{f"metadata__{key}": value})
-    limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    if token := request.GET.get("next_token"):
-        rows = rows.filter(pk__lt=_decode_token(token))
-    page = list(rows.order_by("-pk")[: limit + 1])
-    has_next = len(page) > limit
-    page = page[:limit]
-    return JsonResponse(
-        {
-            "items": [_project(sandboxes.sandbox_to_dict(s), fields) for s in page],
-            "next_token": _encode_token(page[-1].pk) if has_next else None,
-            "has_next": has_next,
-        }
-    )
+    page = api_page(request, rows, KEYSET)
+    return JsonResponse(page_body(page, lambda s: _project(sandboxes.sandbox_to_dict(s), fields)))
 
 
 @api_key_required(READ)
@@ -194,7 +167,8 @@ def get_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 @api_key_required(WRITE)
 def kill_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    # Killing is idempotent: a gone sandbox answers destroyed again (GET says not found).
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
     sandbox = sandboxes.destroy_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
     return JsonResponse({"id": sandbox.public_id, "status": sandbox.status})
 

@@ -10,7 +10,11 @@ from django.urls import path
 from console import sandboxes
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.idempotency import idempotent
+from console.api.listing import api_page, page_body, wants_page, whole_list
 from console.models import Snapshot
+from console.paging import Keyset
+
+KEYSET = Keyset("snapshot", "created_at")
 
 
 @api_key_required(WRITE)
@@ -25,12 +29,16 @@ def create_snapshot(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 def _listed(request: HttpRequest, sandbox_public_id: str | None) -> JsonResponse:
+    """A bare list (contract 7.1) of every snapshot, or keyset pages when asked for."""
     rows = Snapshot.objects.filter(project=request.project)  # type: ignore[attr-defined]
     if sandbox_public_id:
         rows = rows.filter(sandbox_public_id=sandbox_public_id)
     for key, value in sandboxes.metadata_filter(request.GET.get("metadata")).items():
         rows = rows.filter(**{f"metadata__{key}": value})
-    return JsonResponse([sandboxes.snapshot_to_dict(s) for s in rows[:1000]], safe=False)
+    if wants_page(request):
+        return JsonResponse(page_body(api_page(request, rows, KEYSET), sandboxes.snapshot_to_dict))
+    found = whole_list(rows, KEYSET, what="snapshots")
+    return JsonResponse([sandboxes.snapshot_to_dict(s) for s in found], safe=False)
 
 
 @api_key_required(READ)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import re_path
 
+from console.api import agents as agents_api
 from console.api import fallback
 from console.api import files as files_api
 from console.api import keys as keys_api
@@ -25,6 +26,7 @@ urlpatterns += snapshots_api.urlpatterns
 urlpatterns += lifecycle_api.urlpatterns
 urlpatterns += keys_api.urlpatterns
 urlpatterns += pty_api.urlpatterns
+urlpatterns += agents_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console.api.auth import READ, WRITE, check_rate_limit
 from console.api.errors import ApiError
-from console.api.json_body import parse_json
+from console.api.json_body import MAX_DEPTH, check_tree
 from console.api.ws_auth import query_param, scope_api_key
+from console.api.ws_json import TolerantJsonConsumer
 from console.models import ApiKey, KeyScope
 
 # Private close codes (4000-4999): the same numbers as the HTTP statuses they stand for.
@@ -58,7 +58,7 @@ def _take_token(key: ApiKey) -> ApiError | None:
     return None
 
 
-class ScopedSocket(AsyncJsonWebsocketConsumer):
+class ScopedSocket(TolerantJsonConsumer):
     """Base of every /v1 WebSocket consumer; subclasses declare `channels` and implement
     `opened()` and `handle(kind, content)`."""
 
@@ -93,21 +93,26 @@ class ScopedSocket(AsyncJsonWebsocketConsumer):
         await self.opened()
         self.ready = True
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None or not self.ready:
-            return  # the contract's frames are JSON text
-        if len(text_data) > MAX_FRAME_CHARS:
-            await self.deny({}, "payload_too_large", f"Frames are at most {MAX_FRAME_CHARS} chars")
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if not self.ready:
+            return
+        if text_data is not None and len(text_data) > MAX_FRAME_CHARS:
+            await self.send_invalid(f"frames are at most {MAX_FRAME_CHARS} characters")
             return
         try:
-            content = parse_json(text_data)
-        except ApiError as error:
-            await self.deny({}, error.code, error.message)
-            return
-        await self.receive_json(content)
+            await super().receive(text_data, bytes_data, **kwargs)
+        except RecursionError:
+            await self.send_invalid(f"nested deeper than {MAX_DEPTH} levels")
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not self.ready:
+            return
+        try:
+            check_tree(content)  # NUL, lone surrogates, NaN, depth: as for HTTP bodies
+        except ApiError as error:
+            await self.deny(content, error.code, error.message)
             return
         kind = content.get("type")
         if not isinstance(kind, str):

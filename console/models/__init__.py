@@ -1,5 +1,21 @@
 from __future__ import annotations
 
+from console.models.agents import (
+    AgentArtifact,
+    AgentDeployment,
+    AgentLogEvent,
+    AgentRun,
+    AgentService,
+    AgentVersion,
+    ArtifactStatus,
+    CachePolicy,
+    DeploymentMode,
+    DeploymentStatus,
+    LogLevel,
+    RunStatus,
+    ServiceStatus,
+    VersionStatus,
+)
 from console.models.audit import AuditEvent
 from console.models.idempotency import IdempotencyRecord
 from console.models.keys import ApiKey, KeyScope
@@ -12,6 +28,20 @@ from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
 
 __all__ = [
+    "ArtifactStatus",
+    "VersionStatus",
+    "RunStatus",
+    "ServiceStatus",
+    "DeploymentStatus",
+    "DeploymentMode",
+    "CachePolicy",
+    "LogLevel",
+    "AgentArtifact",
+    "AgentDeployment",
+    "AgentLogEvent",
+    "AgentRun",
+    "AgentService",
+    "AgentVersion",
     "ActorKind",
     "ApiKey",
     "AuditEvent",

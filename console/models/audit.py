@@ -24,3 +24,18 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The audit page reads one team's rows newest first, optionally by action or by
+        # an actor prefix: each filter has an index that serves it as a range scan.
+        indexes = [
+            models.Index(fields=["team", "created_at", "id"], name="console_audit_team_time"),
+            models.Index(
+                fields=["team", "action", "created_at", "id"], name="console_audit_team_action"
+            ),
+            # varchar_pattern_ops lets PostgreSQL answer LIKE 'prefix%' from the index
+            # whatever the database collation (SQLite ignores opclasses).
+            models.Index(
+                fields=["team", "actor_label"],
+                opclasses=["int8_ops", "varchar_pattern_ops"],
+                name="console_audit_team_actor",
+            ),
+        ]

@@ -54,6 +54,15 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["project", "created_at", "id"], name="console_key_proj_time"),
+            # The overview's "active keys" count reads only unrevoked keys.
+            models.Index(
+                fields=["project", "expires_at"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="console_key_proj_open",
+            ),
+        ]
 
     def __repr__(self) -> str:
         return f"<ApiKey {self.public_id} {self.prefix}…>"

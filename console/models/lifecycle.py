@@ -56,3 +56,16 @@ class LifecycleEvent(models.Model):
 
     class Meta:
         ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["project", "seq", "id"], name="console_event_proj_seq"),
+            models.Index(
+                fields=["project", "sandbox_id", "seq", "id"], name="console_event_sandbox_seq"
+            ),
+            # A sandbox's own list also matches it as a fork's source or target.
+            models.Index(
+                fields=["project", "source_sandbox_id", "seq"], name="console_event_source_seq"
+            ),
+            models.Index(
+                fields=["project", "target_sandbox_id", "seq"], name="console_event_target_seq"
+            ),
+        ]

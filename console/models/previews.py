@@ -53,7 +53,22 @@ class PreviewGrant(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["sandbox", "port"], name="console_grant_sandbox_port")]
+        indexes = [
+            models.Index(fields=["sandbox", "port"], name="console_grant_sandbox_port"),
+            models.Index(fields=["project", "created_at", "id"], name="console_grant_proj_time"),
+            models.Index(fields=["sandbox", "created_at", "id"], name="console_grant_sandbox_time"),
+            # "N active" counts read only the grants that can still be active.
+            models.Index(
+                fields=["project", "expires_at"],
+                condition=models.Q(revoked_at__isnull=True, disabled_at__isnull=True),
+                name="console_grant_proj_open",
+            ),
+            models.Index(
+                fields=["sandbox", "expires_at"],
+                condition=models.Q(revoked_at__isnull=True, disabled_at__isnull=True),
+                name="console_grant_sandbox_open",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.public_id

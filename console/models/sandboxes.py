@@ -65,6 +65,15 @@ class Sandbox(models.Model):
     forked_from_public_id = models.CharField(max_length=32, blank=True)
     # Whatever the runtime driver needs to find the sandbox again (netns, address...).
     runtime_state = models.JSONField(default=dict, blank=True)
+    # The driver's name for the sandbox ("" = public_id). A sandbox resumed from a
+    # hibernated one gets a new public id but keeps running in its predecessor's runtime.
+    runtime_name = models.CharField(max_length=32, blank=True)
+    # The runtime instance (server) that owns the sandbox: only it reconciles it and acts
+    # on its timeouts ("" = made before owners were recorded).
+    owner = models.CharField(max_length=100, blank=True, db_index=True)
+    # The process making it while `creating` ("<pid>:<start time>"), so that its owner can
+    # tell an interrupted create from one still under way.
+    create_process = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     created_by_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -79,10 +88,18 @@ class Sandbox(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "status"], name="console_sandbox_proj_status")]
+        indexes = [
+            models.Index(fields=["project", "status"], name="console_sandbox_proj_status"),
+            models.Index(fields=["project", "created_at", "id"], name="console_sandbox_proj_time"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id
+
+    @property
+    def runtime_id(self) -> str:
+        """The id every runtime driver call takes."""
+        return self.runtime_name or self.public_id
 
     @property
     def host_label(self) -> str:

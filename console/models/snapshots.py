@@ -37,6 +37,13 @@ class Snapshot(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "created_at", "id"], name="console_snap_proj_time"),
+            models.Index(
+                fields=["project", "sandbox_public_id", "created_at", "id"],
+                name="console_snap_sandbox_time",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.public_id

@@ -7,6 +7,8 @@ never put in the session, in messages or in a redirect.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -19,14 +21,24 @@ from console.forms import ApiKeyForm
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.keys import IssuedKey, KeyLimitReached, create_api_key, revoke_api_key, rotate_api_key
 from console.models import ApiKey, Role
+from console.paging import Keyset, console_page
 
 TEMPLATE = "console/keys/list.html"
+PAGE_SIZE = 25
+KEYSET = Keyset("key", "created_at")
 
 
 def _render(request: HttpRequest, form: ApiKeyForm | None = None, issued: IssuedKey | None = None):
-    project = request.project
+    """One page of keys (an action re-renders the page it was taken on)."""
+    keys = request.project.api_keys.select_related("created_by")
+    page, query = console_page(request, keys, KEYSET, size=PAGE_SIZE)
+    here = {k: request.GET[k] for k in ("after", "before") if request.GET.get(k)}
     context = {
-        "keys": project.api_keys.select_related("created_by").order_by("-created_at"),
+        "page": page,
+        "query": query,
+        "here": f"?{urlencode(here)}" if here else "",
+        # Row URLs are built by appending to this prefix, not by a {% url %} per row.
+        "key_base": _list_url(request),
         "form": form or ApiKeyForm(),
         "issued": issued,
         "can_manage": request.membership.has_role(Role.MEMBER),

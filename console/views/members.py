@@ -29,19 +29,27 @@ from console.members import (
     revoke_invitation,
 )
 from console.models import Invitation, Membership, Role
+from console.paging import Keyset, console_page
 
 TEMPLATE = "console/members/list.html"
+PAGE_SIZE = 50
+KEYSET = Keyset("member", "created_at")
 
 
 def _context(request: HttpRequest, **extra) -> dict:
     team = request.team
+    # Oldest member first: the team's founders lead the list.
+    page, query = console_page(
+        request, team.memberships.select_related("user"), KEYSET, size=PAGE_SIZE, ascending=True
+    )
     return {
-        "memberships": team.memberships.select_related("user").order_by("user__username"),
+        "page": page,
+        "query": query,
+        "member_base": reverse("member-list", kwargs={"team_slug": team.slug}),
         "invitations": team.invitations.select_related("created_by").filter(
             accepted_at__isnull=True, revoked_at__isnull=True
         ),
         "invitation_form": InvitationForm(),
-        "roles": Role.choices,
         "is_owner": request.membership.has_role(Role.OWNER),
         **extra,
     }

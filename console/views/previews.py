@@ -1,18 +1,23 @@
 """Preview links (grants) in the console: per project and per sandbox.
 
 Create a signed link or a proxy target (the raw link or tokens are rendered once,
-into the response of the POST that made them, marked no-store), list grants with
-live counters (the table fragment polls every 2 s) and a usage chart, and revoke
-in one click. Every change goes through console/previews.py, as /v1 does.
+into the response of the POST that made them, marked no-store), list grants in
+keyset pages with live counters and a usage chart, and revoke in one click. The
+table does not poll: the page's live socket (console/live_ws.py) says when the
+grants changed (created, revoked, counters written) and the table re-fetches its
+page once. Every change goes through console/previews.py, as /v1 does.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -21,7 +26,8 @@ from django_htmx.http import trigger_client_event
 from console import previews
 from console.access import team_member_required
 from console.htmx import is_fragment_request, render_confirm, render_page
-from console.models import AuthMode, PreviewGrant, Role, Sandbox
+from console.models import AuthMode, PreviewGrant, Project, Role, Sandbox
+from console.paging import Keyset, console_page
 
 TEMPLATE = "console/previews/list.html"
 TOKEN_HEADER = "x-nullspace-preview-proxy-token"
@@ -33,10 +39,16 @@ EXPIRY_CHOICES = [
 ]
 KIND_CHOICES = [("link", "Signed link (browser)"), ("proxy", "Proxy target (your reverse proxy)")]
 TRANSPORT_CHOICES = [("http", "HTTP"), ("websocket", "WebSocket")]
+PAGE_SIZE = 25
+KEYSET = Keyset("grant", "created_at")
+SUGGESTED = 50  # live sandboxes offered in the form's datalist
+SANDBOX_BULK = [f"sandbox__{name}" for name in ("envs", "metadata", "network", "runtime_state")]
 
 
 class GrantForm(forms.Form):
-    sandbox = forms.ChoiceField(choices=())
+    # Any live sandbox of the project by id (a <select> of 10,000 would not do); the
+    # newest few are offered in a datalist.
+    sandbox = forms.CharField(max_length=32)
     port = forms.IntegerField(min_value=1, max_value=65535, initial=3000)
     expires = forms.ChoiceField(choices=EXPIRY_CHOICES, initial="3600")
     kind = forms.ChoiceField(choices=KIND_CHOICES, initial="link", widget=forms.RadioSelect)
@@ -48,11 +60,27 @@ class GrantForm(forms.Form):
         help_text="Proxy targets only: which transports the tokens open.",
     )
 
-    def __init__(self, *args, sandboxes: list[Sandbox], **kwargs) -> None:
+    def __init__(self, *args, project: Project, scope: Sandbox | None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["sandbox"].choices = [(sb.public_id, sb.public_id) for sb in sandboxes]
-        if len(sandboxes) == 1:
-            self.fields["sandbox"].initial = sandboxes[0].public_id
+        self.project = project
+        self.chosen: Sandbox | None = None
+        if scope is not None:
+            self.suggestions = [scope.public_id] if scope.is_live else []
+        else:
+            self.suggestions = _newest_live(project)
+        self.fields["sandbox"].widget.attrs.update(
+            list="grant-sandboxes", placeholder="sb_…", autocomplete="off"
+        )
+        if len(self.suggestions) == 1:
+            self.fields["sandbox"].initial = self.suggestions[0]
+
+    def clean_sandbox(self) -> str:
+        public_id = self.cleaned_data["sandbox"].strip()
+        sandbox = Sandbox.objects.filter(project=self.project, public_id=public_id).first()
+        if sandbox is None or not sandbox.is_live:
+            raise forms.ValidationError("Select a valid choice: a live sandbox of this project.")
+        self.chosen = sandbox
+        return public_id
 
     def clean_port(self) -> int:
         try:
@@ -74,18 +102,29 @@ def _scope(request: HttpRequest, sandbox_id: str | None) -> Sandbox | None:
 
 
 def _grants(request: HttpRequest, sandbox: Sandbox | None):
-    rows = PreviewGrant.objects.filter(project=request.project).select_related(
-        "sandbox", "created_by", "created_by_key"
+    # Only the sandbox's id is shown: leave its JSON columns in the database.
+    rows = (
+        PreviewGrant.objects.filter(project=request.project)
+        .select_related("sandbox")
+        .defer(*SANDBOX_BULK)
     )
     return rows.filter(sandbox=sandbox) if sandbox else rows
 
 
-def _grantable_sandboxes(request: HttpRequest, sandbox: Sandbox | None) -> list[Sandbox]:
-    if sandbox is not None:
-        return [sandbox] if sandbox.is_live else []
-    return list(
-        Sandbox.objects.filter(project=request.project).live().order_by("-created_at")[:200]
+def _newest_live(project: Project) -> list[str]:
+    rows = Sandbox.objects.filter(project=project).live().order_by("-created_at", "-id")
+    return list(rows.values_list("public_id", flat=True)[:SUGGESTED])
+
+
+def _active_count(request: HttpRequest, sandbox: Sandbox | None) -> int:
+    """Exact, from the partial indexes of open grants (only those can be active)."""
+    rows = PreviewGrant.objects.filter(
+        project=request.project,
+        revoked_at__isnull=True,
+        disabled_at__isnull=True,
+        expires_at__gt=timezone.now(),
     )
+    return (rows.filter(sandbox=sandbox) if sandbox else rows).count()
 
 
 def _urls(request: HttpRequest, sandbox: Sandbox | None) -> dict[str, str]:
@@ -102,6 +141,21 @@ def _urls(request: HttpRequest, sandbox: Sandbox | None) -> dict[str, str]:
         "table": reverse("grant-sandbox-table", kwargs=kwargs),
         "create": reverse("grant-sandbox-create", kwargs=kwargs),
     }
+
+
+def _scope_param(sandbox: Sandbox | None) -> dict[str, str]:
+    return {"scope": "sandbox"} if sandbox else {}
+
+
+def _without(query: str, *names: str) -> str:
+    rest = QueryDict(query, mutable=True)
+    for name in names:
+        rest.pop(name, None)
+    return rest.urlencode()
+
+
+def _live_socket(request: HttpRequest, sandbox: Sandbox | None) -> str:
+    return _urls(request, sandbox)["list"] + "live/ws"
 
 
 def _chart(grants: list[PreviewGrant]) -> list[dict]:
@@ -122,19 +176,33 @@ def _chart(grants: list[PreviewGrant]) -> list[dict]:
 
 def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
     previews.flush_accounting()
-    grants = list(_grants(request, sandbox)[:200])
-    sandboxes = _grantable_sandboxes(request, sandbox)
+    page, query = console_page(request, _grants(request, sandbox), KEYSET, size=PAGE_SIZE)
+    query = _without(query, "next", "scope")  # a revoke's own parameters
+    here = {k: request.GET[k] for k in ("after", "before") if request.GET.get(k)}
     can_manage = request.membership.has_role(Role.MEMBER)
-    chart = _chart(grants)
+    # No live sandbox (no suggestion) means nothing to grant: the form is left out.
+    form = GrantForm(project=request.project, scope=sandbox) if can_manage else None
+    chart = _chart(page.items)
+    urls = _urls(request, sandbox)
     context = {
         "scope_sandbox": sandbox,
-        "grants": grants,
+        "page": page,
+        "query": query,
+        # The table re-fetches the page it shows, and revoking keeps the reader there.
+        "here": f"?{urlencode(here)}" if here else "",
+        "grant_base": _urls(request, None)["list"],
+        "revoke_query": "?" + urlencode({**here, "next": urls["list"], **_scope_param(sandbox)}),
+        "sandbox_base": reverse(
+            "sandbox-list",
+            kwargs={"team_slug": request.team.slug, "project_slug": request.project.slug},
+        ),
+        "live_socket": _live_socket(request, sandbox),
         "chart": chart,
         "chart_height": 12 + 22 * len(chart),
-        "urls": _urls(request, sandbox),
+        "urls": urls,
         "can_manage": can_manage,
-        "form": GrantForm(sandboxes=sandboxes) if can_manage and sandboxes else None,
-        "active_count": sum(1 for g in grants if g.status == "active"),
+        "form": form if can_manage and form.suggestions else None,
+        "active_count": _active_count(request, sandbox),
         "token_header": TOKEN_HEADER,
     }
     context.update(extra)
@@ -161,15 +229,16 @@ def grant_table(request: HttpRequest, sandbox_id: str | None = None) -> HttpResp
 @team_member_required(Role.MEMBER)
 def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpResponse:
     scope = _scope(request, sandbox_id)
-    sandboxes = _grantable_sandboxes(request, scope)
-    form = GrantForm(request.POST, sandboxes=sandboxes)
-    if not form.is_valid():
+    form = GrantForm(request.POST, project=request.project, scope=scope)
+    if not form.is_valid() or (scope is not None and form.chosen != scope):
+        if form.is_valid():
+            form.add_error("sandbox", "This page creates links for its own sandbox only.")
         # 200, as every console form: htmx 2 does not swap a 4xx, so the errors would not show.
         context = _context(request, scope)
         context["form"] = form
         return render_page(request, TEMPLATE, context, partial="grant-create")
     data = form.cleaned_data
-    sandbox = next(sb for sb in sandboxes if sb.public_id == data["sandbox"])
+    sandbox = form.chosen
     proxy = data["kind"] == "proxy"
     kinds = [previews.HTTP_PORT, previews.WEBSOCKET_PORT]
     if proxy:

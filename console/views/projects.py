@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.access import team_member_required
@@ -50,7 +52,10 @@ def project_detail(request: HttpRequest) -> HttpResponse:
     project = request.project
     context = {
         "api_url": settings.SITE_URL,
-        "active_keys": sum(1 for key in project.api_keys.all() if key.is_active),
+        # Counted by the database on the (project, expires_at) index of unrevoked keys.
+        "active_keys": project.api_keys.filter(revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .count(),
         "member_count": request.team.memberships.count(),
     }
     return render(request, "console/projects/detail.html", context)

@@ -11,10 +11,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest
 
 from console import sandbox_files
 from console.models import LifecycleEvent, Role, Sandbox, SandboxStatus, Snapshot
+from console.paging import BadCursor, Keyset, Page, paginate
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 from console.sandbox_forms import ExecForm, TimeoutForm
@@ -23,23 +25,15 @@ WORKSPACE = sandbox_files.WORKSPACE
 # Bigger files are offered as a download instead of being shown in the page.
 MAX_VIEW_BYTES = 256 * 1024
 EVENTS_SHOWN = 25
-
-
-def last_event_seq(sandbox: Sandbox) -> int:
-    seq = (
-        LifecycleEvent.objects.filter(project=sandbox.project, sandbox_id=sandbox.public_id)
-        .order_by("-seq")
-        .values_list("seq", flat=True)
-        .first()
-    )
-    return seq or 0
+SNAPSHOTS_SHOWN = 10
+SNAPSHOT_KEYSET = Keyset("snapshot", "created_at")
+EVENT_KEYSET = Keyset("event", "seq")
 
 
 def state_context(request: HttpRequest, sandbox: Sandbox) -> dict[str, Any]:
     return {
         "sandbox": sandbox,
         "can_act": request.membership.has_role(Role.MEMBER),
-        "last_event_seq": last_event_seq(sandbox),
     }
 
 
@@ -47,7 +41,7 @@ def process_context(sandbox: Sandbox) -> dict[str, Any]:
     if sandbox.status != SandboxStatus.RUNNING:
         return {"processes": [], "process_note": f"The sandbox is {sandbox.status}."}
     try:
-        rows = get_driver().processes(sandbox.public_id)
+        rows = get_driver().processes(sandbox.runtime_id)
     except RuntimeError_ as exc:
         return {"processes": [], "process_note": str(exc)}
     # Running first, newest first: what a person wants to kill is at the top.
@@ -92,11 +86,11 @@ def file_context(sandbox: Sandbox, path: str | None) -> dict[str, Any]:
         context["file_note"] = "The sandbox is destroyed; its workspace is gone."
         return context
     try:
-        info = sandbox_files.info(sandbox.public_id, path)
+        info = sandbox_files.info(sandbox.runtime_id, path)
         if not info["is_dir"]:
             context["file_view"] = _file_view(sandbox, info)
             path = str(PurePosixPath(path).parent)
-        entries = sandbox_files.listing(sandbox.public_id, path)
+        entries = sandbox_files.listing(sandbox.runtime_id, path)
         for entry in entries:
             entry["modified"] = _parsed_time(entry.get("modified_time"))
         context["entries"] = sorted(entries, key=lambda e: (not e["is_dir"], e["name"].lower()))
@@ -126,22 +120,31 @@ def _file_view(sandbox: Sandbox, info: dict[str, Any]) -> dict[str, Any]:
         view["note"] = f"Larger than {MAX_VIEW_BYTES // 1024} KiB: download it to read it."
         return view
     try:
-        view["text"] = sandbox_files.read_text(sandbox.public_id, info["path"])
+        view["text"] = sandbox_files.read_text(sandbox.runtime_id, info["path"])
     except RuntimeError_:
         view["note"] = "Binary content: download it to read it."
     return view
 
 
-def snapshot_context(sandbox: Sandbox) -> dict[str, Any]:
+def _side_page(request: HttpRequest, rows, keyset: Keyset, param: str, size: int) -> Page:
+    """A page of a side list of the sandbox page; `param` carries its own cursor so the
+    snapshot and event lists page independently."""
+    try:
+        return paginate(rows, keyset, limit=size, after=request.GET.get(param) or None)
+    except BadCursor as exc:
+        raise BadRequest(f"This page link is not valid ({exc}).") from None
+
+
+def snapshot_context(request: HttpRequest, sandbox: Sandbox) -> dict[str, Any]:
     rows = Snapshot.objects.filter(project=sandbox.project, sandbox_public_id=sandbox.public_id)
-    return {"snapshots": list(rows)}
+    page = _side_page(request, rows, SNAPSHOT_KEYSET, "snapshots_after", SNAPSHOTS_SHOWN)
+    return {"snapshots": page.items, "snapshot_page": page}
 
 
-def event_context(sandbox: Sandbox) -> dict[str, Any]:
-    rows = LifecycleEvent.objects.filter(
-        project=sandbox.project, sandbox_id=sandbox.public_id
-    ).order_by("-seq")[:EVENTS_SHOWN]
-    return {"events": list(rows)}
+def event_context(request: HttpRequest, sandbox: Sandbox) -> dict[str, Any]:
+    rows = LifecycleEvent.objects.filter(project=sandbox.project, sandbox_id=sandbox.public_id)
+    page = _side_page(request, rows, EVENT_KEYSET, "events_after", EVENTS_SHOWN)
+    return {"events": page.items, "event_page": page}
 
 
 def detail_context(
@@ -151,8 +154,8 @@ def detail_context(
         **state_context(request, sandbox),
         **process_context(sandbox),
         **file_context(sandbox, path),
-        **snapshot_context(sandbox),
-        **event_context(sandbox),
+        **snapshot_context(request, sandbox),
+        **event_context(request, sandbox),
         "timeout_form": TimeoutForm(),
         "exec_form": ExecForm(),
         **extra,

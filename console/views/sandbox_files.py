@@ -48,8 +48,8 @@ def file_browser(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 def file_download(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     try:
-        spath = sandbox_files.locate(sandbox.public_id, request.GET.get("path", ""))
-        handle = sandbox_files.open_file(sandbox.public_id, spath)
+        spath = sandbox_files.locate(sandbox.runtime_id, request.GET.get("path", ""))
+        handle = sandbox_files.open_file(sandbox.runtime_id, spath)
     except RuntimeError_ as exc:
         messages.error(request, str(exc))
         return _files(request, sandbox, None)
@@ -80,7 +80,7 @@ def file_upload(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     target = f"{directory.rstrip('/')}/{name}"
     try:
         sandboxes.require_running(sandbox)
-        sandbox_files.write_chunks(sandbox.public_id, target, uploaded.chunks(), limit=limit)
+        sandbox_files.write_chunks(sandbox.runtime_id, target, uploaded.chunks(), limit=limit)
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:

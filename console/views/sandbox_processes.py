@@ -46,7 +46,7 @@ def process_kill(request: HttpRequest, sandbox_id: str, pid: int) -> HttpRespons
     sandbox = project_sandbox(request, sandbox_id)
     try:
         sandboxes.require_running(sandbox)
-        get_driver().kill_process(sandbox.public_id, pid)
+        get_driver().kill_process(sandbox.runtime_id, pid)
     except (ApiError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:

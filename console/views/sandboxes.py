@@ -2,10 +2,10 @@
 state actions (pause, resume, kill, extend timeout, snapshots).
 
 Every change goes through console/sandboxes.py, the domain layer /v1 uses too; an
-ApiError from it becomes a message. The state fragment polls every 2 s and stops
-with HttpResponseStopPolling once the sandbox is destroyed; it raises the
-`sandbox-changed` event when a new lifecycle event exists, so the other fragments
-of the page (snapshots, events, processes) refresh only then.
+ApiError from it becomes a message. Nothing polls: the page's live socket
+(console/live_ws.py) fires `sandbox-changed` when a lifecycle event about the
+sandbox is recorded, and each fragment (state, snapshots, events, processes,
+files) re-fetches itself once then.
 """
 
 from __future__ import annotations
@@ -13,22 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import (
-    HttpResponseClientRedirect,
-    HttpResponseStopPolling,
-    trigger_client_event,
-)
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from console import sandboxes
 from console.access import team_member_required
 from console.api.errors import ApiError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import Role, Sandbox, SandboxStatus, Snapshot
+from console.paging import Keyset, console_page
 from console.sandbox_forms import SandboxFilterForm, SandboxForm, TimeoutForm
 from console.views.sandbox_context import (
     detail_context,
@@ -41,6 +37,7 @@ LIST = "console/sandboxes/list.html"
 DETAIL = "console/sandboxes/detail.html"
 FORM = "console/sandboxes/form.html"
 PAGE_SIZE = 20
+LIST_KEYSET = Keyset("sandbox", "created_at")
 
 
 def project_sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
@@ -86,13 +83,11 @@ def sandbox_list(request: HttpRequest) -> HttpResponse:
             rows = rows.filter(**{f"metadata__{key}": value})
     else:
         rows = rows.none()
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    page, query = console_page(request, rows, LIST_KEYSET, size=PAGE_SIZE)
     context = {
         "filters": filters,
         "page": page,
-        "query": query.urlencode(),
+        "query": query,
         "filtered": any(request.GET.get(k) for k in ("state", "template", "metadata")),
         "can_act": request.membership.has_role(Role.MEMBER),
     }
@@ -136,18 +131,11 @@ def sandbox_detail(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 @require_GET
 @team_member_required(Role.VIEWER)
 def sandbox_state(request: HttpRequest, sandbox_id: str) -> HttpResponse:
-    """The polled state fragment; 286 (stop polling) once the sandbox is gone for good."""
+    """The state fragment, fetched when the page's live socket says the sandbox changed."""
     sandbox = project_sandbox(request, sandbox_id)
-    context = state_context(request, sandbox)
     if not is_fragment_request(request):
         return redirect(detail_url(request, sandbox))
-    response = render_page(request, DETAIL, context, partial="sandbox-state")
-    if str(context["last_event_seq"]) != request.GET.get("seen", str(context["last_event_seq"])):
-        trigger_client_event(response, "sandbox-changed")
-    if not sandbox.is_live:
-        response.status_code = HttpResponseStopPolling.status_code
-        response.reason_phrase = HttpResponseStopPolling.reason_phrase
-    return response
+    return render_page(request, DETAIL, state_context(request, sandbox), partial="sandbox-state")
 
 
 def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
@@ -236,7 +224,7 @@ def sandbox_metrics(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 @team_member_required(Role.VIEWER)
 def sandbox_events(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
-    context = {**state_context(request, sandbox), **event_context(sandbox)}
+    context = {**state_context(request, sandbox), **event_context(request, sandbox)}
     return render_page(request, DETAIL, context, partial="event-list")
 
 
@@ -248,7 +236,7 @@ def snapshot_list(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 
 def _snapshots(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
-    context = {**state_context(request, sandbox), **snapshot_context(sandbox)}
+    context = {**state_context(request, sandbox), **snapshot_context(request, sandbox)}
     return render_page(request, DETAIL, context, partial="snapshot-table")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from console.views import (
     accounts,
+    agents,
     audit,
     keys,
     members,
@@ -26,3 +27,4 @@ urlpatterns += preview_views.urlpatterns
 urlpatterns += sandboxes.urlpatterns
 urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
+urlpatterns += agents.urlpatterns

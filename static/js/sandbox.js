@@ -110,8 +110,12 @@
     var cpuText = document.getElementById("metric-cpu"), memText = document.getElementById("metric-mem");
     var note = document.getElementById("metric-note");
 
-    function later() { setTimeout(tick, 2000); }
+    // Samples are taken only while the sandbox runs; a paused page asks for nothing
+    // until the live socket says the sandbox changed (live.js fires sandbox-changed).
+    var polling = false;
+    function later() { polling = true; setTimeout(tick, 2000); }
     function tick() {
+      polling = true;
       if (document.hidden) return later();
       fetch(card.dataset.metricsUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) { return response.ok ? response.json() : null; })
@@ -132,11 +136,12 @@
             cpuText.textContent = memText.textContent = "–";
             note.textContent = body.status + ": no samples";
           }
-          // A destroyed sandbox has nothing more to say.
-          if (body.status !== "destroyed" && body.status !== "error") later();
+          if (body.status === "running") later();
+          else polling = false;
         })
         .catch(later);
     }
+    document.body.addEventListener("sandbox-changed", function () { if (!polling) tick(); });
     tick();
   }
 

@@ -207,7 +207,7 @@ def test_list_filters_by_port_and_shows_counters(api, sandbox):
         bytes_out_count=99,
     )
     everything = api.get(base(sandbox) + "/preview-urls").json()
-    assert set(everything) == {"items"}
+    assert set(everything) == {"items", "next_token", "has_next"}
     assert len(everything["items"]) == 2
     for item in everything["items"]:
         assert set(item) == GRANT_KEYS
@@ -280,8 +280,9 @@ def test_no_key_is_unauthorized(client, sandbox):
 def test_destroyed_sandbox_gets_no_new_grant(api, project):
     gone = make_sandbox_row(project, SandboxStatus.DESTROYED)
     response = api.get(base(gone) + "/ports/3000/preview-url")
-    assert response.status_code == 409
-    assert response.json()["code"] == "sandbox_not_ready"
+    # Gone means gone (docs/api.md): a destroyed sandbox is not found.
+    assert response.status_code == 404
+    assert response.json()["code"] == "sandbox_not_found"
 
 
 # --- readiness ---------------------------------------------------------------------------

@@ -251,9 +251,14 @@ def test_pause_resume_and_paused_routes(made, api):
     in_use = api.delete(f"/v1/snapshots/{snap.id}")
     assert in_use.status_code == 409 and in_use.json()["code"] == "snapshot_in_use"
     resumed = post(api, f"/v1/sandboxes/{snap.id}/resume").json()
-    assert resumed["id"] == sid and resumed["status"] == "running"
-    assert post(api, f"/v1/sandboxes/{sid}/resume").json()["status"] == "running"
-    assert run(api, sid, "cat state.txt").json()["stdout"] == "kept\n"
+    # The client's contract: a resumed sandbox has a new id and the paused one is gone.
+    new_id = resumed["id"]
+    assert new_id != sid and new_id.startswith("sb_") and resumed["status"] == "running"
+    assert api.get(f"/v1/sandboxes/{sid}").json()["code"] == "sandbox_not_found"
+    assert post(api, f"/v1/sandboxes/{new_id}/resume").json()["id"] == new_id
+    assert run(api, new_id, "cat state.txt").json()["stdout"] == "kept\n"
+    listed = api.get("/v1/sandboxes", {"state": "paused,running"}).json()["items"]
+    assert new_id in {s["id"] for s in listed} and sid not in {s["id"] for s in listed}
 
 
 def test_fork_and_snapshots_restore_the_workspace(made, api):
@@ -332,25 +337,61 @@ def test_timeout_metrics_and_kill(made, api, settings):
 
 
 def test_lifecycle_events_record_every_change(made, api):
-    sid = made()["id"]
+    sid = made(timeout_ms=45_000)["id"]
     snap = post(api, f"/v1/sandboxes/{sid}/hibernate").json()["id"]
-    post(api, f"/v1/sandboxes/{sid}/resume")
-    post(api, f"/v1/sandboxes/{sid}/timeout", {"timeout_ms": 60_000})
-    api.delete(f"/v1/sandboxes/{sid}")
-    listed = LifecycleEventListResponse._from_api(
-        api.get(f"/v1/sandboxes/{sid}/lifecycle", {"order": "asc"}).json()
+    new_id = post(api, f"/v1/sandboxes/{sid}/resume").json()["id"]
+    post(api, f"/v1/sandboxes/{new_id}/timeout", {"timeout_ms": 60_000})
+    api.delete(f"/v1/sandboxes/{new_id}")
+
+    def events(sandbox_id: str):
+        return LifecycleEventListResponse._from_api(
+            api.get(f"/v1/sandboxes/{sandbox_id}/lifecycle", {"order": "asc"}).json()
+        ).events
+
+    # Each operation is `requested`, then `succeeded`, with the client's reasons.
+    old = [(e.operation.value, e.status.value) for e in events(sid)]
+    assert old == [
+        ("create", "requested"),
+        ("create", "succeeded"),
+        ("hibernate", "requested"),
+        ("hibernate", "succeeded"),
+        ("snapshot_created", "succeeded"),
+        ("resume_from_snapshot", "requested"),
+        ("resume_from_snapshot", "succeeded"),
+    ]
+    create = events(sid)[1]
+    assert create.reason == "api" and create.metadata["timeout_action"] == "destroy"
+    resumed = events(sid)[-1]
+    assert (resumed.sandbox_id, resumed.source_sandbox_id, resumed.target_sandbox_id) == (
+        new_id,
+        sid,
+        new_id,
     )
-    ops = [e.operation.value for e in listed.events]
-    assert ops == ["create", "hibernate", "resume_from_snapshot", "timeout_updated", "destroy"]
-    assert all(
-        e.status.value == "succeeded" and e.actor_kind.value == "user" for e in listed.events
-    )
+    assert resumed.snapshot_id == snap
+    new = [(e.operation.value, e.status.value) for e in events(new_id)]
+    assert new == [
+        ("resume_from_snapshot", "succeeded"),
+        ("timeout_updated", "requested"),
+        ("timeout_updated", "succeeded"),
+        ("destroy", "requested"),
+        ("destroy", "succeeded"),
+    ]
+    assert events(new_id)[0].id == resumed.id  # the same event on both sandboxes' routes
+    assert events(new_id)[-1].reason == "manual"
+    assert all(e.actor_kind.value == "user" for e in events(sid) + events(new_id))
     newest = api.get("/v1/lifecycle/events", {"limit": 1}).json()
     assert newest["has_more"] and newest["events"][0]["operation"] == "destroy"
     only = api.get("/v1/lifecycle/events", {"operation": "hibernate"}).json()["events"]
-    assert [e["snapshot_id"] for e in only] == [snap]
+    assert [(e["status"], e["snapshot_id"]) for e in only] == [
+        ("succeeded", snap),
+        ("requested", None),
+    ]
     by_snapshot = api.get(f"/v1/snapshots/{snap}/lifecycle").json()["events"]
-    assert {e["operation"] for e in by_snapshot} == {"hibernate", "resume_from_snapshot"}
+    assert {e["operation"] for e in by_snapshot} == {
+        "hibernate",
+        "snapshot_created",
+        "resume_from_snapshot",
+    }
     assert api.get("/v1/lifecycle/events", {"from": "2999-01-01T00:00:00Z"}).json()["events"] == []
     assert (
         api.get("/v1/lifecycle/events", {"audience": "internal"}).json()["code"]

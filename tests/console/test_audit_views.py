@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -55,9 +56,26 @@ def test_pagination_keeps_filters(viewer_client, team, owner):
         ]
     )
     first = viewer_client.get("/t/acme/audit/?action=apikey.create").content.decode()
-    assert "Page 1 of 2" in first and "?action=apikey.create&amp;page=2" in first
-    second = viewer_client.get("/t/acme/audit/?action=apikey.create&page=2").content.decode()
-    assert second.count('<code class="action">') == 10
+    older = re.search(r'href="\?(action=apikey\.create&amp;after=[\w-]+)"', first)
+    assert first.count('<code class="action">') == 50 and older
+    second = viewer_client.get("/t/acme/audit/?" + older.group(1).replace("&amp;", "&"))
+    assert second.content.decode().count('<code class="action">') == 10
+    assert 'rel="prev"' in second.content.decode() and 'rel="next"' not in second.content.decode()
+
+
+def test_actor_is_a_prefix_and_actions_a_fixed_list(viewer_client, events):
+    assert "key_b" not in viewer_client.get("/t/acme/audit/?actor=ob").content.decode()
+    refused = viewer_client.get("/t/acme/audit/?action=DROP").content.decode()
+    assert "Select a valid choice" in refused and "key_a" not in refused
+
+
+def test_unknown_action_is_refused_when_recorded(team):
+    with pytest.raises(ValueError):
+        record("apikey.made_up", team=team)
+
+
+def test_foreign_cursor_is_400(viewer_client, events):
+    assert viewer_client.get("/t/acme/audit/?after=bm9wZQ").status_code == 400
 
 
 def test_other_team_is_404(member_client, other_team):

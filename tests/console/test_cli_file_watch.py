@@ -47,18 +47,22 @@ def test_watch_prints_events_of_cli_writes(live, sandbox_id):
     proc, lines = start_watch(live, sandbox_id, "/workspace/w", "--recursive", "--timeout", "40")
     try:
         probe = wait_for_event(live, sandbox_id, lines, "/workspace/w")
-        assert probe["type"] == "write" and probe["path"].startswith("/workspace/w/probe-")
+        assert probe["type"] == "create" and probe["path"].startswith("/workspace/w/probe-")
         while not lines.empty():
             lines.get()
         live.cli("sandbox", "file", "write", sandbox_id, "/workspace/w/deep/hello.txt",
                  input="hi", check=True)  # fmt: skip
         event = json.loads(lines.get(timeout=10))
+        # A new file is a `create`; `name` is relative to the watched directory.
         assert event == {
-            "type": "write",
-            "name": "hello.txt",
+            "type": "create",
+            "name": "deep/hello.txt",
             "path": "/workspace/w/deep/hello.txt",
-            "event_type": "write",
+            "event_type": "create",
         }
+        live.cli("sandbox", "file", "write", sandbox_id, "/workspace/w/deep/hello.txt",
+                 input="again", check=True)  # fmt: skip
+        assert json.loads(lines.get(timeout=10))["type"] == "write"
         live.cli("sandbox", "file", "rm", sandbox_id, "/workspace/w/deep/hello.txt", check=True)
         assert json.loads(lines.get(timeout=10))["type"] == "remove"
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from console import previews
 from console.models import PreviewGrant, Sandbox, SandboxStatus
@@ -49,7 +51,8 @@ def test_page_lists_grants_with_counters(owner_client, urls, sandbox):
     html = response.content.decode()
     assert "<html" in html and 'id="grant-table"' in html
     assert grant.public_id in html
-    assert 'hx-trigger="every 2s, grant-created from:body"' in html
+    assert 'hx-trigger="grants-changed from:body, grant-created from:body"' in html
+    assert 'data-live-socket="' + urls["list"] + 'live/ws"' in html and "every " not in html
     assert "<svg" in html  # the usage chart appears once a grant has been used
     assert ">7<" in html and "2.0\xa0KB" in html
 
@@ -229,3 +232,30 @@ def test_navigation_links_to_preview_links(owner_client, team, project, urls):
         reverse("project-detail", kwargs={"team_slug": team.slug, "project_slug": project.slug})
     )
     assert urls["list"] in page.content.decode()
+
+
+def test_grants_page_by_cursor_and_count_every_active_one(owner_client, urls, sandbox):
+    made = [previews.create_grant(sandbox, 3000)[0] for _ in range(130)]
+    PreviewGrant.objects.filter(pk__in=[g.pk for g in made[:40]]).update(revoked_at=timezone.now())
+    seen: list[str] = []
+    page = owner_client.get(urls["list"]).content.decode()
+    assert "90 active" in page  # counted in SQL over every grant, not over the page shown
+    while True:
+        seen += re.findall(r'<tr id="grant-(\w+)"', page)
+        older = re.search(r'rel="next" href="\?after=([\w-]+)"', page)
+        if not older:
+            break
+        page = owner_client.get(urls["list"], {"after": older[1]}).content.decode()
+    assert len(seen) == 130 and set(seen) == {g.public_id for g in made}
+
+
+def test_revoke_from_a_later_page_stays_on_that_page(owner_client, urls, sandbox):
+    made = [previews.create_grant(sandbox, 3000)[0] for _ in range(30)]
+    first = owner_client.get(urls["list"]).content.decode()
+    older = re.search(r'rel="next" href="\?after=([\w-]+)"', first)[1]
+    second = owner_client.get(urls["list"], {"after": older}).content.decode()
+    target = made[0]  # the oldest: on page 2
+    link = re.search(rf'hx-post="([^"]*{target.public_id}/revoke/[^"]*)"', second)[1]
+    answer = owner_client.post(link.replace("&amp;", "&"), **HX).content.decode()
+    assert f'id="grant-{target.public_id}" data-status="revoked"' in answer
+    assert answer.count("<tr id=") == 5

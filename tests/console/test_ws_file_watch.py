@@ -4,7 +4,7 @@ against the real routing, a real sandbox and real inotify."""
 from __future__ import annotations
 
 import asyncio
-import os
+import posixpath
 import threading
 
 import pytest
@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from watchdog.observers.api import BaseObserver, EventEmitter
 
 from console import sandbox_files, sandboxes
+from console.api import file_watch_ws
 from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,12 +32,13 @@ async def open_watch(sandbox, key, path, *, recursive=False, timeout=None, watch
     return ws, await ws.receive_json_from(timeout=5)
 
 
-async def events(ws, count: int) -> list[tuple[str, str]]:
+async def events(ws, count: int, watched: str = "/workspace") -> list[tuple[str, str]]:
     got = []
     while len(got) < count:
         frame = await ws.receive_json_from(timeout=5)
         assert frame["type"] == "file_event" and frame["id"] == "watch_1", frame
-        assert frame["name"] == os.path.basename(frame["path"])
+        # The client's shape: `name` is relative to the watched directory.
+        assert frame["name"] == posixpath.relpath(frame["path"], watched)
         got.append((frame["event"], frame["path"]))
     return got
 
@@ -52,17 +54,19 @@ async def test_changes_arrive_as_file_events(sandbox, workspace, api_key):
     assert got == [("create", "/workspace/made.txt"), ("write", "/workspace/made.txt")]
     assert await ws.receive_nothing(timeout=0.3)
 
-    # The files API's atomic write is one `write` of the target, no temporary file.
+    # The files API's atomic write is one event of the target, no temporary file: a
+    # `create` of a new file, a `write` of an existing one, as a direct write would be.
     await asyncio.to_thread(sandbox_files.write_chunks, sandbox.public_id, "api.txt", [b"x"])
+    assert await events(ws, 1) == [("create", "/workspace/api.txt")]
+    await asyncio.to_thread(sandbox_files.write_chunks, sandbox.public_id, "api.txt", [b"y"])
     assert await events(ws, 1) == [("write", "/workspace/api.txt")]
 
     await asyncio.to_thread(sandbox_files.chmod, sandbox.public_id, "api.txt", "0600")
     await asyncio.to_thread(sandbox_files.rename, sandbox.public_id, "api.txt", "moved.txt")
     await asyncio.to_thread(sandbox_files.remove, sandbox.public_id, "made.txt")
-    assert await events(ws, 4) == [
+    assert await events(ws, 3) == [
         ("chmod", "/workspace/api.txt"),
-        ("rename", "/workspace/api.txt"),
-        ("create", "/workspace/moved.txt"),
+        ("rename", "/workspace/moved.txt"),
         ("remove", "/workspace/made.txt"),
     ]
     await ws.disconnect()
@@ -74,13 +78,13 @@ async def test_recursive_or_not(sandbox, workspace, api_key):
     deep, started = await open_watch(sandbox, api_key[0], "/", recursive=True)
     assert started["type"] == "file_watch_started"
     (workspace / "sub" / "inner.txt").write_text("x")
-    assert await events(deep, 1) == [("create", "/workspace/sub/inner.txt")]
+    assert await events(deep, 1, "/") == [("create", "/workspace/sub/inner.txt")]
     assert await flat.receive_nothing(timeout=0.5)
     # A relative path is under /workspace, like every files API path.
     sub, started = await open_watch(sandbox, api_key[0], "sub")
     assert started["type"] == "file_watch_started"
     (workspace / "sub" / "second.txt").write_text("")
-    assert await events(sub, 1) == [("create", "/workspace/sub/second.txt")]
+    assert await events(sub, 1, "/workspace/sub") == [("create", "/workspace/sub/second.txt")]
     for ws in (flat, deep, sub):
         await ws.disconnect()
 
@@ -127,11 +131,16 @@ async def test_closing_the_socket_stops_the_observer(sandbox, workspace, api_key
     assert watch_threads() == []
 
 
-async def test_timeout_ends_the_watch_and_closes(sandbox, workspace, api_key):
+async def test_timeout_ends_the_watch_and_closes(sandbox, workspace, api_key, monkeypatch):
+    """At its timeout the watch stops, but the socket stays open a while: the client ends
+    its own loop at the same deadline and closes it (closing first reads as an error)."""
+    monkeypatch.setattr(file_watch_ws, "IDLE_CLOSE_SECONDS", 1.0)
     ws, started = await open_watch(sandbox, api_key[0], "/workspace", timeout=0.5)
     assert started["type"] == "file_watch_started"
-    assert (await ws.receive_output(timeout=5))["type"] == "websocket.close"
+    assert await ws.receive_nothing(timeout=0.8)
     assert watch_threads() == []
+    (workspace / "late.txt").write_text("after the deadline")
+    assert (await ws.receive_output(timeout=5))["type"] == "websocket.close"
 
 
 async def test_removing_the_watched_directory_ends_the_watch(sandbox, workspace, api_key):

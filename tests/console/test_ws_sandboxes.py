@@ -104,19 +104,54 @@ async def test_lifecycle_stream_replays_then_goes_live(sandbox, api_key):
     subscribed = await ws.receive_json_from(timeout=5)
     assert subscribed["type"] == "subscribed"
     assert subscribed["subscription"]["sandbox_id"] == sandbox.public_id
-    replayed = await ws.receive_json_from(timeout=5)
-    assert replayed["type"] == "event" and replayed["event"]["operation"] == "create"
+
+    async def next_event() -> dict:
+        message = await ws.receive_json_from(timeout=5)
+        assert message["type"] == "event"
+        return message["event"]
+
+    replayed = [await next_event() for _ in range(2)]
+    assert [(e["operation"], e["status"]) for e in replayed] == [
+        ("create", "requested"),
+        ("create", "succeeded"),
+    ]
     await database_sync_to_async(sandboxes.pause_sandbox)(sandbox)
-    live = await ws.receive_json_from(timeout=5)
-    assert live["event"]["operation"] == "hibernate"
-    assert live["event"]["sandbox_id"] == sandbox.public_id
+    live = [await next_event() for _ in range(3)]
+    assert [(e["operation"], e["status"]) for e in live] == [
+        ("hibernate", "requested"),
+        ("hibernate", "succeeded"),
+        ("snapshot_created", "succeeded"),
+    ]
+    assert {e["sandbox_id"] for e in live} == {sandbox.public_id}
+    assert live[2]["metadata"]["created_via"] == "hibernate"
     await ws.disconnect()
 
-    # Reconnecting after the last seen event replays only what came later.
+    # Reconnecting after the last seen event replays only what came later, in order.
     ws = api_socket("/v1/lifecycle/ws", api_key[0])
     await ws.connect()
-    await ws.send_json_to({"type": "subscribe", "after_event_id": replayed["event"]["id"]})
+    await ws.send_json_to({"type": "subscribe", "after_event_id": replayed[0]["id"]})
     assert (await ws.receive_json_from(timeout=5))["type"] == "subscribed"
-    assert (await ws.receive_json_from(timeout=5))["event"]["id"] == live["event"]["id"]
+    again = [await next_event() for _ in range(4)]
+    assert [e["id"] for e in again] == [e["id"] for e in [replayed[1], *live]]
     assert await ws.receive_nothing(timeout=0.5)
+    await ws.disconnect()
+
+
+async def test_invalid_frames_get_an_error_and_the_socket_stays_usable(sandbox, api_key):
+    """A frame that is not a JSON object is answered, not a 1011 close (both channels)."""
+    ws = api_socket(f"/v1/sandboxes/{sandbox.public_id}/ws?channel=exec", api_key[0])
+    assert (await ws.connect())[0]
+    for bad in ("not valid json{{{", "[1, 2]"):
+        await ws.send_to(text_data=bad)
+        answer = await ws.receive_json_from(timeout=5)
+        assert answer["type"] == "error" and answer["message"].startswith("invalid message")
+    await ws.send_json_to({"type": "exec_start", "command": "echo", "args": ["still-open"]})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "exec_started"
+    await ws.disconnect()
+    ws = api_socket("/v1/lifecycle/ws", api_key[0])
+    await ws.connect()
+    await ws.send_to(text_data="{oops")
+    assert (await ws.receive_json_from(timeout=5))["message"].startswith("invalid message")
+    await ws.send_json_to({"type": "subscribe", "live_only": True})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "subscribed"
     await ws.disconnect()

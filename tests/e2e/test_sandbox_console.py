@@ -73,19 +73,19 @@ def test_sandbox_console(live, page, tmp_path):
     page.wait_for_timeout(4000)  # a few more samples for the chart
     shot(page, "03-detail-running")
 
-    # Pause from outside the page: the polled state badge follows within a few seconds.
+    # Pause from outside the page: the pushed state badge follows within a few seconds.
     live.cli("sandbox", "pause", sandbox_id, check=True)
     page.wait_for_selector("#sandbox-status:has-text('Paused')", timeout=10_000)
     page.wait_for_selector("#event-list:has-text('Hibernate')", timeout=10_000)
     page.wait_for_selector("#resume-button")
     shot(page, "04-paused-live")
 
-    # Resume from the page, then kill (hx-confirm accepted above): the polling stops.
+    # Resume from the page, then kill (hx-confirm accepted above).
     page.click("#resume-button")
     page.wait_for_selector("#sandbox-status:has-text('Running')", timeout=30_000)
     page.click("#kill-button")
     page.wait_for_selector("#sandbox-status:has-text('Destroyed')", timeout=30_000)
-    assert page.locator("#sandbox-state[hx-trigger]").count() == 0
+    assert page.locator("#sandbox-state[hx-trigger*='every']").count() == 0  # pushed, not polled
     # The other parts of the page follow the `sandbox-changed` event.
     page.wait_for_selector("#event-list .event-op:text-is('Destroy')")
     page.wait_for_selector("#file-browser:has-text('workspace is gone')")

@@ -1,0 +1,1 @@
+"""Agent deployments: config checks, bundles, artifacts, job runs and services (docs/agents.md)."""
