@@ -235,7 +235,7 @@ TRUSTED_PROXY_HEADER = env_str("TRUSTED_PROXY_HEADER")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
 # Caps that keep one project from minting without bound.
 MAX_KEYS_PER_PROJECT = env_int("MAX_KEYS_PER_PROJECT", 50, minimum=1)
-MAX_GRANTS_PER_SANDBOX = env_int("MAX_GRANTS_PER_SANDBOX", 100, minimum=1)
+MAX_GRANTS_PER_SANDBOX = env_int("MAX_GRANTS_PER_SANDBOX", 200, minimum=1)
 
 # Sandbox runtime (section 6 of DESIGN.md).
 RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")
