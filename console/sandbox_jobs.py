@@ -185,13 +185,15 @@ def record_runtime_events() -> int:
         )
         if sandbox is None or event.kind != "oom":
             continue
+        # The 0.1.9 client parses `operation` into its nine names and fails on any other,
+        # so an OOM kill is a system `reconcile` event whose reason says `oom`.
         record_event(
             sandbox.project,
-            Operation.OOM,
+            Operation.RECONCILE,
             actor_kind=ActorKind.SYSTEM,
             sandbox_id=sandbox.public_id,
-            reason="memory_limit",
-            metadata={**event.details, "memory_mb": sandbox.memory_mb},
+            reason="oom",
+            metadata={**event.details, "event": "oom", "memory_mb": sandbox.memory_mb},
         )
         recorded += 1
     return recorded

@@ -422,6 +422,8 @@ def _provision(
     event.requested(sandbox, **target)
     try:
         runtime_state = get_driver().create(create_spec(sandbox, restore_from))
+        # The client expects its `cwd` to exist from the start (relative paths use it).
+        get_driver().files(sandbox.runtime_id).mkdir(sandbox.cwd)
     except Exception as exc:
         message = str(exc)[:500] or exc.__class__.__name__
         Sandbox.objects.filter(pk=sandbox.pk).update(

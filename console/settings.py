@@ -283,6 +283,25 @@ PREVIEW_RESUME_WAIT_SECONDS = env_int("PREVIEW_RESUME_WAIT_SECONDS", 15, minimum
 # Dotted path to a sync (sandbox_id, port) -> (host, port); the runtime driver by default.
 PREVIEW_UPSTREAM_RESOLVER = env_str("PREVIEW_UPSTREAM_RESOLVER", "gateway.upstream.driver_address")
 
+# Limits of the HTTP server and the gateway (docs/gateway.md, "Limits"): each bounds
+# what one client or one upstream can make us hold or wait for.
+HTTP_MAX_HEADER_BYTES = env_int("HTTP_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
+HTTP_MAX_HEADERS = env_int("HTTP_MAX_HEADERS", 100, minimum=16)
+HTTP_HEADER_TIMEOUT_SECONDS = env_int("HTTP_HEADER_TIMEOUT_SECONDS", 10, minimum=1)
+HTTP_KEEPALIVE_SECONDS = env_int("HTTP_KEEPALIVE_SECONDS", 5, minimum=1)
+HTTP_BODY_READ_TIMEOUT_SECONDS = env_int("HTTP_BODY_READ_TIMEOUT_SECONDS", 60, minimum=1)
+HTTP_DRAIN_TIMEOUT_SECONDS = env_int("HTTP_DRAIN_TIMEOUT_SECONDS", 60, minimum=1)
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1024)
+PREVIEW_CONNECT_TIMEOUT_SECONDS = env_int("PREVIEW_CONNECT_TIMEOUT_SECONDS", 5, minimum=1)
+# A dev server's first compile (Next.js, webpack) and a long poll both sit silent for a while.
+PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS = env_int("PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS", 120, minimum=1)
+# Silence between two reads of a response body; SSE streams send comments more often.
+PREVIEW_READ_TIMEOUT_SECONDS = env_int("PREVIEW_READ_TIMEOUT_SECONDS", 300, minimum=1)
+PREVIEW_MAX_RESPONSE_HEADER_BYTES = env_int(
+    "PREVIEW_MAX_RESPONSE_HEADER_BYTES", 64 * 1024, minimum=4096
+)
+PREVIEW_WS_OPEN_TIMEOUT_SECONDS = env_int("PREVIEW_WS_OPEN_TIMEOUT_SECONDS", 5, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

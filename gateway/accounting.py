@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db.models import DateTimeField, F, Value
@@ -32,20 +33,23 @@ FLUSH_SECONDS = 1.0
 USE, HTTP, WEBSOCKET, BYTES_IN, BYTES_OUT, FIRST, LAST, ERROR, ERROR_AT = range(9)
 
 
-def _new() -> list:
+Usage = list[Any]  # int counts, float times, the error code: one flat list per grant
+
+
+def _new() -> Usage:
     return [0, 0, 0, 0, 0, 0.0, 0.0, "", 0.0]
 
 
-def _merge(older: list, newer: list) -> list:
+def _merge(older: Usage, newer: Usage) -> Usage:
     merged = [older[i] + newer[i] for i in range(FIRST)]
     merged += [older[FIRST] or newer[FIRST], newer[LAST] or older[LAST]]
     merged += newer[ERROR:] if newer[ERROR_AT] else older[ERROR:]
     return merged
 
 
-_pending: dict[str, list] = {}
+_pending: dict[str, Usage] = {}
 _lock = threading.Lock()
-_flusher: asyncio.Task | None = None
+_flusher: asyncio.Task[None] | None = None
 _flusher_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -121,7 +125,7 @@ def _when(stamp: float) -> datetime:
     return datetime.fromtimestamp(stamp, tz=UTC)
 
 
-def _write(grant_id: str, usage: list) -> None:
+def _write(grant_id: str, usage: Usage) -> None:
     updates = {
         "use_count": F("use_count") + usage[USE],
         "http_request_count": F("http_request_count") + usage[HTTP],
@@ -148,7 +152,7 @@ _flush_async = database_sync_to_async(flush)
 def ensure_flusher() -> None:
     global _flusher, _flusher_loop
     loop = asyncio.get_running_loop()
-    if _flusher_loop is not loop or _flusher.done():
+    if _flusher_loop is not loop or _flusher is None or _flusher.done():
         _flusher = loop.create_task(_flush_forever(), name="preview-accounting")
         _flusher_loop = loop
 

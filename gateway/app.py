@@ -1,44 +1,51 @@
-"""The preview gateway: route, authenticate, resolve the upstream, proxy, account.
+"""The preview gateway: route, admit, resolve the upstream, proxy, account.
 
-Each step is its own module; this one only composes them and turns a GatewayError
-into the typed answer (a page, a JSON envelope, or a close before accept).
+Each step is its own module and each kind of preview name is a route kind
+(gateway/routes/); this one only composes them and turns a GatewayError into the
+typed answer (a page, a JSON envelope, or a close before accept).
+docs/gateway.md has the whole path of a request.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from django.conf import settings
 
-from gateway import accounting, auth, client, grants, upstream
+from gateway import accounting, auth, client, grants, routes
 from gateway.errors import GatewayError, close_websocket, send_error
-from gateway.headers import upstream_host, upstream_request_headers
-from gateway.hosts import parse_route, scope_host
+from gateway.headers import upstream_request_headers
+from gateway.hosts import canonical, preview_label, request_target, scope_host
 from gateway.http import proxy_http
+from gateway.routes import Admission, Route, RouteKind
+from gateway.types import Receive, Scope, Send
 from gateway.websocket import proxy_websocket
 
 
-async def gateway_application(scope, receive, send) -> None:
-    kind = scope["type"]
-    if kind != "http" and kind != "websocket":
+def _route(scope: Scope) -> tuple[RouteKind, Route]:
+    host = canonical(scope_host(scope))
+    label = preview_label(host, settings.PREVIEW_DOMAIN) if host.valid else None
+    found = routes.parse(label) if label else None
+    if found is None or request_target(scope) is None:
+        raise GatewayError("preview_not_found")
+    return found
+
+
+async def gateway_application(scope: Scope, receive: Receive, send: Send) -> None:
+    kind_of_scope = scope["type"]
+    if kind_of_scope != "http" and kind_of_scope != "websocket":
         return
     grants.ensure_listener()
     accounting.ensure_flusher()
-    websocket = kind == "websocket"
+    websocket = kind_of_scope == "websocket"
     grant_id = ""
     try:
-        route = parse_route(scope_host(scope), settings.PREVIEW_DOMAIN)
-        if route is None:
-            raise GatewayError("preview_not_found")
-        admission = await auth.admit(scope, route, kind)
-        grant_id = admission.grant.grant_id
-        sandbox = await upstream.sandbox_info(route.sandbox_id)
-        auth.check_traffic_token(scope, sandbox)
+        kind, route = _route(scope)
+        admission: Admission = await kind.admit(scope, route, kind_of_scope)
+        grant_id = admission.grant_id
         if admission.bootstrap:
             accounting.count_use(grant_id)
             await auth.send_bootstrap(scope, send, admission)
             return
-        target = await upstream.address(sandbox, route.port)
+        upstream = await kind.upstream(scope, route, admission)
     except GatewayError as error:
         if grant_id:
             accounting.count_error(grant_id, error.code)
@@ -48,45 +55,13 @@ async def gateway_application(scope, receive, send) -> None:
     headers = upstream_request_headers(
         scope, proxied_by_customer=admission.via == "proxy", websocket=websocket
     )
-    host = upstream_host(scope, sandbox.mask_request_host, route.port)
     if not websocket:
         accounting.count_use(grant_id, http=True)
-        headers.append((b"host", host.encode("latin-1")))
-        try:
-            await proxy_http(
-                scope,
-                receive,
-                send,
-                upstream=target,
-                port=route.port,
-                headers=headers,
-                grant_id=grant_id,
-            )
-        except GatewayError as error:
-            accounting.count_error(grant_id, error.code)
-            await send_error(scope, send, error)
+        headers.append((b"host", upstream.host.encode("latin-1")))
+        await proxy_http(scope, receive, send, kind, route, admission, upstream, headers)
         return
-
     accounting.count_use(grant_id, websocket=True)
-    # Closed by a revocation (fan-out) or when the grant runs out, whichever comes first.
-    ended = grants.watch_socket(grant_id)
-    expiry = asyncio.get_running_loop().call_later(
-        admission.grant.remaining_seconds() + 1, ended.set
-    )
-    try:
-        await proxy_websocket(
-            scope,
-            receive,
-            send,
-            upstream=target,
-            host=host,
-            headers=headers,
-            grant_id=grant_id,
-            revoked=ended,
-        )
-    finally:
-        expiry.cancel()
-        grants.unwatch_socket(grant_id, ended)
+    await proxy_websocket(scope, receive, send, kind, route, admission, upstream, headers)
 
 
 async def close_gateway() -> None:

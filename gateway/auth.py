@@ -9,9 +9,11 @@ owner's traffic token.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils import timezone
 
 from console import tokens
 from console.previews import DISABLED, EXPIRED, REVOKED, SCOPE, GrantState
@@ -20,15 +22,18 @@ from gateway.errors import GatewayError, request_id
 from gateway.headers import (
     COOKIE_NAME,
     EDGE_TOKEN_PARAM,
+    HOST_COOKIE_NAME,
     PROXY_TOKEN_HEADER,
     TRAFFIC_TOKEN_HEADER,
     TRANSPORT_PARAM,
-    cookie_value,
+    cookie_values,
     header,
     query_params,
     strip_query,
 )
-from gateway.hosts import Route
+from gateway.hosts import request_target
+from gateway.routes import Admission, Route
+from gateway.types import Scope, Send
 from gateway.upstream import SandboxInfo
 
 
@@ -84,38 +89,54 @@ def _read_token(raw: str, kind: str) -> str | None:
     return grant_id
 
 
-@dataclass(slots=True)
-class Admission:
-    grant: GrantState
-    via: str  # edge | proxy | cookie
-    bootstrap: bool  # answer with the 303 + cookie instead of proxying
+# A browser sends every cookie of a name it holds for the host, and a page on another
+# preview host can plant one (document.cookie with a Domain): try a few, first to admit wins.
+MAX_COOKIE_CANDIDATES = 8
 
 
-def _credential(scope) -> tuple[str, str]:
-    """(via, raw token) from one pass over the headers, then the query only if it names ours."""
-    proxy_token = cookie = None
+def _credentials(scope: Scope) -> tuple[str, list[str]]:
+    """(via, raw tokens) from one pass over the headers, then the query only if it names ours."""
+    proxy_token: bytes | None = None
+    cookies: list[bytes] = []
     for key, value in scope["headers"]:
         if key == PROXY_TOKEN_HEADER:
             proxy_token = value
             break
-        if key == b"cookie" and cookie is None:
-            cookie = value
+        if key == b"cookie":
+            cookies.append(value)
     if proxy_token is not None:
-        return "proxy", proxy_token.decode("latin-1").strip()
+        return "proxy", [proxy_token.decode("latin-1").strip()]
     query = scope.get("query_string", b"")
     if query and (TRANSPORT_PARAM in query or EDGE_TOKEN_PARAM in query):
         params = query_params(scope)
         if params.get(TRANSPORT_PARAM) == b"header":
             raise GatewayError("preview_proxy_token_missing")
         if EDGE_TOKEN_PARAM in params:
-            return "edge", params[EDGE_TOKEN_PARAM].decode("latin-1")
-    if cookie is not None and (raw := cookie_value(cookie)) is not None:
-        return "cookie", raw
+            return "edge", [params[EDGE_TOKEN_PARAM].decode("latin-1")]
+    found: list[str] = []
+    for cookie in cookies:
+        found += cookie_values(cookie, secure_only=is_secure(scope))
+    if found:
+        return "cookie", found[:MAX_COOKIE_CANDIDATES]
     raise GatewayError("edge_token_missing")
 
 
-async def admit(scope, route: Route, transport: str) -> Admission:
-    via, raw = _credential(scope)
+async def admit(scope: Scope, route: Route, transport: str) -> Admission:
+    via, candidates = _credentials(scope)
+    refused: GatewayError | None = None
+    for raw in candidates:
+        try:
+            state = await _check(raw, via, route, transport)
+        except GatewayError as error:
+            refused = refused or error
+            continue
+        expires_at = time.time() + (state.expires_at - timezone.now()).total_seconds()
+        return Admission(state.grant_id, expires_at, via, via == "edge" and transport == "http")
+    assert refused is not None
+    raise refused
+
+
+async def _check(raw: str, via: str, route: Route, transport: str) -> GrantState:
     credential = _CREDENTIALS[(via, transport)]
     grant_id = _read_token(raw, credential.kind)
     if grant_id is None:
@@ -124,15 +145,15 @@ async def admit(scope, route: Route, transport: str) -> Admission:
     state = await grants.grant_state(grant_id)
     if state is None:
         raise GatewayError(credential.codes["invalid"])
-    refusal = state.refusal(sandbox_id=route.sandbox_id, port=route.port, transport=transport)
+    refusal = state.refusal(sandbox_id=route.subject, port=route.port, transport=transport)
     if refusal is not None:
         code = credential.codes[refusal]
         accounting.count_error(grant_id, code)
         raise GatewayError(code)
-    return Admission(state, via, via == "edge" and transport == "http")
+    return state
 
 
-def check_traffic_token(scope, sandbox: SandboxInfo) -> None:
+def check_traffic_token(scope: Scope, sandbox: SandboxInfo) -> None:
     if sandbox.allow_public_traffic:
         return
     raw = header(scope, TRAFFIC_TOKEN_HEADER)
@@ -142,22 +163,30 @@ def check_traffic_token(scope, sandbox: SandboxInfo) -> None:
         raise GatewayError("traffic_access_token_invalid")
 
 
-def is_secure(scope) -> bool:
+def is_secure(scope: Scope) -> bool:
     return scope.get("scheme") in ("https", "wss") or settings.PREVIEW_SCHEME == "https"
 
 
-async def send_bootstrap(scope, send, admission: Admission) -> None:
-    """303 to the same URL without edge_token, with a host-only cookie standing for the grant."""
+async def send_bootstrap(scope: Scope, send: Send, admission: Admission) -> None:
+    """303 to the same path without edge_token, with a host-only cookie standing for the grant.
+
+    The Location is always a path on this host (request_target collapses `//evil/`).
+    """
     query = strip_query(scope.get("query_string", b""))
-    location = (scope.get("raw_path") or scope["path"].encode()) + (b"?" + query if query else b"")
+    location = (request_target(scope) or b"/") + (b"?" + query if query else b"")
+    secure = is_secure(scope)
+    remaining = max(0, int((admission.expires_at or time.time()) - time.time()))
+    token = tokens.sign_preview_token(admission.grant_id, tokens.COOKIE)
+    # `__Host-`: the browser refuses it with a Domain or without Secure, so no other host
+    # can plant one under our name.
     cookie = [
-        f"{COOKIE_NAME}={tokens.sign_preview_token(admission.grant.grant_id, tokens.COOKIE)}",
+        f"{HOST_COOKIE_NAME if secure else COOKIE_NAME}={token}",
         "Path=/",
-        f"Max-Age={admission.grant.remaining_seconds()}",
+        f"Max-Age={remaining}",
         "HttpOnly",
         f"SameSite={settings.PREVIEW_COOKIE_SAMESITE}",
     ]
-    if is_secure(scope):
+    if secure:
         cookie.append("Secure")
     if settings.PREVIEW_COOKIE_PARTITIONED:
         cookie.append("Partitioned")

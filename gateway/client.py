@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
 
 import httptools
+from django.conf import settings
 
 from gateway.flow import WriteFlow
+from gateway.types import Address, Headers
 
-CONNECT_TIMEOUT = 10.0
-# Between two reads from the upstream; SSE and long polls send something more often than this.
-READ_TIMEOUT = 300.0
+Body = bytes | AsyncIterator[bytes] | None
+
+# Timeouts and the response head cap are settings (PREVIEW_CONNECT_TIMEOUT_SECONDS,
+# PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS, PREVIEW_READ_TIMEOUT_SECONDS,
+# PREVIEW_MAX_RESPONSE_HEADER_BYTES, HTTP_DRAIN_TIMEOUT_SECONDS), read per request.
 # Below the typical 60 s idle timeout of in-sandbox dev servers, so we rarely reuse a dead one.
 KEEPALIVE_SECONDS = 30.0
 IDLE_PER_UPSTREAM = 64
@@ -42,6 +48,10 @@ class UpstreamTimeout(Exception):
     """No connection, or nothing read, within the timeout."""
 
 
+class UpstreamInvalid(Exception):
+    """The upstream's answer cannot be passed on: its head is larger than allowed."""
+
+
 class UpstreamCut(Exception):
     """The upstream ended the connection in the middle of the response body."""
 
@@ -49,15 +59,18 @@ class UpstreamCut(Exception):
 class Connection(WriteFlow):
     """One upstream connection, and the response being read on it."""
 
+    transport: asyncio.Transport  # set by connection_made, which asyncio calls first
+
     def __init__(self, pool: _Pool, key: tuple[str, int]) -> None:
         self.pool = pool
         self.key = key
-        self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.first_byte_timeout = self.read_timeout = self.drain_timeout = 60.0
+        self.max_head = 64 * 1024
         self._start()
 
     def _start(self) -> None:
@@ -74,11 +87,13 @@ class Connection(WriteFlow):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._reading_paused = False
+        self._head_bytes = 0  # status line and headers as parsed
+        self._head_raw = 0  # bytes fed while the head is still incomplete
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.idle_since and self.pool.is_idle(self):
@@ -88,14 +103,22 @@ class Connection(WriteFlow):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            # Garbage, an answer nobody asked for, or a 101 on a plain request.
-            self._fail(UpstreamCut() if self.head_done else UpstreamUnavailable())
+            # Garbage, an answer nobody asked for, a 101 on a plain request, a head too large.
+            if self.error is None:
+                self._fail(UpstreamCut() if self.head_done else UpstreamUnavailable())
             self.transport.close()
+            return
+        if not self.head_done:
+            # httptools gathers a header before calling on_header: count what it holds.
+            self._head_raw += len(data)
+            if self._head_raw > self.max_head:
+                self._fail(UpstreamInvalid())
+                self.transport.close()
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost does the bookkeeping
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
         if not self.done:
@@ -116,6 +139,10 @@ class Connection(WriteFlow):
         self._framed = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.max_head:
+            self._fail(UpstreamInvalid())
+            raise httptools.HttpParserError("response head too large")
         self.headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or (
@@ -172,20 +199,21 @@ class Connection(WriteFlow):
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        timer = loop.call_later(READ_TIMEOUT, self._time_out, waiter)
+        timeout = self.read_timeout if self.head_done else self.first_byte_timeout
+        timer = loop.call_later(timeout, self._time_out, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
             self._waiter = None
 
-    def _time_out(self, waiter: asyncio.Future) -> None:
+    def _time_out(self, waiter: asyncio.Future[None]) -> None:
         if not waiter.done():
             waiter.set_exception(UpstreamTimeout())
 
     # --- the exchange -------------------------------------------------------------
 
-    async def _send(self, head: bytes, body, chunked: bool) -> None:
+    async def _send(self, head: bytes, body: Body, chunked: bool) -> None:
         transport = self.transport
         if body is None or isinstance(body, bytes):
             transport.write(head + body if body else head)
@@ -197,7 +225,12 @@ class Connection(WriteFlow):
             if not chunk:
                 continue  # an empty chunk would end a chunked body
             transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            await self.drain()
+            if self._writable is not None:
+                try:
+                    async with asyncio.timeout(self.drain_timeout):
+                        await self.drain()
+                except TimeoutError:
+                    raise UpstreamTimeout() from None
         if chunked and not self.closed:
             transport.write(b"0\r\n\r\n")
 
@@ -246,8 +279,9 @@ class Connection(WriteFlow):
         if not self.closed:
             self.closed = True
             self.pool.forget(self)
-            if self.transport is not None:
-                self.transport.close()
+            transport = getattr(self, "transport", None)  # None: never connected
+            if transport is not None:
+                transport.close()
 
 
 class _Pool:
@@ -293,10 +327,10 @@ class _Pool:
 
     async def connect(self, key: tuple[str, int]) -> Connection:
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: Connection(self, key), key[0], key[1]),
-                CONNECT_TIMEOUT,
-            )
+            async with asyncio.timeout(settings.PREVIEW_CONNECT_TIMEOUT_SECONDS):
+                _, conn = await self.loop.create_connection(
+                    lambda: Connection(self, key), key[0], key[1]
+                )
         except TimeoutError:
             raise UpstreamTimeout() from None
         except OSError:
@@ -325,10 +359,10 @@ def _pool() -> _Pool:
 
 async def request(
     method: str,
-    upstream: tuple[str, int],
+    upstream: Address,
     target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body,
+    headers: Headers,
+    body: Body,
     *,
     length: bytes | None = None,
 ) -> Connection:
@@ -344,19 +378,26 @@ async def request(
     for name, value in headers:
         lines.append(b"%s: %s\r\n" % (name, value))
     streamed = body is not None and not isinstance(body, bytes)
-    if streamed:
-        if length is not None:
-            lines.append(b"content-length: %s\r\n" % length)
-        else:
-            lines.append(b"transfer-encoding: chunked\r\n")
-    elif body or length is not None or method in ("POST", "PUT", "PATCH"):
-        lines.append(b"content-length: %d\r\n" % len(body or b""))
+    if body is None or isinstance(body, bytes):
+        if body or length is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"content-length: %d\r\n" % len(body or b""))
+    elif length is not None:
+        lines.append(b"content-length: %s\r\n" % length)
+    else:
+        lines.append(b"transfer-encoding: chunked\r\n")
     lines.append(b"\r\n")
     head = b"".join(lines)
     retry = not streamed and method in _RETRYABLE
+    limits = (
+        float(settings.PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS),
+        float(settings.PREVIEW_READ_TIMEOUT_SECONDS),
+        float(settings.HTTP_DRAIN_TIMEOUT_SECONDS),
+        settings.PREVIEW_MAX_RESPONSE_HEADER_BYTES,
+    )
     while True:
         conn = pool.take(upstream) or await pool.connect(upstream)
         conn._head_request = method == "HEAD"
+        conn.first_byte_timeout, conn.read_timeout, conn.drain_timeout, conn.max_head = limits
         try:
             await conn._send(head, body, streamed and length is None)
             await conn._read_head()

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 
 from console.middleware import new_request_id
 from gateway.headers import header
+from gateway.types import Scope, Send
 
 # code -> (HTTP status, WebSocket close code, page title, message)
 CODES: dict[str, tuple[int, int, str, str]] = {
@@ -106,12 +107,47 @@ CODES: dict[str, tuple[int, int, str, str]] = {
         "Nothing is answering on this port yet.",
     ),
     "upstream_timeout": (504, 4504, "Timed out", "The app in the sandbox took too long to answer."),
+    "upstream_invalid_response": (
+        502,
+        4502,
+        "Bad answer",
+        "The app in the sandbox sent an answer the gateway cannot pass on (headers too large "
+        "or malformed).",
+    ),
+    "request_body_timeout": (
+        408,
+        4408,
+        "Upload stalled",
+        "The request body stopped arriving. Check your connection and send it again.",
+    ),
     "gateway_unavailable": (
         503,
         4503,
         "Try again",
         "The preview gateway could not check this link just now.",
     ),
+}
+
+
+_NEW_LINK = (
+    "Ask whoever shared it for a new link. If the sandbox is yours, make one in the "
+    "console's Preview links page or with `nullspace sandbox preview-url create`."
+)
+# What a visitor can do about it, shown on the HTML page under the message.
+NEXT_STEPS: dict[str, str] = {
+    "edge_token_missing": "Open the preview through the full link you were given (it carries "
+    "an edge_token); the gateway then remembers it in a cookie for this tab's site.",
+    "edge_token_invalid": _NEW_LINK,
+    "edge_token_expired": _NEW_LINK,
+    "preview_grant_invalid": _NEW_LINK,
+    "preview_grant_revoked": "The link was turned off on purpose. " + _NEW_LINK,
+    "edge_token_scope_mismatch": "Check the address: the number before the first hyphen is "
+    "the port the link was made for.",
+    "sandbox_paused": "Resume it with `nullspace sandbox resume <id>` or from the console; "
+    "create it with auto-resume to have visits wake it.",
+    "sandbox_gone": "Create a new sandbox and a new preview link for it.",
+    "upstream_unavailable": "Start the app in the sandbox listening on 0.0.0.0 and this port, "
+    "then reload.",
 }
 
 
@@ -124,27 +160,28 @@ class GatewayError(Exception):
         self.retry_after = retry_after
 
 
-def wants_html(scope) -> bool:
+def wants_html(scope: Scope) -> bool:
     if header(scope, b"sec-fetch-mode") == b"navigate":
         return True
     return b"text/html" in (header(scope, b"accept") or b"")
 
 
-def request_id(scope) -> str:
+def request_id(scope: Scope) -> str:
     """This request's id, made when first needed (a proxied 200 carries none)."""
     found = scope.get("request_id")
     if found is None:
         found = scope["request_id"] = new_request_id()
-    return found
+    return str(found)
 
 
-async def send_error(scope, send, error: GatewayError) -> None:
+async def send_error(scope: Scope, send: Send, error: GatewayError) -> None:
     rid = request_id(scope)
     if wants_html(scope):
         context = {
             "title": error.title,
             "message": error.message,
             "hint": error.hint,
+            "next_step": NEXT_STEPS.get(error.code, ""),
             "code": error.code,
             "status": error.status,
             "request_id": rid,
@@ -153,7 +190,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
         body = render_to_string("gateway/error.html", context).encode()
         content_type = b"text/html; charset=utf-8"
     else:
-        envelope = {
+        envelope: dict[str, object] = {
             "error": f"{error.message} {error.hint}".strip(),
             "code": error.code,
             "request_id": rid,
@@ -175,7 +212,7 @@ async def send_error(scope, send, error: GatewayError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def close_websocket(send, error: GatewayError) -> None:
+async def close_websocket(send: Send, error: GatewayError) -> None:
     """Refuse before accept (daphne answers the handshake with 403; the close code is for tests
     and servers that keep it)."""
     await send({"type": "websocket.close", "code": error.close_code, "reason": error.code})

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+Inflight = dict[Any, "asyncio.Future[Any]"]  # key -> the load in progress
 
 
-async def shared(inflight: dict, key, load: Callable[[], Awaitable[T]]) -> T:
+async def shared(inflight: Inflight, key: Any, load: Callable[[], Awaitable[T]]) -> T:
     task = inflight.get(key)
     if task is None or task.get_loop() is not asyncio.get_running_loop():
         task = asyncio.ensure_future(load())
         inflight[key] = task
         task.add_done_callback(lambda done: _finished(inflight, key, done))
-    return await asyncio.shield(task)
+    result: T = await asyncio.shield(task)
+    return result
 
 
-def _finished(inflight: dict, key, task: asyncio.Task) -> None:
+def _finished(inflight: Inflight, key: Any, task: asyncio.Future[Any]) -> None:
     if inflight.get(key) is task:
         del inflight[key]
     if not task.cancelled():

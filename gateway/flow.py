@@ -11,7 +11,7 @@ import asyncio
 
 
 class WriteFlow(asyncio.Protocol):
-    _writable: asyncio.Future | None = None
+    _writable: asyncio.Future[None] | None = None
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()

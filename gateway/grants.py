@@ -1,5 +1,5 @@
 """Grant state in this process: a cache of definitive answers, the revocation listener
-that evicts it, and the open WebSockets a revocation must close.
+that evicts it, and the open streams (responses, WebSockets) a revocation must end.
 
 Each gateway process joins the channel-layer group lazily on its first request
 (daphne sends no lifespan events). Answers are cached only while that
@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -31,10 +33,10 @@ REJOIN_SECONDS = 600
 
 _cache: dict[str, tuple[float, GrantState | None]] = {}
 _revoked: dict[str, float] = {}  # grant id -> when to forget (covers a read racing the commit)
-_sockets: dict[str, set[asyncio.Event]] = {}
-_loading: dict[str, asyncio.Task] = {}
+_watchers: dict[str, set[Callable[[], None]]] = {}
+_loading: flight.Inflight = {}
 _generation = 0  # bumped whenever the cache is dropped: a load that spans it is not cached
-_listener: asyncio.Task | None = None
+_listener: asyncio.Task[None] | None = None
 _subscribed = False
 
 _load = database_sync_to_async(load_grant_state)
@@ -54,7 +56,7 @@ async def grant_state(grant_id: str) -> GrantState | None:
 async def _fetch(grant_id: str) -> GrantState | None:
     generation = _generation  # only an answer read while subscribed throughout may be cached
     try:
-        state = await _load(grant_id)
+        state: GrantState | None = await _load(grant_id)
     except Exception:
         log.exception("grant lookup failed")
         raise GatewayError("gateway_unavailable", retry_after=2) from None
@@ -69,14 +71,14 @@ async def _fetch(grant_id: str) -> GrantState | None:
 
 
 def forget(grant_id: str) -> None:
-    """A revocation arrived: the grant is revoked from now on, and its WebSockets close."""
+    """A revocation arrived: the grant is revoked from now on, and its open streams end."""
     now = time.monotonic()
     _revoked[grant_id] = now + FOUND_TTL
     hit = _cache.get(grant_id)
     if hit is not None and hit[1] is not None:
         _cache[grant_id] = (now + FOUND_TTL, replace(hit[1], revoked=True))
-    for event in _sockets.get(grant_id, ()):
-        event.set()
+    for on_revoke in list(_watchers.get(grant_id, ())):
+        on_revoke()
 
 
 def _drop_cache() -> None:
@@ -94,19 +96,17 @@ def _purge(now: float) -> None:
         _drop_cache()
 
 
-def watch_socket(grant_id: str) -> asyncio.Event:
-    """An event set when the grant is revoked; pair with unwatch_socket in a finally."""
-    event = asyncio.Event()
-    _sockets.setdefault(grant_id, set()).add(event)
-    return event
+def watch(grant_id: str, on_revoke: Callable[[], None]) -> None:
+    """Call on_revoke when a revocation of the grant arrives; pair with unwatch in a finally."""
+    _watchers.setdefault(grant_id, set()).add(on_revoke)
 
 
-def unwatch_socket(grant_id: str, event: asyncio.Event) -> None:
-    events = _sockets.get(grant_id)
-    if events is not None:
-        events.discard(event)
-        if not events:
-            del _sockets[grant_id]
+def unwatch(grant_id: str, on_revoke: Callable[[], None]) -> None:
+    watchers = _watchers.get(grant_id)
+    if watchers is not None:
+        watchers.discard(on_revoke)
+        if not watchers:
+            del _watchers[grant_id]
 
 
 def ensure_listener() -> None:
@@ -150,7 +150,7 @@ async def _listen() -> None:
             await asyncio.sleep(1)
 
 
-async def _rejoin(layer, channel: str) -> None:
+async def _rejoin(layer: Any, channel: str) -> None:
     # Group memberships expire (a day, in channels' layers): renew ours now and then.
     while True:
         await asyncio.sleep(REJOIN_SECONDS)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
+from gateway.types import Headers, Scope
+
 COOKIE_NAME = "__ns_preview"
+HOST_COOKIE_NAME = "__Host-ns_preview"  # on HTTPS: no other host can set it (docs/previews.md)
+_OUR_COOKIES = (COOKIE_NAME.encode(), HOST_COOKIE_NAME.encode())
 PROXY_TOKEN_HEADER = b"x-nullspace-preview-proxy-token"
 TRAFFIC_TOKEN_HEADER = b"x-nullspace-traffic-access-token"
 EDGE_TOKEN_PARAM = b"edge_token"
@@ -41,18 +45,18 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 OURS = frozenset({PROXY_TOKEN_HEADER, TRAFFIC_TOKEN_HEADER})
-_COOKIE_PREFIX = COOKIE_NAME.encode() + b"="
+_OUR_HEADER_PREFIX = b"x-nullspace-"
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
-def header(scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value
+            return bytes(value)
     return None
 
 
-def query_params(scope) -> dict[bytes, bytes]:
+def query_params(scope: Scope) -> dict[bytes, bytes]:
     params: dict[bytes, bytes] = {}
     for part in scope.get("query_string", b"").split(b"&"):
         key, _, value = part.partition(b"=")
@@ -73,21 +77,33 @@ def strip_query(query: bytes) -> bytes:
     return b"&".join(kept)
 
 
-def cookie_value(cookie: bytes) -> str | None:
-    """Our cookie's value in a Cookie header, or None."""
-    if _COOKIE_PREFIX not in cookie:
-        return None
+def _is_ours(name: bytes) -> bool:
+    return name.strip().lower() in _OUR_LOWER
+
+
+_OUR_LOWER = frozenset(name.lower() for name in _OUR_COOKIES)
+
+
+def cookie_values(cookie: bytes, *, secure_only: bool = False) -> list[str]:
+    """Every value of our cookie in a Cookie header (a browser may send several).
+
+    secure_only: only the `__Host-` one counts (on HTTPS, anything else may be planted).
+    """
+    if b"ns_preview" not in cookie:
+        return []
+    wanted = (HOST_COOKIE_NAME,) if secure_only else (COOKIE_NAME, HOST_COOKIE_NAME)
+    found = []
     for part in cookie.decode("latin-1").split(";"):
-        name, _, val = part.strip().partition("=")
-        if name == COOKIE_NAME:
-            return val
-    return None
+        name, _, value = part.strip().partition("=")
+        if name in wanted and value:
+            found.append(value)
+    return found
 
 
 def _without_our_cookie(value: bytes) -> bytes:
-    if _COOKIE_PREFIX not in value:
+    if b"ns_preview" not in value:
         return value
-    parts = [p for p in value.split(b";") if p.strip().partition(b"=")[0] != COOKIE_NAME.encode()]
+    parts = [p for p in value.split(b";") if not _is_ours(p.partition(b"=")[0])]
     return b";".join(parts).strip()
 
 
@@ -109,7 +125,7 @@ _CONNECTION_PLAIN = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
 
 def upstream_request_headers(
-    scope, *, proxied_by_customer: bool, websocket: bool = False
+    scope: Scope, *, proxied_by_customer: bool, websocket: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers as the upstream should get them (Host is set by the caller)."""
     drop = _DROP_WEBSOCKET if websocket else _DROP
@@ -165,7 +181,7 @@ def upstream_request_headers(
     return out
 
 
-def upstream_host(scope, mask_request_host: str, port: int) -> str:
+def upstream_host(scope: Scope, mask_request_host: str, port: int) -> str:
     """The Host the upstream sees: the client's, or the sandbox's mask (`${PORT}` filled in)."""
     if mask_request_host:
         # The owner's setting goes into the request head as is: no line breaks in it.
@@ -174,7 +190,9 @@ def upstream_host(scope, mask_request_host: str, port: int) -> str:
     return (header(scope, b"host") or b"").decode("latin-1")
 
 
-def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def response_headers(raw: Headers) -> Headers:
+    """The upstream's headers for the client: no hop-by-hop, none of ours (x-nullspace-*),
+    and cookies kept host-only (see set_cookie)."""
     out = []
     connection = b""
     for key, value in raw:
@@ -183,9 +201,32 @@ def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]
             if key == b"connection":
                 connection += b"," + value
             continue
+        if key.startswith(_OUR_HEADER_PREFIX):
+            continue
+        if key == b"set-cookie":
+            kept = set_cookie(value)
+            if kept is None:
+                continue
+            value = kept
         out.append((key, value))
     if connection:
         named = {token.strip().lower() for token in connection.split(b",")} - _CONNECTION_PLAIN
         if named:
             out = [(key, value) for key, value in out if key not in named]
     return out
+
+
+def set_cookie(value: bytes) -> bytes | None:
+    """An upstream's Set-Cookie as the client may get it: None for a cookie named like ours,
+    else without its Domain attribute, so it stays on this preview host and can never
+    reach another sandbox's host under the same preview domain."""
+    name, _, rest = value.partition(b"=")
+    if _is_ours(name):
+        return None
+    if b"domain" not in value.lower():
+        return value
+    attributes = rest.split(b";")
+    kept = [attributes[0]] + [
+        a for a in attributes[1:] if a.partition(b"=")[0].strip().lower() != b"domain"
+    ]
+    return name + b"=" + b";".join(kept)

@@ -1,4 +1,4 @@
-"""Backpressure for the response body under daphne.
+"""Backpressure for response bodies and WebSocket messages under daphne.
 
 uvicorn's send() waits while the client's socket is full; daphne's returns at once and
 buffers without limit, so a fast upstream and a slow client would hold a whole download
@@ -9,12 +9,15 @@ Twisted consumer: register a push producer and wait while Twisted says "pause".
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from gateway.types import Send
 
 
 class Pacer:
     """A Twisted push producer whose state is an asyncio.Event (set: may write)."""
 
-    def __init__(self, request) -> None:
+    def __init__(self, request: Any) -> None:  # a twisted.web Request
         self.request = request
         self.ready = asyncio.Event()
         self.ready.set()
@@ -39,11 +42,28 @@ class Pacer:
                 request.unregisterProducer()
 
 
-def pacer_for(send) -> Pacer | None:
+def pacer_for(send: Send) -> Pacer | None:
     """A Pacer when the server is daphne (after http.response.start), else None."""
-    request = (getattr(send, "args", None) or (None,))[0]
-    if getattr(request, "registerProducer", None) is None or getattr(request, "producer", None):
+    request: Any = (getattr(send, "args", None) or (None,))[0]
+    if request is None or getattr(request, "registerProducer", None) is None:
+        return None
+    if getattr(request, "producer", None):
         return None
     pacer = Pacer(request)
     request.registerProducer(pacer, True)
+    return pacer
+
+
+def websocket_pacer_for(send: Send) -> Pacer | None:
+    """The same for a WebSocket under daphne: its send is partial(handle_reply, protocol),
+    and the protocol's Twisted transport takes a producer; None elsewhere (uvicorn's send
+    waits by itself)."""
+    protocol: Any = (getattr(send, "args", None) or (None,))[0]
+    transport: Any = getattr(protocol, "transport", None)
+    if transport is None or getattr(transport, "registerProducer", None) is None:
+        return None
+    if getattr(transport, "producer", None):
+        return None
+    pacer = Pacer(transport)
+    transport.registerProducer(pacer, True)
     return pacer

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -20,14 +21,18 @@ from django.conf import settings
 from django.db import connection
 from django.utils.module_loading import import_string
 
-from console.models import Sandbox, SandboxStatus
-from console.runtime import RuntimeError_, get_driver
+from console.models import Sandbox
+from console.runtime import get_driver
+from console.runtime.base import RuntimeError_
 from gateway import flight
 from gateway.errors import GatewayError
+from gateway.types import Address
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 2.0
+# SandboxStatus values, as stored (tests/gateway/test_cores.py checks they match).
+RUNNING, PAUSED, CREATING, DESTROYED = "running", "paused", "creating", "destroyed"
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class SandboxInfo:
 
 _sandboxes: dict[str, tuple[float, SandboxInfo | None]] = {}
 _addresses: dict[tuple[str, int], tuple[float, tuple[str, int]]] = {}
-_waking: dict[str, asyncio.Task] = {}
-_loading: dict[object, asyncio.Task] = {}
+_waking: dict[str, asyncio.Task[None]] = {}
+_loading: flight.Inflight = {}
 
 
 def driver_address(sandbox_id: str, port: int) -> tuple[str, int]:
@@ -52,8 +57,9 @@ def driver_address(sandbox_id: str, port: int) -> tuple[str, int]:
 
 
 @functools.cache
-def _resolver(path: str):
-    return import_string(path)
+def _resolver(path: str) -> Callable[[str, int], Address]:
+    resolve: Callable[[str, int], Address] = import_string(path)
+    return resolve
 
 
 def _load(sandbox_id: str) -> SandboxInfo | None:
@@ -89,7 +95,7 @@ async def sandbox_info(sandbox_id: str, *, fresh: bool = False) -> SandboxInfo:
 
 async def _fetch(sandbox_id: str) -> SandboxInfo | None:
     try:
-        info = await _load_async(sandbox_id)
+        info: SandboxInfo | None = await _load_async(sandbox_id)
     except Exception:
         log.exception("sandbox lookup failed")
         raise GatewayError("gateway_unavailable", retry_after=2) from None
@@ -101,16 +107,16 @@ async def _fetch(sandbox_id: str) -> SandboxInfo | None:
 
 async def address(info: SandboxInfo, port: int) -> tuple[str, int]:
     """The upstream (host, port), waking a paused auto_resume sandbox within a bounded wait."""
-    if info.status == SandboxStatus.PAUSED:
+    if info.status == PAUSED:
         if not info.auto_resume:
             raise GatewayError("sandbox_paused", hint="Resume it with `nullspace sandbox resume`.")
         await _wake(info.sandbox_id)
         info = await sandbox_info(info.sandbox_id, fresh=True)
-    if info.status == SandboxStatus.CREATING or info.status == SandboxStatus.PAUSED:
+    if info.status == CREATING or info.status == PAUSED:
         raise GatewayError("sandbox_starting", retry_after=2)
-    if info.status == SandboxStatus.DESTROYED:
+    if info.status == DESTROYED:
         raise GatewayError("sandbox_gone")
-    if info.status != SandboxStatus.RUNNING:
+    if info.status != RUNNING:
         raise GatewayError("sandbox_error")
     key = (info.runtime_id, port)
     hit = _addresses.get(key)
@@ -122,7 +128,7 @@ async def address(info: SandboxInfo, port: int) -> tuple[str, int]:
 async def _resolve(key: tuple[str, int]) -> tuple[str, int]:
     resolve = _resolver(settings.PREVIEW_UPSTREAM_RESOLVER)
     try:
-        found = await asyncio.to_thread(resolve, *key)
+        found: Address = await asyncio.to_thread(resolve, key[0], key[1])
     except RuntimeError_ as exc:
         log.warning("no upstream for %s:%s: %s", *key, exc.code)
         raise GatewayError(

@@ -2,7 +2,9 @@
 
 Two pump tasks carry text and binary frames each way; whichever side closes first
 decides the close code passed to the other, and both legs always end together. A
-revocation of the grant closes the client with 4403 at once.
+revocation of the grant (or its expiry) closes the client with 4403 at once. Messages
+from the upstream wait while the client's socket is full; a client that reads nothing
+for HTTP_DRAIN_TIMEOUT_SECONDS is let go.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from django.conf import settings
+
 from gateway import accounting, wsclient
+from gateway.cutoff import Cutoff
 from gateway.errors import GatewayError, close_websocket
 from gateway.headers import strip_query
+from gateway.hosts import request_target
+from gateway.pacing import websocket_pacer_for
+from gateway.routes import Admission, Route, RouteKind, Upstream
+from gateway.stall import StallCheck
+from gateway.types import Headers, Receive, Scope, Send
 from gateway.wsclient import Closed, HandshakeFailed, UpstreamSocket
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-OPEN_TIMEOUT = 10.0
 REVOKED_CLOSE_CODE = 4403
 
 
@@ -31,7 +39,7 @@ def _upstream_code(code: int | None) -> int:
     return 1001  # 1006: the client vanished without a close frame
 
 
-async def _close_client(send, code: int | None) -> None:
+async def _close_client(send: Send, code: int | None) -> None:
     code = 1000 if code in (None, 1005) else 1011 if code == 1006 else code
     try:
         await send({"type": "websocket.close", "code": code})
@@ -41,65 +49,88 @@ async def _close_client(send, code: int | None) -> None:
 
 
 async def proxy_websocket(
-    scope,
-    receive,
-    send,
-    *,
-    upstream: tuple[str, int],
-    host: str,
-    headers,
-    grant_id: str,
-    revoked: asyncio.Event,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    kind: RouteKind,
+    route: Route,
+    admission: Admission,
+    upstream: Upstream,
+    headers: Headers,
 ) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
-    target = scope.get("raw_path") or scope["path"].encode()
+    target = request_target(scope) or b"/"
     query = scope.get("query_string", b"")
     if query:
         query = strip_query(query)
         if query:
             target += b"?" + query
+    grant_id = admission.grant_id
+    address = upstream.address
     # Host is the client's (or the sandbox's mask); the socket goes to the real upstream.
-    authority = host or f"{upstream[0]}:{upstream[1]}"
-    try:
-        remote = await wsclient.connect(
-            upstream,
-            target=target,
-            host=authority.encode("latin-1"),
-            headers=headers,
-            subprotocols=scope.get("subprotocols") or None,
-            max_size=MAX_MESSAGE_BYTES,
-            open_timeout=OPEN_TIMEOUT,
-        )
-    except (OSError, HandshakeFailed, TimeoutError) as exc:
-        code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unavailable"
-        log.info("upstream websocket %s:%s failed: %s", *upstream, type(exc).__name__)
-        accounting.count_error(grant_id, code)
-        await close_websocket(send, GatewayError(code))
+    authority = upstream.host or f"{address[0]}:{address[1]}"
+    error: GatewayError | None = None
+    with StallCheck(kind, route, admission) as stall:
+        try:
+            remote = await wsclient.connect(
+                address,
+                target=target,
+                host=authority.encode("latin-1"),
+                headers=headers,
+                subprotocols=scope.get("subprotocols") or None,
+                max_size=settings.WS_MAX_MESSAGE_BYTES,
+                # Below the time a server gives a handshake, so the client hears why.
+                open_timeout=float(settings.PREVIEW_WS_OPEN_TIMEOUT_SECONDS),
+            )
+        except asyncio.CancelledError:
+            if stall.error is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            error = stall.error
+        except (OSError, HandshakeFailed, TimeoutError) as exc:
+            code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unavailable"
+            log.info("upstream websocket %s:%s failed: %s", *address, type(exc).__name__)
+            error = GatewayError(code)
+    if error is not None:
+        accounting.count_error(grant_id, error.code)
+        await close_websocket(send, error)
         return
     await send({"type": "websocket.accept", "subprotocol": remote.subprotocol})
-    await _splice(receive, send, remote, grant_id, revoked)
+    # Closed by a revocation (fan-out) or when the grant runs out, whichever comes first.
+    ended = asyncio.Event()
+    cutoff = Cutoff(grant_id, admission.expires_at)
+    cutoff.on_fire = ended
+    with cutoff:
+        await _splice(receive, send, remote, grant_id, ended)
 
 
 async def _splice(
-    receive, send, remote: UpstreamSocket, grant_id: str, revoked: asyncio.Event
+    receive: Receive, send: Send, remote: UpstreamSocket, grant_id: str, revoked: asyncio.Event
 ) -> None:
     counts = [0, 0]  # bytes in (client->upstream), out
+    drain = float(settings.HTTP_DRAIN_TIMEOUT_SECONDS)
+    loop = asyncio.get_running_loop()
+    sending_since = [0.0]  # when the send to the client now waiting began (0: none waits)
 
     async def client_to_upstream() -> int | None:
         write = remote.write
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                return message.get("code")
+                code: int | None = message.get("code")
+                return code
             data = message.get("bytes")
             if data is None:
                 data = message.get("text") or ""
             counts[0] += len(data)
             if write(data):  # the upstream socket is full: wait until it drains
-                await remote.drain()
+                async with asyncio.timeout(drain):
+                    await remote.drain()
 
-    async def upstream_to_client() -> int | None:
+    async def upstream_to_client() -> None:
         take = remote.take
         while True:
             data = take()
@@ -107,32 +138,56 @@ async def _splice(
                 await remote.wait()  # raises Closed once nothing more can come
                 continue
             counts[1] += len(data)
+            # The server's send waits while the client's socket is full (uvicorn; under
+            # daphne, the pacer): the upstream is not read meanwhile (back-pressure); the
+            # watchdog bounds the wait.
+            sending_since[0] = loop.time()
+            if pacer is not None:
+                await pacer.wait()
             if type(data) is str:
                 await send({"type": "websocket.send", "text": data})
             else:
                 await send({"type": "websocket.send", "bytes": data})
+            sending_since[0] = 0.0
 
+    async def watchdog() -> None:
+        while True:
+            await asyncio.sleep(drain / 2)
+            if sending_since[0] and loop.time() - sending_since[0] > drain:
+                return
+
+    pacer = websocket_pacer_for(send)
     from_client = asyncio.create_task(client_to_upstream(), name="ws-client-to-upstream")
     from_upstream = asyncio.create_task(upstream_to_client(), name="ws-upstream-to-client")
     revocation = asyncio.create_task(revoked.wait(), name="ws-revocation")
+    stuck = asyncio.create_task(watchdog(), name="ws-drain-watchdog")
+    tasks = (from_client, from_upstream, revocation, stuck)
     try:
-        done, _ = await asyncio.wait(
-            {from_client, from_upstream, revocation}, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if from_client in done and from_client.exception() is None:
             await remote.close(_upstream_code(from_client.result()))
         elif revocation in done:
             await _close_client(send, REVOKED_CLOSE_CODE)
             await remote.close(1001)
+        elif stuck in done:
+            # The client stopped reading: give up on it (a close it will likely never read).
+            await remote.close(1001)
+            from_upstream.cancel()
+            async with asyncio.timeout(1):
+                await _close_client(send, 1008)
         else:
             # The upstream closed (noticed by either pump), or a pump failed: 1011 then.
             failed = from_client if from_client in done else from_upstream
             error = failed.exception()
             clean = error is None or isinstance(error, Closed)
             await _close_client(send, remote.close_code if clean else 1011)
+    except TimeoutError:
+        pass
     finally:
-        for task in (from_client, from_upstream, revocation):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(from_client, from_upstream, revocation, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if pacer is not None:
+            pacer.release()
         await remote.close()
         accounting.count_bytes(grant_id, inbound=counts[0], outbound=counts[1])

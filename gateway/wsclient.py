@@ -16,6 +16,7 @@ import hashlib
 import os
 import struct
 from collections import deque
+from typing import cast
 
 try:
     from websockets.speedups import apply_mask
@@ -23,6 +24,7 @@ except ImportError:  # a build of websockets without its C extension
     from websockets.utils import apply_mask
 
 from gateway.flow import WriteFlow
+from gateway.types import Address, Headers
 
 MAX_HANDSHAKE_BYTES = 64 * 1024
 CLOSE_TIMEOUT = 5.0
@@ -70,27 +72,29 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 
 
 class UpstreamSocket(WriteFlow):
+    transport: asyncio.Transport  # set by connection_made, which asyncio calls first
+
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self.transport: asyncio.Transport | None = None
         self.subprotocol: str | None = None
         self.close_code: int | None = None  # 1005: closed without a code, 1006: no close frame
-        self._handshake: asyncio.Future | None = None
+        self._handshake: asyncio.Future[bytes] | None = None
         self._head = bytearray()
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._fragment_opcode = 0
-        self._messages: deque = deque()
+        self._fragment_size = 0
+        self._messages: deque[str | bytes] = deque()
         self._queued = 0
         self._reading_paused = False
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._close_sent = False
         self._closed = asyncio.get_running_loop().create_future()
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         handshake = self._handshake
@@ -111,7 +115,7 @@ class UpstreamSocket(WriteFlow):
         self._buffer += data
         self._parse()
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self._handshake is not None and not self._handshake.done():
             self._handshake.set_exception(HandshakeFailed("connection closed"))
         if self.close_code is None:
@@ -176,13 +180,15 @@ class UpstreamSocket(WriteFlow):
                 self._protocol_error(1002)
                 return False
             self._fragments.append(payload)
-            if sum(len(p) for p in self._fragments) > self.max_size:
+            self._fragment_size += len(payload)  # a running total: linear in the fragments
+            if self._fragment_size > self.max_size:
                 self._protocol_error(1009)
                 return False
             if not fin:
                 return True
             opcode, payload = self._fragment_opcode, b"".join(self._fragments)
             self._fragments = []
+            self._fragment_size = 0
         elif opcode in (_TEXT, _BINARY):
             if self._fragments:
                 self._protocol_error(1002)
@@ -190,18 +196,18 @@ class UpstreamSocket(WriteFlow):
             if not fin:
                 self._fragment_opcode = opcode
                 self._fragments = [payload]
+                self._fragment_size = len(payload)
                 return True
         else:
             self._protocol_error(1002)
             return False
+        message: str | bytes = payload
         if opcode == _TEXT:
             try:
                 message = payload.decode()
             except UnicodeDecodeError:
                 self._protocol_error(1007)
                 return False
-        else:
-            message = payload
         self._messages.append(message)
         self._queued += len(message)
         if self._queued > HIGH_WATER and not self._reading_paused:
@@ -264,7 +270,7 @@ class UpstreamSocket(WriteFlow):
             message = self.take()
         return message
 
-    def __aiter__(self):
+    def __aiter__(self) -> UpstreamSocket:
         return self
 
     async def __anext__(self) -> str | bytes:
@@ -277,7 +283,7 @@ class UpstreamSocket(WriteFlow):
         """Send a message without waiting; True when the socket is full (then drain())."""
         if self._close_sent or self.transport.is_closing():
             raise Closed()
-        if type(message) is str:
+        if isinstance(message, str):
             self.transport.write(_frame(_TEXT, message.encode()))
         else:
             self.transport.write(_frame(_BINARY, message))
@@ -304,11 +310,11 @@ def _accept_key(key: bytes) -> bytes:
 
 
 async def connect(
-    upstream: tuple[str, int],
+    upstream: Address,
     *,
     target: bytes,
     host: bytes,
-    headers: list[tuple[bytes, bytes]],
+    headers: Headers,
     subprotocols: list[str] | None,
     max_size: int,
     open_timeout: float,
@@ -327,7 +333,14 @@ async def connect(
     return sock
 
 
-async def _handshake(sock, loop, target, host, headers, subprotocols) -> None:
+async def _handshake(
+    sock: UpstreamSocket,
+    loop: asyncio.AbstractEventLoop,
+    target: bytes,
+    host: bytes,
+    headers: Headers,
+    subprotocols: list[str] | None,
+) -> None:
     key = base64.b64encode(os.urandom(16))
     lines = [
         b"GET %s HTTP/1.1\r\n" % target,

@@ -1,4 +1,4 @@
-"""A real server in a subprocess (daphne on a free port, its own data directory and
+"""A real server in a subprocess (`manage.py serve` on a free port, its own data directory and
 database), for contract tests with the real `nullspace` CLI and for browser tests."""
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class LiveServer:
     seed: dict = field(default_factory=dict, repr=False)
     owns_database: bool = True  # False for a second server on another one's database
     worker: bool = True  # False: `serve --no-worker`
+    serve_args: tuple[str, ...] = ()  # more `manage.py serve` options, e.g. --server daphne
 
     def manage(self, *args: str) -> str:
         out = subprocess.run(
@@ -180,13 +181,15 @@ def start_live_server(
     same_database_as: LiveServer | None = None,
     seed_scale: float | None = None,
     worker: bool = True,
+    serve_args: tuple[str, ...] = (),
     **extra_env: str,
 ) -> LiveServer:
     """A new server with its own data directory and (on PostgreSQL) its own database, or
     `same_database_as` another server's (two servers side by side on one database).
 
     `seed_scale` fills a project with `manage.py seed_scale --scale <it>` first (rows
-    only: pass worker=False, or start-up reconciliation marks its running rows lost)."""
+    only: pass worker=False, or start-up reconciliation marks its running rows lost).
+    `serve_args` go to `manage.py serve` (e.g. ("--server", "daphne"))."""
     port = free_port()
     data_dir = tmp_dir / f"live-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -205,6 +208,7 @@ def start_live_server(
     server = LiveServer(url=f"http://localhost:{port}", port=port, data_dir=data_dir, env=env)
     server.owns_database = same_database_as is None
     server.worker = worker
+    server.serve_args = serve_args
     server.manage("migrate", "--noinput")
     server.api_key = server.manage(
         "bootstrap", "--email", "live@example.com", "--team", "live", "--project", "main"
@@ -229,6 +233,7 @@ def launch(server: LiveServer) -> None:
             str(port),
             "--host",
             "127.0.0.1",
+            *server.serve_args,
             *([] if server.worker else ["--no-worker"]),
         ],
         cwd=ROOT,

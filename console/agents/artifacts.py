@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tarfile
 import time
 from pathlib import PurePosixPath
 from typing import Any
@@ -140,7 +139,6 @@ def build(version_pk: int) -> None:
             why = "timed out" if result.exit_code is None else f"exited with {result.exit_code}"
             raise steps.StepFailed("install", f"install {why} during the artifact build")
         snapshot = sandboxes.snapshot_sandbox(sandbox, actor_kind=ActorKind.SYSTEM)
-        _check_restorable(snapshot.archive_path)
         paths = [e["path"] for e in version.manifest.get("entries", []) if e.get("included")]
         AgentArtifact.objects.filter(pk=artifact.pk).update(
             status=ArtifactStatus.READY,
@@ -162,18 +160,11 @@ def build(version_pk: int) -> None:
             steps.destroy(sandbox.public_id, "agent artifact build finished")
 
 
-def _check_restorable(archive_path: str) -> None:
-    """Refuse an artifact its runs could not start from: snapshot restore refuses links to
-    absolute paths (a plain `python3 -m venv` makes some)."""
-    with tarfile.open(archive_path, mode="r:*") as tar:
-        for member in tar:
-            if member.issym() and member.linkname.startswith("/"):
-                raise steps.StepFailed(
-                    "install",
-                    f"install left {member.name} -> {member.linkname}, a link to an absolute "
-                    "path, which a snapshot cannot restore (use `python3 -m venv --copies`, or "
-                    "relative links)",
-                )
+def unusable(artifact: AgentArtifact, reason: str) -> None:
+    """A run could not start from the artifact: no later run tries it again."""
+    AgentArtifact.objects.filter(pk=artifact.pk).update(
+        status=ArtifactStatus.FAILED, failure_reason=f"restore failed: {reason}"[:500]
+    )
 
 
 def _finish(version: AgentVersion, cache_status: str, reason: str) -> None:

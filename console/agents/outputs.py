@@ -4,7 +4,6 @@ so they stay downloadable after the sandbox is destroyed. Bounded in count and b
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -15,7 +14,7 @@ from django.conf import settings
 from console import sandbox_files
 from console.agents import config as agent_config
 from console.models import AgentRun, Sandbox
-from console.runtime.base import RuntimeError_
+from console.runtime.base import FileEntry, FileStore, RuntimeError_
 
 MAX_FILES = 1000
 
@@ -34,51 +33,52 @@ def collect(run: AgentRun, sandbox: Sandbox) -> list[dict[str, Any]]:
     target_root = store_dir(run)
     budget = settings.AGENT_MAX_OUTPUT_BYTES
     found: list[dict[str, Any]] = []
+    files = sandbox_files.store(sandbox.runtime_id)
     for configured in agent_config.output_paths(config):
         spath = _sandbox_path(workdir, configured)
         try:
-            host = sandbox_files.resolve(sandbox.public_id, spath)
+            top = files.stat(spath)
+            if top.type == "symlink":
+                found.append(_missing(configured, spath, "a symlink (outputs are files)"))
+                continue
+            entries = (
+                [(spath, top)]
+                if top.type == "file"
+                else sorted(_files_under(files, spath), key=lambda item: item[0])
+            )
         except RuntimeError_ as exc:
             found.append(_missing(configured, spath, str(exc)[:200]))
             continue
-        if host.is_symlink() or not host.exists():
-            found.append(_missing(configured, spath, "not found"))
-            continue
-        files = [host] if host.is_file() else sorted(_walk(host))
-        for path in files:
+        for path, entry in entries:
             if len(found) >= MAX_FILES:
                 break
-            rel = "" if path == host else "/" + path.relative_to(host).as_posix()
-            entry_path = spath.rstrip("/") + rel
-            size = path.stat().st_size
-            entry: dict[str, Any] = {
+            item: dict[str, Any] = {
                 "configured_path": configured,
-                "path": entry_path,
-                "name": PurePosixPath(entry_path).name,
+                "path": path,
+                "name": PurePosixPath(path).name,
                 "kind": "file",
-                "size_bytes": size,
-                "access": {"sandbox_id": sandbox.public_id, "path": entry_path},
+                "size_bytes": entry.size,
+                "access": {"sandbox_id": sandbox.public_id, "path": path},
             }
-            if size > budget:
-                entry["status"] = "too_large"
+            if entry.size > budget:
+                item["status"] = "too_large"
             else:
-                dest = target_root / str(len(found))
+                key = str(len(found))
+                dest = target_root / key
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, dest, follow_symlinks=False)
-                budget -= size
-                entry["status"] = "available"
-                entry["store_key"] = str(len(found))
-            found.append(entry)
+                with files.open_read(path) as source, dest.open("wb") as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+                budget -= entry.size
+                item["status"] = "available"
+                item["store_key"] = key
+            found.append(item)
     return found
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in filenames:
-            path = Path(dirpath, name)
-            if path.is_file() and not path.is_symlink():
-                yield path
+def _files_under(files: FileStore, spath: str) -> Iterator[tuple[str, FileEntry]]:
+    for path, entry in files.walk(spath):
+        if entry.type == "file":
+            yield path, entry
 
 
 def _missing(configured: str, spath: str, why: str) -> dict[str, Any]:

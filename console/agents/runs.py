@@ -16,8 +16,8 @@ from typing import Any
 from django.utils import timezone
 
 from console import sandboxes
-from console.agents import artifacts, logs, outputs, steps
 from console.agents import config as agent_config
+from console.agents import logs, outputs, steps
 from console.models import ActorKind, AgentRun, RunStatus, Sandbox
 
 DEFAULT_RETENTION_SECONDS = 3600
@@ -55,12 +55,11 @@ def execute(run_pk: int, envs: dict[str, str]) -> None:
     sandbox: Sandbox | None = None
     phase = "sandbox"
     try:
-        artifact = artifacts.artifact_for_run(version)
-        sandbox = steps.create_sandbox(
+        sandbox, artifact = steps.create_sandbox_for(
             version,
-            artifact=artifact,
             lifetime_seconds=timeout,
             metadata={"agent_deployment": run.deployment.public_id, "agent_run": run.public_id},
+            note=lambda message: logs.record(run, "artifact_unusable", message, level="warn"),
         )
         AgentRun.objects.filter(pk=run.pk).update(
             sandbox_public_id=sandbox.public_id, used_artifact=artifact is not None

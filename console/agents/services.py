@@ -17,8 +17,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from console import previews, sandboxes, tokens
-from console.agents import artifacts, executor, logs, steps
 from console.agents import config as agent_config
+from console.agents import executor, logs, steps
 from console.api.previews import _probe, _route
 from console.models import (
     ActorKind,
@@ -69,15 +69,16 @@ def launch(service_pk: int, generation: int, envs: dict[str, str]) -> None:
             steps.unpack_bundle(sandbox, version)
             artifact = None
         else:
-            artifact = artifacts.artifact_for_run(version)
-            sandbox = steps.create_sandbox(
+            sandbox, artifact = steps.create_sandbox_for(
                 version,
-                artifact=artifact,
                 lifetime_seconds=SERVICE_LIFETIME_SECONDS,
                 metadata={
                     "agent_deployment": service.deployment.public_id,
                     "agent_service": service.public_id,
                 },
+                note=lambda message: logs.record(
+                    service, "artifact_unusable", message, level="warn"
+                ),
             )
             if not _update(service, generation, sandbox_public_id=sandbox.public_id, grant=None):
                 steps.destroy(sandbox.public_id, "service start superseded")

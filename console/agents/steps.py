@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from console import sandbox_files, sandboxes
 from console.agents.logs import LineSink
 from console.api.errors import ApiError
@@ -25,7 +27,7 @@ from console.models import (
     Sandbox,
 )
 from console.runtime import get_driver
-from console.runtime.base import ExecRequest, RuntimeError_
+from console.runtime.base import ExecRequest, FileStore, RuntimeError_
 from console.upload_extract import UploadFailure, extract_and_publish
 
 INPUT_PATH = "/workspace/.nullspace/input.json"
@@ -82,9 +84,38 @@ def create_sandbox(
     return sandbox
 
 
-def _max_timeout_ms() -> int:
-    from django.conf import settings
+def create_sandbox_for(
+    version: AgentVersion,
+    *,
+    lifetime_seconds: int,
+    metadata: dict[str, str],
+    note: Callable[[str], object],
+) -> tuple[Sandbox, AgentArtifact | None]:
+    """A sandbox from the version's ready artifact, or from its template when there is none
+    or the artifact cannot be restored (then marked failed, and install runs instead)."""
+    from console.agents import artifacts
 
+    artifact = artifacts.artifact_for_run(version)
+    if artifact is not None:
+        try:
+            return (
+                create_sandbox(
+                    version, artifact=artifact, lifetime_seconds=lifetime_seconds, metadata=metadata
+                ),
+                artifact,
+            )
+        except StepFailed as failure:
+            artifacts.unusable(artifact, failure.message)
+            note(
+                f"artifact {artifact.public_id} could not be restored ({failure.message}); installing instead"
+            )
+    sandbox = create_sandbox(
+        version, artifact=None, lifetime_seconds=lifetime_seconds, metadata=metadata
+    )
+    return sandbox, None
+
+
+def _max_timeout_ms() -> int:
     return int(settings.MAX_SANDBOX_TIMEOUT_MS)
 
 
@@ -97,31 +128,34 @@ def unpack_bundle(
     if not version.bundle_path or not Path(version.bundle_path).exists():
         raise StepFailed("bundle", f"the bundle of {version.public_id} is missing from the store")
     try:
-        target = sandbox_files.resolve(sandbox.public_id, workdir)
+        files = sandbox_files.store(sandbox.runtime_id)
+        target = files.path(workdir)
         if stale_paths is not None:
             current = {e["path"] for e in version.manifest.get("entries", []) if e.get("included")}
             for path in sorted(set(stale_paths) - current, reverse=True):
-                _remove_quietly(sandbox.public_id, f"{workdir}/{path}")
+                _remove_quietly(files, f"{target}/{path}")
         extract_and_publish(
             Path(version.bundle_path),
+            files,
             target,
             "merge" if stale_paths is not None else "replace",
             workdir,
+            limit=settings.MAX_FILE_BYTES,
         )
     except (UploadFailure, RuntimeError_) as exc:
         raise StepFailed("bundle", f"could not unpack the bundle at {workdir}: {exc}") from None
 
 
-def _remove_quietly(sandbox_id: str, path: str) -> None:
+def _remove_quietly(files: FileStore, path: str) -> None:
     try:
-        sandbox_files.remove(sandbox_id, path)
+        files.remove(path)
     except RuntimeError_:
         pass
 
 
 def write_input(sandbox: Sandbox, payload: dict[str, Any]) -> None:
     data = json.dumps(payload, separators=(",", ":")).encode()
-    sandbox_files.write_chunks(sandbox.public_id, INPUT_PATH, [data])
+    sandbox_files.write_chunks(sandbox.runtime_id, INPUT_PATH, [data])
 
 
 def start(sandbox: Sandbox, command: str, *, cwd: str, envs: dict[str, str]) -> int:
@@ -160,7 +194,7 @@ def follow(
     exit_code: int | None = None
     try:
         remaining = max(0.0, deadline - time.monotonic())
-        for event in driver.follow_output(sandbox.public_id, pid, stop_after=remaining, stop=stop):
+        for event in driver.follow_output(sandbox.runtime_id, pid, stop_after=remaining, stop=stop):
             if event.kind == "exit":
                 exit_code = event.exit_code
                 break
@@ -175,11 +209,16 @@ def follow(
 
 
 def kill(sandbox: Sandbox | str, pid: int) -> None:
-    sandbox_id = sandbox if isinstance(sandbox, str) else sandbox.public_id
+    """End a process of the sandbox (given as a row or its public id) and wait for it."""
+    if isinstance(sandbox, str):
+        found = Sandbox.objects.filter(public_id=sandbox).first()
+        if found is None:
+            return
+        sandbox = found
     driver = get_driver()
     try:
-        driver.kill_process(sandbox_id, pid)
-        driver.wait_process(sandbox_id, pid, 5)
+        driver.kill_process(sandbox.runtime_id, pid)
+        driver.wait_process(sandbox.runtime_id, pid, 5)
     except RuntimeError_:
         pass
 

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.urls import path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -474,6 +475,35 @@ def signed_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> Http
     return _no_content()
 
 
+# Room for a multipart body's boundaries and part headers around the one file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+@signed_view(UPLOAD_PURPOSE)
+def signed_form_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+    """The same signed URL posted as a form (multipart, one file part), as the client's
+    direct upload and a browser send it."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > settings.MAX_FILE_BYTES + FORM_OVERHEAD_BYTES:
+        raise ApiError(
+            "file_too_large",
+            f"{declared} bytes is over the {settings.MAX_FILE_BYTES}-byte file limit",
+        )
+    if request.content_type != "multipart/form-data":
+        raise ApiError(
+            "invalid_request",
+            "POST a multipart/form-data body with one file part, or PUT the raw bytes",
+        )
+    try:
+        parts = list(request.FILES.values())
+    except MultiPartParserError as exc:
+        raise ApiError("invalid_request", f"Malformed multipart body: {exc}") from None
+    if len(parts) != 1:
+        raise ApiError("invalid_request", f"Send exactly one file part (got {len(parts)})")
+    sandbox_files.write_chunks(sandbox.runtime_id, payload["path"], parts[0].chunks())
+    return _no_content()
+
+
 _base = "sandboxes/<str:sandbox_id>/"
 urlpatterns = [
     path(_base + "file", methods(GET=download_file, PUT=upload_file), name="v1-sandbox-file"),
@@ -509,7 +539,7 @@ urlpatterns = [
     ),
     path(
         _base + "files/signed-upload",
-        methods(PUT=signed_upload),
+        methods(PUT=signed_upload, POST=signed_form_upload),
         name="v1-sandbox-file-signed-upload",
     ),
 ]

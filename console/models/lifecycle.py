@@ -18,7 +18,6 @@ class Operation(models.TextChoices):
     RESUME_FROM_SNAPSHOT = "resume_from_snapshot"
     FORK = "fork"
     RECONCILE = "reconcile"
-    OOM = "oom"  # a process was killed for going over the sandbox's memory_mb
 
 
 class EventStatus(models.TextChoices):

@@ -109,8 +109,8 @@ class Crun:
     def pause(self, container_id: str) -> None:
         self.run("pause", container_id)
 
-    def resume(self, container_id: str) -> None:
-        self.run("resume", container_id)
+    def resume(self, container_id: str, *, check: bool = True) -> None:
+        self.run("resume", container_id, check=check)
 
     def kill(self, container_id: str) -> None:
         self.run("kill", "--all", container_id, "KILL", check=False)

@@ -260,14 +260,32 @@ class IsolatedDriver(LocalDriver):
     def destroy(self, sandbox_id: str) -> None:
         base = self._dir(sandbox_id)
         state = proclog.read_json(base / "state" / "sandbox.json") or {}
+        init = self.crun.init_pid(sandbox_id)
+        if state.get("paused"):
+            self.crun.resume(sandbox_id, check=False)  # frozen processes die only once thawed
         self.crun.delete(sandbox_id)  # --force: kills its pid 1, and with it every process
+        deadline = time.monotonic() + 5
+        while init is not None and _alive(init) and time.monotonic() < deadline:
+            time.sleep(0.005)  # its mounts are released once its last process is gone
         procs = base / "state" / "procs"
         if procs.is_dir():
             for procdir in procs.iterdir():
                 meta = proclog.read_json(procdir / "meta.json")
                 if meta and meta.get("supervisor_pid"):
                     _kill_supervisor(int(meta["supervisor_pid"]))
-        layers.destroy(base, self._rootfs(sandbox_id))
+        # With every process gone, the network and the disk come apart side by side.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            network_done = pool.submit(self._remove_network, sandbox_id, state)
+            try:
+                layers.destroy(base, self._rootfs(sandbox_id))
+            finally:
+                network_done.result()
+        self._cpu_samples.pop(sandbox_id, None)
+        shutil.rmtree(base, ignore_errors=True)
+        if base.exists():
+            shutil.rmtree(base, ignore_errors=True)
+
+    def _remove_network(self, sandbox_id: str, state: dict[str, Any]) -> None:
         network = dict(state.get("network") or {})
         if not network and self.use_netns:
             network = net.leftovers(self.tag).get(sandbox_id, {})
@@ -275,10 +293,6 @@ class IsolatedDriver(LocalDriver):
             netpolicy.remove(self.tag, network["host_if"])
         if network:
             net.delete(network)
-        self._cpu_samples.pop(sandbox_id, None)
-        shutil.rmtree(base, ignore_errors=True)
-        if base.exists():
-            shutil.rmtree(base, ignore_errors=True)
 
     def pause(self, sandbox_id: str) -> None:
         state = self._state(sandbox_id)
@@ -507,6 +521,15 @@ class IsolatedDriver(LocalDriver):
             network_rx_bytes=rx,
             network_tx_bytes=tx,
         )
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for its parent to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def _tar(*args: str) -> None:

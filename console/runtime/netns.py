@@ -156,10 +156,13 @@ def create(
 
 def delete(state: dict[str, Any]) -> None:
     """Remove the veth pair, the namespace and the table entry. Idempotent."""
+    commands = ""
     if state.get("host_if"):
-        _ip("link", "del", state["host_if"], check=False)
+        commands += f"link del {state['host_if']}\n"
     if state.get("netns"):
-        _ip("netns", "del", state["netns"], check=False)
+        commands += f"netns del {state['netns']}\n"
+    if commands:  # one `ip` for both; -force goes on past what is already gone
+        _ip("-force", batch=commands, check=False)
     if state.get("cidr"):
         with _table() as table:
             if table.get(state["cidr"], {}).get("host_if") == state.get("host_if"):

@@ -220,12 +220,17 @@ def apply(tag: str, host_if: str, policy: EgressPolicy) -> None:
 def remove(tag: str, host_if: str) -> None:
     table = table_name(tag)
     chain = _chain(host_if)
+    lines = (
+        f"delete element inet {table} egress {{ {host_if} }}",
+        f"delete chain inet {table} {chain}",
+    )
     with _locked(tag):
-        for line in (
-            f"delete element inet {table} egress {{ {host_if} }}",
-            f"delete chain inet {table} {chain}",
-        ):
-            subprocess.run(["nft", line], capture_output=True, text=True, timeout=30)
+        both = subprocess.run(
+            ["nft", "-f", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True
+        )
+        if both.returncode != 0:  # one of them is gone already: the other on its own
+            for line in lines:
+                subprocess.run(["nft", line], capture_output=True, text=True, timeout=30)
 
 
 def drop_table(tag: str) -> None:

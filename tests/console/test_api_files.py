@@ -8,6 +8,7 @@ import io
 import json
 import os
 import tarfile
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -332,6 +333,24 @@ def test_upload_url_accepts_a_put_without_auth(api, sandbox, workspace):
         .status_code
         == 401
     )
+
+
+def test_upload_url_accepts_a_form_post(api, sandbox, workspace):
+    """The client's direct upload posts the file as multipart to the same signed URL."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    body = post(api, sandbox, "files/upload-url", {"path": "via-form/up.txt"}).json()
+    assert UploadUrl(**body).token and quote(body["token"], safe="") in body["url"]
+    sent = Client().post(body["url"], {"file": SimpleUploadedFile("up.txt", b"form-ok")})
+    assert sent.status_code == 204, sent.content
+    assert (workspace / "via-form/up.txt").read_bytes() == b"form-ok"
+    two = Client().post(
+        body["url"],
+        {"a": SimpleUploadedFile("a", b"1"), "b": SimpleUploadedFile("b", b"2")},
+    )
+    assert two.status_code == 400 and "exactly one file part" in two.json()["error"]
+    plain = Client().post(body["url"], b"raw", content_type="application/octet-stream")
+    assert plain.status_code == 400 and plain.json()["code"] == "invalid_request"
 
 
 def test_chunked_put_through_asgi(sandbox, workspace, api_key):

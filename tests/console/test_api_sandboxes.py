@@ -458,3 +458,29 @@ def test_bad_integer_query_parameters_are_refused(api, url, query, message):
     response = api.get(url, query)
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_request" and message in response.json()["error"]
+
+
+def test_get_shows_the_network_policy(runtime, api):
+    body = {
+        "template": "base",
+        "internet_access": False,
+        "network": {"allow_out": ["192.0.2.0/24"]},
+    }
+    created = post(api, "/v1/sandboxes", body)
+    assert created.status_code == 201, created.content
+    got = api.get(f"/v1/sandboxes/{created.json()['id']}", {"fields": "id,network,internet_access"})
+    assert got.json()["internet_access"] is False
+    assert got.json()["network"]["egress_policy"] == {
+        "internet_access": False,
+        "allow_out": ["192.0.2.0/24"],
+        "deny_out": [],
+    }
+
+
+def test_create_makes_its_cwd(made, api):
+    """The client resolves relative paths against the sandbox's cwd from the start."""
+    sid = made(cwd="/srv/app/sub")["id"]
+    assert run(api, sid, "pwd").json()["stdout"] == "/srv/app/sub\n"
+    written = post(api, f"/v1/sandboxes/{sid}/files/write", {"path": "rel.txt", "content": "x"})
+    assert written.status_code == 200, written.content
+    assert run(api, sid, "cat /srv/app/sub/rel.txt").json()["stdout"] == "x"

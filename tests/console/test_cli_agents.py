@@ -5,6 +5,7 @@ reference and of the deployment guide's operations table, each checked on its ef
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,12 @@ EXAMPLES = ROOT / "examples" / "agents"
 
 def cli_json(live: LiveServer, *args: str, **kwargs):
     return json.loads(live.cli(*args, check=True, **kwargs).stdout)
+
+
+def gone(live: LiveServer, sandbox_id: str) -> bool:
+    """A destroyed sandbox is not found, like one that never existed."""
+    result = live.cli("sandbox", "get", sandbox_id)
+    return result.returncode != 0 and "not found" in result.stderr
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "condition"):
@@ -180,11 +187,12 @@ def test_run_with_input_file_logs_and_outputs(live, job, tmp_path):
     by_name = {o["name"]: o for o in outputs["outputs"]}
     assert by_name["result.json"]["status"] == "available"
     assert by_name["summary.md"]["configured_path"] == "reports"
+    human = live.cli("agent", "logs", "example-job", "--run", run["id"], check=True).stdout
+    assert " info job started: topic=three little words\n" in human
     table = live.cli("agent", "outputs", "example-job", "--run", run["id"], check=True).stdout
     assert "result.json\tavailable\tfile\t" in table
     # The sandbox is gone, the outputs are kept.
-    sandbox = cli_json(live, "sandbox", "get", run["sandbox_id"] or status["triage"]["sandbox_id"])
-    assert sandbox["status"] == "destroyed"
+    assert gone(live, status["triage"]["sandbox_id"])
     kept = api(live, "GET", by_name["result.json"]["download_url"])
     assert kept.status_code == 200
     assert json.loads(kept.content) == {"topic": "three little words", "words": 3}
@@ -263,13 +271,15 @@ def test_failed_run_retained_and_inspected_with_shell(live, job):
 
 
 def test_retained_sandbox_destroyed_when_retention_ends(live, job):
-    run = cli_json(
-        live, "agent", "run", "example-job", "--input-json", '{"fail": true}',
-        "--retain-on-failure", "--retention-seconds", "2", "--json",
-    )  # fmt: skip
-    sandbox_id = finished_run(live, "example-job", run["id"])["triage"]["sandbox_id"]
+    human = live.cli(
+        "agent", "run", "example-job", "--input-json", '{"fail": true}',
+        "--retain-on-failure", "--retention-seconds", "2", check=True,
+    ).stdout  # fmt: skip
+    match = re.match(r"^Run: (adrun_[a-z0-9]+) \((queued|starting)\)$", human.strip())
+    assert match, human
+    sandbox_id = finished_run(live, "example-job", match.group(1))["triage"]["sandbox_id"]
     wait_for(
-        lambda: cli_json(live, "sandbox", "get", sandbox_id)["status"] == "destroyed",
+        lambda: gone(live, sandbox_id),
         30,
         "the retained sandbox to be destroyed",
     )
@@ -279,9 +289,9 @@ def test_failed_run_without_retention_leaves_no_sandbox(live, job):
     run = cli_json(live, "agent", "run", "example-job", "--input-json", '{"fail": true}', "--json")
     status = finished_run(live, "example-job", run["id"])
     assert status["target"]["status"] == "failed"
-    assert cli_json(live, "sandbox", "get", status["triage"]["sandbox_id"])["status"] == "destroyed"
+    assert gone(live, status["triage"]["sandbox_id"])
     refused = live.cli("agent", "shell", "example-job", "--run", run["id"], "--cmd", "pwd")
-    assert refused.returncode != 0 and "is destroyed" in refused.stderr
+    assert refused.returncode == 2 and "backing sandbox was already destroyed" in refused.stderr
 
 
 def test_stop_cancels_a_running_job_and_timeouts_end_runs(live, tmp_path):
@@ -470,7 +480,7 @@ def test_stop_revokes_the_url_and_restart_starts_again(live, service):
     stopped = cli_json(live, "agent", "stop", "example-service", "--json")
     assert stopped["status"] == "stopped" and stopped["public_url"] is None
     assert via_gateway(live, url).status_code in (403, 404, 410)
-    assert cli_json(live, "sandbox", "get", sandbox_id)["status"] == "destroyed"
+    assert gone(live, sandbox_id)
     live.cli("agent", "restart", "example-service", check=True)
     new_url = live.cli("agent", "url", "example-service", check=True, timeout=60).stdout.strip()
     assert open_service(live, new_url).status_code == 200
@@ -668,10 +678,10 @@ def test_delete_removes_the_deployment_and_its_sandboxes(live, job, service):
         "id": service["deployment"]["id"],
         "name": "example-service",
     }
-    assert cli_json(live, "sandbox", "get", sandbox_id)["status"] == "destroyed"
+    assert gone(live, sandbox_id)
     missing = live.cli("agent", "get", "example-service")
     assert missing.returncode == 2 and "not found by name" in missing.stderr
     human = live.cli("agent", "delete", "example-job", "--yes", check=True).stdout
     assert human.strip() == f"Deleted example-job ({job['deployment']['id']})"
-    gone = api(live, "GET", f"/v1/agent-deployments/{job['deployment']['id']}")
-    assert gone.status_code == 404
+    answer = api(live, "GET", f"/v1/agent-deployments/{job['deployment']['id']}")
+    assert answer.status_code == 404

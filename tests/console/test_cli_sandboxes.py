@@ -318,3 +318,31 @@ def test_kill_last(live, sandbox):
     gone = live.cli("sandbox", "exec", sid, "true")
     assert gone.returncode == 3
     assert live.cli("sandbox", "get", "sb_doesnotexist").returncode == 3
+
+
+def test_the_cli_references_python_and_git_examples(live):
+    """The CLI reference's examples that need python and git, run as the default user."""
+    sid = live.new_sandbox("--timeout", "300")
+    try:
+        streamed = live.cli(
+            "sandbox", "process", "stream", sid, "python", "-c", "print('hi')", check=True
+        )
+        assert streamed.stdout == "hi\n"
+        who = live.cli("sandbox", "exec", sid, "--shell", "whoami; sudo -n whoami", check=True)
+        assert who.stdout.split() == ["user", "root"]
+        live.cli("sandbox", "exec", sid, "--shell", "git init -q /workspace", check=True)
+        live.cli(
+            "sandbox", "file", "write", sid, "/workspace/app.py", input="print(1)\n", check=True
+        )
+        live.cli(
+            "sandbox", "git", "commit", sid, "update files", "--path", "/workspace", check=True
+        )
+        status = live.cli("sandbox", "git", "status", sid, "--path", "/workspace", check=True)
+        log = live.cli(
+            "sandbox", "exec", sid, "--shell", "git -C /workspace log --format='%an|%s'", check=True
+        )
+        assert log.stdout.strip() == "Sandbox User|update files", (log.stdout, status.stdout)
+        ran = live.cli("sandbox", "exec", sid, "--shell", "cd /workspace && python app.py")
+        assert ran.returncode == 0 and ran.stdout == "1\n"
+    finally:
+        live.cli("sandbox", "kill", sid)

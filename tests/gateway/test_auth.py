@@ -67,7 +67,16 @@ async def test_cookie_flags_for_https_and_iframes(routed, grant, settings):
     _, raw = grant
     response = await get(routed, f"/?edge_token={raw['http_port']}")
     parts = [p.strip() for p in header(response, b"set-cookie").decode().split(";")]
-    assert {"Secure", "SameSite=None", "Partitioned", "HttpOnly"} <= set(parts)
+    assert {"Secure", "SameSite=None", "Partitioned", "HttpOnly", "Path=/"} <= set(parts)
+    # `__Host-`: the browser accepts it only host-only, Secure, on Path=/.
+    assert parts[0].startswith("__Host-ns_preview=")
+    assert not [p for p in parts if p.lower().startswith("domain")]
+    cookie = parts[0].encode()
+    assert (await get(routed, "/echo", headers=[(b"cookie", cookie)]))["status"] == 200
+    # On HTTPS the unprefixed name is not ours any more: anyone could have planted it.
+    value = cookie.partition(b"=")[2]
+    plain = await get(routed, "/echo", headers=[(b"cookie", b"__ns_preview=" + value)])
+    assert error_code(plain) == "edge_token_missing"
 
 
 async def test_no_credential_is_edge_token_missing(routed):

@@ -30,7 +30,7 @@ async def server(tmp_path):
     routes = tmp_path / "routes.json"
     routes.write_text("{}")
     live = await asyncio.to_thread(
-        start_live_server, tmp_path,
+        start_live_server, tmp_path, serve_args=("--server", "daphne"),
         PREVIEW_UPSTREAM_RESOLVER="tests.gateway.upstreams.resolve", TEST_PREVIEW_UPSTREAMS=f"@{routes}",
     )  # fmt: skip
     live.routes = routes

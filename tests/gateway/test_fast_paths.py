@@ -247,8 +247,8 @@ async def test_a_post_is_not_retried_and_nothing_listening_is_unavailable():
         await client.request("GET", address, b"/", [], b"")
 
 
-async def test_a_cut_mid_body_is_reported_after_the_bytes_that_came(monkeypatch):
-    monkeypatch.setattr(client, "READ_TIMEOUT", 3.0)
+async def test_a_cut_mid_body_is_reported_after_the_bytes_that_came(settings):
+    settings.PREVIEW_READ_TIMEOUT_SECONDS = 3.0
     # One answer, then the script ends and the connection closes, 93 bytes short.
     upstream = Scripted([b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"])
     address = await upstream.start()
@@ -346,6 +346,27 @@ async def test_bytes_after_an_answer_retire_the_connection():
             response = await client.request("GET", address, b"/", [], b"")
             assert (response.status, await body_of(response)) == (200, b"ok")
         assert upstream.connections == 2  # the first connection was not reused
+    finally:
+        await client.close()
+        await upstream.stop()
+
+
+async def test_a_response_head_over_the_cap_is_refused_and_never_held_whole(settings):
+    settings.PREVIEW_MAX_RESPONSE_HEADER_BYTES = 8192
+    filler = b"x-filler: " + b"f" * 3000 + b"\r\n"
+    endless = b"HTTP/1.1 200 OK\r\nx-endless: " + b"e" * 20000  # one header that never ends
+    upstream = Scripted(
+        [b"HTTP/1.1 200 OK\r\n" + filler * 4 + b"content-length: 0\r\n\r\n", endless]
+    )
+    address = await upstream.start()
+    try:
+        for _ in range(2):  # many headers over the cap, then one header over it
+            with pytest.raises(client.UpstreamInvalid):
+                await client.request("GET", address, b"/", [], b"")
+        ok = Scripted([b"HTTP/1.1 200 OK\r\n" + filler * 2 + b"content-length: 2\r\n\r\nok"])
+        ok_address = await ok.start()
+        assert await body_of(await client.request("GET", ok_address, b"/", [], b"")) == b"ok"
+        await ok.stop()
     finally:
         await client.close()
         await upstream.stop()

@@ -14,7 +14,7 @@ from channels.testing import ApplicationCommunicator
 
 from console.asgi import application
 from console.models import PreviewGrant, Sandbox
-from gateway import accounting, client
+from gateway import accounting
 from tests.gateway import upstreams
 from tests.gateway.conftest import PORT, header, host_for, http
 
@@ -214,8 +214,8 @@ async def test_nothing_listening_is_a_typed_502(routed, cookie):
     assert b"Nothing listening" in page["body"] and b"Errno" not in page["body"]
 
 
-async def test_upstream_timeout_is_a_504(routed, cookie, monkeypatch):
-    monkeypatch.setattr(client, "READ_TIMEOUT", 0.3)
+async def test_upstream_timeout_is_a_504(routed, cookie, settings):
+    settings.PREVIEW_FIRST_BYTE_TIMEOUT_SECONDS = 0.3
     response = await http(routed, "/slow?s=3", headers=[(b"cookie", cookie)]).get_response(
         timeout=5
     )

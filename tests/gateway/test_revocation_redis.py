@@ -1,4 +1,4 @@
-"""Two real gateway processes (daphne) on Redis: a revocation made here is seen by the other
+"""Two real gateway processes (`manage.py serve`) on Redis: a revocation made here is seen by the other
 process within a second, for cookie-borne requests and for a live WebSocket.
 
 Needs REDIS_URL and a database the subprocesses can share (PostgreSQL); skipped otherwise.

@@ -62,10 +62,12 @@ def runtime(settings, tmp_path):
     settings.PREVIEW_UPSTREAM_RESOLVER = "gateway.upstream.driver_address"  # the real default
     get_driver.cache_clear()
     yield
-    for sandbox in Sandbox.objects.filter(status__in=["running", "paused", "creating"]):
-        get_driver().destroy(sandbox.public_id)
-    get_driver().reconcile(set())  # whatever another state left behind
-    get_driver.cache_clear()
+    try:
+        for sandbox in Sandbox.objects.filter(status__in=["running", "paused", "creating"]):
+            get_driver().destroy(sandbox.public_id)
+    finally:
+        get_driver().reconcile(set())  # whatever another state (or an error above) left behind
+        get_driver.cache_clear()
 
 
 def serving_sandbox(project, port: int, **kwargs) -> Sandbox:
@@ -131,4 +133,6 @@ async def test_the_wait_for_a_resume_is_bounded(runtime, project, settings):
     assert time.monotonic() - started < 3
     assert (response["status"], code_of(response)) == (503, "sandbox_starting")
     assert header(response, b"retry-after") == b"5"
-    await db(Sandbox.objects.filter(pk=sandbox.pk).update)(transition="")
+    # The gateway's waiter may still be running in its thread: no auto-resume for it once the
+    # "other resume" ends, or it would remake the sandbox after this test's teardown.
+    await db(Sandbox.objects.filter(pk=sandbox.pk).update)(transition="", auto_resume=False)

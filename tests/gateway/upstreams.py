@@ -57,13 +57,61 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def sse(request: web.Request) -> web.StreamResponse:
+    """Three events 0.4 s apart, or `?n=` events `?every=` seconds apart."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    for n in range(3):
+    every = float(request.query.get("every", "0.4"))
+    for n in range(int(request.query.get("n", "3"))):
         await response.write(f"data: event {n}\n\n".encode())
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(every)
+    return response
+
+
+async def trickle(request: web.Request) -> web.StreamResponse:
+    """A slow download: `?kib=` KiB per 0.1 s for `?mib=` MiB."""
+    size = int(request.query.get("mib", "200")) * MIB
+    block = b"t" * (int(request.query.get("kib", "64")) * 1024)
+    response = web.StreamResponse()
+    response.content_length = size
+    await response.prepare(request)
+    for _ in range(size // len(block)):
+        await response.write(block)
+        await asyncio.sleep(0.1)
+    return response
+
+
+async def toss(request: web.Request) -> web.Response:
+    """Headers an upstream must not get through: cookies for the whole preview domain, one
+    named like the gateway's, and the gateway's own headers."""
+    response = web.Response(text="tossed")
+    domain = request.query.get("domain", "preview.localhost")
+    response.headers.add("Set-Cookie", f"tossed=1; Domain={domain}; Path=/")
+    response.headers.add("Set-Cookie", f"__ns_preview=planted; Domain={domain}; Path=/")
+    response.headers.add("Set-Cookie", "__Host-ns_preview=planted; Path=/; Secure")
+    response.headers.add("Set-Cookie", "own=1; Path=/; HttpOnly")
+    response.headers["X-Nullspace-Preview-Error"] = "edge_token_invalid"
+    response.headers["X-Nullspace-Anything"] = "x"
+    return response
+
+
+TOSS_PAGE = """<!doctype html><title>tosser</title><script>
+document.cookie = "__ns_preview=planted-by-js; domain=preview.localhost; path=/";
+document.cookie = "jstossed=1; domain=preview.localhost; path=/";
+</script><p id="done">planted</p>"""
+
+
+async def toss_page(request: web.Request) -> web.Response:
+    """A page whose script plants cookies for the whole preview domain (no gateway can stop
+    a script; the gateway's own check must survive the planted copy of its cookie)."""
+    return web.Response(text=TOSS_PAGE, content_type="text/html")
+
+
+async def big_head(request: web.Request) -> web.Response:
+    response = web.Response(text="head")
+    for n in range(int(request.query.get("n", "40"))):
+        response.headers[f"X-Filler-{n}"] = "f" * 4000
     return response
 
 
@@ -107,6 +155,10 @@ def http_app() -> web.Application:
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/sse", sse)
+    app.router.add_get("/trickle", trickle)
+    app.router.add_get("/toss", toss)
+    app.router.add_get("/toss-page", toss_page)
+    app.router.add_get("/big-head", big_head)
     app.router.add_get("/large", large)
     app.router.add_get("/die", die)
     app.router.add_get("/slow", slow)
@@ -125,6 +177,14 @@ async def start_http() -> tuple[web.AppRunner, int]:
 async def _ws_handler(connection) -> None:
     path = connection.request.path.split("?")[0]
     connection.seen_headers = dict(connection.request.headers.raw_items())
+    if path == "/flood":  # as fast as the connection takes them, until it is closed
+        block = b"f" * (32 << 10)
+        try:
+            for _ in range(8192):
+                await connection.send(block)
+        finally:
+            WS_CLOSE_CODES.append(connection.close_code)
+        return
     if path.startswith("/close/"):
         await connection.close(int(path.rsplit("/", 1)[1]), "bye")
         return

@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 
 from console.runtime import cgroups
-from console.runtime.base import CreateSpec, EgressPolicy
+from console.runtime.base import CreateSpec, EgressPolicy, RuntimeError_, VolumeMount
 from console.runtime.isolated import IsolatedDriver
 from tests.runtime.conftest import IMAGE_CACHE, SUBNET, marked_pids, run, start, wait_http
 
@@ -310,3 +310,52 @@ def test_python_git_and_sudo_work_as_the_default_user(driver, make_sandbox):
         sandbox_id.replace("_", "-").lower(),
         "w",
     ], logs
+
+
+def test_volume_mounts_are_bound_in_and_read_only_is_enforced(driver, tmp_path):
+    shared, readonly = tmp_path / "shared", tmp_path / "readonly"
+    shared.mkdir()
+    readonly.mkdir()
+    (readonly / "data.txt").write_text("from the host")
+    for place in (shared, readonly):  # owned by the sandbox's default user, like a volume's files
+        os.chown(place, driver.id_base + 1000, driver.id_base + 1000)
+    sandbox_id = f"sb_vol{os.getpid() % 10000}"
+    driver.create(
+        CreateSpec(sandbox_id=sandbox_id),
+        mounts=[
+            VolumeMount(shared, "/data"),
+            VolumeMount(readonly, "/srv/ro", read_only=True),
+        ],
+    )
+    try:
+        code, logs = run(
+            driver,
+            sandbox_id,
+            "echo hi > /data/out.txt && cat /srv/ro/data.txt; echo x > /srv/ro/new.txt; "
+            "sudo touch /srv/ro/root.txt; sudo mount -o remount,rw /srv/ro",
+        )
+        assert (shared / "out.txt").read_text() == "hi\n"
+        assert logs.stdout.startswith("from the host"), logs
+        assert logs.stderr.count("Read-only file system") >= 2, logs
+        assert sorted(p.name for p in readonly.iterdir()) == ["data.txt"]
+        files = driver.files(sandbox_id)
+        with pytest.raises(RuntimeError_):
+            files.write("/srv/ro/api.txt", [b"x"], limit=10)
+        assert files.write("/data/api.txt", [b"x"], limit=10).size == 1
+        assert (shared / "api.txt").read_bytes() == b"x"
+    finally:
+        driver.destroy(sandbox_id)
+    assert (shared / "out.txt").exists()  # the volume outlives the sandbox
+
+
+def test_vcpus_is_a_cpu_quota(driver, make_sandbox):
+    """Two busy loops in a one-vCPU sandbox never get more than one CPU between them."""
+    sandbox_id = make_sandbox(vcpus=1)
+    path = f"{driver.cgroup_parent}/{sandbox_id}"
+    for _ in range(2):
+        start(driver, sandbox_id, "python -c 'while True: pass'")
+    time.sleep(0.5)
+    began, used = time.monotonic(), cgroups.cpu_seconds(path)
+    time.sleep(2)
+    share = (cgroups.cpu_seconds(path) - used) / (time.monotonic() - began)
+    assert 0 < share <= 1.15, share

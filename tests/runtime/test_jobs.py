@@ -12,7 +12,7 @@ from console import sandboxes
 from console.models import LifecycleEvent, Operation, Sandbox, SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec
-from console.sandbox_jobs import act_on_timeouts, reconcile_runtime
+from console.sandbox_jobs import act_on_timeouts, reconcile_runtime, record_runtime_events
 from tests.runtime.conftest import marked_pids, put, start, wait_http
 
 
@@ -109,3 +109,20 @@ def test_reconcile_on_start(runtime, project):
     event = LifecycleEvent.objects.get(sandbox_id=lost.public_id, operation=Operation.RECONCILE)
     assert event.actor_kind == "reconcile" and event.reason == "runtime_lost"
     assert reconcile_runtime() == []  # nothing more to do
+
+
+def test_an_oom_kill_becomes_a_lifecycle_event(runtime, project):
+    sandbox, _ = sandboxes.create_sandbox(project, memory_mb=96)
+    result = sandboxes.run_command(
+        sandbox,
+        sandboxes.exec_request(
+            {"command": "python -c 'x = bytearray(400 * 2**20)'", "shell": True}
+        ),
+    )
+    assert result.exit_code == 137
+    assert record_runtime_events() == 1
+    event = LifecycleEvent.objects.get(sandbox_id=sandbox.public_id, reason="oom")
+    assert event.operation == Operation.RECONCILE and event.actor_kind == "system"
+    assert event.metadata["event"] == "oom" and event.metadata["memory_mb"] == 96
+    assert "bytearray" in event.metadata["command"]
+    assert record_runtime_events() == 0  # handed out once

@@ -105,11 +105,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             for n in range(workers)
         ]
+        # Another team's key: the suite checks that it sees none of the first one's sandboxes.
+        outsider = server.manage(
+            "bootstrap", "--email", "outsider@example.com", "--team", "outsider", "--project", "x"
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
         env.update(
             NULLSPACE_INTEGRATION="1",
             NULLSPACE_API_URL=server.url,
             NULLSPACE_API_KEY=server.api_key,
+            NULLSPACE_SECONDARY_API_KEY=outsider,
+            # timeout_action=hibernate is served: run the suite's coverage of it.
+            NULLSPACE_TEST_TIMEOUT_HIBERNATE="1",
             HOME=str(server.data_dir),
             PYTHONPATH=str(HERE),
             SDK_SUITE_EXCLUSIONS=str(HERE / "exclusions.toml"),

@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 
 class Command(BaseCommand):
     help = (
-        "Run the all-in-one process: daphne serving the console, /v1 and the preview "
-        "gateway, with the background worker in a thread."
+        "Run the all-in-one process: the console, /v1 and the preview gateway on one HTTP "
+        "server (uvicorn by default, chosen by measurement: bench/README.md), with the "
+        "background worker in a thread."
     )
 
     def add_arguments(self, parser):
@@ -27,41 +28,94 @@ class Command(BaseCommand):
             "--no-worker", action="store_true", help="Do not start the worker thread"
         )
         parser.add_argument(
+            "--server",
+            choices=("uvicorn", "daphne"),
+            default="uvicorn",
+            help="uvicorn (default) streams request bodies and enforces the request limits "
+            "(docs/gateway.md); daphne buffers whole request bodies before the app runs.",
+        )
+        parser.add_argument(
             "--loop",
             choices=("uvloop", "asyncio"),
             default="uvloop",
-            help="Event loop under daphne's Twisted reactor; uvloop (when installed) gave the "
-            "preview gateway 3-14%% more throughput (bench/README.md). Read by manage.py.",
+            help="Event loop (uvloop when installed). Under daphne it is read by manage.py.",
         )
 
     def handle(self, *args, **options):
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
-
-        from console.asgi import application
         from console.worker import run_forever
 
         stop = threading.Event()
         if not options["no_worker"]:
             threading.Thread(target=run_forever, args=(stop,), name="worker", daemon=True).start()
-        _skip_twisted_access_lines()
-        endpoints = build_endpoint_description_strings(host=options["host"], port=options["port"])
-        self.stdout.write(f"Nullspace Console on http://localhost:{options['port']}/")
+        self.stdout.write(
+            f"Nullspace Console on http://localhost:{options['port']}/ ({options['server']})"
+        )
         # Objects alive after start-up never need collecting; freezing them cuts full-GC
-        # pauses that show up as p99 tails under load (DESIGN.md section 8).
+        # pauses that show up as p99 tails under load (bench/README.md).
         gc.collect()
         gc.freeze()
         try:
-            Server(
-                application=application,
-                endpoints=endpoints,
-                signal_handlers=True,
-                websocket_timeout=86400,
-                http_timeout=None,
-                application_close_timeout=10,
-            ).run()
+            if options["server"] == "daphne":
+                _run_daphne(options)
+            else:
+                _run_uvicorn(options)
         finally:
             stop.set()
+
+
+def _run_uvicorn(options) -> None:
+    import uvicorn
+    from django.conf import settings
+
+    from console.asgi import application
+    from gateway.httpserver import HttpProtocol
+    from gateway.lifespan import with_lifespan
+
+    loop = options["loop"]
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            loop = "asyncio"
+    config = uvicorn.Config(
+        with_lifespan(application),
+        host=options["host"],
+        port=options["port"],
+        loop=loop,
+        http=HttpProtocol,
+        ws="websockets-sansio",
+        ws_max_size=settings.WS_MAX_MESSAGE_BYTES,
+        timeout_keep_alive=settings.HTTP_KEEPALIVE_SECONDS,
+        # Open streams (SSE, WebSockets) get this long to finish on shutdown.
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-* from a client is not who the client is
+        server_header=False,
+        log_level="warning",
+    )
+    uvicorn.Server(config).run()
+
+
+def _run_daphne(options) -> None:
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server
+    from django.conf import settings
+
+    from console.asgi import application
+
+    _skip_twisted_access_lines()
+    endpoints = build_endpoint_description_strings(host=options["host"], port=options["port"])
+    Server(
+        application=application,
+        endpoints=endpoints,
+        signal_handlers=True,
+        websocket_timeout=86400,
+        # The gateway's upstream wait ends first, so the client hears why.
+        websocket_handshake_timeout=settings.PREVIEW_WS_OPEN_TIMEOUT_SECONDS + 1,
+        http_timeout=None,
+        application_close_timeout=10,
+    ).run()
 
 
 def _skip_twisted_access_lines() -> None:
@@ -111,8 +165,8 @@ def answer_overlong_line(protocol, line: bytes) -> None:
 
 def choose_loop(argv: list[str]) -> None:
     """Called by manage.py before Django starts: daphne builds its event loop when Django
-    loads the daphne app, from the loop policy in force then, so `serve --loop` has to be
-    settled before that. uvloop when installed, unless `--loop asyncio`."""
+    loads the daphne app, from the loop policy in force then, so `serve --server daphne
+    --loop` has to be settled before that. uvloop when installed, unless `--loop asyncio`."""
     if argv[1:2] != ["serve"]:
         return
     args = argv[2:]

@@ -1,0 +1,14 @@
+"""ASGI shapes as the gateway uses them (plain dicts; servers differ in the extras)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+Address = tuple[str, int]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
