@@ -10,7 +10,7 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATA_DIR=/data
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 procps \
+ && apt-get install -y --no-install-recommends iproute2 procps e2fsprogs mount \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # The locked, hash-checked product dependencies first (a layer that survives code changes).

@@ -7,3 +7,6 @@ class ConsoleConfig(AppConfig):
     name = "console"
     label = "console"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from console import volume_cleanup  # noqa: F401  (connects its signal receivers)

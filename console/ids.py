@@ -66,3 +66,11 @@ def new_agent_run_id() -> str:
 
 def new_agent_service_id() -> str:
     return new_public_id("adsvc_")
+
+
+def new_volume_id() -> str:
+    return new_public_id("vol_")
+
+
+def new_attachment_id() -> str:
+    return new_public_id("vat_")

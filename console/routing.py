@@ -7,6 +7,7 @@ from django.urls import path
 
 from console.api.lifecycle_ws import LifecycleSocket
 from console.api.sandbox_ws import SandboxSocket
+from console.api.volume_ws import VolumeSocket
 from console.consumers import SandboxExecConsumer
 from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
 
@@ -15,6 +16,7 @@ _project = "t/<slug:team_slug>/p/<slug:project_slug>/"
 api_websocket_urlpatterns: list = [
     path("v1/sandboxes/<str:sandbox_id>/ws", SandboxSocket.as_asgi()),
     path("v1/lifecycle/ws", LifecycleSocket.as_asgi()),
+    path("v1/volumes/<str:volume_id>/ws", VolumeSocket.as_asgi()),
     path("v1/sandboxes/<str:sandbox_id>/lifecycle/ws", LifecycleSocket.as_asgi()),
 ]
 console_websocket_urlpatterns: list = [

@@ -58,7 +58,11 @@ def user_of(value: Any) -> str | None:
     return value
 
 
-def store(sandbox_id: str) -> FileStore:
+def store(sandbox_id: str | FileStore) -> FileStore:
+    """A sandbox's file store by its runtime id; a store given as is (a volume's,
+    console/volume_files.py), so every function here serves volumes too."""
+    if isinstance(sandbox_id, FileStore):
+        return sandbox_id
     return get_driver().files(sandbox_id)
 
 
@@ -269,24 +273,47 @@ def find_names(sandbox_id: str, path: Any, pattern: Any, user: str | None = None
 
 
 def replace(
-    sandbox_id: str, files_: Any, pattern: Any, replacement: Any, user: str | None = None
-) -> dict[str, int]:
-    """Replace every literal occurrence of `pattern` in each file; atomic per file."""
+    sandbox_id: str | FileStore,
+    files_: Any,
+    pattern: Any,
+    replacement: Any,
+    user: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Replace every literal occurrence of `pattern` in each file; atomic per file. Binary
+    files (a NUL byte, or not UTF-8) are skipped and counted; dry_run writes nothing."""
     if not isinstance(files_, list) or not files_ or not all(isinstance(f, str) for f in files_):
         raise FileOpError("`files` must be a non-empty list of paths", code="invalid_request")
     if not isinstance(pattern, str) or not pattern:
         raise FileOpError("`pattern` must be a non-empty string", code="invalid_request")
     if not isinstance(replacement, str):
         raise FileOpError("`replacement` must be a string", code="invalid_request")
-    total = modified = 0
+    total = modified = skipped = binary = 0
     for path in files_:
-        text = read_text(sandbox_id, path, user)
+        data = read_bytes(sandbox_id, path, user)
+        try:
+            if b"\x00" in data:
+                raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            binary += 1
+            continue
         count = text.count(pattern)
-        if count:
+        if not count:
+            skipped += 1
+            continue
+        if not dry_run:
             write_chunks(sandbox_id, path, [text.replace(pattern, replacement).encode("utf-8")])
-            total += count
-            modified += 1
-    return {"replacements": total, "files_modified": modified}
+        total += count
+        modified += 1
+    return {
+        "dry_run": bool(dry_run),
+        "replacements": total,
+        "files_modified": modified,
+        "files_skipped": skipped,
+        "binary_files_skipped": binary,
+    }
 
 
 def tar_directory(sandbox_id: str, path: Any, user: str | None = None) -> BinaryIO:

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from console import volumes as volume_domain
 from console.api.errors import ApiError
 from console.lifecycle import record_event
 from console.models import (
@@ -37,6 +38,7 @@ from console.models import (
     Snapshot,
     SnapshotKind,
     TimeoutAction,
+    Volume,
 )
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
@@ -146,7 +148,7 @@ def sandbox_to_dict(sandbox: Sandbox, *, traffic_access_token: str | None = None
         "status": sandbox.status,
         "config": config,
         "template": sandbox.template,
-        "metadata": sandbox.metadata or {},
+        "metadata": _metadata_with_volumes(sandbox),
         "created_at": iso(sandbox.created_at),
         "started_at": iso(sandbox.started_at),
         "timeout_ms": sandbox.timeout_ms,
@@ -172,6 +174,15 @@ def network_view(sandbox: Sandbox) -> dict[str, Any]:
     """The sandbox's network settings with its effective egress policy spelled out."""
     policy = netpolicy.parse(sandbox.internet_access, sandbox.network)
     return {**(sandbox.network or {}), "egress_policy": netpolicy.as_dict(policy)}
+
+
+def _metadata_with_volumes(sandbox: Sandbox) -> dict[str, Any]:
+    """The client reads a sandbox's mounts from `metadata.volume_attachments`."""
+    metadata = dict(sandbox.metadata or {})
+    attachments = volume_domain.sandbox_attachments(sandbox)
+    if attachments:
+        metadata["volume_attachments"] = attachments
+    return metadata
 
 
 def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
@@ -212,8 +223,12 @@ def create_sandbox(
     memory_mb: int | None = None,
     disk_mb: int | None = None,
     snapshot: Snapshot | None = None,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> tuple[Sandbox, str]:
-    """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token."""
+    """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token.
+
+    `volumes` is the request's list of mounts; a sandbox made from a snapshot without one
+    mounts what the snapshot's sandbox mounted (the data stayed in the volumes)."""
     fields = _validated_fields(
         project,
         template=template,
@@ -230,6 +245,9 @@ def create_sandbox(
         disk_mb=disk_mb,
         snapshot=snapshot,
     )
+    mounts = volume_domain.parse_mounts(project, volumes)
+    if not volumes and snapshot is not None and snapshot.sandbox is not None:
+        mounts = volume_domain.mounts_of(snapshot.sandbox)
     restore_from = _archive_of(snapshot) if snapshot else None
     actor = _Actor(actor_kind, user, api_key)
     if snapshot is not None:
@@ -244,7 +262,9 @@ def create_sandbox(
     else:
         event = _Operation(Operation.CREATE, actor, reason=actor.reason)
     event.metadata = {"timeout_action": fields["timeout_action"], "template": fields["template"]}
-    sandbox, token = _provision(project, fields, restore_from=restore_from, event=event)
+    sandbox, token = _provision(
+        project, fields, restore_from=restore_from, event=event, mounts=mounts
+    )
     return sandbox, token
 
 
@@ -399,6 +419,7 @@ def _provision(
     *,
     restore_from: Path | None,
     event: _Operation,
+    mounts: list[dict[str, Any]] | None = None,
 ) -> tuple[Sandbox, str]:
     """Insert the row (`creating`, owned by this instance and process), start it in the
     runtime, and record `event` as requested, then succeeded or failed."""
@@ -408,6 +429,11 @@ def _provision(
         # on SQLite the insert below holds the write lock until commit.
         Project.objects.select_for_update().filter(pk=project.pk).first()
         _check_quota(project)
+        # Lock the volumes too: a concurrent delete either sees this mount or wins first.
+        mounts = mounts or []
+        wanted = {m["volume"].pk for m in mounts}
+        if len(Volume.objects.select_for_update().filter(pk__in=wanted)) < len(wanted):
+            raise ApiError("not_found", "A volume to mount was deleted meanwhile")
         sandbox = Sandbox.objects.create(
             project=project,
             status=SandboxStatus.CREATING,
@@ -418,10 +444,12 @@ def _provision(
             create_process=this_process(),
             **fields,
         )
+        volume_domain.attach(sandbox, mounts)
     target = {"target_sandbox_id": sandbox.public_id} if "source_sandbox_id" in event.ids else {}
     event.requested(sandbox, **target)
     try:
-        runtime_state = get_driver().create(create_spec(sandbox, restore_from))
+        with volume_domain.runtime_mounts(mounts) as bound:
+            runtime_state = get_driver().create(create_spec(sandbox, restore_from), mounts=bound)
         # The client expects its `cwd` to exist from the start (relative paths use it).
         get_driver().files(sandbox.runtime_id).mkdir(sandbox.cwd)
     except Exception as exc:
@@ -430,7 +458,9 @@ def _provision(
             status=SandboxStatus.ERROR, error_message=message, create_process=""
         )
         error = ApiError("runtime_error", f"Could not start the sandbox: {message}", status=500)
-        if getattr(exc, "code", "") in ("runtime_unavailable", "invalid_request"):
+        if isinstance(exc, ApiError):
+            error = exc  # a volume's subpath refused
+        elif getattr(exc, "code", "") in ("runtime_unavailable", "invalid_request"):
             error = _api_error(exc)  # the machine cannot isolate, or a bad volume
         event.failed(sandbox, error, **target)
         _quietly(lambda: get_driver().destroy(sandbox.runtime_id))
@@ -732,6 +762,8 @@ def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
                 source_snapshot_public_id=snapshot_id,
                 created_by_key=actor.api_key,
             )
+            # The successor mounts what the paused sandbox mounted (the runtime kept them).
+            volume_domain.attach(successor, volume_domain.mounts_of(paused))
         runtime_name = _wake(paused, snapshot, restore_as=successor.public_id)
         now = timezone.now()
         gone = Sandbox.objects.filter(
@@ -769,9 +801,11 @@ def _wake(sandbox: Sandbox, snapshot: Snapshot | None, *, restore_as: str) -> st
         if snapshot is None or driver.exists(sandbox.runtime_id):
             raise
         log.info("runtime lost paused %s (%s); restoring its archive", sandbox.public_id, exc)
-    driver.create(
-        dataclasses.replace(create_spec(sandbox, _archive_of(snapshot)), sandbox_id=restore_as)
-    )
+    with volume_domain.runtime_mounts(volume_domain.mounts_of(sandbox)) as bound:
+        driver.create(
+            dataclasses.replace(create_spec(sandbox, _archive_of(snapshot)), sandbox_id=restore_as),
+            mounts=bound,
+        )
     return restore_as
 
 
@@ -878,7 +912,13 @@ def fork_sandbox(
         source_sandbox_id=sandbox.public_id,
     )
     try:
-        child, token = _provision(sandbox.project, fields, restore_from=archive, event=event)
+        child, token = _provision(
+            sandbox.project,
+            fields,
+            restore_from=archive,
+            event=event,
+            mounts=volume_domain.mounts_of(sandbox),
+        )
     finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)

@@ -218,6 +218,8 @@ AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, mi
 AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
 AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
+# JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 48 * 1024 * 1024
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
 # Token bucket per key: this many at once, refilled at the per-minute rate (docs/limits.md).
 API_RATE_BURST = env_int("API_RATE_BURST", 200, minimum=1)
@@ -272,6 +274,17 @@ RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
 # Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
 # `*` allows any origin; credentials by cookie are never allowed cross-origin.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+
+# Volumes (docs/volumes.md): where they live, how they are stored, their limits.
+VOLUMES_ROOT = Path(env_str("VOLUMES_ROOT", str(DATA_DIR / "volumes"))).resolve()
+VOLUMES_BACKEND = env_str("VOLUMES_BACKEND", "auto")  # auto | image | directory
+if VOLUMES_BACKEND not in ("auto", "image", "directory"):
+    raise ImproperlyConfigured("VOLUMES_BACKEND must be auto, image or directory")
+VOLUME_MAX_BYTES = env_int("VOLUME_MAX_BYTES", 1024 * 1024 * 1024, minimum=16 * 1024 * 1024)
+MAX_VOLUMES_PER_PROJECT = env_int("MAX_VOLUMES_PER_PROJECT", 50, minimum=1)
+# directory backend only: the shared file system enforces each volume directory's quota
+# itself (CephFS/JuiceFS directory quotas), so read-write mounts may be allowed.
+VOLUMES_EXTERNAL_QUOTA = env_bool("VOLUMES_EXTERNAL_QUOTA", False)
 
 # Preview gateway.
 PREVIEW_COOKIE_SAMESITE = env_str("PREVIEW_COOKIE_SAMESITE", "Lax")

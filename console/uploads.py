@@ -24,10 +24,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console import sandbox_files
-from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus
+from console import volumes as volume_domain
+from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
 from console.models.uploads import ConflictPolicy, UploadKind
+from console.runtime.base import FileStore
 from console.timefmt import iso
 from console.upload_extract import UploadFailure, extract_and_publish
+from console.volume_files import VolumeFileStore
 from console.worker import job
 
 PART_SIZE = 8 * 1024 * 1024
@@ -43,13 +46,35 @@ def staging_quota_bytes() -> int:
     return 2 * settings.MAX_FILE_BYTES
 
 
-def limits() -> dict[str, int]:
+def limits(for_volume: bool = False) -> dict[str, int]:
+    """UploadLimits, or VolumeUploadLimits (the client tells them apart by the quota key)."""
+    quota_key = "staging_quota_bytes" if for_volume else "sandbox_staging_quota_bytes"
     return {
         "max_upload_bytes": settings.MAX_FILE_BYTES,
         "max_part_bytes": MAX_PART_BYTES,
         "max_concurrency": MAX_CONCURRENCY,
-        "sandbox_staging_quota_bytes": staging_quota_bytes(),
+        quota_key: staging_quota_bytes(),
     }
+
+
+Owner = Sandbox | Volume
+
+
+def _owned(owner: Owner) -> dict[str, Owner]:
+    return {"volume": owner} if isinstance(owner, Volume) else {"sandbox": owner}
+
+
+def files_of(owner: Owner) -> FileStore:
+    """Where a session publishes: its volume's files, or its sandbox's."""
+    if isinstance(owner, Volume):
+        return volume_domain.files(owner)
+    return sandbox_files.store(owner.runtime_id)
+
+
+def _session_owner(session: UploadSession) -> Owner:
+    owner = session.volume or session.sandbox
+    assert owner is not None  # a session belongs to one or the other
+    return owner
 
 
 def staging_dir(session: UploadSession) -> Path:
@@ -97,7 +122,7 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         accepted = sum(expected_part_size(session, n) for n in received if n < session.part_count)
     missing = [n for n in range(session.part_count) if n not in received]
     open_now = status in ("created", "uploading", "staged")
-    return {
+    info = {
         "upload_id": session.public_id,
         "kind": session.kind,
         "source_kind": session.source_kind,
@@ -111,7 +136,7 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         "status": status,
         "conflict": session.conflict,
         "checksum_algorithm": "sha256",
-        "limits": limits(),
+        "limits": limits(for_volume=session.volume_id is not None),
         "created_at": iso(session.created_at),
         "updated_at": iso(session.updated_at),
         "expires_at": iso(session.expires_at),
@@ -120,6 +145,9 @@ def to_dict(session: UploadSession) -> dict[str, Any]:
         "archive_format": session.archive_format or None,
         "whole_checksum_sha256": session.whole_checksum_sha256 or None,
     }
+    if session.volume_id is not None:
+        del info["user"]  # VolumeUploadSessionInfo has no `user` (STRICT)
+    return info
 
 
 def complete_dict(session: UploadSession) -> dict[str, Any]:
@@ -148,11 +176,13 @@ def _sha256_hex(value: Any, field: str) -> str:
 
 
 def create_session(
-    sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None, idempotency_key: str
+    owner: Owner, body: dict[str, Any], *, api_key: ApiKey | None, idempotency_key: str
 ) -> UploadSession:
+    """A new session publishing into a sandbox's or a volume's files."""
+    owned = _owned(owner)
     if idempotency_key:
         earlier = UploadSession.objects.filter(
-            sandbox=sandbox, api_key=api_key, idempotency_key=idempotency_key
+            **owned, api_key=api_key, idempotency_key=idempotency_key
         ).first()
         if earlier:
             return earlier
@@ -183,9 +213,9 @@ def create_session(
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
     _require(isinstance(user, str), "`user` must be a string")
-    files = sandbox_files.store(sandbox.runtime_id)
+    files = files_of(owner)
     target = sandbox_files.locate(
-        sandbox.runtime_id, body.get("target_path"), sandbox_files.user_of(user), "target_path"
+        files, body.get("target_path"), sandbox_files.user_of(user), "target_path"
     )
     if length > settings.MAX_FILE_BYTES:
         raise UploadFailure(
@@ -211,14 +241,16 @@ def create_session(
         ),
         f"conflict=replace cannot replace {target} itself; use conflict=merge or a subdirectory",
     )
-    _check_staging_space(sandbox, length)
+    if isinstance(files, VolumeFileStore):
+        files.check_room(length, "the volume")
+    _check_staging_space(owned, length)
     part_size = max(PART_SIZE, math.ceil(length / MAX_PARTS))
     now = timezone.now()
     try:
         with transaction.atomic():
             return UploadSession.objects.create(
-                project=sandbox.project,
-                sandbox=sandbox,
+                project=owner.project,
+                **owned,
                 api_key=api_key,
                 idempotency_key=idempotency_key,
                 kind=kind,
@@ -239,23 +271,19 @@ def create_session(
             )
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won the race.
-        return UploadSession.objects.get(
-            sandbox=sandbox, api_key=api_key, idempotency_key=idempotency_key
-        )
+        return UploadSession.objects.get(**owned, api_key=api_key, idempotency_key=idempotency_key)
 
 
-def _check_staging_space(sandbox: Sandbox, length: int) -> None:
+def _check_staging_space(owned: dict[str, Owner], length: int) -> None:
     reserved = sum(
         s.content_length
-        for s in UploadSession.objects.filter(
-            sandbox=sandbox, status=OPEN, expires_at__gt=timezone.now()
-        )
+        for s in UploadSession.objects.filter(**owned, status=OPEN, expires_at__gt=timezone.now())
     )
     quota = staging_quota_bytes()
     if reserved + length > quota:
         raise UploadFailure(
             "insufficient_staging_space",
-            f"open uploads of this sandbox already reserve {reserved} of {quota} staging bytes; "
+            f"open uploads here already reserve {reserved} of {quota} staging bytes; "
             "complete or abort them first",
             retryable=True,
             status=507,
@@ -409,8 +437,7 @@ def _parts(session: UploadSession) -> Iterator[bytes]:
 
 
 def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    sandbox_id = session.sandbox.runtime_id
-    files = sandbox_files.store(sandbox_id)
+    files = files_of(_session_owner(session))
     user = sandbox_files.user_of(session.user)
     target = session.target_path
     digest = hashlib.sha256()
@@ -435,6 +462,8 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
         # Written beside the target and renamed: readers never see a partial file.
         files.write(target, _parts(session), limit=settings.MAX_FILE_BYTES, user=user)
         return session.content_length, 1
+    if isinstance(files, VolumeFileStore):
+        files.check_room(session.content_length, session.target_path)
     archive = staging_dir(session) / "archive.tar"
     with archive.open("wb") as out:
         for chunk in _parts(session):

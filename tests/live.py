@@ -170,9 +170,14 @@ class LiveServer:
 
     def destroy_sandboxes(self) -> None:
         """Sandboxes outlive the server by design; a test server's must not outlive the test."""
+        from console.volume_store import ImageStore
+
         root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
         if root.exists():
             self.driver().reconcile(set())
+        volumes = Path(self.env.get("VOLUMES_ROOT") or self.data_dir / "volumes")
+        if volumes.exists():  # loop mounts outlive the server too
+            ImageStore(volumes).destroy_all()
 
 
 def start_live_server(

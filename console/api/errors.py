@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "unsupported_media_type": 415,
     "command_not_found": 400,
     "file_too_large": 413,
+    "volume_quota_exceeded": 507,
     "not_implemented": 501,
     "exec_timeout": 504,
     "exec_failed": 500,

@@ -11,7 +11,6 @@ from console.api.errors import api_error
 NOT_YET = (
     "lifecycle/webhooks",
     "templates",
-    "volumes",
     "monitor",
 )
 

@@ -26,11 +26,6 @@ def _present(body: dict[str, Any], key: str) -> Any:
 
 def _create_args(request: HttpRequest) -> dict[str, Any]:
     body: dict[str, Any] = request.json  # type: ignore[attr-defined]
-    if _present(body, "volumes"):
-        raise ApiError(
-            "not_implemented",
-            "Volume attachments on create are not supported by this server yet",
-        )
     _refuse_warm_pool(_present(body, "warm_pool"))
     if _present(body, "desktop"):
         raise ApiError(
@@ -64,6 +59,7 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
         "memory_mb": _present(body, "memory_mb"),
         "disk_mb": _present(body, "disk_mb"),
         "snapshot": snapshot,
+        "volumes": _present(body, "volumes"),
     }
 
 
@@ -141,7 +137,11 @@ def _project(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
 @api_key_required(READ)
 def list_sandboxes(request: HttpRequest) -> JsonResponse:
     fields = _fields(request)
-    rows = Sandbox.objects.filter(project=request.project).select_related("pause_snapshot")  # type: ignore[attr-defined]
+    rows = (
+        Sandbox.objects.filter(project=request.project)
+        .select_related("pause_snapshot")
+        .prefetch_related("volume_attachments__volume")
+    )  # type: ignore[attr-defined]
     states = [s.strip() for s in request.GET.get("state", "").split(",") if s.strip()]
     bad = [s for s in states if s not in SandboxStatus.values]
     if bad:

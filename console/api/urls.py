@@ -15,6 +15,7 @@ from console.api import pty as pty_api
 from console.api import sandboxes as sandboxes_api
 from console.api import snapshots as snapshots_api
 from console.api import uploads as uploads_api
+from console.api import volumes as volumes_api
 
 urlpatterns: list = []
 urlpatterns += files_api.urlpatterns
@@ -26,6 +27,7 @@ urlpatterns += snapshots_api.urlpatterns
 urlpatterns += lifecycle_api.urlpatterns
 urlpatterns += keys_api.urlpatterns
 urlpatterns += pty_api.urlpatterns
+urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.

@@ -26,6 +26,7 @@ from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, Time
 from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
+from console.models.volumes import Volume, VolumeAttachment
 
 __all__ = [
     "ArtifactStatus",
@@ -66,4 +67,6 @@ __all__ = [
     "TimeoutAction",
     "UploadSession",
     "UploadStatus",
+    "Volume",
+    "VolumeAttachment",
 ]

@@ -30,12 +30,24 @@ class ConflictPolicy(models.TextChoices):
 
 
 class UploadSession(models.Model):
-    """A resumable upload into a sandbox: parts are staged on disk, then published at once."""
+    """A resumable upload into a sandbox or a volume (one of the two is set): parts are
+    staged on disk, then published at once."""
 
     public_id = models.CharField(max_length=32, unique=True, default=new_upload_id)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="upload_sessions")
     sandbox = models.ForeignKey(
-        "console.Sandbox", on_delete=models.CASCADE, related_name="upload_sessions"
+        "console.Sandbox",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="upload_sessions",
+    )
+    volume = models.ForeignKey(
+        "console.Volume",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="upload_sessions",
     )
     api_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -71,7 +83,12 @@ class UploadSession(models.Model):
                 fields=["sandbox", "api_key", "idempotency_key"],
                 condition=~models.Q(idempotency_key=""),
                 name="console_uploadsession_idempotency",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["volume", "api_key", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="console_uploadsession_volume_idempotency",
+            ),
         ]
 
     def __str__(self) -> str:

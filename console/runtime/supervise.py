@@ -52,6 +52,10 @@ CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
 # Output kept per process unless spec["max_output_bytes"] says otherwise; beyond it the
 # stream is still drained but not stored: one b"t" frame marks the cut, and exit.json
 # counts what was dropped (docs/limits.md).
@@ -126,12 +130,51 @@ def _enter_sandbox(spec: dict[str, Any], libc: ctypes.CDLL) -> None:
     if spec.get("mounts"):
         check(libc.unshare(CLONE_NEWNS), "unshare")
         check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
+        # Volume sources are opened first: the /tmp bind below would hide one under /tmp.
+        volumes = [(v, _open_beneath_no_links(v["source"])) for v in spec.get("volumes") or ()]
         for source, target in spec["mounts"]:
             check(
                 libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
                 f"bind {target}",
             )
+        for volume, fd in volumes:
+            _bind_volume(volume, fd, libc, check)
     os.chdir(spec["cwd"])
+
+
+def _open_beneath_no_links(path: str) -> int:
+    """An O_PATH fd of `path`, opened one component at a time without following any
+    symlink: a link planted inside a volume cannot redirect the bind elsewhere."""
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in path.split("/") if p]:
+            if part in (".", ".."):
+                raise OSError(22, f"volume source {path!r} is not a plain path")
+            child = os.open(
+                part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+            )
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _bind_volume(volume: dict, fd: int, libc, check) -> None:
+    """Bind a volume directory (open as `fd`) at its target; read-only through a ro bind
+    remount."""
+    target = volume["target"]
+    try:
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        source = f"/proc/self/fd/{fd}".encode()
+        check(libc.mount(source, target.encode(), None, MS_BIND, None), f"bind {target}")
+    finally:
+        os.close(fd)
+    flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV
+    if volume.get("read_only"):
+        flags |= MS_RDONLY
+    check(libc.mount(None, target.encode(), None, flags, None), f"remount {target}")
 
 
 LIBC = ctypes.CDLL(None, use_errno=True)

@@ -158,5 +158,6 @@ def detail_context(
         **event_context(request, sandbox),
         "timeout_form": TimeoutForm(),
         "exec_form": ExecForm(),
+        "volume_mounts": list(sandbox.volume_attachments.select_related("volume")),
         **extra,
     }

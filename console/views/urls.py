@@ -13,6 +13,7 @@ from console.views import (
     sandbox_processes,
     sandboxes,
     teams,
+    volumes,
 )
 from console.views import previews as preview_views
 
@@ -27,4 +28,5 @@ urlpatterns += preview_views.urlpatterns
 urlpatterns += sandboxes.urlpatterns
 urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
+urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns

@@ -1,5 +1,5 @@
 """Live parts of console pages are pushed, not polled (issue 15), in Debian chromium against a
-live server: an open page sends no request while nothing changes; a pause made with the
+live server: an open page sends no request while nothing changes; a kill made with the
 real CLI reaches the sandbox page's state badge, and a revoke reaches the preview links
 table, each with one fetch of the fragment that changed. The grants table fits 1280 px."""
 
@@ -27,6 +27,7 @@ def test_state_badge_and_grants_follow_changes_without_polling(live, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     sign_in(page, live, add_user(live, "lena"))
+    # A paused sandbox: its page has nothing to sample, so it must be wholly quiet.
     sandbox_id = live.new_sandbox()
     live.cli("sandbox", "pause", sandbox_id, check=True)
 
@@ -37,14 +38,15 @@ def test_state_badge_and_grants_follow_changes_without_polling(live, browser):
     page.wait_for_timeout(QUIET_MS)
     assert seen == [], f"a quiet page asked for {seen}"
 
-    live.cli("sandbox", "resume", sandbox_id, check=True)
-    page.wait_for_selector("#sandbox-status:has-text('Running')", timeout=10_000)
+    live.cli("sandbox", "kill", sandbox_id, check=True)
+    page.wait_for_selector("#sandbox-status:has-text('Destroyed')", timeout=10_000)
     state_fetches = [path for path in seen if path.endswith("/state/")]
-    assert 1 <= len(state_fetches) <= 2, seen  # one per lifecycle event, no timer
-    page.wait_for_selector("#event-list .event-op:text-is('Resume From Snapshot')")
-    shot(page, "live-01-resumed-by-cli")
+    assert 1 <= len(state_fetches) <= 3, seen  # one per lifecycle event, no timer
+    page.wait_for_selector("#event-list .event-op:text-is('Destroy')")
+    shot(page, "live-01-killed-by-cli")
 
-    # Preview links: three grants, the page open, one revoked from the CLI.
+    # Preview links of a running sandbox: three grants, the page open, one revoked from the CLI.
+    sandbox_id = live.new_sandbox()
     made = [
         json.loads(
             live.cli("sandbox", "preview-url", "create", sandbox_id, port, "--json", check=True).stdout

@@ -36,7 +36,10 @@ def make_sandbox(driver):
 
     def make(**kwargs) -> str:
         sandbox_id = kwargs.pop("sandbox_id", f"sb_t{uuid.uuid4().hex[:10]}")
-        make.runtime[sandbox_id] = driver.create(CreateSpec(sandbox_id=sandbox_id, **kwargs))
+        mounts = kwargs.pop("mounts", ())
+        make.runtime[sandbox_id] = driver.create(
+            CreateSpec(sandbox_id=sandbox_id, **kwargs), mounts
+        )
         made.append(sandbox_id)
         return sandbox_id
 

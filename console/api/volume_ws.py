@@ -1,0 +1,45 @@
+"""WebSocket /v1/volumes/{id}/ws: file watches of a volume (api-contract 2.7).
+
+The same frames as a sandbox's watch socket (console/api/file_watch_ws.py); another
+project's volume, or none, is refused in answer to the first watch frame, echoing its id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from console import volumes
+from console.api.errors import ApiError
+from console.api.file_watch_ws import FileWatches
+from console.api.ws_auth import scope_api_key
+
+
+class VolumeSocket(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.watches: FileWatches | None = None
+        key = await scope_api_key(self.scope)
+        if key is None:
+            await self.close()  # before accept: a 403 on the handshake
+            return
+        await self.accept()
+        volume_id = self.scope["url_route"]["kwargs"]["volume_id"]
+        try:
+            volume = await database_sync_to_async(volumes.get_volume)(key.project, volume_id)
+            files = await database_sync_to_async(volumes.files)(volume)
+        except ApiError as error:
+            self.watches = FileWatches(volume_id, self.send_json, self.close, error.message)
+            return
+        # The watch code takes a sandbox id or a file store (console/sandbox_files.store).
+        self.watches = FileWatches(files, self.send_json, self.close)  # type: ignore[arg-type]
+
+    async def disconnect(self, code: int) -> None:
+        if self.watches is not None:
+            await self.watches.stop_all()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.watches is not None and isinstance(content, dict):
+            if content.get("type") == "file_watch":
+                await self.watches.start(content)
