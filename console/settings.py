@@ -210,7 +210,7 @@ MAX_RUNNING_SANDBOXES = env_int("MAX_RUNNING_SANDBOXES", 10, minimum=1)
 MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, minimum=1000)
 MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
 # A JSON body past this is refused (413) before it is read; files go as raw uploads.
-API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 8 * 1024 * 1024, minimum=1024)
+API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 48 * 1024 * 1024, minimum=1024)
 # /v1 list routes without limit/next_token answer the whole list up to this many rows.
 LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
 # Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
@@ -219,7 +219,7 @@ AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
 AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 # JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 48 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_JSON_MAX_BYTES
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
 # Token bucket per key: this many at once, refilled at the per-minute rate (docs/limits.md).
 API_RATE_BURST = env_int("API_RATE_BURST", 200, minimum=1)

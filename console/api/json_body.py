@@ -106,6 +106,16 @@ def too_large(limit: int) -> ApiError:
     )
 
 
+def _empty_form(request: HttpRequest, raw: bytes) -> bool:
+    """A multipart form with no parts at all (what some clients send for "no body")."""
+    boundary = request.content_params.get("boundary") if request.content_params else None
+    return (
+        request.content_type == "multipart/form-data"
+        and bool(boundary)
+        and raw.strip() == f"--{boundary}--".encode()
+    )
+
+
 def read_json_body(request: HttpRequest) -> dict[str, Any]:
     limit = settings.API_JSON_MAX_BYTES
     declared = content_length(request)
@@ -114,7 +124,7 @@ def read_json_body(request: HttpRequest) -> dict[str, Any]:
     raw = request.read(limit + 1)
     if len(raw) > limit:
         raise too_large(limit)
-    if not raw.strip():
+    if not raw.strip() or _empty_form(request, raw):
         return {}
     if (request.content_type or "") not in JSON_TYPES:
         raise ApiError(

@@ -13,15 +13,12 @@ from console.api.ws_scopes import ChannelScopes
 from console.routing import api_websocket_urlpatterns, console_websocket_urlpatterns
 
 # POST routes that only read (the contract sends their arguments as a JSON body).
+_READING_FILE_OPS = ("read", "info", "exists", "find", "search", "download-url")
 READING_POSTS = {
-    "sandboxes/<str:sandbox_id>/files/read",
-    "sandboxes/<str:sandbox_id>/files/info",
-    "sandboxes/<str:sandbox_id>/files/exists",
-    "sandboxes/<str:sandbox_id>/files/find",
-    "sandboxes/<str:sandbox_id>/files/search",
-    "sandboxes/<str:sandbox_id>/files/download-url",
+    *(f"{owner}/files/{op}" for owner in ("sandboxes/<str:sandbox_id>", "volumes/<str:volume_id>")
+      for op in _READING_FILE_OPS),
     "sandboxes/<str:sandbox_id>/ports/<str:port>/readiness",
-}
+}  # fmt: skip
 # Frames a read-only key may send: they follow output or watch, never change anything.
 READING_FRAMES = {"file_watch", "exec_connect", "pty_connect", "subscribe"}
 
