@@ -17,6 +17,9 @@ from console.runtime.supervise import _start_ticks
 
 KINDS = {b"o": "stdout", b"e": "stderr", b"t": "truncated"}
 STREAMS = ("stdout", "stderr")
+# What follow() reads of the output file at a time: a reader far behind a fast process
+# holds this much, not everything the process wrote meanwhile.
+READ_CHUNK = 1024 * 1024
 HEADER = 5
 
 
@@ -180,7 +183,7 @@ def follow(
         pending = b""
         while True:
             code = exit_code(procdir)  # read before the data: all output precedes exit.json
-            chunk = fh.read()
+            chunk = fh.read(READ_CHUNK)
             if chunk:
                 pending += chunk
                 offset += len(chunk)
@@ -194,7 +197,7 @@ def follow(
                     if text:
                         yield OutputEvent(kind=kind, data=text)
                 delay = 0.002
-            if code is not None:
+            if code is not None and len(chunk) < READ_CHUNK:  # exited, and all of it read
                 for kind, decoder in decoders.items():
                     tail = decoder.decode(b"", final=True)
                     if tail:
