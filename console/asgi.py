@@ -14,7 +14,6 @@ django_http = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from console.routing import (  # noqa: E402
@@ -22,6 +21,7 @@ from console.routing import (  # noqa: E402
     console_websocket_urlpatterns,
     unknown_websocket_route,
 )
+from console.ws_origin import ConsoleOriginValidator  # noqa: E402
 from gateway.app import gateway_application  # noqa: E402
 from gateway.hosts import is_preview_scope  # noqa: E402
 
@@ -31,7 +31,7 @@ console_websockets = URLRouter(
         unknown_websocket_route,
     ]
 )
-console_session_websockets = AllowedHostsOriginValidator(
+console_session_websockets = ConsoleOriginValidator(
     AuthMiddlewareStack(URLRouter([*console_websocket_urlpatterns, unknown_websocket_route]))
 )
 

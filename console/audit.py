@@ -6,7 +6,10 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from console.client_ip import client_ip
 from console.models import AuditEvent, Team
+
+__all__ = ["ACTIONS", "client_ip", "record"]
 
 # Every action the console records. The audit page offers these as its action filter
 # (reading the distinct values of a 100,000-row table on every request would not do),
@@ -39,12 +42,6 @@ ACTIONS = (
     "webhook.deleted",
     "webhook.auto_disabled",
 )
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def record(

@@ -1,4 +1,4 @@
-"""Console WebSockets (session-authenticated, behind the Origin check in console/asgi.py).
+"""Console WebSockets (session-authenticated, behind console/ws_origin.py's Origin check).
 
 SandboxExecConsumer backs the exec box of the sandbox page: the browser sends
 `{"type": "exec_start", "command": "..."}`, the process starts through the domain
@@ -19,8 +19,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import sandboxes
 from console.access import project_for_member
+from console.api.auth import WRITE
 from console.api.errors import ApiError
+from console.api.sandbox_ws import exec_frame
+from console.api.ws_scopes import ChannelScopes
 from console.models import Role, Sandbox
+from console.output_stream import OutputStream
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 
@@ -42,6 +46,9 @@ def _sandbox_for(user, team_slug: str, project_slug: str, sandbox_id: str) -> Sa
 class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
     # No channel-layer channel per connection: the stream comes from the driver, not a group.
     channel_layer_alias = None
+    # Declared like the /v1 sockets (console/api/ws_scopes.py); for a session socket WRITE
+    # means the member role, which connect() requires of everyone who opens it.
+    channels = {None: ChannelScopes(WRITE, {"exec_start": WRITE, "exec_kill": WRITE})}
 
     async def connect(self) -> None:
         route = self.scope["url_route"]["kwargs"]
@@ -76,23 +83,27 @@ class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
         self.relay = asyncio.create_task(self.follow(self.pid))
 
     async def follow(self, pid: int) -> None:
-        """Relay output as it arrives; each blocking `next` runs in a worker thread."""
-        events = get_driver().follow_output(
-            self.sandbox.runtime_id, pid, stop_after=EXEC_STREAM_SECS
+        """Relay output as it arrives, through the shared bounded bridge."""
+        sandbox_id = self.sandbox.runtime_id
+        driver = get_driver()
+        stream = OutputStream(
+            lambda stop: driver.follow_output(
+                sandbox_id, pid, stop_after=EXEC_STREAM_SECS, stop=stop
+            ),
+            name=f"console-exec-{sandbox_id}-{pid}",
         )
-        try:
-            while (event := await asyncio.to_thread(next, events, None)) is not None:
-                if event.kind == "exit":
-                    await self.send_json({"type": "exec_exit", "exit_code": event.exit_code})
-                    return
-                await self.send_json({"type": f"exec_{event.kind}", "data": event.data})
-            # follow_output gave up at stop_after: the command ran too long.
-            await self.kill()
-            await self.send_json(
-                {"type": "error", "message": f"Stopped after {EXEC_STREAM_SECS} s."}
-            )
-        except RuntimeError_ as exc:
-            await self.send_json({"type": "error", "message": str(exc)})
+        async with stream:
+            try:
+                async for event in stream:
+                    await self.send_json(exec_frame(event))
+                    if event.kind == "exit":
+                        return
+            except RuntimeError_ as exc:
+                await self.send_json({"type": "error", "message": str(exc)})
+                return
+        # follow_output gave up at stop_after: the command ran too long.
+        await self.kill()
+        await self.send_json({"type": "error", "message": f"Stopped after {EXEC_STREAM_SECS} s."})
 
     async def kill(self) -> None:
         if self.pid is None:

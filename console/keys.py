@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -12,6 +13,10 @@ from django.utils import timezone
 from console.audit import record
 from console.models import ApiKey, KeyScope, Project
 from console.tokens import API_KEY, new_secret
+
+
+class KeyLimitReached(Exception):
+    """The project already has MAX_KEYS_PER_PROJECT active keys."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,20 @@ def _insert_key(
         rotated_from=rotated_from,
     )
     return IssuedKey(key=key, raw=secret.raw)
+
+
+def _check_key_cap(project: Project) -> None:
+    # The project row lock makes concurrent creates count one after another.
+    Project.objects.select_for_update().filter(pk=project.pk).exists()
+    now = timezone.now()
+    active = (
+        ApiKey.objects.filter(project=project, revoked_at__isnull=True)
+        .exclude(expires_at__lte=now)
+        .count()
+    )
+    limit = settings.MAX_KEYS_PER_PROJECT
+    if active >= limit:
+        raise KeyLimitReached(f"This project already has {limit} active API keys; revoke one first")
 
 
 def _mark_revoked(key: ApiKey) -> bool:
@@ -70,14 +89,16 @@ def create_api_key(
     request: HttpRequest | None = None,
     via: str = "console",
 ) -> IssuedKey:
-    issued = _insert_key(
-        project,
-        name=name,
-        scope=scope,
-        expires_at=expires_at,
-        created_by=created_by,
-        rotated_from=None,
-    )
+    with transaction.atomic():
+        _check_key_cap(project)
+        issued = _insert_key(
+            project,
+            name=name,
+            scope=scope,
+            expires_at=expires_at,
+            created_by=created_by,
+            rotated_from=None,
+        )
     _audit("apikey.create", issued.key, request=request, actor=created_by, scope=scope, via=via)
     return issued
 

@@ -16,6 +16,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import lifecycle, live
 from console.access import project_for_member
+from console.api.auth import READ
+from console.api.ws_scopes import ChannelScopes
 from console.models import Project, Role, Sandbox
 
 # As the exec socket: 4403 tells "not allowed" from a dropped connection, so the page
@@ -34,6 +36,9 @@ def _scope(user: Any, team_slug: str, project_slug: str, sandbox_id: str | None)
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     topic = ""
+    # Declared like every socket (console/api/ws_scopes.py): viewers may open it, and it
+    # takes no frames at all.
+    channels = {None: ChannelScopes(READ, {})}
 
     def group(self, project: Project) -> str:
         raise NotImplementedError

@@ -54,6 +54,12 @@ class PreviewRefused(ValueError):
     code = "invalid_request"
 
 
+class GrantLimitReached(PreviewRefused):
+    """The sandbox already has MAX_GRANTS_PER_SANDBOX live grants."""
+
+    code = "quota_exceeded"
+
+
 def check_port(port: Any) -> int:
     if isinstance(port, bool) or not isinstance(port, int) and not str(port).isdigit():
         raise PreviewRefused(f"port must be an integer, got {port!r}")
@@ -97,17 +103,28 @@ def create_grant(
     if not kinds or len(kinds) != len(set(token_kinds)):
         raise PreviewRefused("token_kinds must be a non-empty subset of http_port, websocket_port")
     now = timezone.now()
-    grant = PreviewGrant.objects.create(
-        project_id=sandbox.project_id,
-        sandbox=sandbox,
-        port=port,
-        auth_mode=auth_mode,
-        token_kinds=kinds,
-        created_by=created_by,
-        created_by_key=created_by_key,
-        issued_at=now,
-        expires_at=now + timedelta(seconds=clamp_ttl(expires_in_seconds)),
-    )
+    with transaction.atomic():
+        # The sandbox row lock makes concurrent creates count one after another.
+        Sandbox.objects.select_for_update().filter(pk=sandbox.pk).exists()
+        live = PreviewGrant.objects.filter(
+            sandbox=sandbox, revoked_at__isnull=True, expires_at__gt=now
+        ).count()
+        if live >= settings.MAX_GRANTS_PER_SANDBOX:
+            raise GrantLimitReached(
+                f"Sandbox {sandbox.public_id} already has {live} live preview grants; "
+                "revoke some first"
+            )
+        grant = PreviewGrant.objects.create(
+            project_id=sandbox.project_id,
+            sandbox=sandbox,
+            port=port,
+            auth_mode=auth_mode,
+            token_kinds=kinds,
+            created_by=created_by,
+            created_by_key=created_by_key,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=clamp_ttl(expires_in_seconds)),
+        )
     raw = {
         kind: tokens.sign_preview_token(grant.public_id, _SIGNING_KIND[(auth_mode, kind)])
         for kind in kinds

@@ -41,7 +41,7 @@ from console.models import (
     Volume,
 )
 from console.runtime import get_driver, netpolicy
-from console.runtime.base import CreateSpec, ExecRequest, ExecResult, RuntimeError_
+from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
 from console.sandbox_owner import this_instance, this_process
 from console.timefmt import iso
 from console.tokens import TRAFFIC, new_secret
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WORKSPACE = "/workspace"
+# Linux's limits on a path and on one name in it (ENAMETOOLONG past them).
+PATH_MAX = 4096
+NAME_MAX = 255
 # Statuses that count against a project's running-sandbox quota.
 ACTIVE = (SandboxStatus.CREATING, SandboxStatus.RUNNING)
 # A transition older than this is taken as abandoned (the process died mid-way).
@@ -278,10 +281,9 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
             suggested_action="Use --template base, or build the template first.",
         )
     timeout_ms = _validated_timeout(given["timeout_ms"], default=300_000)
-    envs = given["envs"] if given["envs"] is not None else (source.envs if source else {})
-    if not isinstance(envs, dict) or not all(isinstance(k, str) for k in envs):
-        raise ApiError("invalid_request", "envs must be an object of strings")
-    envs = {k: "" if v is None else str(v) for k, v in envs.items()}
+    envs = validated_envs(
+        given["envs"] if given["envs"] is not None else (source.envs if source else {})
+    )
     metadata = given["metadata"] if given["metadata"] is not None else {}
     if not isinstance(metadata, dict):
         raise ApiError("invalid_request", "metadata must be a JSON object")
@@ -353,11 +355,37 @@ def _validated_action(value: Any) -> str:
     return value
 
 
+def validated_envs(envs: Any) -> dict[str, str]:
+    """Environment variables a process can be given: names without `=` or NUL (execve
+    refuses those, so they are refused here, at create, not at every later exec)."""
+    if not isinstance(envs, dict):
+        raise ApiError("invalid_request", "envs must be an object of strings")
+    checked: dict[str, str] = {}
+    for name, value in envs.items():
+        if not isinstance(name, str) or not name or "=" in name or "\x00" in name:
+            raise ApiError(
+                "invalid_request", f"env name {name!r} must be non-empty, without '=' or NUL"
+            )
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ApiError("invalid_request", f"env {name} must be a string")
+        text = "" if value is None else str(value)
+        if "\x00" in text:
+            raise ApiError("invalid_request", f"env {name} must not contain NUL")
+        checked[name] = text
+    return checked
+
+
 def _validated_cwd(cwd: Any) -> str:
     """Any directory of the sandbox (relative: from /workspace); whether it exists is
     checked when a process starts there."""
     if not isinstance(cwd, str) or not cwd.strip() or "\x00" in cwd:
         raise ApiError("invalid_request", "cwd must be a path")
+    if len(cwd.encode("utf-8", "replace")) > PATH_MAX or any(
+        len(part.encode("utf-8", "replace")) > NAME_MAX for part in cwd.split("/")
+    ):
+        raise ApiError(
+            "invalid_request", f"cwd is too long (at most {PATH_MAX} bytes, {NAME_MAX} per name)"
+        )
     return posixpath.normpath(posixpath.join(WORKSPACE, cwd.strip())).replace("//", "/")
 
 
@@ -1009,9 +1037,7 @@ def exec_request(body: dict[str, Any], *, background: bool = False) -> ExecReque
     args = body.get("args") or []
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ApiError("invalid_request", "args must be a list of strings")
-    envs = body.get("envs") or {}
-    if not isinstance(envs, dict):
-        raise ApiError("invalid_request", "envs must be an object")
+    envs = validated_envs(body.get("envs") or {})
     cwd = body.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
         raise ApiError("invalid_request", "cwd must be a string")
@@ -1025,7 +1051,7 @@ def exec_request(body: dict[str, Any], *, background: bool = False) -> ExecReque
         args=list(args),
         shell=bool(body.get("shell")),
         cwd=_validated_cwd(cwd) if cwd else None,
-        envs={str(k): "" if v is None else str(v) for k, v in envs.items()},
+        envs=envs,
         # A background process lives until killed; timeout_secs bounds waiting for it.
         timeout_secs=None if background or not timeout else float(timeout),
     )
@@ -1055,8 +1081,31 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
             suggested_action="Raise --timeout, or run it with --background.",
             details={"pid": pid, "timeout_secs": request.timeout_secs},
         )
-    logs = _driver(lambda: driver.process_logs(sandbox.runtime_id, pid))
-    return ExecResult(exit_code=exit_code, stdout=logs.stdout, stderr=logs.stderr, pid=pid)
+    logs = read_logs(sandbox, pid)
+    return ExecResult(
+        exit_code=exit_code,
+        stdout=logs.stdout,
+        stderr=logs.stderr,
+        pid=pid,
+        truncated=logs.truncated,
+    )
+
+
+def read_logs(sandbox: Sandbox, pid: int) -> ProcessLogs:
+    """A process's output, at most EXEC_RESPONSE_MAX_BYTES of each stream."""
+    limit = settings.EXEC_RESPONSE_MAX_BYTES
+    return _driver(lambda: get_driver().process_logs(sandbox.runtime_id, pid, limit=limit))
+
+
+def truncation_fields(truncated: bool) -> dict[str, Any]:
+    """What an answer adds when output was cut: the flag and the caps that cut it."""
+    if not truncated:
+        return {}
+    return {
+        "truncated": True,
+        "output_limit_bytes": settings.EXEC_OUTPUT_MAX_BYTES,
+        "response_limit_bytes": settings.EXEC_RESPONSE_MAX_BYTES,
+    }
 
 
 def metrics_to_dict(sandbox: Sandbox) -> dict[str, Any]:

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.middleware.RequestIdMiddleware",
+    "console.security_headers.SecurityHeadersMiddleware",
     "console.cors.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -97,11 +98,24 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL")
+# PostgreSQL connections per server process: a pool (psycopg_pool, through Django's
+# OPTIONS["pool"]) that never opens more than DB_POOL_MAX_SIZE; a request waits up to
+# DB_POOL_TIMEOUT seconds for a free one. README "Sizing PostgreSQL" says how to choose.
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2, minimum=0)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20, minimum=1)
+DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10, minimum=1)
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+        # conn_max_age=0: the pool keeps connections, Django hands them back per request.
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except Exception as exc:  # dj-database-url raises several types for a bad URL
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT,
+        }
 else:
     DATABASES = {
         "default": {
@@ -173,6 +187,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 )
+# HSTS on HTTPS only (Django sends it on secure requests); a year unless told otherwise.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _https else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -192,6 +209,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Nullspace <noreply@localhost
 MAX_RUNNING_SANDBOXES = env_int("MAX_RUNNING_SANDBOXES", 10, minimum=1)
 MAX_SANDBOX_TIMEOUT_MS = env_int("MAX_SANDBOX_TIMEOUT_MS", 24 * 3600 * 1000, minimum=1000)
 MAX_FILE_BYTES = env_int("MAX_FILE_BYTES", 1024 * 1024 * 1024, minimum=1024)
+# A JSON body past this is refused (413) before it is read; files go as raw uploads.
+API_JSON_MAX_BYTES = env_int("API_JSON_MAX_BYTES", 48 * 1024 * 1024, minimum=1024)
 # /v1 list routes without limit/next_token answer the whole list up to this many rows.
 LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
 # Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
@@ -200,10 +219,25 @@ AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
 AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 # JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 48 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_JSON_MAX_BYTES
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
+# Token bucket per key: this many at once, refilled at the per-minute rate (docs/limits.md).
+API_RATE_BURST = env_int("API_RATE_BURST", 200, minimum=1)
+# Output kept per process (on disk; past it the stream says `truncated`), and what one
+# blocking exec answer or logs read returns of each stream (docs/limits.md).
+EXEC_OUTPUT_MAX_BYTES = env_int("EXEC_OUTPUT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
+EXEC_RESPONSE_MAX_BYTES = env_int("EXEC_RESPONSE_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)
 SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
 SIGNIN_LOCKOUT_SECONDS = env_int("SIGNIN_LOCKOUT_SECONDS", 300, minimum=1)
+# Failures from one IP across all emails before that IP is locked out too.
+SIGNIN_MAX_FAILURES_PER_IP = env_int("SIGNIN_MAX_FAILURES_PER_IP", 50, minimum=1)
+# Read the client IP from this header (e.g. X-Forwarded-For) only when set: behind
+# TRUSTED_PROXY_COUNT proxies that each append the address they saw (console/client_ip.py).
+TRUSTED_PROXY_HEADER = env_str("TRUSTED_PROXY_HEADER")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
+# Caps that keep one project from minting without bound.
+MAX_KEYS_PER_PROJECT = env_int("MAX_KEYS_PER_PROJECT", 50, minimum=1)
+MAX_GRANTS_PER_SANDBOX = env_int("MAX_GRANTS_PER_SANDBOX", 200, minimum=1)
 
 # Sandbox runtime (docs/runtime.md).
 RUNTIME_DRIVER = env_str("RUNTIME_DRIVER", "local")

@@ -15,7 +15,7 @@ from django.http.response import HttpResponseBase
 from django.urls import path
 
 from console.agents import deployments, logs, outputs, runs, services, shapes
-from console.api.auth import READ, WRITE, api_key_required, methods, query_int
+from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.api.idempotency import idempotent
 from console.models import AgentDeployment, AgentRun, AgentService, AgentVersion
@@ -208,7 +208,7 @@ def get_version(request: HttpRequest, deployment_id: str, version_id: str) -> Js
     return JsonResponse(_version_shape(version))
 
 
-@api_key_required(WRITE)
+@api_key_required(WRITE, body=RAW_BODY)
 def upload_bundle(request: HttpRequest, deployment_id: str, version_id: str) -> JsonResponse:
     version = deployments.get_version(_deployment(request, deployment_id), version_id)
     content_type = (request.content_type or "").lower()

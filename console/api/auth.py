@@ -9,28 +9,38 @@ the contract's envelope. It never logs the raw key.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import time
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from psycopg_pool import PoolTimeout
 
 from console.api.errors import ApiError, error_response
+from console.api.json_body import check_params, read_json_body, too_large
 from console.models import ApiKey, KeyScope, Project
+from console.ratelimit import Bucket, take
 from console.tokens import lookup_prefix, secret_matches
 
 log = logging.getLogger(__name__)
 
 READ = "read"
 WRITE = "write"
+# Routes authorized by something other than a key, as the /v1 guard test requires them
+# to say: a signed URL's token, or nothing at all (the unknown-route answer).
+SIGNED_URL = "signed-url"
+PUBLIC = "public"
+# What a route's body is: parsed JSON, or bytes the view reads itself.
+JSON_BODY = "json"
+RAW_BODY = "raw"
+MULTIPART_BODY = "multipart"
 LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
@@ -82,49 +92,17 @@ def _touch(key: ApiKey) -> None:
 
 
 def check_rate_limit(key: ApiKey) -> None:
-    limit = settings.API_RATE_LIMIT_PER_MINUTE
-    window = int(time.time() // 60)
-    bucket = f"ratelimit:{key.public_id}:{window}"
-    if cache.add(bucket, 1, timeout=70):
-        return
-    try:
-        count = cache.incr(bucket)
-    except ValueError:
-        cache.set(bucket, 1, timeout=70)
-        return
-    if count > limit:
-        retry_after = max(1, 60 - int(time.time() % 60))
+    """Take one token from the key's bucket (HTTP requests, WebSocket starts and frames)."""
+    bucket = Bucket(settings.API_RATE_LIMIT_PER_MINUTE, settings.API_RATE_BURST)
+    wait = take(f"key:{key.public_id}", bucket)
+    if wait > 0:
         raise ApiError(
             "rate_limit_exceeded",
-            f"Rate limit of {limit} requests a minute exceeded",
+            f"Rate limit of {bucket.per_minute} requests a minute (bursts of {bucket.burst}) "
+            "exceeded",
             retryable=True,
-            headers={"Retry-After": str(retry_after)},
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-
-
-def parse_json_body(request: HttpRequest) -> dict[str, Any]:
-    content_type = request.content_type or ""
-    try:
-        if request.method in ("GET", "HEAD", "DELETE") and not request.body:
-            return {}
-        if content_type and content_type != "application/json":
-            return {}
-        raw = request.body
-    except RequestDataTooBig:
-        raise ApiError(
-            "payload_too_large",
-            f"A JSON body may be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
-            "send bigger files as raw bytes (an upload URL or an upload session)",
-        ) from None
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError("invalid_request", "Request body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ApiError("invalid_request", "Request body must be a JSON object")
-    return value
 
 
 def query_int(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
@@ -141,8 +119,11 @@ def query_int(request: HttpRequest, name: str, default: int, low: int, high: int
     return value
 
 
-def api_key_required(scope: str = READ) -> Callable:
-    """Authenticate with an API key; `scope=WRITE` refuses read-only keys."""
+def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
+    """Authenticate with an API key; `scope=WRITE` refuses read-only keys on writes.
+
+    `body` says what the route reads: JSON (parsed into `request.json`, see
+    console/api/json_body.py), or RAW / MULTIPART bytes the view streams itself."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -158,12 +139,32 @@ def api_key_required(scope: str = READ) -> Callable:
                         "This API key is read-only",
                         suggested_action="Use a key with full access for changes.",
                     )
+                check_params(request, kwargs)
                 request.api_key = key  # type: ignore[attr-defined]
                 request.project = key.project  # type: ignore[attr-defined]
-                request.json = parse_json_body(request)  # type: ignore[attr-defined]
+                request.json = read_json_body(request) if body == JSON_BODY else {}  # type: ignore[attr-defined]
                 return view(request, *args, **kwargs)
             except ApiError as error:
                 return error_response(request, error)
+            except RequestDataTooBig:
+                return error_response(request, too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
+            except OperationalError as exc:
+                if not isinstance(exc.__cause__, PoolTimeout):
+                    log.exception("database error in %s %s", request.method, request.path)
+                    return error_response(
+                        request, ApiError("internal_error", "Database error", retryable=True)
+                    )
+                # Every pooled connection stayed busy for DB_POOL_TIMEOUT: busy, not broken.
+                return error_response(
+                    request,
+                    ApiError(
+                        "database_busy",
+                        "The server is busy; try again",
+                        status=503,
+                        retryable=True,
+                        headers={"Retry-After": "1"},
+                    ),
+                )
             except Exception:
                 log.exception("unhandled error in %s %s", request.method, request.path)
                 return error_response(
@@ -171,6 +172,7 @@ def api_key_required(scope: str = READ) -> Callable:
                 )
 
         wrapper.api_scope = scope  # type: ignore[attr-defined]
+        wrapper.api_body = body  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

@@ -23,6 +23,8 @@ STATUS_BY_CODE = {
     "quota_exceeded": 429,
     "rate_limit_exceeded": 429,
     "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "command_not_found": 400,
     "file_too_large": 413,
     "volume_quota_exceeded": 507,
     "not_implemented": 501,

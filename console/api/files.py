@@ -25,7 +25,15 @@ from django.urls import path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from console import sandbox_files
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.auth import (
+    MULTIPART_BODY,
+    RAW_BODY,
+    READ,
+    SIGNED_URL,
+    WRITE,
+    api_key_required,
+    methods,
+)
 from console.api.errors import ApiError, error_response
 from console.models import Sandbox, SandboxStatus
 from console.runtime.base import FileStore, RuntimeError_
@@ -166,7 +174,7 @@ def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
         )
 
 
-@api_key_required(WRITE)
+@api_key_required(WRITE, body=MULTIPART_BODY)
 def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
@@ -388,7 +396,7 @@ def download_file(request: HttpRequest, sandbox_id: str) -> FileResponse:
 
 
 @raw_body
-@api_key_required(WRITE)
+@api_key_required(WRITE, body=RAW_BODY)
 def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
@@ -472,6 +480,7 @@ def signed_view(purpose: str) -> Callable:
             except ApiError as error:
                 return error_response(request, error)
 
+        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

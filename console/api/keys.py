@@ -5,8 +5,11 @@ Rotation here kills the old key at once (the console's rule), where 1.0.3 keeps 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
@@ -14,7 +17,13 @@ from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.listing import api_page, page_body, wants_page, whole_list
 from console.forms import ApiKeyApiForm
-from console.keys import IssuedKey, create_api_key, revoke_api_key, rotate_api_key
+from console.keys import (
+    IssuedKey,
+    KeyLimitReached,
+    create_api_key,
+    revoke_api_key,
+    rotate_api_key,
+)
 from console.models import ApiKey, KeyScope
 from console.paging import Keyset
 from console.timefmt import iso
@@ -55,14 +64,25 @@ def _key(request: ApiRequest, key_id: str) -> ApiKey:
 @api_key_required(WRITE)
 def create_key(request: ApiRequest) -> HttpResponse:
     data = _clean(request)
-    issued = create_api_key(
-        request.project,
-        name=data["name"] or "api",
-        scope=data["scope"] or KeyScope.FULL,
-        request=request,
-        via="api",
-    )
+    with key_cap():
+        issued = create_api_key(
+            request.project,
+            name=data["name"] or "api",
+            scope=data["scope"] or KeyScope.FULL,
+            request=request,
+            via="api",
+        )
     return JsonResponse(_issued_body(issued), status=201)
+
+
+@contextmanager
+def key_cap() -> Iterator[None]:
+    try:
+        yield
+    except KeyLimitReached as exc:
+        raise ApiError(
+            "quota_exceeded", str(exc), details={"limit": settings.MAX_KEYS_PER_PROJECT}
+        ) from None
 
 
 @api_key_required(READ)
@@ -88,7 +108,8 @@ def default_key(request: ApiRequest) -> HttpResponse:
     )
     if existing is not None:
         return JsonResponse({"created": False, **_key_body(existing)})
-    issued = create_api_key(request.project, name=DEFAULT_KEY_NAME, request=request, via="api")
+    with key_cap():
+        issued = create_api_key(request.project, name=DEFAULT_KEY_NAME, request=request, via="api")
     return JsonResponse({"created": True, **_issued_body(issued)}, status=201)
 
 

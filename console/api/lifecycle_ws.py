@@ -15,28 +15,24 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from console import lifecycle, sandboxes
+from console.api.auth import READ
 from console.api.errors import ApiError
-from console.api.ws_auth import scope_api_key
-from console.api.ws_json import TolerantJsonConsumer
+from console.api.ws_scopes import ChannelScopes, ScopedSocket
 from console.models import EventStatus, LifecycleEvent, Operation
 
 POLL_SECONDS = 2.0
 MAX_REPLAY = 1000
 
 
-class LifecycleSocket(TolerantJsonConsumer):
-    async def connect(self) -> None:
-        key = await scope_api_key(self.scope)
-        if key is None:
-            await self.close()
-            return
-        self.project = key.project
+class LifecycleSocket(ScopedSocket):
+    channels = {None: ChannelScopes(READ, {"subscribe": READ})}
+
+    async def opened(self) -> None:
         self.filters: dict[str, Any] | None = None
         self.last_seq = 0
         self.lock = asyncio.Lock()
         self.poller: asyncio.Task | None = None
         self.scoped_sandbox = None
-        await self.accept()
         sandbox_id = self.scope["url_route"]["kwargs"].get("sandbox_id")
         if sandbox_id:
             try:
@@ -58,9 +54,7 @@ class LifecycleSocket(TolerantJsonConsumer):
                 lifecycle.group_name(self.project), self.channel_name
             )
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") != "subscribe":
-            return
+    async def handle(self, kind: str, content: dict[str, Any]) -> None:
         try:
             filters, replay = self._subscription(content)
         except ApiError as error:

@@ -17,8 +17,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from console import lifecycle, sandboxes
-from console.api.ws_auth import scope_api_key
-from console.api.ws_json import TolerantJsonConsumer
+from console.api.auth import READ
+from console.api.ws_scopes import ChannelScopes, ScopedSocket
 from console.models import LIVE_STATUSES, Project, Sandbox, SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
@@ -31,18 +31,16 @@ MAX_SANDBOXES = 200
 MAX_ID = 128
 
 
-class MonitorSocket(TolerantJsonConsumer):
-    async def connect(self) -> None:
-        key = await scope_api_key(self.scope)
-        if key is None:
-            await self.close()
-            return
-        self.project: Project = key.project
+class MonitorSocket(ScopedSocket):
+    # Watching the fleet only reads: a read-only key may subscribe.
+    channels = {None: ChannelScopes(READ, {"monitor_subscribe": READ, "monitor_unsubscribe": READ})}
+    project: Project
+
+    async def opened(self) -> None:
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self.changed = asyncio.Event()
         # Public id -> the id the runtime driver knows the sandbox by.
         self.runtime_ids: dict[str, str] = {}
-        await self.accept()
         await self.channel_layer.group_add(lifecycle.group_name(self.project), self.channel_name)
 
     async def disconnect(self, code: int) -> None:
@@ -56,9 +54,8 @@ class MonitorSocket(TolerantJsonConsumer):
     async def lifecycle_event(self, message: dict[str, Any]) -> None:
         self.changed.set()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
-        sub_id = content.get("id") if isinstance(content, dict) else None
+    async def handle(self, kind: str, content: dict[str, Any]) -> None:
+        sub_id = content.get("id")
         if not isinstance(sub_id, str) or not 0 < len(sub_id) <= MAX_ID:
             await self._error("", f"id must be a string of 1 to {MAX_ID} characters")
             return

@@ -67,9 +67,12 @@ def _grantable(sandbox: Sandbox) -> None:
 def _issue_direct(request, sandbox: Sandbox, port: int, ttl: int | None) -> dict[str, Any]:
     """Create a signed-link grant and describe it as a PreviewUrl (raw tokens, once)."""
     _grantable(sandbox)
-    grant, raw = previews.create_grant(
-        sandbox, port, expires_in_seconds=ttl, created_by_key=request.api_key
-    )
+    try:
+        grant, raw = previews.create_grant(
+            sandbox, port, expires_in_seconds=ttl, created_by_key=request.api_key
+        )
+    except previews.PreviewRefused as exc:
+        raise ApiError(exc.code, str(exc)) from None
     url, websocket_url = previews.preview_urls(sandbox, port, raw)
     return {
         "grant": previews.grant_to_dict(grant),
@@ -118,7 +121,11 @@ def _transports(body: dict[str, Any]) -> list[str]:
     given = body.get("transports")
     if given is None:
         return ["http", "websocket"]
-    if not isinstance(given, list) or not given or any(t not in TRANSPORT_KINDS for t in given):
+    if (
+        not isinstance(given, list)
+        or not given
+        or any(not isinstance(t, str) or t not in TRANSPORT_KINDS for t in given)
+    ):
         raise ApiError(
             "invalid_request", "transports must be a non-empty list of 'http' and/or 'websocket'"
         )
@@ -137,14 +144,17 @@ def proxy_target(request, sandbox_id: str, port: str) -> JsonResponse:
         raise ApiError("invalid_request", "token_transport must be 'header'")
     hint = body.get("include_traffic_token_hint", True) is not False
     _grantable(sandbox)
-    grant, raw = previews.create_grant(
-        sandbox,
-        port_number,
-        auth_mode=AuthMode.PROXY,
-        token_kinds=[TRANSPORT_KINDS[t] for t in transports],
-        expires_in_seconds=ttl,
-        created_by_key=request.api_key,
-    )
+    try:
+        grant, raw = previews.create_grant(
+            sandbox,
+            port_number,
+            auth_mode=AuthMode.PROXY,
+            token_kinds=[TRANSPORT_KINDS[t] for t in transports],
+            expires_in_seconds=ttl,
+            created_by_key=request.api_key,
+        )
+    except previews.PreviewRefused as exc:
+        raise ApiError(exc.code, str(exc)) from None
     http_url, websocket_url = previews.preview_urls(
         sandbox, port_number, raw, auth_mode=AuthMode.PROXY
     )

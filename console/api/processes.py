@@ -37,6 +37,7 @@ def exec_command(request: HttpRequest, sandbox_id: str) -> JsonResponse:
             "stdout": result.stdout,
             "stderr": result.stderr,
             "pid": result.pid,
+            **sandboxes.truncation_fields(result.truncated),
         }
     )
 
@@ -51,13 +52,14 @@ def list_processes(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 @api_key_required(READ)
 def process_logs(request: HttpRequest, sandbox_id: str, pid: int) -> JsonResponse:
     sandbox = _running_sandbox(request, sandbox_id)
-    logs = sandboxes._driver(lambda: get_driver().process_logs(sandbox.runtime_id, pid))
+    logs = sandboxes.read_logs(sandbox, pid)
     return JsonResponse(
         {
             "stdout": logs.stdout,
             "stderr": logs.stderr,
             "output": logs.output,
             "exit_code": logs.exit_code,
+            **sandboxes.truncation_fields(logs.truncated),
         }
     )
 

@@ -14,19 +14,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from console import sandbox_pty
+from console.api.auth import READ, WRITE
 from console.api.errors import ApiError
 from console.models import Sandbox
+from console.output_stream import OutputStream
 from console.runtime import get_driver
-from console.runtime.base import PtyInfo, RuntimeError_
+from console.runtime.base import OutputEvent, PtyInfo, RuntimeError_
 
 SendJson = Callable[[dict], Awaitable[None]]
+# What each frame needs of the key: following a terminal is reading, anything else writes.
+PTY_MESSAGES = {
+    "pty_start": WRITE,
+    "pty_connect": READ,
+    "pty_input": WRITE,
+    "pty_resize": WRITE,
+    "pty_kill": WRITE,
+}
 # What pty_connect replays of the terminal's earlier output (a screenful or so, not all).
 REPLAY_BYTES = 64 * 1024
 
@@ -42,7 +51,8 @@ class PtyChannel:
         self.close = close
         self.info: PtyInfo | None = None
         self.request_id: str | None = None
-        self.stop = threading.Event()
+        self.stream: OutputStream[OutputEvent] | None = None
+        self.left = False
         self.starting = False
 
     async def receive(self, content: dict[str, Any]) -> None:
@@ -94,43 +104,30 @@ class PtyChannel:
         asyncio.ensure_future(self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None))
 
     async def _stream(self, info: PtyInfo, tail_bytes: int | None) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        sandbox_id, stop = self.sandbox.runtime_id, self.stop
-
-        def put(item: object) -> None:
+        sandbox_id = self.sandbox.runtime_id
+        driver = get_driver()
+        self.stream = stream = OutputStream(
+            lambda stop: driver.follow_output(
+                sandbox_id, info.pid, stop=stop, tail_bytes=tail_bytes
+            ),
+            name=f"pty-ws-{sandbox_id}-{info.pid}",
+        )
+        if self.left:
+            stream.close()
+        async with stream:
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                stop.set()
-
-        def read() -> None:
-            try:
-                events = get_driver().follow_output(
-                    sandbox_id, info.pid, stop=stop, tail_bytes=tail_bytes
-                )
-                for event in events:
-                    put(event)
-                    if stop.is_set():
-                        return
+                async for event in stream:
+                    if event.kind == "exit":
+                        await self._send({"type": "pty_exited", "exit_code": event.exit_code})
+                        break
+                    if event.kind == "truncated":
+                        await self._send({"type": "pty_truncated"})
+                        continue
+                    await self._send({"type": "pty_output", "data": event.data})
             except RuntimeError_ as exc:
-                put(exc)
-            finally:
-                put(None)
-
-        threading.Thread(target=read, name=f"pty-ws-{sandbox_id}-{info.pid}", daemon=True).start()
-        while (item := await queue.get()) is not None:
-            if stop.is_set():
-                return
-            if isinstance(item, RuntimeError_):
-                await self._error(str(item), item.code)
-                break
-            if item.kind == "exit":
-                await self._send({"type": "pty_exited", "exit_code": item.exit_code})
-                break
-            await self._send({"type": "pty_output", "data": item.data})
-        if not stop.is_set():
-            await self.close()
+                await self._error(str(exc), exc.code)
+            if not stream.stopped:  # not left by the client: the shell ended or failed
+                await self.close()
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if self.request_id is not None:
@@ -144,7 +141,9 @@ class PtyChannel:
 
     def detach(self) -> None:
         """The socket closed: stop reading; the shell keeps running."""
-        self.stop.set()
+        self.left = True
+        if self.stream is not None:
+            self.stream.close()
 
 
 def _input_bytes(content: dict[str, Any]) -> bytes:

@@ -2,8 +2,9 @@
 
 Frames in: exec_start (run a command and stream it) or exec_connect (attach to a
 running pid). Frames out: exec_started first, then exec_stdout / exec_stderr, then
-exec_exit; `error` for anything that goes wrong. Output is read from the driver's
-follow_output in a thread and handed to the event loop. Without a query string the
+exec_exit; `error` for anything that goes wrong; `exec_truncated` where the output cap
+cut the rest. Output comes through console/output_stream.py. What each frame needs of
+the key is declared in `channels` (console/api/ws_scopes.py). Without a query string the
 socket carries file watches (console/api/file_watch_ws.py, docs/api.md §2.7);
 `?channel=pty` a terminal (console/api/pty_ws.py, docs/api.md §2.8).
 """
@@ -11,36 +12,48 @@ socket carries file watches (console/api/file_watch_ws.py, docs/api.md §2.7);
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from console import sandboxes
+from console.api.auth import READ, WRITE
 from console.api.errors import ApiError
 from console.api.file_watch_ws import FileWatches
-from console.api.pty_ws import PtyChannel
-from console.api.ws_auth import query_param, scope_api_key
-from console.api.ws_json import TolerantJsonConsumer
+from console.api.pty_ws import PTY_MESSAGES, PtyChannel
+from console.api.ws_scopes import ChannelScopes, ScopedSocket
 from console.models import SandboxStatus
+from console.output_stream import OutputStream
 from console.runtime import get_driver
-from console.runtime.base import RuntimeError_
+from console.runtime.base import OutputEvent, RuntimeError_
 
 
-class SandboxSocket(TolerantJsonConsumer):
-    async def connect(self) -> None:
-        key = await scope_api_key(self.scope)
-        if key is None:
-            await self.close()  # before accept: a 403 on the handshake
-            return
-        self.project = key.project
-        self.channel = query_param(self.scope, "channel")
+def exec_frame(event: OutputEvent) -> dict[str, Any]:
+    """The contract's exec frame for one output event (shared with the console terminal)."""
+    if event.kind == "exit":
+        frame: dict[str, Any] = {"type": "exec_exit", "exit_code": event.exit_code}
+        if event.truncated:
+            frame["truncated"] = True
+        return frame
+    if event.kind == "truncated":
+        return {"type": "exec_truncated", "limit_bytes": settings.EXEC_OUTPUT_MAX_BYTES}
+    return {"type": f"exec_{event.kind}", "data": event.data}
+
+
+class SandboxSocket(ScopedSocket):
+    channels = {
+        None: ChannelScopes(READ, {"file_watch": READ}),
+        "exec": ChannelScopes(READ, {"exec_start": WRITE, "exec_connect": READ}),
+        "pty": ChannelScopes(READ, PTY_MESSAGES),
+    }
+
+    async def opened(self) -> None:
         self.sandbox = None
         self.busy = False
-        self.stop = threading.Event()
+        self.stream: OutputStream[OutputEvent] | None = None
         self.watches: FileWatches | None = None
         self.pty: PtyChannel | None = None
-        await self.accept()
         sandbox_id = self.scope["url_route"]["kwargs"]["sandbox_id"]
         try:
             self.sandbox = await database_sync_to_async(sandboxes.get_sandbox)(
@@ -58,32 +71,24 @@ class SandboxSocket(TolerantJsonConsumer):
             self.watches = FileWatches(self.sandbox.runtime_id, self.send_json, self.close, refusal)
         elif self.channel == "pty":
             self.pty = PtyChannel(self.sandbox, self.send_json, self.close)
-        elif self.channel != "exec":
-            await self._fail(
-                f"The channel={self.channel} WebSocket channel is not supported by this server"
-            )
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "stop"):
-            self.stop.set()
+        if getattr(self, "stream", None) is not None:
+            self.stream.close()
         if getattr(self, "watches", None) is not None:
             await self.watches.stop_all()
         if getattr(self, "pty", None) is not None:
             self.pty.detach()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if self.watches is not None and isinstance(content, dict):
-            if content.get("type") == "file_watch":
-                await self.watches.start(content)
+    async def handle(self, kind: str, content: dict[str, Any]) -> None:
+        if self.watches is not None:
+            await self.watches.start(content)
             return
-        if self.pty is not None and isinstance(content, dict):
+        if self.pty is not None:
             await self.pty.receive(content)
             return
-        if self.sandbox is None or self.channel != "exec" or not isinstance(content, dict):
+        if self.sandbox is None or self.channel != "exec":
             return
-        kind = content.get("type")
-        if kind not in ("exec_start", "exec_connect"):
-            return  # the contract: unknown types are ignored
         if self.busy:
             await self.send_json({"type": "error", "message": "one command per connection"})
             return
@@ -110,44 +115,31 @@ class SandboxSocket(TolerantJsonConsumer):
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise ApiError("invalid_request", "exec_connect needs an integer pid")
         sandboxes.require_running(self.sandbox)
-        sandboxes._driver(lambda: get_driver().process_logs(self.sandbox.runtime_id, pid))
+        known = sandboxes._driver(lambda: get_driver().processes(self.sandbox.runtime_id))
+        if not any(process.pid == pid for process in known):
+            raise ApiError("process_not_found", f"No process {pid} in this sandbox")
         return pid, None
 
     async def _stream(self, pid: int, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
         sandbox_id = self.sandbox.runtime_id
-        stop = self.stop
-
-        def read() -> None:
-            # Runs until the process exits, the timeout passes or the client leaves.
+        driver = get_driver()
+        self.stream = stream = OutputStream(
+            lambda stop: driver.follow_output(sandbox_id, pid, stop_after=timeout, stop=stop),
+            name=f"exec-ws-{sandbox_id}-{pid}",
+        )
+        async with stream:
             try:
-                for event in get_driver().follow_output(sandbox_id, pid, stop_after=timeout):
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-                    if stop.is_set():
+                async for event in stream:
+                    await self.send_json(exec_frame(event))
+                    if event.kind == "exit":
+                        await self.close()
                         return
             except RuntimeError_ as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        threading.Thread(target=read, name=f"exec-ws-{sandbox_id}-{pid}", daemon=True).start()
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            if isinstance(item, RuntimeError_):
-                await self._fail(str(item))
+                await self._fail(str(exc))
                 return
-            if item.kind == "exit":
-                await self.send_json({"type": "exec_exit", "exit_code": item.exit_code})
-                await self.close()
-                return
-            await self.send_json({"type": f"exec_{item.kind}", "data": item.data})
-        if stop.is_set():
-            return
+            if stream.stopped:
+                return  # the client left
         # follow_output ended without an exit: the command ran past its timeout.
-        driver = get_driver()
         await asyncio.to_thread(driver.kill_process, sandbox_id, pid)
         await asyncio.to_thread(driver.wait_process, sandbox_id, pid, 5)
         await self._fail(f"exec_timeout: the command ran past {timeout:g} s and was killed")

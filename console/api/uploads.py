@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 
 from console import uploads
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.files import file_errors, raw_body
 from console.api.owners import SANDBOX, OwnerKind
@@ -61,7 +61,7 @@ def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
         return HttpResponse(status=204)
 
     @raw_body
-    @api_key_required(WRITE)
+    @api_key_required(WRITE, body=RAW_BODY)
     def put_part(
         request: HttpRequest, owner_id: str, upload_id: str, part_number: int
     ) -> JsonResponse:

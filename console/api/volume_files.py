@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from console import sandbox_files
 from console.api import files as files_api
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.auth import RAW_BODY, READ, SIGNED_URL, WRITE, api_key_required, methods
 from console.api.errors import ApiError, error_response
 from console.api.files import file_errors, file_response, raw_body, receive_file
 from console.api.owners import VOLUME, volume_owner
@@ -186,6 +186,7 @@ def _signed_view(
             except ApiError as error:
                 return error_response(request, error)
 
+        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
@@ -215,7 +216,7 @@ def download_file(request: HttpRequest, volume_id: str) -> HttpResponseBase:
 
 
 @raw_body
-@api_key_required(WRITE)
+@api_key_required(WRITE, body=RAW_BODY)
 def upload_file(request: HttpRequest, volume_id: str) -> HttpResponse:
     files = _files(request, volume_id)
     with file_errors():

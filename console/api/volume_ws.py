@@ -9,25 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console import volumes
+from console.api.auth import READ
 from console.api.errors import ApiError
 from console.api.file_watch_ws import FileWatches
-from console.api.ws_auth import scope_api_key
+from console.api.ws_scopes import ChannelScopes, ScopedSocket
 
 
-class VolumeSocket(AsyncJsonWebsocketConsumer):
-    async def connect(self) -> None:
-        self.watches: FileWatches | None = None
-        key = await scope_api_key(self.scope)
-        if key is None:
-            await self.close()  # before accept: a 403 on the handshake
-            return
-        await self.accept()
+class VolumeSocket(ScopedSocket):
+    channels = {None: ChannelScopes(READ, {"file_watch": READ})}
+    watches: FileWatches | None = None
+
+    async def opened(self) -> None:
         volume_id = self.scope["url_route"]["kwargs"]["volume_id"]
         try:
-            volume = await database_sync_to_async(volumes.get_volume)(key.project, volume_id)
+            volume = await database_sync_to_async(volumes.get_volume)(self.project, volume_id)
             files = await database_sync_to_async(volumes.files)(volume)
         except ApiError as error:
             self.watches = FileWatches(volume_id, self.send_json, self.close, error.message)
@@ -39,7 +36,6 @@ class VolumeSocket(AsyncJsonWebsocketConsumer):
         if self.watches is not None:
             await self.watches.stop_all()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if self.watches is not None and isinstance(content, dict):
-            if content.get("type") == "file_watch":
-                await self.watches.start(content)
+    async def handle(self, kind: str, content: dict[str, Any]) -> None:
+        if self.watches is not None:
+            await self.watches.start(content)

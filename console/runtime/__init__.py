@@ -29,7 +29,10 @@ def get_driver() -> Driver:
             "its files, processes and services; use it only on a machine you trust"
         )
         return LocalDriver(
-            root=settings.RUNTIME_ROOT, subnet=settings.RUNTIME_SUBNET, netns=settings.RUNTIME_NETNS
+            root=settings.RUNTIME_ROOT,
+            subnet=settings.RUNTIME_SUBNET,
+            netns=settings.RUNTIME_NETNS,
+            max_output_bytes=settings.EXEC_OUTPUT_MAX_BYTES,
         )
     from console.runtime.isolated import IsolatedDriver
 
@@ -43,6 +46,7 @@ def get_driver() -> Driver:
         disk_mb=settings.SANDBOX_DEFAULT_DISK_MB,
         pids_limit=settings.SANDBOX_PIDS_LIMIT,
         open_files=settings.SANDBOX_OPEN_FILES,
+        max_output_bytes=settings.EXEC_OUTPUT_MAX_BYTES,
     )
     if driver.missing:
         log.error(

@@ -98,6 +98,7 @@ class ExecResult:
     stdout: str
     stderr: str
     pid: int
+    truncated: bool = False  # output past the cap was left out (docs/limits.md)
 
 
 @dataclass(frozen=True)
@@ -109,22 +110,30 @@ class ProcessInfo:
     oom_killed: bool = False
 
 
+# What one read of a process's logs holds in memory per stream, unless the caller says.
+LOG_READ_LIMIT = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ProcessLogs:
     stdout: str
     stderr: str
     output: str  # stdout and stderr interleaved in arrival order
     exit_code: int | None
+    # True when output was cut: by the per-process cap, or by the `limit` of this read.
+    truncated: bool = False
     oom_killed: bool = False  # the kernel killed it for going over memory_mb
 
 
 @dataclass(frozen=True)
 class OutputEvent:
-    """One piece of streamed process output: kind is stdout, stderr or exit."""
+    """One piece of streamed process output: kind is stdout, stderr, exit, or truncated
+    (once, where the per-process output cap cut the rest off; the exit event says it too)."""
 
     kind: str
     data: str = ""
     exit_code: int | None = None
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,7 +316,10 @@ class Driver(ABC):
     def processes(self, sandbox_id: str) -> list[ProcessInfo]: ...
 
     @abstractmethod
-    def process_logs(self, sandbox_id: str, pid: int) -> ProcessLogs: ...
+    def process_logs(
+        self, sandbox_id: str, pid: int, *, limit: int = LOG_READ_LIMIT
+    ) -> ProcessLogs:
+        """Output so far, reading at most `limit` bytes of each stream (truncated says so)."""
 
     @abstractmethod
     def kill_process(self, sandbox_id: str, pid: int) -> None: ...

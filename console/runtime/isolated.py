@@ -49,6 +49,7 @@ from console.runtime.base import (
 )
 from console.runtime.filestore import LocalFileStore
 from console.runtime.local import LocalDriver, _kill_supervisor
+from console.runtime.supervise import MAX_OUTPUT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,11 @@ class IsolatedDriver(LocalDriver):
         disk_mb: int = 2048,
         pids_limit: int = 1024,
         open_files: int = 4096,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
-        super().__init__(root, subnet, netns="off", cgroups=False)
+        super().__init__(
+            root, subnet, netns="off", cgroups=False, max_output_bytes=max_output_bytes
+        )
         self.missing = missing_requirements()
         self.use_netns = not self.missing
         self.use_mounts = False
@@ -403,6 +407,7 @@ class IsolatedDriver(LocalDriver):
                 "hide_unified": crun_mod.hybrid_with_v2_controllers(),
             },
             "oom_file": cgroups.oom_file(f"{self.cgroup_parent}/{sandbox_id}"),
+            "max_output_bytes": self.max_output_bytes,
         }
         if tty:
             spec["tty"] = tty

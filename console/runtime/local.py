@@ -38,6 +38,7 @@ from typing import Any
 from console.runtime import files, proclog
 from console.runtime import netns as net
 from console.runtime.base import (
+    LOG_READ_LIMIT,
     CreateSpec,
     Driver,
     ExecRequest,
@@ -58,6 +59,7 @@ from console.runtime.base import (
 )
 from console.runtime.filestore import LocalFileStore
 from console.runtime.procgroup import MARKER_VAR, ProcGroup, cgroup2_mount, marker
+from console.runtime.supervise import MAX_OUTPUT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +88,16 @@ def _mount_namespaces_work(root: Path) -> bool:
 
 class LocalDriver(Driver):
     def __init__(
-        self, root: Path | str, subnet: str, netns: str = "auto", *, cgroups: bool = True
+        self,
+        root: Path | str,
+        subnet: str,
+        netns: str = "auto",
+        *,
+        cgroups: bool = True,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.root = Path(root).resolve()
+        self.max_output_bytes = max_output_bytes
         self.root.mkdir(parents=True, exist_ok=True)
         self.subnet = subnet
         self.tag = instance_tag(self.root)
@@ -335,6 +344,7 @@ class LocalDriver(Driver):
             "netns_path": str(net.NETNS_DIR / network["netns"]) if network.get("netns") else None,
             "cgroup_procs": self._group(sandbox_id, state).procs_file,
             "mounts": mounts,
+            "max_output_bytes": self.max_output_bytes,
         }
         if tty:
             spec["tty"] = tty  # supervise.py runs it on a pseudo terminal
@@ -360,7 +370,8 @@ class LocalDriver(Driver):
             return int(report.split()[1])
         shutil.rmtree(procdir, ignore_errors=True)
         detail = report.removeprefix("error ").strip() or "the supervisor did not start"
-        raise RuntimeError_(f"could not start {display!r}: {detail}", code="exec_failed")
+        code = "command_not_found" if _callers_mistake(detail) else "exec_failed"
+        raise RuntimeError_(f"could not start {display!r}: {detail}", code=code)
 
     def wait_process(self, sandbox_id: str, pid: int, timeout: float | None) -> int | None:
         return proclog.wait(self._procdir(sandbox_id, pid), timeout)
@@ -382,8 +393,10 @@ class LocalDriver(Driver):
         found = [proclog.info(p) for p in procs.iterdir() if p.name.isdigit()]
         return sorted((p for p in found if p is not None), key=lambda p: p.pid)
 
-    def process_logs(self, sandbox_id: str, pid: int) -> ProcessLogs:
-        return proclog.logs(self._procdir(sandbox_id, pid))
+    def process_logs(
+        self, sandbox_id: str, pid: int, *, limit: int = LOG_READ_LIMIT
+    ) -> ProcessLogs:
+        return proclog.logs(self._procdir(sandbox_id, pid), limit)
 
     def kill_process(self, sandbox_id: str, pid: int) -> None:
         procdir = self._procdir(sandbox_id, pid)
@@ -526,6 +539,16 @@ class LocalDriver(Driver):
         state = self._state(sandbox_id)
         addr = (state.get("network") or {}).get("sandbox_addr")
         return (addr or "127.0.0.1", int(port))
+
+
+# ENOENT, EACCES, ENOEXEC, ENOTDIR from exec (directly, or as crun words them): the
+# command or its cwd is the caller's mistake, not the server's.
+_CALLER_ERRNOS = ("[Errno 2]", "[Errno 13]", "[Errno 8]", "[Errno 20]")
+_CALLER_WORDS = ("not found in $PATH", "No such file or directory", "Permission denied")
+
+
+def _callers_mistake(detail: str) -> bool:
+    return detail.startswith(_CALLER_ERRNOS) or any(w in detail for w in _CALLER_WORDS)
 
 
 class _Spawner:

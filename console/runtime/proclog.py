@@ -15,7 +15,11 @@ from typing import Any, BinaryIO
 from console.runtime.base import OutputEvent, ProcessInfo, ProcessLogs, ProcessMissing
 from console.runtime.supervise import _start_ticks
 
-KINDS = {b"o": "stdout", b"e": "stderr"}
+KINDS = {b"o": "stdout", b"e": "stderr", b"t": "truncated"}
+STREAMS = ("stdout", "stderr")
+# What follow() reads of the output file at a time: a reader far behind a fast process
+# holds this much, not everything the process wrote meanwhile.
+READ_CHUNK = 1024 * 1024
 HEADER = 5
 
 
@@ -30,6 +34,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def exit_code(procdir: Path) -> int | None:
     data = read_json(procdir / "exit.json")
     return None if data is None else int(data["exit_code"])
+
+
+def was_truncated(procdir: Path) -> bool:
+    """The supervisor dropped output past its cap (known once the process has exited)."""
+    data = read_json(procdir / "exit.json") or {}
+    return bool(data.get("output_dropped_bytes"))
 
 
 def oom_killed(procdir: Path) -> bool:
@@ -73,23 +83,36 @@ def parse_frames(buffer: bytes) -> tuple[list[tuple[str, bytes]], int]:
     return frames, pos
 
 
-def _read(path: Path) -> bytes:
+def _read_head(path: Path, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes from the start of path, and whether there was more."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
     except FileNotFoundError:
-        return b""
+        return b"", False
+    return data[:limit], len(data) > limit
 
 
-def logs(procdir: Path) -> ProcessLogs:
+def _text(data: bytes) -> str:
+    # Not final: a character cut in half at the limit is left out, not replaced.
+    return codecs.getincrementaldecoder("utf-8")("replace").decode(data)
+
+
+def logs(procdir: Path, limit: int) -> ProcessLogs:
+    """The process's output so far, at most `limit` bytes of each stream in memory."""
     if not (procdir / "meta.json").exists():
         raise ProcessMissing("no such process")
     code = exit_code(procdir)
-    frames, _ = parse_frames(_read(procdir / "output"))
+    stdout, cut_out = _read_head(procdir / "stdout", limit)
+    stderr, cut_err = _read_head(procdir / "stderr", limit)
+    output, cut_all = _read_head(procdir / "output", limit)
+    frames, _ = parse_frames(output)
     return ProcessLogs(
-        stdout=_read(procdir / "stdout").decode("utf-8", "replace"),
-        stderr=_read(procdir / "stderr").decode("utf-8", "replace"),
-        output=b"".join(data for _, data in frames).decode("utf-8", "replace"),
+        stdout=_text(stdout),
+        stderr=_text(stderr),
+        output=_text(b"".join(data for kind, data in frames if kind != "truncated")),
         exit_code=code,
+        truncated=cut_out or cut_err or cut_all or was_truncated(procdir),
         oom_killed=code is not None and oom_killed(procdir),
     )
 
@@ -147,7 +170,7 @@ def follow(
     Setting `stop` ends it early even while nothing arrives (a reader that left);
     `tail_bytes` starts from about the last that many bytes of earlier output."""
     deadline = None if stop_after is None else time.monotonic() + stop_after
-    decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in KINDS.values()}
+    decoders = {kind: codecs.getincrementaldecoder("utf-8")("replace") for kind in STREAMS}
     offset = 0
     delay = 0.002
     try:
@@ -160,23 +183,26 @@ def follow(
         pending = b""
         while True:
             code = exit_code(procdir)  # read before the data: all output precedes exit.json
-            chunk = fh.read()
+            chunk = fh.read(READ_CHUNK)
             if chunk:
                 pending += chunk
                 offset += len(chunk)
                 frames, used = parse_frames(pending)
                 pending = pending[used:]
                 for kind, data in frames:
+                    if kind == "truncated":
+                        yield OutputEvent(kind="truncated")
+                        continue
                     text = decoders[kind].decode(data)
                     if text:
                         yield OutputEvent(kind=kind, data=text)
                 delay = 0.002
-            if code is not None:
+            if code is not None and len(chunk) < READ_CHUNK:  # exited, and all of it read
                 for kind, decoder in decoders.items():
                     tail = decoder.decode(b"", final=True)
                     if tail:
                         yield OutputEvent(kind=kind, data=tail)
-                yield OutputEvent(kind="exit", exit_code=code)
+                yield OutputEvent(kind="exit", exit_code=code, truncated=was_truncated(procdir))
                 return
             if not chunk:
                 if not procdir.exists():

@@ -56,8 +56,39 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_REMOUNT = 32
-# Output kept per process; beyond it the stream is still drained but not stored.
+# Output kept per process unless spec["max_output_bytes"] says otherwise; beyond it the
+# stream is still drained but not stored: one b"t" frame marks the cut, and exit.json
+# counts what was dropped (docs/limits.md).
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+TRUNCATED = b"t"
+
+
+class OutputLog:
+    """Writes output to the log files up to a byte cap, then counts what it drops."""
+
+    def __init__(self, logs: dict[str, int], cap: int) -> None:
+        self.logs = logs
+        self.cap = cap
+        self.stored = 0
+        self.dropped = 0
+
+    def write(self, kind: bytes, raw_fd: int, data: bytes) -> None:
+        room = self.cap - self.stored
+        kept = data[: max(room, 0)]
+        if kept:
+            os.write(raw_fd, kept)
+            os.write(self.logs["output"], frame(kind, kept))
+            self.stored += len(kept)
+        if len(kept) < len(data):
+            if self.dropped == 0:
+                os.write(self.logs["output"], frame(TRUNCATED, b""))
+            self.dropped += len(data) - len(kept)
+
+    def dropped_fields(self) -> dict[str, int]:
+        """What exit.json says about output past the cap (nothing when none was)."""
+        if not self.dropped:
+            return {}
+        return {"output_dropped_bytes": self.dropped, "output_limit_bytes": self.cap}
 
 
 def frame(kind: bytes, data: bytes) -> bytes:
@@ -380,6 +411,7 @@ def _pump(
     child: _Child,
     procdir: str,
     logs: dict[str, int],
+    out: OutputLog,
     on_exit: Callable[[int], dict[str, Any]],
 ) -> None:
     assert child.stdout is not None and child.stderr is not None  # pipes, see _spawn*
@@ -387,8 +419,6 @@ def _pump(
         child.stdout.fileno(): (b"o", logs["stdout"]),
         child.stderr.fileno(): (b"e", logs["stderr"]),
     }
-    output = logs["output"]
-    stored = 0
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -400,7 +430,6 @@ def _pump(
     open_fds = set(raw)
 
     def read_ready(timeout: float | None) -> None:
-        nonlocal stored
         for key, _ in sel.select(timeout):
             fd = key.fd
             if fd == wake_r:
@@ -411,11 +440,8 @@ def _pump(
                 sel.unregister(fd)
                 open_fds.discard(fd)
                 continue
-            if stored < MAX_OUTPUT_BYTES:
-                kind, raw_fd = raw[fd]
-                os.write(raw_fd, data)
-                os.write(output, frame(kind, data))
-                stored += len(data)
+            kind, raw_fd = raw[fd]
+            out.write(kind, raw_fd, data)
 
     while open_fds and child.poll() is None:
         read_ready(0.5)  # SIGCHLD wakes the select through the wakeup fd
@@ -435,7 +461,7 @@ def _pump(
         read_ready(None)
 
 
-def _pump_tty(child: _Child, master: int, stdin_fd: int, logs: dict[str, int]) -> int:
+def _pump_tty(child: _Child, master: int, stdin_fd: int, out: OutputLog) -> int:
     """Terminal output to the logs, the stdin FIFO to the terminal, until the process exits."""
     os.set_blocking(master, False)
     wake_r, wake_w = os.pipe()
@@ -447,11 +473,10 @@ def _pump_tty(child: _Child, master: int, stdin_fd: int, logs: dict[str, int]) -
     sel.register(stdin_fd, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     typed = b""  # input the terminal has not taken yet (never block on a full terminal)
-    stored = 0
 
     def step(timeout: float) -> bool:
         """One round of the loop; False once the terminal is closed on the other side."""
-        nonlocal typed, stored
+        nonlocal typed
         for key, mask in sel.select(timeout):
             if key.fd == wake_r:
                 os.read(wake_r, 512)
@@ -473,10 +498,7 @@ def _pump_tty(child: _Child, master: int, stdin_fd: int, logs: dict[str, int]) -
                     data = b""
                 if not data:
                     return False
-                if stored < MAX_OUTPUT_BYTES:
-                    os.write(logs["stdout"], data)
-                    os.write(logs["output"], frame(b"o", data))
-                    stored += len(data)
+                out.write(b"o", out.logs["stdout"], data)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if typed else 0)
         sel.modify(master, events)
         return True
@@ -540,18 +562,19 @@ def supervise(procdir: str, report_fd: int) -> None:
     )
     os.write(report_fd, f"ok {child.pid}\n".encode())
     os.close(report_fd)
+    out = OutputLog(logs, int(spec.get("max_output_bytes") or MAX_OUTPUT_BYTES))
 
     def on_exit(code: int) -> dict[str, Any]:
-        result = {"exit_code": code, "finished_at": time.time()}
+        result = {"exit_code": code, "finished_at": time.time(), **out.dropped_fields()}
         if code == 137 and _oom_kills(spec.get("oom_file")) > oom_before:
             result["oom"] = True  # killed by the kernel for going over memory_mb
             _report_event(final, "oom", {"pid": child.pid, "command": spec["display"]})
         return result
 
     if tty is None:
-        _pump(child, final, logs, on_exit)
+        _pump(child, final, logs, out, on_exit)
         return
-    code = _pump_tty(child, master, stdin_fd, logs)
+    code = _pump_tty(child, master, stdin_fd, out)
     _write_json(f"{final}/exit.json", on_exit(code))
 
 

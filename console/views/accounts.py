@@ -73,7 +73,7 @@ def signin(request: HttpRequest) -> HttpResponse:
         ip = client_ip(request)
         locked = lockout.is_locked(username, ip)
         if not locked and form.is_valid():
-            lockout.clear_failures(username)
+            lockout.clear_failures(username, ip)
             user = form.get_user()
             login(request, user)
             for team in Team.objects.for_user(user):

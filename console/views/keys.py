@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from console.access import team_member_required
 from console.forms import ApiKeyForm
 from console.htmx import is_fragment_request, render_confirm, render_page
-from console.keys import IssuedKey, create_api_key, revoke_api_key, rotate_api_key
+from console.keys import IssuedKey, KeyLimitReached, create_api_key, revoke_api_key, rotate_api_key
 from console.models import ApiKey, Role
 from console.paging import Keyset, console_page
 
@@ -68,14 +68,18 @@ def apikey_create(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return _render(request, form=form)
-    issued = create_api_key(
-        request.project,
-        name=form.cleaned_data["name"],
-        scope=form.cleaned_data["scope"],
-        expires_at=form.expires_at(),
-        created_by=request.user,
-        request=request,
-    )
+    try:
+        issued = create_api_key(
+            request.project,
+            name=form.cleaned_data["name"],
+            scope=form.cleaned_data["scope"],
+            expires_at=form.expires_at(),
+            created_by=request.user,
+            request=request,
+        )
+    except KeyLimitReached as exc:
+        form.add_error(None, str(exc))
+        return _render(request, form=form)
     return _render(request, issued=issued)
 
 

@@ -243,14 +243,20 @@ def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpRes
     kinds = [previews.HTTP_PORT, previews.WEBSOCKET_PORT]
     if proxy:
         kinds = [k for k in kinds if previews.TRANSPORT_OF[k] in data["transports"]]
-    grant, raw = previews.create_grant(
-        sandbox,
-        data["port"],
-        auth_mode=AuthMode.PROXY if proxy else AuthMode.DIRECT,
-        token_kinds=kinds,
-        expires_in_seconds=int(data["expires"]),
-        created_by=request.user,
-    )
+    try:
+        grant, raw = previews.create_grant(
+            sandbox,
+            data["port"],
+            auth_mode=AuthMode.PROXY if proxy else AuthMode.DIRECT,
+            token_kinds=kinds,
+            expires_in_seconds=int(data["expires"]),
+            created_by=request.user,
+        )
+    except previews.PreviewRefused as exc:
+        form.add_error(None, str(exc))
+        context = _context(request, scope)
+        context["form"] = form
+        return render_page(request, TEMPLATE, context, partial="grant-create")
     http_url, websocket_url = previews.preview_urls(
         sandbox, grant.port, raw, auth_mode=grant.auth_mode
     )

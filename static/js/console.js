@@ -48,6 +48,12 @@
     });
   }
 
+  // Secrets shown once select themselves on focus (was an inline onfocus, refused by CSP).
+  document.addEventListener("focusin", function (event) {
+    var target = event.target;
+    if (target && target.matches && target.matches("input[data-select-on-focus]")) target.select();
+  });
+
   // outerHTML swaps replace the element htmx reports, so rescan the document (a few buttons at most).
   document.addEventListener("DOMContentLoaded", function () { wireCopyButtons(document); });
   document.addEventListener("htmx:afterSettle", function () { wireCopyButtons(document); });

@@ -38,6 +38,8 @@
         append(frame.data);
       } else if (frame.type === "exec_stderr") {
         append(frame.data, "term-err");
+      } else if (frame.type === "exec_truncated") {
+        append("[output truncated: past " + frame.limit_bytes + " bytes it is not kept]\n", "term-err");
       } else if (frame.type === "exec_exit") {
         append("[exit " + frame.exit_code + "]\n", "term-exit" + (frame.exit_code ? " failed" : ""));
         setRunning(false);

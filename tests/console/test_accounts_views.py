@@ -95,7 +95,7 @@ def test_signin_locks_out_after_failures(client, owner, team, settings):
 
 
 def test_lockout_counts_per_ip_across_usernames(client, owner, settings):
-    settings.SIGNIN_MAX_FAILURES = 3
+    settings.SIGNIN_MAX_FAILURES_PER_IP = 3
     for name in ("a@example.com", "b@example.com", "c@example.com"):
         client.post("/signin/", {"username": name, "password": "wrong"})
     locked = client.post("/signin/", {"username": owner.email, "password": PASSWORD})
@@ -105,6 +105,48 @@ def test_lockout_counts_per_ip_across_usernames(client, owner, settings):
         elsewhere.post("/signin/", {"username": owner.email, "password": PASSWORD}).status_code
         == 302
     )
+
+
+def test_a_second_user_behind_the_same_ip_is_not_locked_out(client, owner, member, settings):
+    settings.SIGNIN_MAX_FAILURES = 5
+    for _ in range(5):
+        client.post("/signin/", {"username": owner.email, "password": "wrong"})
+    assert (
+        client.post("/signin/", {"username": owner.email, "password": PASSWORD}).status_code == 429
+    )
+    colleague = Client()  # same REMOTE_ADDR (127.0.0.1), another account
+    signed_in = colleague.post("/signin/", {"username": member.email, "password": PASSWORD})
+    assert signed_in.status_code == 302
+    # The locked user from another address still signs in: the pair is locked, not the email.
+    from_home = Client(REMOTE_ADDR="192.0.2.7")
+    assert (
+        from_home.post("/signin/", {"username": owner.email, "password": PASSWORD}).status_code
+        == 302
+    )
+
+
+def test_client_ip_comes_from_a_trusted_proxy_header_only_when_configured(owner, settings):
+    from django.test import RequestFactory
+
+    from console.client_ip import client_ip
+
+    factory = RequestFactory()
+    forged = factory.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
+    assert client_ip(forged) == "10.0.0.1"  # not configured: the header is ignored
+    settings.TRUSTED_PROXY_HEADER = "X-Forwarded-For"
+    assert client_ip(forged) == "203.0.113.9"  # the address our one proxy saw
+    settings.TRUSTED_PROXY_COUNT = 2
+    assert client_ip(forged) == "6.6.6.6"
+    bad = factory.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="not-an-ip")
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(bad) == "10.0.0.1"
+    # Behind the proxy, lockout follows the real client, not the proxy's address.
+    settings.SIGNIN_MAX_FAILURES = 2
+    attacker = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.1")
+    for _ in range(2):
+        attacker.post("/signin/", {"username": owner.email, "password": "wrong"})
+    user = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.2")
+    assert user.post("/signin/", {"username": owner.email, "password": PASSWORD}).status_code == 302
 
 
 def test_success_clears_username_failures(client, owner, settings):

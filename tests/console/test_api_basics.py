@@ -107,6 +107,7 @@ def test_garbage_key_is_unauthorized_with_request_id(client):
 
 def test_rate_limit_answers_429_with_retry_after(api, settings):
     settings.API_RATE_LIMIT_PER_MINUTE = 2
+    settings.API_RATE_BURST = 2
     codes = [api.get("/v1/sandboxes").status_code for _ in range(3)]
     assert codes[:2] == [200, 200]
     response = api.get("/v1/sandboxes")

@@ -78,10 +78,10 @@ def test_read_only_key_cannot_write(client, read_key, api_key):
 
 
 def test_default_is_idempotent(api):
-    first = api.post("/v1/keys/default")
+    first = api.post("/v1/keys/default", content_type="application/json")
     assert first.status_code == 201
     assert first.json()["created"] is True and first.json()["key"].startswith("nsk_")
-    second = api.post("/v1/keys/default")
+    second = api.post("/v1/keys/default", content_type="application/json")
     assert second.status_code == 200
     assert second.json()["created"] is False and "key" not in second.json()
     assert second.json()["id"] == first.json()["id"]
@@ -118,7 +118,7 @@ def test_rotate_kills_old_key(client, api_key):
 def test_rotate_of_revoked_key_conflicts(api, project):
     issued = make_key(project, name="old")
     api.delete(f"/v1/keys/{issued.key.public_id}")
-    response = api.post(f"/v1/keys/{issued.key.public_id}/rotate")
+    response = api.post(f"/v1/keys/{issued.key.public_id}/rotate", content_type="application/json")
     assert response.status_code == 409 and response.json()["code"] == "conflict"
 
 
@@ -126,7 +126,7 @@ def test_other_projects_key_is_not_found(api, other_api_key):
     _, other = other_api_key
     for response in (
         api.delete(f"/v1/keys/{other.public_id}"),
-        api.post(f"/v1/keys/{other.public_id}/rotate"),
+        api.post(f"/v1/keys/{other.public_id}/rotate", content_type="application/json"),
     ):
         assert response.status_code == 404
         assert response.json()["code"] == "not_found"

@@ -451,7 +451,9 @@ async def ws_runtime(runtime):
     await database_sync_to_async(connections.close_all)()
 
 
-async def _socket(user, project, sandbox_id):
+async def _socket(user, project, sandbox_id, origin=None):
+    from django.conf import settings
+
     from console.asgi import application
 
     client = Client()
@@ -459,7 +461,7 @@ async def _socket(user, project, sandbox_id):
     path = f"/t/{project.team.slug}/p/{project.slug}/sandboxes/{sandbox_id}/exec/ws"
     headers = [
         (b"host", b"localhost"),
-        (b"origin", b"http://localhost"),
+        (b"origin", (origin or settings.SITE_URL).encode()),
         (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
     ]
     return WebsocketCommunicator(application, path, headers=headers)

@@ -49,11 +49,27 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A tab; the test fails if any page broke the Content-Security-Policy (chromium
+    reports each refused script, style or connection on the console)."""
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     tab = context.new_page()
     tab.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
+    violations = csp_violations(tab)
     yield tab
     context.close()
+    assert not violations, "\n".join(violations)
+
+
+def csp_violations(tab) -> list[str]:
+    """A list that fills with what chromium refused under the Content-Security-Policy."""
+    found: list[str] = []
+
+    def on_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(f"{tab.url}: {message.text}")
+
+    tab.on("console", on_console)
+    return found
 
 
 def add_user(live, name: str) -> str:

@@ -44,9 +44,8 @@ def test_job_run_page_streams_its_log_and_offers_outputs(live, page, tmp_path):
 
     page.goto(f"{live.url}/t/ada/p/main/agents/{deployment_id}/runs/{run['id']}/")
     # Lines printed after the page loaded appear without a reload.
-    page.wait_for_function(
-        "document.getElementById('run-log').textContent.includes('step 4')", timeout=20_000
-    )
+    # A locator, not wait_for_function: that evaluates a string, which the console's CSP refuses.
+    page.wait_for_selector("#run-log:has-text('step 4')", timeout=20_000)
     shot(page, "agents-run-live")
     page.wait_for_selector("#run-status.agent-succeeded", timeout=20_000)
     page.wait_for_selector("#run-outputs a:has-text('Download')")

@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.e2e.conftest import PASSWORD, needs_chromium
+from tests.e2e.conftest import PASSWORD, csp_violations, needs_chromium
 from tests.e2e.conftest import shot as _shot
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
@@ -30,6 +30,7 @@ def test_console_flow(live, browser):
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
+    violations = csp_violations(page)
 
     # Sign up: lands on the personal team's Default project.
     page.goto(live.url + "/")
@@ -104,3 +105,4 @@ def test_console_flow(live, browser):
     assert page.locator("#project-list >> text=Web app").count() == 0
     assert page.locator(".flash-success >> text=Project Web app deleted").count() == 1
     context.close()
+    assert not violations, "\n".join(violations)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import functools
 import gc
+import json
 import logging
 import threading
 
@@ -130,7 +132,39 @@ def _skip_twisted_access_lines() -> None:
         def log(self, request) -> None:
             pass
 
+        def buildProtocol(self, addr):
+            protocol = super().buildProtocol(addr)
+            # Twisted wraps the HTTP/1.1 channel (in `_channel`) to allow an h2 upgrade.
+            channel = getattr(protocol, "_channel", protocol)
+            if channel is not None:
+                channel.lineLengthExceeded = functools.partial(answer_overlong_line, channel)
+            return protocol
+
     daphne.server.HTTPFactory = Factory
+
+
+def answer_overlong_line(protocol, line: bytes) -> None:
+    """Twisted drops a request line or header line past 16 KiB without a word; answer
+    414 (the request line, usually a huge URL) or 431 (a header) in the API's envelope."""
+    first_line = getattr(protocol, "_HTTPChannel__first_line", 1)
+    status, reason, code = (
+        (414, b"URI Too Long", "request_line_too_long")
+        if first_line
+        else (431, b"Request Header Fields Too Large", "request_headers_too_large")
+    )
+    from console.middleware import new_request_id
+
+    limit, request_id = protocol.MAX_LENGTH, new_request_id()
+    body = json.dumps(
+        {"error": f"A request line or header is longer than {limit} bytes", "code": code,
+         "request_id": request_id}
+    ).encode()  # fmt: skip
+    protocol.transport.write(
+        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"X-Request-Id: %s\r\nConnection: close\r\n\r\n%s"
+        % (status, reason, len(body), request_id.encode(), body)
+    )
+    protocol.transport.loseConnection()
 
 
 def choose_loop(argv: list[str]) -> None:
