@@ -6,6 +6,7 @@ from outside the page (the real CLI). Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -67,9 +68,11 @@ def test_sandbox_console(live, page, tmp_path):
     live.cli("sandbox", "exec", sandbox_id, "--background", "--shell", burn, check=True)
     page.click("#process-table a:has-text('Refresh')")
     page.wait_for_selector("#process-table td:has-text('bytearray')")
-    page.wait_for_function(
-        "parseFloat(document.getElementById('metric-mem').textContent) > 50", timeout=15_000
-    )
+    # Polled from Python: wait_for_function evaluates a string, which the console's CSP refuses.
+    deadline = time.monotonic() + 15
+    while _leading_number(page.inner_text("#metric-mem")) <= 50:
+        assert time.monotonic() < deadline, page.inner_text("#metric-mem")
+        page.wait_for_timeout(250)
     page.wait_for_timeout(4000)  # a few more samples for the chart
     shot(page, "03-detail-running")
 
@@ -96,3 +99,9 @@ def test_sandbox_console(live, page, tmp_path):
     page.goto(live.url + "/t/erin/p/main/sandboxes/?state=all&metadata=team%3Deval")
     page.wait_for_selector(f"#sandbox-table >> text={sandbox_id}")
     shot(page, "06-list")
+
+
+def _leading_number(text: str) -> float:
+    """What JavaScript's parseFloat reads at the start of `text` (0 when nothing)."""
+    found = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
+    return float(found.group(1)) if found else 0.0
