@@ -155,7 +155,7 @@ def test_every_route_answers_bad_input_without_a_5xx(sandbox, fuzz_client, setti
         )
         statuses[response.status_code] += 1
         where = f"{method} {path[:120]} [{content_type}] -> {response.status_code}"
-        if response.status_code >= 500:
+        if response.status_code >= 500 and not _deliberate_501(response):
             failures.append(f"{where}: {response.content[:300]!r}")
         elif response.status_code >= 400:
             try:
@@ -189,3 +189,15 @@ def settings_for_fuzz(settings):
     settings.API_RATE_BURST = 10**6
     settings.API_JSON_MAX_BYTES = 64 * 1024
     return settings
+
+
+def _deliberate_501(response) -> bool:
+    """A capability this server refuses on purpose (attach a volume to a running sandbox):
+    501 `not_implemented` in the envelope, saying what works instead, is an answer, not a
+    server error."""
+    if response.status_code != 501:
+        return False
+    try:
+        return json.loads(response.content).get("code") == "not_implemented"
+    except ValueError:
+        return False
