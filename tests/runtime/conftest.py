@@ -38,7 +38,7 @@ def make_sandbox(driver):
         sandbox_id = kwargs.pop("sandbox_id", f"sb_t{uuid.uuid4().hex[:10]}")
         mounts = kwargs.pop("mounts", ())
         make.runtime[sandbox_id] = driver.create(
-            CreateSpec(sandbox_id=sandbox_id, **kwargs), mounts
+            CreateSpec(sandbox_id=sandbox_id, **kwargs), mounts=mounts
         )
         made.append(sandbox_id)
         return sandbox_id

@@ -60,7 +60,7 @@ def test_argv_commands_and_missing_programs(driver, make_sandbox):
         driver.start_process(
             sandbox_id, ExecRequest("no-such-program-xyz"), default_cwd="/workspace", envs={}
         )
-    assert err.value.code == "exec_failed"
+    assert err.value.code == "command_not_found"  # the caller's mistake: a 400, not a 500
     with pytest.raises(PathRefused):
         driver.start_process(
             sandbox_id, ExecRequest("true", cwd="/no/such/dir"), default_cwd="/workspace", envs={}
