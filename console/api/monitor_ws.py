@@ -64,9 +64,7 @@ class MonitorSocket(ScopedSocket):
             if task is not None:
                 task.cancel()
             return
-        if kind != "monitor_subscribe":
-            await self._error(sub_id, f"Unknown message type {kind!r}")
-            return
+        # ScopedSocket hands on only the two declared types: this one is monitor_subscribe.
         problem = _check_subscribe(content)
         if problem:
             await self._error(sub_id, problem)
