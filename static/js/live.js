@@ -3,7 +3,9 @@
 // {"type": "changed"} it receives fires <name> on <body>, and the page's htmx fragments
 // that listen for it (hx-trigger="<name> from:body") re-fetch themselves once. Nothing
 // is requested while nothing changes. After a dropped connection the page reconnects
-// with backoff and refreshes once, for whatever it missed meanwhile.
+// with backoff and refreshes once, for whatever it missed meanwhile. Listening fragments
+// carry hx-sync="this:queue last": htmx's default drops a trigger that arrives while the
+// fragment's request is in flight, and the change it announced would never show.
 (function () {
   "use strict";
 
