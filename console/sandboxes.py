@@ -200,8 +200,10 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def template_exists(project: Project, name: str) -> bool:
-    # Only the built-in template exists until template builds land.
-    return name == "base"
+    # The builtin templates are the runtime's builtin images (console/runtime/image.py).
+    from console.runtime.image import VARIANTS
+
+    return name in VARIANTS
 
 
 def create_sandbox(

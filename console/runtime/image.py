@@ -1,4 +1,8 @@
-"""The builtin `base` image: a Debian minbase root filesystem, built once and cached.
+"""The builtin images: Debian minbase root filesystems, built once and cached.
+
+`base` is what every sandbox runs on by default; the other builtin images (VARIANTS)
+are `base` plus more Debian packages and a set-up script of their own (the desktop,
+the code interpreter). Each is named after its variant and its recipe's digest.
 
 Built with mmdebstrap from Debian's archive the first time a sandbox needs it, in a
 cache directory outside DATA_DIR (RUNTIME_IMAGE_CACHE), so that every data directory
@@ -65,6 +69,21 @@ update-ca-certificates >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 """
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A builtin image: the base packages plus `packages`, then `script` in the chroot."""
+
+    packages: tuple[str, ...] = ()
+    script: str = ""
+
+
+# Builtin images by name; a builtin template of the same name runs on it (docs/runtime.md).
+VARIANTS: dict[str, Variant] = {
+    "base": Variant(),
+}
+
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_CA_DIR = "usr/local/share/ca-certificates/host"
@@ -98,7 +117,15 @@ def _pem_blocks(data: bytes) -> set[bytes]:
     return {block.strip() + b"\n" + end for block in data.split(end) if b"BEGIN" in block}
 
 
-def recipe(suite: str, mirror: str, id_base: int) -> dict[str, object]:
+def variant(name: str) -> Variant:
+    found = VARIANTS.get(name)
+    if found is None:
+        raise RuntimeError_(f"no builtin image {name!r}", code="template_not_found")
+    return found
+
+
+def recipe(suite: str, mirror: str, id_base: int, name: str = "base") -> dict[str, object]:
+    extra = variant(name)
     certs = _host_certificates()
     try:
         bundle = HOST_CA_BUNDLE.read_bytes()
@@ -112,6 +139,12 @@ def recipe(suite: str, mirror: str, id_base: int) -> dict[str, object]:
         "script": SETUP_SCRIPT,
         "id_base": id_base,
         "certs": hashlib.sha256(b"".join(sorted(certs.values())) + bundle).hexdigest(),
+        # Only the other variants carry these keys, so the base image keeps its digest.
+        **(
+            {"variant": name, "extra": list(extra.packages), "extra_script": extra.script}
+            if name != "base"
+            else {}
+        ),
     }
 
 
@@ -119,16 +152,20 @@ def _key(spec: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cached(cache_dir: Path, suite: str, mirror: str, id_base: int) -> Image | None:
-    name = f"base-{_key(recipe(suite, mirror, id_base))}"
+def cached(
+    cache_dir: Path, suite: str, mirror: str, id_base: int, variant_name: str = "base"
+) -> Image | None:
+    name = f"{variant_name}-{_key(recipe(suite, mirror, id_base, variant_name))}"
     rootfs = cache_dir / "images" / name / "rootfs"
     return Image(name, rootfs, id_base) if rootfs.is_dir() else None
 
 
-def ensure_base(cache_dir: Path, suite: str, mirror: str, id_base: int) -> Image:
-    """The cached base image, building it first if it is not there (under a lock)."""
-    spec = recipe(suite, mirror, id_base)
-    name = f"base-{_key(spec)}"
+def ensure_image(
+    cache_dir: Path, suite: str, mirror: str, id_base: int, variant_name: str = "base"
+) -> Image:
+    """The cached builtin image, building it first if it is not there (under a lock)."""
+    spec = recipe(suite, mirror, id_base, variant_name)
+    name = f"{variant_name}-{_key(spec)}"
     images = cache_dir / "images"
     final = images / name
     if (final / "rootfs").is_dir():
@@ -137,11 +174,13 @@ def ensure_base(cache_dir: Path, suite: str, mirror: str, id_base: int) -> Image
     with open(images / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (final / "rootfs").is_dir():
-            _build(final, spec, suite, mirror, id_base)
+            _build(final, spec, suite, mirror, id_base, variant(variant_name))
     return Image(name, final / "rootfs", id_base)
 
 
-def _build(final: Path, spec: dict[str, object], suite: str, mirror: str, id_base: int) -> None:
+def _build(
+    final: Path, spec: dict[str, object], suite: str, mirror: str, id_base: int, extra: Variant
+) -> None:
     missing = tools_missing()
     if missing:
         raise RuntimeError_(
@@ -154,14 +193,14 @@ def _build(final: Path, spec: dict[str, object], suite: str, mirror: str, id_bas
     work.mkdir(parents=True)
     rootfs = work / "rootfs"
     started = time.monotonic()
-    log.info("building the sandbox base image %s (once; cached in %s)", final.name, final.parent)
+    log.info("building the sandbox image %s (once; cached in %s)", final.name, final.parent)
     try:
         result = subprocess.run(
             [
                 "mmdebstrap",
                 "--variant=minbase",
                 "--quiet",
-                f"--include={','.join(PACKAGES)}",
+                f"--include={','.join(PACKAGES + extra.packages)}",
                 suite,
                 str(rootfs),
                 mirror,
@@ -177,7 +216,7 @@ def _build(final: Path, spec: dict[str, object], suite: str, mirror: str, id_bas
             )
         _add_host_certificates(rootfs)
         script = subprocess.run(
-            ["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT],
+            ["chroot", str(rootfs), "/bin/sh", "-c", SETUP_SCRIPT + extra.script],
             capture_output=True,
             text=True,
             timeout=600,
@@ -192,7 +231,7 @@ def _build(final: Path, spec: dict[str, object], suite: str, mirror: str, id_bas
         seconds = round(time.monotonic() - started, 1)
         (work / "image.json").write_text(json.dumps({**spec, "build_seconds": seconds}))
         os.replace(work, final)
-        log.info("base image %s built in %.1f s", final.name, seconds)
+        log.info("image %s built in %.1f s", final.name, seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -140,22 +140,23 @@ class IsolatedDriver(LocalDriver):
                 "to run unisolated sandboxes on a machine you trust."
             )
 
-    def image(self) -> images.Image:
-        return images.ensure_base(
-            self.image_cache, self.image_suite, self.image_mirror, self.id_base
+    def image(self, name: str = "base") -> images.Image:
+        """A builtin image by name (console/runtime/image.py VARIANTS), built on first use."""
+        return images.ensure_image(
+            self.image_cache, self.image_suite, self.image_mirror, self.id_base, name
         )
 
     # --- lifecycle -------------------------------------------------------------------
     def create(self, spec: CreateSpec, *, mounts: Sequence[VolumeMount] = ()) -> dict[str, Any]:
         self.require()
-        if spec.template != "base":
+        if spec.template not in images.VARIANTS:
             raise RuntimeError_(f"template {spec.template!r} not found", code="template_not_found")
         base = self._dir(spec.sandbox_id)
         if self.exists(spec.sandbox_id):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")
         if base.exists():
             self.destroy(spec.sandbox_id)
-        image = self.image()
+        image = self.image(spec.template)
         disk_mb = spec.disk_mb or self.default_disk_mb
         hostname = spec.hostname or spec.sandbox_id.replace("_", "-").lower()
         limits = oci.Limits(spec.memory_mb, spec.vcpus, self.pids_limit, self.open_files)

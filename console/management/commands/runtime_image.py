@@ -1,5 +1,6 @@
-"""`manage.py runtime_image`: build the sandboxes' base image now (once per machine) and
-say where it is; with isolation off or on a machine that cannot isolate, say why not."""
+"""`manage.py runtime_image [NAME ...] [--all]`: build the sandboxes' builtin images now
+(once per machine; default `base`) and say where they are; with isolation off or on a
+machine that cannot isolate, say why not."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Build (or find) the cached base image of isolated sandboxes"
+    help = "Build (or find) the cached builtin images of isolated sandboxes"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("names", nargs="*", help="builtin images to build (default: base)")
+        parser.add_argument("--all", action="store_true", help="every builtin image")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.RUNTIME_ISOLATION == "none":
@@ -29,6 +34,15 @@ class Command(BaseCommand):
         )
         if driver.missing:
             raise CommandError("cannot isolate sandboxes here: " + "; ".join(driver.missing))
-        started = time.monotonic()
-        image = driver.image()
-        self.stdout.write(f"{image.name}: {image.rootfs} ({time.monotonic() - started:.1f} s)")
+        from console.runtime.image import VARIANTS
+
+        names = list(VARIANTS) if options["all"] else options["names"] or ["base"]
+        unknown = [name for name in names if name not in VARIANTS]
+        if unknown:
+            raise CommandError(
+                f"no builtin image {', '.join(unknown)}; there are: {', '.join(VARIANTS)}"
+            )
+        for name in names:
+            started = time.monotonic()
+            image = driver.image(name)
+            self.stdout.write(f"{image.name}: {image.rootfs} ({time.monotonic() - started:.1f} s)")
