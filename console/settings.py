@@ -216,6 +216,14 @@ LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
 # Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
 AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, minimum=1024)
 AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
+# Templates (docs/templates.md): a build's time limit, log entries kept per build, one
+# build-context file's size; an Ubuntu mirror makes ubuntu:<v> bases buildable.
+TEMPLATE_BUILD_TIMEOUT_SECONDS = env_int("TEMPLATE_BUILD_TIMEOUT_SECONDS", 3600, minimum=10)
+TEMPLATE_MAX_LOG_ENTRIES = env_int("TEMPLATE_MAX_LOG_ENTRIES", 20_000, minimum=100)
+TEMPLATE_MAX_CONTEXT_FILE_BYTES = env_int(
+    "TEMPLATE_MAX_CONTEXT_FILE_BYTES", 512 * 1024 * 1024, minimum=1024
+)
+RUNTIME_UBUNTU_MIRROR = env_str("RUNTIME_UBUNTU_MIRROR", "")
 AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 # JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).

@@ -23,6 +23,16 @@ from console.models.keys import ApiKey, KeyScope
 from console.models.lifecycle import ActorKind, EventStatus, LifecycleEvent, Operation
 from console.models.previews import AuthMode, PreviewGrant
 from console.models.projects import Project
+from console.models.sandbox_templates import (
+    BuildStatus,
+    Template,
+    TemplateAlias,
+    TemplateBuild,
+    TemplateBuildLog,
+    TemplateClaim,
+    TemplateTag,
+    Visibility,
+)
 from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
 from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
@@ -31,6 +41,14 @@ from console.models.volumes import Volume, VolumeAttachment
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "BuildStatus",
+    "Template",
+    "TemplateAlias",
+    "TemplateBuild",
+    "TemplateBuildLog",
+    "TemplateClaim",
+    "TemplateTag",
+    "Visibility",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",
