@@ -351,7 +351,14 @@ async def _events(build_pk: int, after: int, follow: bool) -> AsyncIterator[str]
                     yield f"data: {json.dumps(entry)}\n\n"
                 return
             continue
-        if terminal or not follow:
+        if not follow:
+            return
+        if terminal:
+            # Over without a final entry seen: one more look (it commits with the status).
+            entries, _ = await fetch(build_pk, after)
+            for entry in entries:
+                after = entry["offset"] + 1
+                yield f"data: {json.dumps(entry)}\n\n"
             return
         if time.monotonic() - quiet_since > STREAM_KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()

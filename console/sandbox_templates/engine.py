@@ -512,20 +512,21 @@ class Builder:
                     template=template, tag=tag, defaults={"build": build, "created_at": now}
                 )
             type(template).objects.filter(pk=template.pk).update(updated_at=now)
-        build.refresh_from_db()
-        template.refresh_from_db()
-        hits = self.counters["layer_hits"]
-        self.log.add(
-            "end",
-            f"Built {template.name} ({len(layers)} layer(s), {hits} from the cache)",
-            phase="finalize",
-            result=shapes.template_info(template),
-            result_metadata={
-                "runtime_defaults": shapes.runtime_defaults(defaults),
-                "oci_metadata": plan.oci_metadata,
-            },
-        )
+            template.refresh_from_db()
+            hits = self.counters["layer_hits"]
+            # In the same transaction: a reader sees the build ready only with its end entry.
+            self.log.add(
+                "end",
+                f"Built {template.name} ({len(layers)} layer(s), {hits} from the cache)",
+                phase="finalize",
+                result=shapes.template_info(template),
+                result_metadata={
+                    "runtime_defaults": shapes.runtime_defaults(defaults),
+                    "oci_metadata": plan.oci_metadata,
+                },
+            )
 
+    @transaction.atomic  # the error entry commits with the status
     def _finish_failed(self, failure: StepFailed) -> None:
         message = self.log.mask(failure.message)
         detail = {
@@ -570,6 +571,7 @@ class Builder:
         finish_cancelled(self.build, self.cancel_reason or "cancelled", self.log)
 
 
+@transaction.atomic
 def finish_cancelled(build: TemplateBuild, reason: str, buildlog: BuildLog | None = None) -> bool:
     now = timezone.now()
     updated = (
