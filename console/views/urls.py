@@ -16,6 +16,7 @@ from console.views import (
     volumes,
 )
 from console.views import previews as preview_views
+from console.sandbox_templates import views as template_views
 from console.webhooks import views as webhook_views
 
 urlpatterns: list = []
@@ -32,3 +33,4 @@ urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
 urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns
+urlpatterns += template_views.urlpatterns
