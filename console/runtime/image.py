@@ -128,7 +128,13 @@ def variant(name: str) -> Variant:
     return found
 
 
-def recipe(suite: str, mirror: str, id_base: int, name: str = "base") -> dict[str, object]:
+def recipe(
+    suite: str,
+    mirror: str,
+    id_base: int,
+    name: str = "base",
+    components: tuple[str, ...] = ("main",),
+) -> dict[str, object]:
     extra = variant(name)
     certs = _host_certificates()
     try:
@@ -143,6 +149,8 @@ def recipe(suite: str, mirror: str, id_base: int, name: str = "base") -> dict[st
         "script": SETUP_SCRIPT,
         "id_base": id_base,
         "certs": hashlib.sha256(b"".join(sorted(certs.values())) + bundle).hexdigest(),
+        # Only other components (an Ubuntu mirror's universe) change the key.
+        **({"components": list(components)} if components != ("main",) else {}),
         # Only the other variants carry these keys, so the base image keeps its digest.
         **(
             {"variant": name, "extra": list(extra.packages), "extra_script": extra.script}
@@ -165,10 +173,15 @@ def cached(
 
 
 def ensure_image(
-    cache_dir: Path, suite: str, mirror: str, id_base: int, variant_name: str = "base"
+    cache_dir: Path,
+    suite: str,
+    mirror: str,
+    id_base: int,
+    variant_name: str = "base",
+    components: tuple[str, ...] = ("main",),
 ) -> Image:
     """The cached builtin image, building it first if it is not there (under a lock)."""
-    spec = recipe(suite, mirror, id_base, variant_name)
+    spec = recipe(suite, mirror, id_base, variant_name, components)
     name = f"{variant_name}-{_key(spec)}"
     images = cache_dir / "images"
     final = images / name
@@ -178,12 +191,18 @@ def ensure_image(
     with open(images / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (final / "rootfs").is_dir():
-            _build(final, spec, suite, mirror, id_base, variant(variant_name))
+            _build(final, spec, suite, mirror, id_base, variant(variant_name), components)
     return Image(name, final / "rootfs", id_base)
 
 
 def _build(
-    final: Path, spec: dict[str, object], suite: str, mirror: str, id_base: int, extra: Variant
+    final: Path,
+    spec: dict[str, object],
+    suite: str,
+    mirror: str,
+    id_base: int,
+    extra: Variant,
+    components: tuple[str, ...] = ("main",),
 ) -> None:
     missing = tools_missing()
     if missing:
@@ -204,6 +223,7 @@ def _build(
                 "mmdebstrap",
                 "--variant=minbase",
                 "--quiet",
+                f"--components={','.join(components)}",
                 f"--include={','.join(PACKAGES + extra.packages)}",
                 suite,
                 str(rootfs),

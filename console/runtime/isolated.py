@@ -103,6 +103,7 @@ class IsolatedDriver(LocalDriver):
         pids_limit: int = 1024,
         open_files: int = 4096,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        ubuntu_mirror: str = "",
     ) -> None:
         super().__init__(
             root, subnet, netns="off", cgroups=False, max_output_bytes=max_output_bytes
@@ -113,6 +114,7 @@ class IsolatedDriver(LocalDriver):
         self.image_cache = Path(image_cache)
         self.image_suite = image_suite
         self.image_mirror = image_mirror
+        self.ubuntu_mirror = ubuntu_mirror
         self.id_base = id_base
         self.default_disk_mb = disk_mb
         self.pids_limit = pids_limit
@@ -144,10 +146,23 @@ class IsolatedDriver(LocalDriver):
 
     def image(self, name: str = "base", suite: str | None = None) -> images.Image:
         """A builtin image by name (console/runtime/image.py VARIANTS) of a Debian suite
-        (default: the server's), built on first use."""
-        return images.ensure_image(
-            self.image_cache, suite or self.image_suite, self.image_mirror, self.id_base, name
-        )
+        (default: the server's), built on first use. `ubuntu-<codename>` is Ubuntu's,
+        from the configured Ubuntu mirror (main and universe: tini is in universe)."""
+        suite = suite or self.image_suite
+        if suite.startswith("ubuntu-"):
+            if not self.ubuntu_mirror:
+                raise RuntimeError_(
+                    "Ubuntu images need RUNTIME_UBUNTU_MIRROR", code="invalid_request"
+                )
+            return images.ensure_image(
+                self.image_cache,
+                suite.removeprefix("ubuntu-"),
+                self.ubuntu_mirror,
+                self.id_base,
+                name,
+                components=("main", "universe"),
+            )
+        return images.ensure_image(self.image_cache, suite, self.image_mirror, self.id_base, name)
 
     def _lower_dirs(self, spec: CreateSpec, image: images.Image) -> str:
         """overlayfs lowerdir: the template's layers, topmost first, then the image."""
