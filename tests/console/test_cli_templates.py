@@ -632,3 +632,69 @@ def test_dockerfile_with_context_copy_and_a_secret_that_appears_nowhere(live, tm
         assert found.stdout == "", layer_id
     for database in live.data_dir.glob("console.sqlite3*"):  # the database and its WAL
         assert secret.encode() not in database.read_bytes()
+
+
+def test_from_template_builds_on_another_templates_layers(live, demo):
+    result = build(
+        live,
+        "--from-template",
+        "demo",
+        "--run-cmd",
+        "/usr/games/cowsay layered > /etc/layered",
+        "--name",
+        "demo-child",
+    )
+    child = json.loads(result.stdout)
+    status = as_json(live, "template", "build-status", child["build_id"])
+    assert status["build"]["source_type"] == "template_base"
+    parent = as_json(live, "template", "build-status", demo["build"]["build_id"])
+    parent_layers = parent["build"]["artifact_ids"]
+    assert status["build"]["artifact_ids"][: len(parent_layers)] == parent_layers
+    sandbox_id = new_sandbox(live, "demo-child")
+    try:
+        out = run_in(live, sandbox_id, "cat /etc/layered /etc/demo-stamp; echo $GREETING")
+        assert "layered" in out.stdout and f"built-{demo['nonce']}" in out.stdout
+        assert out.stdout.strip().endswith("moo")  # the parent's defaults carry over
+    finally:
+        live.cli("sandbox", "kill", sandbox_id)
+
+
+def test_start_command_and_readiness_apply_at_create(live):
+    build(
+        live,
+        "--from-debian-image",
+        "bookworm",
+        "--run-cmd",
+        "mkdir -p /srv/site && echo ready-page > /srv/site/index.html",
+        "--set-workdir",
+        "/srv/site",
+        "--start-cmd",
+        "sleep 1; python3 -m http.server 8000",
+        "--ready-port",
+        "8000",
+        "--name",
+        "demo-ready",
+    )
+    info = as_json(live, "template", "get", "demo-ready")
+    assert info["runtime_defaults"]["readiness"]["kind"] == "tcp"
+    sandbox_id = new_sandbox(live, "demo-ready")
+    try:
+        # Create answered once the port was open: the server is up at once, in the workdir.
+        served = run_in(live, sandbox_id, "curl -fsS localhost:8000/index.html; pwd")
+        assert served.returncode == 0 and served.stdout.split() == ["ready-page", "/srv/site"]
+    finally:
+        live.cli("sandbox", "kill", sandbox_id)
+    build(
+        live,
+        "--from-debian-image",
+        "bookworm",
+        "--start-cmd",
+        "echo giving-up; exit 4",
+        "--ready-port",
+        "8000",
+        "--name",
+        "demo-never-ready",
+    )
+    failed = live.cli("sandbox", "create", "--template", "demo-never-ready", timeout=180)
+    text = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "exited with code 4" in text and "giving-up" in text
