@@ -87,6 +87,7 @@ VARIANTS: dict[str, Variant] = {
 # Debian suites an image can be built from (the suite is part of the recipe, so each has
 # its own cached image), with the Python 3 each ships: python:<v> templates map to these.
 SUITES: dict[str, str] = {"bookworm": "3.11", "trixie": "3.13"}
+STABLE = "trixie"  # what Debian calls `stable` today (Debian 13, since August 2025)
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -22,7 +22,7 @@ from django.conf import settings
 from console.api.errors import ApiError
 from console.models import Team, TemplateBuild
 from console.models.sandbox_templates import BuildStatus
-from console.runtime.image import SUITES
+from console.runtime.image import STABLE, SUITES
 from console.sandbox_templates import refs
 
 MAX_STEPS = 60
@@ -259,6 +259,13 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
     plan.base_ref = base
     kind, colon, version = base.partition(":")
     if kind == "debian" and colon:
+        wanted = version
+        if version.endswith("-slim"):  # our images are minbase already
+            version = version.removesuffix("-slim")
+        if version == "stable":
+            version = STABLE
+        if version != wanted:
+            plan.warnings.append(f"debian:{wanted} is built as Debian {version} (minbase)")
         if version not in SUITES:
             raise ApiError(
                 "base_image_not_supported",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.sandbox_templates import views as template_views
 from console.views import (
     accounts,
     agents,
@@ -16,7 +17,6 @@ from console.views import (
     volumes,
 )
 from console.views import previews as preview_views
-from console.sandbox_templates import views as template_views
 from console.webhooks import views as webhook_views
 
 urlpatterns: list = []

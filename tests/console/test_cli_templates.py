@@ -698,3 +698,23 @@ def test_start_command_and_readiness_apply_at_create(live):
     failed = live.cli("sandbox", "create", "--template", "demo-never-ready", timeout=180)
     text = failed.stdout + failed.stderr
     assert failed.returncode != 0 and "exited with code 4" in text and "giving-up" in text
+
+
+def test_python_313_is_debian_trixie_with_its_own_image(live):
+    result = build(
+        live,
+        "--from-python-image",
+        "3.13",
+        "--run-cmd",
+        "python3 --version > /etc/pyver",
+        "--name",
+        "demo-trixie",
+    )
+    assert "Debian trixie" in result.stderr
+    sandbox_id = new_sandbox(live, "demo-trixie")
+    try:
+        out = run_in(live, sandbox_id, "cat /etc/pyver; . /etc/os-release; echo $VERSION_CODENAME")
+        version, codename = out.stdout.split()[1:3]
+        assert version.startswith("3.13.") and codename == "trixie"
+    finally:
+        live.cli("sandbox", "kill", sandbox_id)
