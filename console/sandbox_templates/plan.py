@@ -316,7 +316,12 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
         or ("/" in base and refs.SLUG.fullmatch(base.split("/", 1)[0]))
         or (":" not in base and "/" not in base)
     ):
-        found = refs.resolve(team, base)
+        try:
+            found = refs.resolve(team, base)
+        except ApiError:
+            if "/" in base and not base.startswith((refs.BUILTIN_NAMESPACE + "/", "tmpl_")):
+                raise _not_debian(base) from None  # `oven/bun:1` is an image, not a template
+            raise
         if found.builtin is not None:
             plan.image = found.builtin
             return
@@ -328,7 +333,11 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
         plan.image = found.build.base_image
         plan.suite = found.build.image_suite
         return
-    raise ApiError(
+    raise _not_debian(base)
+
+
+def _not_debian(base: str) -> ApiError:
+    return ApiError(
         "base_image_not_supported",
         f"{base!r}: this server builds templates on Debian images only (debian:"
         + "|".join(SUITES)
