@@ -718,3 +718,16 @@ def test_python_313_is_debian_trixie_with_its_own_image(live):
         assert version.startswith("3.13.") and codename == "trixie"
     finally:
         live.cli("sandbox", "kill", sandbox_id)
+
+
+def test_pause_and_resume_keep_the_templates_layers(live, demo):
+    sandbox_id = new_sandbox(live, "demo")
+    run_in(live, sandbox_id, "echo mine > /workspace/note.txt")
+    snapshot = as_json(live, "sandbox", "pause", sandbox_id)
+    resumed = as_json(live, "sandbox", "resume", snapshot["id"])
+    try:
+        out = run_in(live, resumed["id"], "/usr/games/cowsay again; cat /workspace/note.txt")
+        assert out.returncode == 0 and "< again >" in out.stdout and "mine" in out.stdout
+        assert as_json(live, "sandbox", "get", resumed["id"])["template"] == "demo"
+    finally:
+        live.cli("sandbox", "kill", resumed["id"])
