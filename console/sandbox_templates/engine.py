@@ -345,6 +345,7 @@ class Builder:
         TemplateBuild.objects.filter(pk=self.build.pk).update(sandbox_id=sandbox_id)
         try:
             try:
+                self.driver.destroy(sandbox_id)  # what an interrupted run of this build left
                 self.driver.create(spec)
             except RuntimeError_ as exc:
                 raise StepFailed("build_sandbox_failed", str(exc), index, "prepare") from None
@@ -590,6 +591,18 @@ def finish_cancelled(build: TemplateBuild, reason: str, buildlog: BuildLog | Non
             "cancelled", f"Build cancelled: {reason}", level="warn", phase="cancelled"
         )
     return bool(updated)
+
+
+def fail_interrupted(build: TemplateBuild) -> None:
+    """A build whose worker is gone for good ends `error` (phase interrupted), saying so."""
+    Builder(build, plans.Plan(source_type=build.source_type), [])._finish_failed(
+        StepFailed(
+            "build_interrupted",
+            "the worker running this build stopped and it could not be run again",
+            None,
+            "interrupted",
+        )
+    )
 
 
 def run(build_public_id: str) -> None:

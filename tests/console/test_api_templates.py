@@ -272,3 +272,29 @@ def test_tags_rename_and_claims(api, ready):
     )
     assert claim.status_code == 201 and claim.json()["canonical_ref"] == "acme/fresh:default"
     assert api.delete(f"/v1/templates/claims/{claim.json()['claim_token']}").status_code == 204
+
+
+def test_a_build_whose_worker_is_gone_for_good_ends_interrupted(api, project, runtime):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from console.sandbox_templates import jobs
+
+    template = Template.objects.create(team=project.team, project=project, name="lost")
+    build = TemplateBuild.objects.create(
+        template=template,
+        project=project,
+        status=BuildStatus.BUILDING,
+        started_at=timezone.now() - timedelta(hours=3),
+    )
+    fresh = TemplateBuild.objects.create(
+        template=template, project=project, status=BuildStatus.BUILDING, started_at=timezone.now()
+    )
+    jobs.fail_interrupted()
+    status = api.get(f"/v1/templates/builds/{build.public_id}").json()
+    assert status["build"]["status"] == "error"
+    assert status["build"]["error_detail"]["phase"] == "interrupted"
+    assert status["entries"][-1]["kind"] == "error"
+    fresh.refresh_from_db()
+    assert fresh.status == BuildStatus.BUILDING
