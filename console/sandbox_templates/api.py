@@ -19,10 +19,10 @@ from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods, q
 from console.api.errors import ApiError
 from console.api.fields import project_fields, requested_fields
 from console.models import Team, Template, TemplateBuild
-from console.models.sandbox_templates import BUILD_TERMINAL, BuildStatus, Visibility
 from console.runtime.image import VARIANTS
 from console.sandbox_templates import blobs, refs, service, shapes
 from console.sandbox_templates import plan as plans
+from console.sandbox_templates.models import BUILD_TERMINAL, BuildStatus, Visibility
 from console.timefmt import iso
 
 STREAM_POLL_SECONDS = 0.2

@@ -30,12 +30,12 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from console.models import Team, TemplateBuild, TemplateTag
-from console.models.sandbox_templates import BUILD_TERMINAL, BuildStatus
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec, Driver, EgressPolicy, ExecRequest, RuntimeError_
 from console.sandbox_templates import blobs, sealing, shapes
 from console.sandbox_templates import plan as plans
 from console.sandbox_templates.buildlog import BuildLog
+from console.sandbox_templates.models import BUILD_TERMINAL, BuildStatus
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from console.jobs import periodic, task
 from console.models import TemplateBuild
-from console.models.sandbox_templates import BuildStatus
 from console.sandbox_templates import engine
+from console.sandbox_templates.models import BuildStatus
 
 KIND = "template.build"
 # Past its time limit a build is cancelled by its own watcher; one still `building` this

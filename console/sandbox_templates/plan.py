@@ -21,9 +21,9 @@ from django.conf import settings
 
 from console.api.errors import ApiError
 from console.models import Team, TemplateBuild
-from console.models.sandbox_templates import BuildStatus
 from console.runtime.image import STABLE, SUITES
 from console.sandbox_templates import refs
+from console.sandbox_templates.models import BuildStatus
 
 MAX_STEPS = 60
 MAX_LAYER_STEPS = 38  # each file-changing step is a layer (layer_store.MAX_STACK, minus margin)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from console.api.errors import ApiError
 from console.models import Team, Template, TemplateAlias, TemplateBuild, TemplateTag
-from console.models.sandbox_templates import BuildStatus, Visibility
 from console.runtime.image import VARIANTS
+from console.sandbox_templates.models import BuildStatus, Visibility
 
 BUILTIN_NAMESPACE = "nullspace"
 BUILTIN_TAGS = ("default", "latest")

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from console.api.errors import ApiError
@@ -25,11 +26,11 @@ from console.models import (
     TemplateClaim,
     TemplateTag,
 )
-from console.models.sandbox_templates import BUILD_TERMINAL, BuildStatus, Visibility
 from console.runtime.image import VARIANTS
 from console.sandbox_templates import engine, refs, sealing
 from console.sandbox_templates import plan as plans
 from console.sandbox_templates.jobs import KIND
+from console.sandbox_templates.models import BUILD_TERMINAL, BuildStatus, Visibility
 
 MAX_TAGS = 20
 MAX_TEMPLATES_PER_TEAM = 500
@@ -277,12 +278,22 @@ def in_use(template: Template) -> list[str]:
 
 
 def _warm_pools_using(template: Template) -> list[str]:
+    """Warm pools (console/warm_pools/, when that package is installed) whose template is
+    this one, by any name it answers to, with or without a qualifier."""
     try:
-        from console.models import TemplateWarmPool  # type: ignore[attr-defined]
+        from console.warm_pools.models import WarmPool  # type: ignore[import-not-found]
     except ImportError:
         return []
-    names = [template.name, f"{template.team.slug}/{template.name}", template.public_id]
-    rows = TemplateWarmPool.objects.filter(template_ref__in=names).exclude(state="deleted")
+    slug, name = template.team.slug, template.name
+    names = [name, f"{slug}/{name}", f"nullspace/{name}", template.public_id]
+    names += [alias for alias in template.aliases.values_list("alias", flat=True)]
+    match = Q()
+    for known in names:
+        for field in ("template", "template_ref"):
+            match |= Q(**{field: known}) | Q(**{f"{field}__startswith": f"{known}:"})
+    rows = (
+        WarmPool.objects.filter(project__team=template.team).exclude(state="deleted").filter(match)
+    )
     return [f"warm pool {pid}" for pid in rows.values_list("public_id", flat=True)[:5]]
 
 

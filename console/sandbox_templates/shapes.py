@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from console.models import Template, TemplateBuild, TemplateBuildLog
-from console.models.sandbox_templates import BuildStatus
+from console.sandbox_templates.models import BuildStatus
 from console.sandbox_templates.refs import BUILTIN_NAMESPACE
 from console.timefmt import iso
 

@@ -23,9 +23,9 @@ from console.access import team_member_required
 from console.api.errors import ApiError
 from console.htmx import render_page
 from console.models import Role, Template, TemplateBuild
-from console.models.sandbox_templates import BUILD_TERMINAL, Visibility
 from console.runtime.image import SUITES, VARIANTS
 from console.sandbox_templates import service, shapes
+from console.sandbox_templates.models import BUILD_TERMINAL, Visibility
 
 LIST = "console/sandbox_templates/list.html"
 DETAIL = "console/sandbox_templates/detail.html"

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from console.models import Template, TemplateBuild, TemplateTag
-from console.models.sandbox_templates import BuildStatus
+from console.sandbox_templates.models import BuildStatus
 
 pytestmark = pytest.mark.django_db
 

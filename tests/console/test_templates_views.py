@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from console.models import Template, TemplateBuild, TemplateBuildLog, TemplateTag
-from console.models.sandbox_templates import BuildStatus
+from console.sandbox_templates.models import BuildStatus
 
 pytestmark = pytest.mark.django_db
 
