@@ -236,7 +236,11 @@ class Builder:
                 bypass = True
                 self.log.add("message", "Later steps skip the cache", phase=phase, step_index=index)
                 continue
-            extra = self._copy_digest(item) if item.action == "copy" else None
+            # The team is part of every key: a team never runs on a layer another team's
+            # build made (a step's output can depend on what the network served then).
+            extra = [self.build.template.team_id]
+            if item.action == "copy":
+                extra.append(self._copy_digest(item))
             key = key_of(key, item, state, extra)
             if item.action in ("user", "env"):
                 self._apply_metadata(item, state)
