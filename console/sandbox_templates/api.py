@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -33,11 +33,11 @@ MAX_BUILDS_PAGE = 100
 
 
 def _team(request: HttpRequest) -> Team:
-    return request.project.team  # type: ignore[attr-defined]
+    return cast(Team, request.project.team)  # type: ignore[attr-defined]
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    return request.json  # type: ignore[attr-defined]
+    return cast(dict[str, Any], request.json)  # type: ignore[attr-defined]
 
 
 def _actor(request: HttpRequest) -> str:

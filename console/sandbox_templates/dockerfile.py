@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-import dockerfile as buildkit_parser
+import dockerfile as buildkit_parser  # type: ignore[import-not-found]
 
 from console.api.errors import ApiError
 from console.models import Team

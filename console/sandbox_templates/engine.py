@@ -156,7 +156,8 @@ class Builder:
                     self.cancel_reason = (
                         f"the build ran past its limit of {settings.TEMPLATE_BUILD_TIMEOUT_SECONDS} s"
                         if over_time
-                        else (row or {}).get("cancellation_reason") or "cancelled by request"
+                        else str((row or {"r": ""}).get("cancellation_reason") or "")
+                        or "cancelled by request"
                     )
                     self.cancel.set()
                     if self.running is not None:
@@ -238,7 +239,7 @@ class Builder:
                 continue
             # The team is part of every key: a team never runs on a layer another team's
             # build made (a step's output can depend on what the network served then).
-            extra = [self.build.template.team_id]
+            extra: list[Any] = [self.build.template.team_id]
             if item.action == "copy":
                 extra.append(self._copy_digest(item))
             key = key_of(key, item, state, extra)
@@ -293,7 +294,7 @@ class Builder:
     def _describe(self, item: plans.Step) -> str:
         args = item.args
         if item.action == "run":
-            return args["command"] + (" <<heredoc" if "heredoc" in args else "")
+            return str(args["command"]) + (" <<heredoc" if "heredoc" in args else "")
         if item.action in ("apt_install", "pip_install", "npm_install"):
             return " ".join(args["packages"])
         if item.action == "env":

@@ -123,7 +123,7 @@ def build_dict(build: TemplateBuild) -> dict[str, Any]:
         "artifact_ids": list(build.layers or []),
         "error": build.error or None,
         "error_detail": build.error_detail,
-        "retry_of_build_id": build.retry_of.public_id if build.retry_of_id else None,
+        "retry_of_build_id": build.retry_of.public_id if build.retry_of is not None else None,
         "original_build_id": None,
         "cancel_requested_at": iso(build.cancel_requested_at),
         "cancel_requested_by": build.cancel_requested_by or None,
