@@ -310,30 +310,27 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
             )
         plan.suite = f"ubuntu-{UBUNTU_SUITES[version]}"
         return
-    if (
+    # Anything else is a template ref (`demo`, `demo:v2`, `acme/demo`, `tmpl_…`), or an
+    # image of another distribution (`node:20`, `oven/bun:1`) that we refuse as such.
+    names_a_template = (
         base.startswith(("tmpl_", refs.BUILTIN_NAMESPACE + "/"))
         or ":tb_" in base
-        or ("/" in base and refs.SLUG.fullmatch(base.split("/", 1)[0]))
         or (":" not in base and "/" not in base)
-    ):
-        try:
-            found = refs.resolve(team, base)
-        except ApiError:
-            if "/" in base and not base.startswith((refs.BUILTIN_NAMESPACE + "/", "tmpl_")):
-                raise _not_debian(base) from None  # `oven/bun:1` is an image, not a template
+    )
+    try:
+        found = refs.resolve(team, base)
+    except ApiError:
+        if names_a_template:
             raise
-        if found.builtin is not None:
-            plan.image = found.builtin
-            return
-        if found.build is None or found.build.status != BuildStatus.READY:
-            raise ApiError(
-                "template_not_found", f"template {base!r} has no ready build to build on"
-            )
-        plan.parent = found.build
-        plan.image = found.build.base_image
-        plan.suite = found.build.image_suite
+        raise _not_debian(base) from None
+    if found.builtin is not None:
+        plan.image = found.builtin
         return
-    raise _not_debian(base)
+    if found.build is None or found.build.status != BuildStatus.READY:
+        raise ApiError("template_not_found", f"template {base!r} has no ready build to build on")
+    plan.parent = found.build
+    plan.image = found.build.base_image
+    plan.suite = found.build.image_suite
 
 
 def _not_debian(base: str) -> ApiError:

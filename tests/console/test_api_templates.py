@@ -298,3 +298,24 @@ def test_a_build_whose_worker_is_gone_for_good_ends_interrupted(api, project, ru
     assert status["entries"][-1]["kind"] == "error"
     fresh.refresh_from_db()
     assert fresh.status == BuildStatus.BUILDING
+
+
+def test_a_dockerfile_or_steps_can_start_from_a_template(api, ready):
+    _, build = ready
+    for body in (
+        {"dockerfile": "FROM acme/demo\nRUN true\n"},
+        {"dockerfile": "FROM demo:default\nRUN true\n"},
+        {"base_image": "nullspace/demo:latest", "steps": [{"action": "run", "command": "true"}]},
+        {"base_image": f"demo:{build.public_id}"},
+    ):
+        plan = api.post(
+            "/v1/templates/plan", {"name": "child", **body}, content_type="application/json"
+        )
+        assert plan.status_code == 200, (body, plan.content)
+        assert plan.json()["build_plan"]["parent_build_id"] == build.public_id
+    missing = api.post(
+        "/v1/templates/plan",
+        {"name": "child", "dockerfile": "FROM demo:nope\n"},
+        content_type="application/json",
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "template_not_found"
