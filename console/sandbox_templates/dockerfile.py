@@ -74,6 +74,7 @@ def plan(team: Team, text: str) -> plans.Plan:
     seen_from = False
     labels: dict[str, str] = {}
     exposed: list[str] = []
+    starts: dict[str, str] = {}
     for command in commands:
         line = command.start_line
         name = command.cmd.upper()
@@ -131,15 +132,18 @@ def plan(team: Team, text: str) -> plans.Plan:
         elif name == "LABEL":
             labels.update(_pairs(values, line, "LABEL"))
         elif name in START:
-            start = shlex.join(values) if command.json else " ".join(values)
-            if name == "ENTRYPOINT" or "start_cmd" not in result.runtime:
-                result.runtime["start_cmd"] = start
+            # The last of each wins; ENTRYPOINT then CMD's words, as `docker run` runs them.
+            starts[name] = shlex.join(values) if command.json else " ".join(values)
         else:
             raise refused(
                 line, f"{name} is not supported (supported: {', '.join(SUPPORTED + START)})"
             )
     if not seen_from:
         raise plans.invalid("the Dockerfile has no FROM")
+    if starts:
+        result.runtime["start_cmd"] = " ".join(
+            starts[name] for name in ("ENTRYPOINT", "CMD") if name in starts
+        )
     result.oci_metadata = {"labels": labels, "exposed_ports": exposed, "volumes": []}
     return result
 

@@ -319,3 +319,22 @@ def test_a_dockerfile_or_steps_can_start_from_a_template(api, ready):
         content_type="application/json",
     )
     assert missing.status_code == 404 and missing.json()["code"] == "template_not_found"
+
+
+def test_dockerfile_start_command_is_entrypoint_then_cmd(api):
+    body = {
+        "name": "web",
+        "dockerfile": 'FROM debian:bookworm\nENTRYPOINT ["python3", "-m"]\nCMD ["http.server", "9000"]\n'
+        "EXPOSE 9000\nLABEL team=eval\n",
+    }
+    answer = api.post("/v1/templates/builds", body, content_type="application/json").json()
+    build = TemplateBuild.objects.get(public_id=answer["build_id"])
+    from console.sandbox_templates import plan as plans
+
+    plan = plans.from_request(build.template.team, build.request)
+    assert plan.runtime["start_cmd"] == "python3 -m http.server 9000"
+    assert plan.oci_metadata == {
+        "labels": {"team": "eval"},
+        "exposed_ports": ["9000/tcp"],
+        "volumes": [],
+    }
