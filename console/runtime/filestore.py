@@ -317,6 +317,8 @@ class LocalFileStore(FileStore):
                     os.mkdir(parts[index], 0o755, dir_fd=fd)
                 except FileExistsError:
                     continue
+                except OSError as exc:
+                    raise _write_error(path, exc) from None
                 child = os.open(
                     parts[index], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd
                 )
@@ -493,7 +495,8 @@ def _write_error(path: str, exc: OSError) -> Exception:
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
         return RuntimeError_(f"no space left in the sandbox for {path}", code="disk_full")
     if exc.errno == errno.EROFS:
-        return FileOpRefused(f"{path} is on a read-only volume")
+        # The client maps this code to its permission error (exit 5), docs/volumes.md.
+        return RuntimeError_(f"{path} is on a read-only volume", code="volume_read_only")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return FileMissing(f"{path} does not exist")
     return FileOpRefused(f"{path}: {exc.strerror}")

@@ -339,8 +339,10 @@ def test_volume_mounts_are_bound_in_and_read_only_is_enforced(driver, tmp_path):
         assert logs.stderr.count("Read-only file system") >= 2, logs
         assert sorted(p.name for p in readonly.iterdir()) == ["data.txt"]
         files = driver.files(sandbox_id)
-        with pytest.raises(RuntimeError_):
-            files.write("/srv/ro/api.txt", [b"x"], limit=10)
+        for refused in ("/srv/ro/api.txt", "/srv/ro/new-dir/api.txt"):
+            with pytest.raises(RuntimeError_) as caught:
+                files.write(refused, [b"x"], limit=10)
+            assert caught.value.code == "volume_read_only", refused  # the client's code
         assert files.write("/data/api.txt", [b"x"], limit=10).size == 1
         assert (shared / "api.txt").read_bytes() == b"x"
     finally:
