@@ -41,13 +41,16 @@ class FileOpRefused(RuntimeError_):
     code = "invalid_request"
 
 
+DEFAULT_CWD = "/workspace"  # a sandbox's cwd when its create named none
+
+
 class LocalFileStore(FileStore):
     def __init__(
         self,
         root: str,
         *,
         id_base: int = 0,
-        cwd: str = "/workspace",
+        cwd: str = DEFAULT_CWD,
         default_user: str | None = None,
         prefix: str = "/",
     ) -> None:
@@ -62,8 +65,11 @@ class LocalFileStore(FileStore):
 
     # --- resolving -------------------------------------------------------------------
     def path(self, path: str | None, *, user: str | None = None) -> str:
-        """The absolute sandbox path of `path` (relative to the user's home or the cwd)."""
-        base = self.account(user).home if user else self.cwd
+        """The absolute sandbox path of `path`. A relative one starts at the sandbox's cwd
+        when it was created with one of its own (whoever the user), else at the user's
+        home when `user` is given, else at /workspace: what the client expects."""
+        own_cwd = self.cwd != DEFAULT_CWD
+        base = self.account(user).home if user and not own_cwd else self.cwd
         spath = paths.normalize(path, base)
         if self.prefix != "/":
             paths.confine(spath, self.prefix)

@@ -50,6 +50,10 @@ def test_paths_resolve_from_the_cwd_or_the_home(driver, make_sandbox):
     assert files.path("notes.txt", user="user") == "/home/user/notes.txt"
     assert files.path("notes.txt", user="root") == "/root/notes.txt"
     assert driver.files(sandbox_id, cwd="/srv").path("x") == "/srv/x"
+    # A cwd of the sandbox's own wins over the user's home (the client writes "owned.txt"
+    # as `user` into a sandbox created with cwd=/home/user/fs-parity and finds it there).
+    assert driver.files(sandbox_id, cwd="/srv").path("x", user="user") == "/srv/x"
+    assert driver.files(sandbox_id, cwd="/srv").path("x", user="root") == "/srv/x"
     files.write("/tmp/anywhere.txt", [b"tmp"], limit=10)
     assert files.stat("/tmp/anywhere.txt").size == 3
     with pytest.raises(FileMissing):
