@@ -181,6 +181,26 @@ def test_pids_limit_contains_a_fork_bomb(driver, make_sandbox):
     assert subprocess.run(["true"]).returncode == 0
 
 
+def test_open_files_are_limited_and_metrics_report_the_sandboxs_own_limits(driver, make_sandbox):
+    sandbox_id = make_sandbox(vcpus=1, memory_mb=384, disk_mb=512)
+    # Past the open-files limit a process gets EMFILE (24); it holds for root inside too.
+    many = driver.open_files + 10
+    opener = (
+        f'python3 -c \'import os\ntry:\n    [os.open("/dev/null", 0) for _ in range({many})]\n'
+        "except OSError as e:\n    print(e.errno)'"
+    )
+    code, logs = run(driver, sandbox_id, f"ulimit -n; {opener}; sudo {opener}")
+    assert code == 0 and logs.stdout.split() == [str(driver.open_files), "24", "24"], logs
+    sample = driver.metrics(sandbox_id)
+    assert (sample.cpu_count, sample.mem_total_bytes, sample.disk_total_bytes) == (
+        1,
+        384 << 20,
+        512 << 20,
+    )
+    assert 0 < sample.mem_used_bytes < sample.mem_total_bytes
+    assert 0 < sample.disk_used_bytes < sample.disk_total_bytes
+
+
 def test_disk_limit_gives_enospc_and_the_host_file_stays_small(driver, make_sandbox):
     sandbox_id = make_sandbox(disk_mb=64)
     code, logs = run(
