@@ -53,14 +53,19 @@ class LocalFileStore(FileStore):
         cwd: str = DEFAULT_CWD,
         default_user: str | None = None,
         prefix: str = "/",
+        kernel_mounts: tuple[str, ...] = (),
     ) -> None:
         """`root` is the host directory that is the sandbox's `prefix` (`/` when isolated,
-        `/workspace` for a confined store); `id_base` shifts owners (0: no user namespace)."""
+        `/workspace` for a confined store); `id_base` shifts owners (0: no user namespace).
+        `kernel_mounts` are directories that the sandbox sees as file systems of its own
+        (procfs, its /dev), mounted only inside it: from here a write there would land in
+        the directory underneath, hidden from the sandbox, so writes there are refused."""
         self.root = root
         self.id_base = id_base
         self.cwd = cwd
         self.default_user = default_user
         self.prefix = prefix
+        self.kernel_mounts = kernel_mounts
         self._accounts: dict[str, Account] | None = None
 
     # --- resolving -------------------------------------------------------------------
@@ -94,6 +99,14 @@ class LocalFileStore(FileStore):
             raise paths.missing(spath, exc) from None
         finally:
             os.close(root)
+
+    def _check_writable(self, spath: str) -> None:
+        for top in self.kernel_mounts:
+            if spath == top or spath.startswith(top + "/"):
+                raise FileOpRefused(
+                    f"{spath} is in {top}, a kernel file system of the sandbox: the files API "
+                    "cannot write there (use exec)"
+                )
 
     def _parent(self, spath: str) -> tuple[int, str]:
         """An O_PATH descriptor of the parent directory and the last name of `spath`."""
@@ -311,6 +324,7 @@ class LocalFileStore(FileStore):
 
     # --- writing ---------------------------------------------------------------------
     def makedirs(self, path: str, *, user: str | None = None) -> None:
+        self._check_writable(path)
         relative = self._relative(path)
         if relative == ".":
             return
@@ -350,6 +364,7 @@ class LocalFileStore(FileStore):
         overwrite keeps the old file's mode and owner unless a user is named. A symlink
         is written through (to its target, inside the root), like a shell would."""
         path = self._through_link(path)
+        self._check_writable(path)
         parent_path = posixpath.dirname(path.rstrip("/")) or "/"
         self.makedirs(parent_path, user=user)
         parent, name = self._parent(path)
@@ -423,6 +438,7 @@ class LocalFileStore(FileStore):
             raise _write_error(path, exc) from None
 
     def remove(self, path: str) -> None:
+        self._check_writable(path)
         parent, name = self._parent(path)
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -438,6 +454,8 @@ class LocalFileStore(FileStore):
             os.close(parent)
 
     def rename(self, old: str, new: str, *, user: str | None = None) -> FileEntry:
+        self._check_writable(old)
+        self._check_writable(new)
         if new == old or new.startswith(old.rstrip("/") + "/"):
             if self.is_dir(old) and new != old:
                 raise FileOpRefused("cannot move a directory into itself")
@@ -462,6 +480,7 @@ class LocalFileStore(FileStore):
         return self.stat(new)
 
     def chmod(self, path: str, mode: int) -> None:
+        self._check_writable(path)
         fd = self.open_fd(path, os.O_PATH)
         try:
             # chmod through the descriptor's /proc link: the file we resolved, nothing else.
@@ -472,6 +491,7 @@ class LocalFileStore(FileStore):
             os.close(fd)
 
     def symlink(self, path: str, target: str, *, user: str | None = None) -> None:
+        self._check_writable(path)
         parent, name = self._parent(path)
         try:
             os.symlink(target, name, dir_fd=parent)

@@ -64,6 +64,31 @@ def test_paths_resolve_from_the_cwd_or_the_home(driver, make_sandbox):
         driver.files("../../etc")
 
 
+def test_kernel_file_systems_are_not_written_beneath(driver, make_sandbox):
+    """/proc and /dev are mounted inside the sandbox only: a file written there from the
+    host side would land underneath, invisible inside. Such writes are refused."""
+    sandbox_id = make_sandbox()
+    files = driver.files(sandbox_id)
+    for path in ("/proc/x.txt", "/dev/shm/x", "/dev"):
+        with pytest.raises(RuntimeError_) as refused:
+            files.write(path, [b"x"], limit=10)
+        assert refused.value.code == "invalid_request" and "kernel file system" in str(
+            refused.value
+        )
+    for action in (
+        lambda: files.mkdir("/proc/dir"),
+        lambda: files.remove("/dev/null"),
+        lambda: files.rename("/workspace", "/proc/w"),
+        lambda: files.chmod("/dev/null", 0o600),
+        lambda: files.symlink("/proc/link", "/workspace"),
+    ):
+        with pytest.raises(RuntimeError_, match="kernel file system"):
+            action()
+    # Nothing landed under the sandbox's /proc on the host side; files elsewhere still work.
+    assert not os.path.exists(os.path.join(files.root, "proc", "x.txt"))
+    assert files.write("/tmp/procless.txt", [b"ok"], limit=10).size == 2
+
+
 def test_ownership_follows_the_user(driver, make_sandbox):
     sandbox_id = make_sandbox()
     files = driver.files(sandbox_id)
