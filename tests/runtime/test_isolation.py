@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from console.runtime import cgroups
+from console.runtime import cgroups, image
 from console.runtime.base import CreateSpec, EgressPolicy, RuntimeError_, VolumeMount
 from console.runtime.isolated import IsolatedDriver
 from tests.runtime.conftest import IMAGE_CACHE, SUBNET, marked_pids, run, start, wait_http
@@ -306,6 +307,29 @@ def test_allow_out_and_deny_out(driver, make_sandbox, outside_servers):
     )
     assert _connect(driver, both, denied, 8099) == "ok"
     assert _connect(driver, both, allowed, 8099) != "ok"
+
+
+def _certificates(pem: bytes) -> set[str]:
+    """The certificates of a PEM text, as their base64 bodies without whitespace."""
+    return {
+        re.sub(r"\s+", "", body)
+        for body in re.findall(
+            r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem.decode(), re.S
+        )
+    }
+
+
+def test_the_hosts_extra_certificates_are_trusted_inside(driver, make_sandbox):
+    """Companies run TLS-inspecting proxies: what this machine trusts beyond Debian's set
+    (/usr/local/share/ca-certificates) is in the sandbox's trust store too."""
+    extra = image._host_certificates()
+    if not extra:
+        pytest.skip("this machine trusts no certificate beyond Debian's set")
+    sandbox_id = make_sandbox()
+    with driver.files(sandbox_id).open_read("/etc/ssl/certs/ca-certificates.crt") as bundle:
+        trusted = _certificates(bundle.read())
+    for name, pem in extra.items():
+        assert _certificates(pem) <= trusted, f"{name} is not trusted inside the sandbox"
 
 
 def test_python_git_and_sudo_work_as_the_default_user(driver, make_sandbox):
