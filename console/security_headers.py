@@ -30,14 +30,17 @@ PERMISSIONS_POLICY = ", ".join(
 )
 
 
-def content_security_policy(host: str) -> str:
+def content_security_policy(host: str, *, secure: bool = False) -> str:
+    """The policy for a page served to `host` (empty: a host that is not ours); over HTTPS
+    its WebSockets may only be wss://, never plain ws://."""
+    sockets = f"wss://{host}" if secure else f"ws://{host} wss://{host}"
     directives = [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
         "font-src 'self'",
-        f"connect-src 'self' ws://{host} wss://{host}" if host else "connect-src 'self'",
+        f"connect-src 'self' {sockets}" if host else "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
@@ -57,6 +60,8 @@ class SecurityHeadersMiddleware:
                 host = request.get_host()
             except DisallowedHost:  # the 400 for a Host that is not ours gets the policy too
                 host = ""
-            response["Content-Security-Policy"] = content_security_policy(host)
+            response["Content-Security-Policy"] = content_security_policy(
+                host, secure=request.is_secure()
+            )
         response.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response

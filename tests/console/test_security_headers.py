@@ -38,6 +38,12 @@ def test_hsts_on_https(settings):
     settings.SECURE_HSTS_SECONDS = 31536000
     response = Client().get("/signin/", secure=True)
     assert response["Strict-Transport-Security"] == "max-age=31536000"
+    # Over HTTPS the console's own sockets may only be wss://.
+    assert "connect-src 'self' wss://testserver;" in response["Content-Security-Policy"]
+    plain = Client().get("/signin/")
+    assert (
+        "connect-src 'self' ws://testserver wss://testserver;" in plain["Content-Security-Policy"]
+    )
 
 
 def test_favicon_is_served(client):
