@@ -141,6 +141,12 @@ def test_root_inside_is_not_root_outside(driver, make_sandbox):
     )
     assert logs.stdout.split()[:3] == ["0", str(driver.id_base), "65536"], logs
     assert "Seccomp:\t2" in logs.stdout  # the filter is on, for root too
+    # no_new_privs holds for processes started as root; not for the default user's, so
+    # that sudo (a setuid binary) works (docs/runtime.md).
+    code, logs = run(driver, sandbox_id, "grep NoNewPrivs /proc/self/status", user="root")
+    assert logs.stdout.split() == ["NoNewPrivs:", "1"], logs
+    code, logs = run(driver, sandbox_id, "grep NoNewPrivs /proc/self/status")
+    assert logs.stdout.split() == ["NoNewPrivs:", "0"], logs
     # Root inside still cannot load modules, make mounts or reach the kernel's keyring.
     code, logs = run(
         driver,
