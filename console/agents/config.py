@@ -13,6 +13,8 @@ from typing import Any
 
 from console.api.errors import ApiError
 from console.previews.service import PreviewRefused, check_port
+from console.runtime import netpolicy
+from console.runtime.base import RuntimeError_
 
 LIVE_MODES = ("job", "service")
 RESERVED_MODES = ("worker", "triggered", "workspace", "interactive")
@@ -248,12 +250,10 @@ def _permissions(config: dict[str, Any], resources: dict[str, Any]) -> None:
             "config.permissions.allow_public_traffic = false is not supported for agent services "
             "yet; the service URL is a signed preview link",
         )
-    if permissions.get("allow_out") or permissions.get("deny_out"):
-        raise ApiError(
-            "not_implemented",
-            "config.permissions.allow_out/deny_out need per-sandbox egress rules, which this "
-            "runtime does not have yet",
-        )
+    try:  # the run's sandbox gets these egress rules (docs/runtime.md "Network policy")
+        netpolicy.parse(permissions.get("internet_access", True) is not False, network(config))
+    except RuntimeError_ as exc:
+        raise invalid(str(exc).replace("network.", "config.permissions.", 1)) from None
     pairs = {
         "max_vcpus": "vcpus",
         "max_memory_mb": "memory_mb",
@@ -273,6 +273,12 @@ def _permissions(config: dict[str, Any], resources: dict[str, Any]) -> None:
 
 def env_spec(config: dict[str, Any]) -> dict[str, list[str]]:
     return _env(config)
+
+
+def network(config: dict[str, Any]) -> dict[str, Any]:
+    """`[permissions] allow_out`/`deny_out` as the sandbox's `network` (only those given)."""
+    permissions = config.get("permissions") or {}
+    return {k: permissions[k] for k in ("allow_out", "deny_out") if permissions.get(k)}
 
 
 def readiness(config: dict[str, Any]) -> dict[str, Any]:

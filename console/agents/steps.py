@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from console.agents import config as agent_config
 from console.agents.logs import LineSink
 from console.api.errors import ApiError
 from console.models import (
@@ -75,6 +76,7 @@ def create_sandbox(
                 _max_timeout_ms(),
             ),
             internet_access=permissions.get("internet_access", True) is not False,
+            network=agent_config.network(config) or None,
             vcpus=resources.get("vcpus"),
             memory_mb=resources.get("memory_mb"),
             disk_mb=resources.get("disk_mb"),

@@ -27,6 +27,7 @@ STATUS_BY_CODE = {
     "command_not_found": 400,
     "file_too_large": 413,
     "volume_quota_exceeded": 507,
+    "volume_read_only": 403,
     "not_implemented": 501,
     "exec_timeout": 504,
     "exec_failed": 500,

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "console_jobs"
 RECONNECT_SECONDS = 5.0
+# The listener's own connection (one per worker process, outside the request pool): named
+# so that pg_stat_activity tells it apart (README "Sizing PostgreSQL" counts it).
+APPLICATION_NAME = "nullspace-job-listener"
 
 
 def supported() -> bool:
@@ -54,7 +57,11 @@ def listen_forever(stop: threading.Event, wake: Callable[[], None]) -> None:
 
 def _conninfo() -> dict[str, object]:
     settings = connection.settings_dict
-    params: dict[str, object] = {"dbname": settings["NAME"], "connect_timeout": 10}
+    params: dict[str, object] = {
+        "dbname": settings["NAME"],
+        "connect_timeout": 10,
+        "application_name": APPLICATION_NAME,
+    }
     for key, name in (("USER", "user"), ("PASSWORD", "password"), ("HOST", "host")):
         if settings.get(key):
             params[name] = settings[key]

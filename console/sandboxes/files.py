@@ -3,7 +3,8 @@
 Everything goes through the runtime's file store (`get_driver().files(...)`), which
 resolves paths inside the sandbox's own root and cannot reach the host; this module
 never touches a host path. Paths may be anywhere in the sandbox: relative ones are
-taken from the sandbox's cwd, or from the user's home when `user` is given. `user`
+taken from the cwd the sandbox was created with, else from the user's home when `user`
+is given, else from /workspace. `user`
 decides who owns what is created; an overwrite without a user keeps the file's mode
 and owner. Writes stream into a temporary file beside the target that is renamed into
 place, so a reader never sees half a file and a refused write leaves nothing behind.

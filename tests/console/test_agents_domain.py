@@ -129,13 +129,31 @@ def test_config_refusals(change, message):
 
 @pytest.mark.parametrize(
     ("permissions", "code"),
-    [({"volumes": True}, "not_implemented"), ({"allow_out": ["1.2.3.4"]}, "not_implemented")],
+    [
+        ({"volumes": True}, "not_implemented"),
+        ({"desktop": True}, "not_implemented"),
+        ({"allow_out": ["not-a-cidr"]}, "invalid_request"),
+        ({"deny_out": ["fd00::/8"]}, "invalid_request"),
+        ({"deny_out": "10.0.0.0/8"}, "invalid_request"),
+    ],
 )
 def test_flags_we_cannot_honour_are_refused(permissions, code):
     config = {"mode": "job", "entrypoint": "x", "permissions": permissions}
     with pytest.raises(ApiError) as refused:
         agent_config.checked_config(config, deployment_mode="job")
     assert refused.value.code == code
+    if code == "invalid_request":
+        assert "config.permissions." in refused.value.message
+
+
+def test_egress_rules_become_the_sandboxs_network():
+    permissions = {"allow_out": ["10.1.2.0/24"], "deny_out": ["10.1.2.3/32"]}
+    config = agent_config.checked_config(
+        {"mode": "job", "entrypoint": "x", "permissions": permissions}, deployment_mode="job"
+    )
+    assert agent_config.network(config) == permissions
+    bare = agent_config.checked_config({"mode": "job", "entrypoint": "x"}, deployment_mode="job")
+    assert agent_config.network(bare) == {}
 
 
 def test_service_configs_need_a_valid_port_and_the_deployments_mode():
