@@ -17,6 +17,7 @@ from console.models.agents import (
     VersionStatus,
 )
 from console.models.audit import AuditEvent
+from console.models.desktop import DesktopRecording, DesktopSession, RecordingStatus
 from console.models.idempotency import IdempotencyRecord
 from console.models.jobs import Job, JobStatus
 from console.models.keys import ApiKey, KeyScope
@@ -31,6 +32,9 @@ from console.models.volumes import Volume, VolumeAttachment
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "DesktopRecording",
+    "DesktopSession",
+    "RecordingStatus",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",

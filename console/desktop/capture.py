@@ -1,0 +1,127 @@
+"""Screenshots: ffmpeg grabs the X screen (x11grab) into a file in the sandbox, which we
+read back through the file store and remove. Full, region and compressed (PNG, JPEG or
+WebP; quality, scale, cursor) all take this one path."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from console import sandboxes
+from console.api.errors import ApiError
+from console.desktop import session as desktop
+from console.models import DesktopSession, Sandbox
+from console.runtime import get_driver
+
+FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+ALIASES = {"jpg": "jpeg"}
+MIN_SCALE, MAX_SCALE = 0.05, 2.0
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Shot:
+    x: int
+    y: int
+    width: int
+    height: int
+    format: str = "png"
+    quality: int = 80
+    scale: float = 1.0
+    show_cursor: bool = False
+
+
+def _int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError("invalid_request", f"{name} must be an integer")
+    return value
+
+
+def region(session: DesktopSession, body: dict[str, Any]) -> tuple[int, int, int, int]:
+    """x, y, width, height from the body, inside the screen (refused otherwise)."""
+    x, y = _int(body, "x"), _int(body, "y")
+    width, height = _int(body, "width"), _int(body, "height")
+    if width <= 0 or height <= 0:
+        raise ApiError("invalid_request", "width and height must be greater than 0")
+    if x < 0 or y < 0 or x + width > session.width or y + height > session.height:
+        raise ApiError(
+            "invalid_request",
+            f"region {width}x{height}+{x}+{y} is outside the {session.width}x{session.height} screen",
+        )
+    return x, y, width, height
+
+
+def compressed(session: DesktopSession, body: dict[str, Any]) -> Shot:
+    unknown = sorted(set(body) - {"format", "quality", "scale", "show_cursor", "region"})
+    if unknown:
+        raise ApiError("invalid_request", f"unknown screenshot option(s): {', '.join(unknown)}")
+    fmt = str(body.get("format") or "png").lower()
+    fmt = ALIASES.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise ApiError(
+            "invalid_request", f"format must be one of {', '.join(FORMATS)} (got {fmt!r})"
+        )
+    quality = body.get("quality", 80)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ApiError("invalid_request", "quality must be an integer from 1 to 100")
+    scale = body.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, int | float):
+        raise ApiError("invalid_request", "scale must be a number")
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ApiError("invalid_request", f"scale must be between {MIN_SCALE} and {MAX_SCALE}")
+    show_cursor = body.get("show_cursor", False)
+    if not isinstance(show_cursor, bool):
+        raise ApiError("invalid_request", "show_cursor must be true or false")
+    area = (0, 0, session.width, session.height)
+    if body.get("region") is not None:
+        if not isinstance(body["region"], dict):
+            raise ApiError("invalid_request", "region must be an object {x, y, width, height}")
+        area = region(session, body["region"])
+    return Shot(*area, format=fmt, quality=quality, scale=float(scale), show_cursor=show_cursor)
+
+
+def _codec(shot: Shot) -> list[str]:
+    if shot.format == "jpeg":
+        # ffmpeg's JPEG scale is 2 (best) .. 31 (worst).
+        return ["-c:v", "mjpeg", "-q:v", str(round(31 - (shot.quality - 1) * 29 / 99))]
+    if shot.format == "webp":
+        return ["-c:v", "libwebp", "-quality", str(shot.quality)]
+    return ["-c:v", "png"]
+
+
+def take(sandbox: Sandbox, session: DesktopSession, shot: Shot) -> bytes:
+    """The image bytes of `shot`."""
+    target = f"{desktop.SCRATCH}/shot-{secrets.token_hex(6)}.{shot.format}"
+    argv = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "x11grab",
+        "-draw_mouse",
+        "1" if shot.show_cursor else "0",
+        "-video_size",
+        f"{shot.width}x{shot.height}",
+        "-i",
+        f":{session.display}.0+{shot.x},{shot.y}",
+        "-frames:v",
+        "1",
+    ]
+    if shot.scale != 1.0:
+        width = max(1, round(shot.width * shot.scale))
+        height = max(1, round(shot.height * shot.scale))
+        argv += ["-vf", f"scale={width}:{height}"]
+    argv += [*_codec(shot), "-y", target]
+    desktop.run(session, sandbox, argv)
+    files = get_driver().files(sandbox.runtime_id)
+    try:
+        with sandboxes._driver(lambda: files.open_read(target)) as handle:
+            data = handle.read(MAX_IMAGE_BYTES + 1)
+    finally:
+        sandboxes._quietly(lambda: files.remove(target))
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ApiError("payload_too_large", "the screenshot is larger than 64 MiB")
+    return data

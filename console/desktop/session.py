@@ -1,0 +1,157 @@
+"""The desktop's processes in its sandbox: start them at create, bring them back when gone,
+and run the X tools each route needs.
+
+Everything runs through the runtime's process API (supervised background processes and
+blocking execs as the sandbox's default user), so the desktop is no different from what a
+user could start by hand; DISPLAY is set for the tools and in the sandbox's envs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from console import sandboxes
+from console.api.errors import ApiError
+from console.desktop.config import TEMPLATE, DesktopConfig
+from console.models import DesktopSession, Sandbox
+from console.runtime import get_driver
+from console.runtime.base import ExecRequest, ExecResult
+
+# Scratch space for screenshots in the sandbox (one file per call, removed after reading).
+SCRATCH = "/tmp/.nullspace-desktop"
+READY_SECONDS = 30  # the X server and window manager have this long to come up
+TOOL_TIMEOUT = 20.0
+
+
+def desktop_of(sandbox: Sandbox) -> DesktopSession:
+    """The running desktop of a sandbox; refuses other templates, restarts a lost desktop."""
+    if sandbox.template != TEMPLATE:
+        raise ApiError(
+            "desktop_not_available",
+            f"Sandbox {sandbox.public_id} is not a desktop sandbox (template {sandbox.template})",
+            status=409,
+            suggested_action="Create one with: nullspace sandbox create --template desktop",
+        )
+    sandboxes.require_running(sandbox)
+    session, _ = DesktopSession.objects.get_or_create(sandbox=sandbox)
+    if not alive(sandbox, session, "xvfb") or not alive(sandbox, session, "wm"):
+        # Resumed from a snapshot or forked: the processes did not come along.
+        start(sandbox, session)
+    return session
+
+
+def create_session(sandbox: Sandbox, config: DesktopConfig) -> DesktopSession:
+    session = DesktopSession.objects.create(
+        sandbox=sandbox,
+        display=config.display,
+        width=config.width,
+        height=config.height,
+        dpi=config.dpi,
+    )
+    start(sandbox, session)
+    return session
+
+
+def start(sandbox: Sandbox, session: DesktopSession) -> None:
+    """Xvfb on the display, then openbox; answers once both serve (READY_SECONDS)."""
+    display = f":{session.display}"
+    run(session, sandbox, ["mkdir", "-p", SCRATCH])
+    pids = dict(session.pids)
+    pids["xvfb"] = background(
+        sandbox,
+        session,
+        [
+            "Xvfb",
+            display,
+            "-screen",
+            "0",
+            f"{session.width}x{session.height}x24",
+            "-dpi",
+            str(session.dpi),
+            "-nolisten",
+            "tcp",
+        ],
+    )
+    _wait_for(sandbox, session, ["xdotool", "getdisplaygeometry"], "the X server")
+    pids["wm"] = background(sandbox, session, ["openbox"])
+    # The window manager is up once it has published its desktops (EWMH).
+    _wait_for(sandbox, session, ["xdotool", "get_num_desktops"], "the window manager")
+    session.pids = pids
+    session.save(update_fields=["pids"])
+
+
+def _wait_for(sandbox: Sandbox, session: DesktopSession, argv: list[str], what: str) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    delay = 0.05
+    while True:
+        result = run(session, sandbox, argv, check=False, timeout=5)
+        if result.exit_code == 0 and result.stdout.strip():
+            return
+        if time.monotonic() > deadline:
+            raise ApiError(
+                "desktop_unavailable",
+                f"{what} did not come up in {READY_SECONDS} s: {result.stderr.strip()[:300]}",
+                status=503,
+                retryable=True,
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def alive(sandbox: Sandbox, session: DesktopSession, role: str) -> bool:
+    pid = session.pids.get(role)
+    if not pid:
+        return False
+    driver = get_driver()
+    running = sandboxes._driver(lambda: driver.processes(sandbox.runtime_id))
+    return any(p.pid == pid and p.running for p in running)
+
+
+def _request(
+    session: DesktopSession, argv: Sequence[str], *, timeout: float | None, stdin: bool
+) -> ExecRequest:
+    return ExecRequest(
+        command=argv[0],
+        args=list(argv[1:]),
+        envs={"DISPLAY": f":{session.display}", "HOME": "/home/user"},
+        cwd="/home/user",
+        timeout_secs=timeout,
+        stdin=stdin,
+    )
+
+
+def background(
+    sandbox: Sandbox, session: DesktopSession, argv: Sequence[str], *, stdin: bool = False
+) -> int:
+    """Start a supervised background process of the desktop; its host pid."""
+    return sandboxes.start_process(sandbox, _request(session, argv, timeout=None, stdin=stdin))
+
+
+def run(
+    session: DesktopSession,
+    sandbox: Sandbox,
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = TOOL_TIMEOUT,
+) -> ExecResult:
+    """Run an X tool to completion; with check, a failure is a 4xx naming the tool."""
+    result = sandboxes.run_command(sandbox, _request(session, argv, timeout=timeout, stdin=False))
+    if check and result.exit_code != 0:
+        raise ApiError(
+            "desktop_command_failed",
+            f"{argv[0]} failed (exit {result.exit_code}): {result.stderr.strip()[:500]}",
+            status=422,
+        )
+    return result
+
+
+def stop(sandbox: Sandbox, session: DesktopSession, role: str) -> None:
+    """End one background process of the desktop (if it still runs) and forget it."""
+    pid = session.pids.pop(role, None)
+    if pid:
+        driver = get_driver()
+        sandboxes._quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
+        sandboxes._quietly(lambda: driver.wait_process(sandbox.runtime_id, pid, 5))
+    session.save(update_fields=["pids"])

@@ -1,0 +1,63 @@
+"""The managed viewer: `/v1/sandboxes/{id}/desktop/viewer?auth=<stream auth key>`, the page
+the client's `viewer_url` names. The auth key is the credential (no API key: the URL is
+meant to be opened in a browser or framed by the console). The page is noVNC, served by
+us, connecting through the preview gateway to the sandbox's WebSocket bridge."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+
+from console.desktop import stream
+from console.models import DesktopSession, SandboxStatus
+
+
+@csrf_exempt
+def viewer(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse("Method not allowed", status=405, headers={"Allow": "GET"})
+    session = (
+        DesktopSession.objects.select_related("sandbox")
+        .filter(sandbox__public_id=sandbox_id, sandbox__status=SandboxStatus.RUNNING)
+        .first()
+    )
+    raw = request.GET.get("auth", "")
+    # One answer for an unknown sandbox, a stopped stream and a wrong key.
+    if session is None or not stream.key_matches(session.sandbox, session, raw):
+        return _private(render(request, "console/desktop/viewer_gone.html", status=404))
+    socket = stream.viewer_socket_url(session.sandbox)
+    response = render(
+        request,
+        "console/desktop/viewer.html",
+        {
+            "sandbox": session.sandbox,
+            "socket_url": socket,
+            "view_only": session.stream_view_only,
+        },
+    )
+    origin = urlsplit(socket)
+    response["Content-Security-Policy"] = "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            f"connect-src 'self' {origin.scheme}://{origin.netloc}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            # The console's sandbox page frames it; nobody else may.
+            "frame-ancestors 'self'",
+        ]
+    )
+    return _private(response)
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    # The auth key is in the address: keep it out of caches and Referer headers.
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
