@@ -16,7 +16,7 @@ from console.api.errors import ApiError
 from console.desktop.config import TEMPLATE, DesktopConfig
 from console.models import DesktopSession, Sandbox
 from console.runtime import get_driver
-from console.runtime.base import ExecRequest, ExecResult
+from console.runtime.base import ExecRequest, ExecResult, RuntimeError_
 
 # Scratch space for screenshots in the sandbox (one file per call, removed after reading).
 SCRATCH = "/tmp/.nullspace-desktop"
@@ -103,9 +103,12 @@ def alive(sandbox: Sandbox, session: DesktopSession, role: str) -> bool:
     pid = session.pids.get(role)
     if not pid:
         return False
-    driver = get_driver()
-    running = sandboxes._driver(lambda: driver.processes(sandbox.runtime_id))
-    return any(p.pid == pid and p.running for p in running)
+    # One process's record (not the whole list, which every exec makes longer).
+    try:
+        logs = get_driver().process_logs(sandbox.runtime_id, pid, limit=1)
+    except RuntimeError_:
+        return False
+    return logs.exit_code is None
 
 
 def _request(
