@@ -99,6 +99,11 @@ def take(sandbox: Sandbox, session: DesktopSession, shot: Shot) -> bytes:
         "-nostdin",
         "-loglevel",
         "error",
+        # One frame: no probing of the input first (it costs a few frames' time).
+        "-probesize",
+        "32",
+        "-analyzeduration",
+        "0",
         "-f",
         "x11grab",
         "-draw_mouse",
