@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from console import sandboxes
 from console.api.errors import ApiError
 from console.desktop.config import TEMPLATE, DesktopConfig
-from console.models import DesktopSession, Sandbox
+from console.models import DesktopSession, Sandbox, Snapshot
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, ExecResult, RuntimeError_
 
 # Scratch space for screenshots in the sandbox (one file per call, removed after reading).
 SCRATCH = "/tmp/.nullspace-desktop"
-READY_SECONDS = 30  # the X server and window manager have this long to come up
+READY_SECONDS = 20  # the X server and window manager have this long to come up
 TOOL_TIMEOUT = 20.0
 
 
@@ -34,11 +34,40 @@ def desktop_of(sandbox: Sandbox) -> DesktopSession:
             suggested_action="Create one with: nullspace sandbox create --template desktop",
         )
     sandboxes.require_running(sandbox)
-    session, _ = DesktopSession.objects.get_or_create(sandbox=sandbox)
+    session = DesktopSession.objects.filter(sandbox=sandbox).first()
+    if session is None:
+        session = DesktopSession.objects.create(sandbox=sandbox, **_inherited_screen(sandbox))
     if not alive(sandbox, session, "xvfb") or not alive(sandbox, session, "wm"):
         # Resumed from a snapshot or forked: the processes did not come along.
         start(sandbox, session)
     return session
+
+
+def _inherited_screen(sandbox: Sandbox) -> dict[str, int]:
+    """A fork or a resumed sandbox gets the screen of the sandbox it came from."""
+    source: Sandbox | None = None
+    if sandbox.forked_from_public_id:
+        source = Sandbox.objects.filter(
+            project_id=sandbox.project_id, public_id=sandbox.forked_from_public_id
+        ).first()
+    elif sandbox.source_snapshot_public_id:
+        snapshot = (
+            Snapshot.objects.filter(
+                project_id=sandbox.project_id, public_id=sandbox.source_snapshot_public_id
+            )
+            .select_related("sandbox")
+            .first()
+        )
+        source = snapshot.sandbox if snapshot else None
+    screen = DesktopSession.objects.filter(sandbox=source).first() if source else None
+    if screen is None:
+        return {}
+    return {
+        "display": screen.display,
+        "width": screen.width,
+        "height": screen.height,
+        "dpi": screen.dpi,
+    }
 
 
 def create_session(sandbox: Sandbox, config: DesktopConfig) -> DesktopSession:
@@ -56,6 +85,9 @@ def create_session(sandbox: Sandbox, config: DesktopConfig) -> DesktopSession:
 def start(sandbox: Sandbox, session: DesktopSession) -> None:
     """Xvfb on the display, then openbox; answers once both serve (READY_SECONDS)."""
     display = f":{session.display}"
+    # A fork or a restored snapshot carries the last X server's lock and socket files.
+    n = session.display
+    run(session, sandbox, ["rm", "-f", f"/tmp/.X{n}-lock", f"/tmp/.X11-unix/X{n}"])
     run(session, sandbox, ["mkdir", "-p", SCRATCH])
     pids = dict(session.pids)
     pids["xvfb"] = background(
@@ -73,21 +105,32 @@ def start(sandbox: Sandbox, session: DesktopSession) -> None:
             "tcp",
         ],
     )
-    _wait_for(sandbox, session, ["xdotool", "getdisplaygeometry"], "the X server")
+    _wait_for(sandbox, session, ["xdotool", "getdisplaygeometry"], "the X server", pids["xvfb"])
     pids["wm"] = background(sandbox, session, ["openbox"])
     # The window manager is up once it has published its desktops (EWMH).
-    _wait_for(sandbox, session, ["xdotool", "get_num_desktops"], "the window manager")
+    _wait_for(sandbox, session, ["xdotool", "get_num_desktops"], "the window manager", pids["wm"])
     session.pids = pids
     session.save(update_fields=["pids"])
 
 
-def _wait_for(sandbox: Sandbox, session: DesktopSession, argv: list[str], what: str) -> None:
+def _wait_for(
+    sandbox: Sandbox, session: DesktopSession, argv: list[str], what: str, pid: int
+) -> None:
+    """Poll `argv` until it answers; give up at once if the process `pid` has ended."""
     deadline = time.monotonic() + READY_SECONDS
     delay = 0.05
     while True:
         result = run(session, sandbox, argv, check=False, timeout=5)
         if result.exit_code == 0 and result.stdout.strip():
             return
+        ended = _ended(sandbox, pid)
+        if ended is not None:
+            raise ApiError(
+                "desktop_unavailable",
+                f"{what} exited at start: {ended[-300:]}",
+                status=503,
+                retryable=True,
+            )
         if time.monotonic() > deadline:
             raise ApiError(
                 "desktop_unavailable",
@@ -97,6 +140,15 @@ def _wait_for(sandbox: Sandbox, session: DesktopSession, argv: list[str], what: 
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def _ended(sandbox: Sandbox, pid: int) -> str | None:
+    """The stderr of process `pid` if it has exited, else None."""
+    try:
+        logs = get_driver().process_logs(sandbox.runtime_id, pid, limit=4096)
+    except RuntimeError_:
+        return "(no record of the process)"
+    return None if logs.exit_code is None else logs.stderr.strip() or f"exit {logs.exit_code}"
 
 
 def alive(sandbox: Sandbox, session: DesktopSession, role: str) -> bool:

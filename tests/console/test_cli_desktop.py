@@ -429,3 +429,16 @@ def test_desktop_routes_refuse_other_templates_and_bad_options(live, desktop):
         )
         assert answer.status_code == 400, (route, answer.text)
         assert answer.json()["code"] == "invalid_request"
+
+
+def test_a_fork_gets_the_same_screen_back(live, desktop, tmp_path):
+    fork = cli_json(live, "sandbox", "fork", desktop, timeout=600)["id"]
+    try:
+        # The desktop processes do not come along with a fork: the first call starts them,
+        # at the screen of the sandbox it came from.
+        assert png_info(screenshot(live, fork, tmp_path, "fork"))[:2] == (WIDTH, HEIGHT)
+        assert (
+            cli_json(live, "sandbox", "desktop", "display", fork)["monitors"][0]["width_mm"] == 226
+        )
+    finally:
+        live.cli("sandbox", "kill", fork)
