@@ -49,8 +49,8 @@ CAPABILITIES = {
         "managed_viewer": True,
         "view_only": True,
         "default_surface": "managed_viewer",
-        "raw_vnc_role": "none",
-        "raw_vnc_mode": "none",
+        "raw_vnc_role": "disabled",
+        "raw_vnc_mode": "disabled",
         "raw_vnc_auth": "none",
         "managed_viewer_auth_required": True,
     },
@@ -186,8 +186,8 @@ def open_target(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 @api_key_required(READ)
 def stream_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox, session = _load(request, sandbox_id)
-    return JsonResponse(stream.info(sandbox, session))
+    sandbox, _ = _load(request, sandbox_id)
+    raise stream.raw_vnc_refused(sandbox)
 
 
 @api_key_required(WRITE)
@@ -197,7 +197,7 @@ def stream_start(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     unknown = sorted(set(body) - {"view_only"})
     if unknown:
         raise ApiError("invalid_request", f"unknown option(s): {', '.join(unknown)}")
-    stream.start(sandbox, session, body.get("view_only", False))
+    stream.start(sandbox, session, body.get("view_only", False), by=request.api_key)  # type: ignore[attr-defined]
     return JsonResponse(stream.managed_info(sandbox, session))
 
 
@@ -256,7 +256,7 @@ def recording_delete(request: HttpRequest, sandbox_id: str, recording_id: str) -
 def recording_download(request: HttpRequest, sandbox_id: str, recording_id: str) -> HttpResponse:
     sandbox, _ = _load(request, sandbox_id)
     recording = recordings.get(sandbox, recording_id)
-    if recording.status != RecordingStatus.COMPLETED:
+    if recording.status != RecordingStatus.STOPPED:
         raise ApiError(
             "recording_not_ready",
             f"Recording {recording_id} is {recording.status}; stop it first",
@@ -330,4 +330,5 @@ urlpatterns = [
         name="v1-desktop-recording-download",
     ),
     path(_base + "viewer", viewer.viewer, name="v1-desktop-viewer"),
+    path("desktop/viewer-assets/<path:asset>", viewer.viewer_asset, name="v1-desktop-assets"),
 ]

@@ -19,8 +19,8 @@ _KEYS = {"resolution", "dpi", "display"}
 
 @dataclass(frozen=True)
 class DesktopConfig:
-    width: int = 1024
-    height: int = 768
+    width: int = 1920
+    height: int = 1080
     dpi: int = 96
     display: int = 1
 

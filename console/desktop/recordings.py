@@ -138,7 +138,7 @@ def stop(sandbox: Sandbox, recording_id: Any) -> DesktopRecording:
     except ApiError:
         recording.file_size_bytes = None
     ok = exit_code == 0 and bool(recording.file_size_bytes)
-    recording.status = RecordingStatus.COMPLETED if ok else RecordingStatus.FAILED
+    recording.status = RecordingStatus.STOPPED if ok else RecordingStatus.FAILED
     recording.pid = None
     recording.save()
     return recording

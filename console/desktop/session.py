@@ -106,9 +106,18 @@ def start(sandbox: Sandbox, session: DesktopSession) -> None:
         ],
     )
     _wait_for(sandbox, session, ["xdotool", "getdisplaygeometry"], "the X server", pids["xvfb"])
-    pids["wm"] = background(sandbox, session, ["openbox"])
-    # The window manager is up once it has published its desktops (EWMH).
-    _wait_for(sandbox, session, ["xdotool", "get_num_desktops"], "the window manager", pids["wm"])
+    # The window manager is up once it has published its desktops (EWMH). Under load its
+    # start has been seen to fail once without a word: one more try before giving up.
+    for attempt in (1, 2):
+        pids["wm"] = background(sandbox, session, ["openbox"])
+        try:
+            _wait_for(
+                sandbox, session, ["xdotool", "get_num_desktops"], "the window manager", pids["wm"]
+            )
+            break
+        except ApiError:
+            if attempt == 2:
+                raise
     session.pids = pids
     session.save(update_fields=["pids"])
 

@@ -50,6 +50,13 @@ def key_matches(sandbox: Sandbox, session: DesktopSession, raw: str) -> bool:
     return hmac.compare_digest(_key(sandbox, session.stream_nonce), raw)
 
 
+def was_key(sandbox: Sandbox, session: DesktopSession, raw: str) -> bool:
+    """The key of the stream before this one (replaced, or stopped)."""
+    if not session.stream_previous_nonce or not raw:
+        return False
+    return hmac.compare_digest(_key(sandbox, session.stream_previous_nonce), raw)
+
+
 def _not_started(sandbox: Sandbox) -> ApiError:
     return ApiError(
         "stream_not_started",
@@ -59,11 +66,15 @@ def _not_started(sandbox: Sandbox) -> ApiError:
     )
 
 
-def start(sandbox: Sandbox, session: DesktopSession, view_only: Any) -> DesktopSession:
+def start(
+    sandbox: Sandbox, session: DesktopSession, view_only: Any, by: Any = None
+) -> DesktopSession:
     """(Re)start the VNC server and its bridge in the asked mode; a new auth key."""
     if not isinstance(view_only, bool):
         raise ApiError("invalid_request", "view_only must be true or false")
     _stop_processes(sandbox, session)
+    # The last stream's viewers must not reach this one (a view-only link, say).
+    _revoke_viewers(sandbox, by)
     vnc = [
         "x11vnc",
         "-display",
@@ -85,6 +96,7 @@ def start(sandbox: Sandbox, session: DesktopSession, view_only: Any) -> DesktopS
     )
     _wait_port(sandbox, session, BRIDGE_PORT, "the WebSocket bridge")
     session.pids = {**session.pids, **pids}
+    session.stream_previous_nonce = session.stream_nonce or session.stream_previous_nonce
     session.stream_nonce = secrets.token_hex(16)
     session.stream_view_only = view_only
     session.stream_started_at = timezone.now()
@@ -116,11 +128,16 @@ def _stop_processes(sandbox: Sandbox, session: DesktopSession) -> None:
 def stop(sandbox: Sandbox, session: DesktopSession, by: Any = None) -> None:
     """End the stream: the processes, every viewer grant (open viewers close), the key."""
     _stop_processes(sandbox, session)
-    for grant in _viewer_grants(sandbox):
-        previews.revoke_grant(grant, by=by)
+    _revoke_viewers(sandbox, by)
+    session.stream_previous_nonce = session.stream_nonce or session.stream_previous_nonce
     session.stream_nonce = ""
     session.stream_started_at = None
-    session.save(update_fields=["stream_nonce", "stream_started_at"])
+    session.save(update_fields=["stream_nonce", "stream_previous_nonce", "stream_started_at"])
+
+
+def _revoke_viewers(sandbox: Sandbox, by: Any) -> None:
+    for grant in _viewer_grants(sandbox):
+        previews.revoke_grant(grant, by=by)
 
 
 def _viewer_grants(sandbox: Sandbox):
@@ -156,29 +173,26 @@ def viewer_url(sandbox: Sandbox, key: str) -> str:
     return f"{settings.SITE_URL}/v1/sandboxes/{sandbox.public_id}/desktop/viewer?auth={key}"
 
 
-def _host_port() -> int:
-    return settings.PREVIEW_PORT or (443 if settings.PREVIEW_SCHEME == "https" else 80)
-
-
-def info(sandbox: Sandbox, session: DesktopSession) -> dict[str, Any]:
-    """DesktopStreamInfo (STRICT: protocol, host, port, url)."""
-    if not session.stream_nonce:
-        raise _not_started(sandbox)
-    return {
-        "protocol": "vnc+websocket",
-        "host": previews.preview_host(sandbox, BRIDGE_PORT).split(":")[0],
-        "port": _host_port(),
-        "url": _socket_base(sandbox),
-    }
+def raw_vnc_refused(sandbox: Sandbox) -> ApiError:
+    """`GET stream` is the raw VNC endpoint of the contract; we serve no raw VNC port (the
+    screen is reachable only through the managed viewer), as capabilities say."""
+    return ApiError(
+        "desktop_raw_vnc_disabled",
+        "Raw VNC access is disabled on this server; the desktop streams through the viewer",
+        status=403,
+        suggested_action=f"nullspace sandbox desktop stream start {sandbox.public_id}",
+    )
 
 
 def managed_info(sandbox: Sandbox, session: DesktopSession) -> dict[str, Any]:
-    """ManagedDesktopStreamInfo."""
+    """ManagedDesktopStreamInfo: the viewer and its key (no raw VNC host, port or URL)."""
     key = auth_key(sandbox, session)
-    base = info(sandbox, session)
     return {
-        **base,
-        "vnc_url": base["url"],
+        "protocol": "vnc",
+        "host": None,
+        "port": None,
+        "url": None,
+        "vnc_url": None,
         "viewer_url": viewer_url(sandbox, key),
         "auth_key": key,
         "view_only": session.stream_view_only,

@@ -5,9 +5,11 @@ us, connecting through the preview gateway to the sandbox's WebSocket bridge."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,7 +27,11 @@ def viewer(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         .first()
     )
     raw = request.GET.get("auth", "")
-    # One answer for an unknown sandbox, a stopped stream and a wrong key.
+    if session is not None and stream.was_key(session.sandbox, session, raw):
+        # A viewer of the last stream learns why it stopped working (no new access).
+        ended = {"replaced": bool(session.stream_nonce)}
+        return _private(render(request, "console/desktop/viewer_gone.html", ended))
+    # One answer for an unknown sandbox and a wrong key.
     if session is None or not stream.key_matches(session.sandbox, session, raw):
         return _private(render(request, "console/desktop/viewer_gone.html", status=404))
     socket = stream.viewer_socket_url(session.sandbox)
@@ -54,6 +60,21 @@ def viewer(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         ]
     )
     return _private(response)
+
+
+# noVNC's modules, at the path the client's own viewer pages use (vendored, docs/desktop.md).
+ASSETS = Path(settings.BASE_DIR) / "static" / "vendor" / "novnc"
+
+
+def viewer_asset(request: HttpRequest, asset: str) -> HttpResponse:
+    """A file of the vendored noVNC (JavaScript only, never outside its folder)."""
+    root = ASSETS.resolve()
+    target = (root / asset).resolve()
+    if not asset.endswith(".js") or not target.is_relative_to(root) or not target.is_file():
+        raise Http404("no such viewer asset")
+    response = FileResponse(open(target, "rb"), content_type="text/javascript")
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 def _private(response: HttpResponse) -> HttpResponse:

@@ -39,7 +39,7 @@ def _panel(request: HttpRequest, sandbox: Sandbox, error: str = "") -> HttpRespo
         try:
             session = desktop.desktop_of(sandbox)
             if not session.stream_nonce and context["can_act"]:
-                stream.start(sandbox, session, False)
+                stream.start(sandbox, session, False, by=request.user)
             if session.stream_nonce:
                 context["viewer_url"] = stream.viewer_url(
                     sandbox, stream.auth_key(sandbox, session)

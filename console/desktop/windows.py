@@ -141,7 +141,9 @@ def clipboard_set(sandbox: Sandbox, session: DesktopSession, text: Any) -> str:
         [
             "sh",
             "-c",
-            'printf "%s" "$1" | xclip -selection clipboard -i >/dev/null 2>&1',
+            # PRIMARY too: a middle click pastes what was copied, as on a desktop.
+            'printf "%s" "$1" | xclip -selection clipboard -i >/dev/null 2>&1 && '
+            'printf "%s" "$1" | xclip -selection primary -i >/dev/null 2>&1',
             "sh",
             text,
         ],

@@ -19,13 +19,15 @@ class DesktopSession(models.Model):
         "console.Sandbox", on_delete=models.CASCADE, related_name="desktop_session"
     )
     display = models.PositiveSmallIntegerField(default=1)  # ":1"
-    width = models.PositiveIntegerField(default=1024)
-    height = models.PositiveIntegerField(default=768)
+    width = models.PositiveIntegerField(default=1920)
+    height = models.PositiveIntegerField(default=1080)
     dpi = models.PositiveIntegerField(default=96)
     # Background processes of the sandbox (host pids) by role: xvfb, wm, vnc, bridge.
     pids = models.JSONField(default=dict, blank=True)
     # The live stream: its auth key is an HMAC of this nonce (never stored); "" = stopped.
     stream_nonce = models.CharField(max_length=64, blank=True)
+    # The stream before it, so that its viewers learn they were replaced or ended.
+    stream_previous_nonce = models.CharField(max_length=64, blank=True)
     stream_view_only = models.BooleanField(default=False)
     stream_started_at = models.DateTimeField(null=True, blank=True)
 
@@ -35,7 +37,7 @@ class DesktopSession(models.Model):
 
 class RecordingStatus(models.TextChoices):
     RECORDING = "recording", "Recording"
-    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"
     FAILED = "failed", "Failed"
 
 

@@ -106,6 +106,7 @@ VARIANTS: dict[str, Variant] = {
             "xvfb",
             "openbox",
             "firefox-esr",
+            "mousepad",  # a small text editor: what clients' desktop tests type into
             "xdotool",
             "xclip",
             "x11-utils",  # xprop, xwininfo: window classes, pids, the active window

@@ -1,7 +1,7 @@
 // The desktop viewer page: noVNC's RFB client on the WebSocket the server put in
 // data-socket (through the preview gateway). View-only streams are refused input by the
 // VNC server itself; viewOnly here only stops the page from sending it.
-import RFB from "../vendor/novnc/core/rfb.js";
+import RFB from "/v1/desktop/viewer-assets/core/rfb.js";
 
 const screen = document.getElementById("desktop-screen");
 const status = document.getElementById("desktop-status");
