@@ -374,7 +374,7 @@ def test_stream_view_only_refuses_input_and_interactive_takes_it(live, desktop, 
     after_stop = live.cli("sandbox", "desktop", "stream", "auth-key", desktop)
     assert after_stop.returncode != 0 and "No desktop stream is running" in after_stop.stderr
     wrong = httpx.get(interactive["viewer_url"].replace("dsk_", "dsk_0"), timeout=15)
-    assert wrong.status_code == 404
+    assert wrong.status_code == 404 and wrong.json()["code"] == "viewer_not_found"
 
 
 def test_another_projects_desktop_is_404(live, desktop):
