@@ -235,7 +235,7 @@ def recording_stop(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 @api_key_required(READ)
 def recording_list(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox, _ = _load(request, sandbox_id)
-    found = sandbox.desktop_recordings.all()[: recordings._limit_per_sandbox()]
+    found = sandbox.desktop_recordings.all()[: recordings.MAX_RECORDINGS]
     return JsonResponse([recordings.to_dict(r) for r in found], safe=False)
 
 

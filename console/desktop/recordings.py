@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,10 +22,7 @@ FOLDER = "/home/user/Recordings"
 FRAME_RATE = 10
 STOP_SECONDS = 15  # ffmpeg has this long to write the file's index after `q`
 MAX_NAME = 200
-
-
-def _limit_per_sandbox() -> int:
-    return int(getattr(settings, "DESKTOP_MAX_RECORDINGS", 20))
+MAX_RECORDINGS = 20  # kept per sandbox; each is a file on the sandbox's disk
 
 
 def to_dict(recording: DesktopRecording) -> dict[str, Any]:
@@ -62,10 +58,10 @@ def start(sandbox: Sandbox, session: DesktopSession, name: Any) -> DesktopRecord
                 "A recording is already running on this desktop; stop it first",
                 status=409,
             )
-        if recordings.count() >= _limit_per_sandbox():
+        if recordings.count() >= MAX_RECORDINGS:
             raise ApiError(
                 "quota_exceeded",
-                f"This sandbox already has {_limit_per_sandbox()} recordings; delete some first",
+                f"This sandbox already has {MAX_RECORDINGS} recordings; delete some first",
             )
         recording = DesktopRecording(sandbox=sandbox, name=name)
         recording.file_path = f"{FOLDER}/{recording.public_id}.mp4"
