@@ -110,6 +110,7 @@ VARIANTS: dict[str, Variant] = {
             "xdotool",
             "xclip",
             "x11-utils",  # xprop, xwininfo: window classes, pids, the active window
+            "x11-apps",  # xwd: a screenshot without ffmpeg's start-up cost
             "x11vnc",
             "python3-websockify",
             "ffmpeg",
