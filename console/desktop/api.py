@@ -12,13 +12,13 @@ from typing import Any
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
-from console import sandboxes
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.desktop import capture, inputs, launch, recordings, stream, viewer, windows
 from console.desktop import session as desktop
 from console.models import DesktopSession, RecordingStatus, Sandbox
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 
 CAPABILITIES = {
     "version": 1,

@@ -8,11 +8,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.desktop import session as desktop
 from console.models import DesktopSession, Sandbox
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 ALIASES = {"jpg": "jpeg"}

@@ -10,11 +10,11 @@ import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.desktop import session as desktop
 from console.models import DesktopSession, Sandbox
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 
 BROWSER = "firefox-esr"
 MAX_ARGS = 64

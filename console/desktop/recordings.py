@@ -11,11 +11,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.desktop import session as desktop
 from console.models import DesktopRecording, DesktopSession, RecordingStatus, Sandbox
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 from console.timefmt import iso
 
 FOLDER = "/home/user/Recordings"

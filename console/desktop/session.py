@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.desktop.config import TEMPLATE, DesktopConfig
 from console.models import DesktopSession, Sandbox, Snapshot
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, ExecResult, RuntimeError_
+from console.sandboxes import service as sandboxes
 
 # Scratch space for screenshots in the sandbox (one file per call, removed after reading).
 SCRATCH = "/tmp/.nullspace-desktop"

@@ -20,10 +20,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from console import previews, tokens
+from console import tokens
 from console.api.errors import ApiError
 from console.desktop import session as desktop
 from console.models import ApiKey, DesktopSession, PreviewGrant, Sandbox
+from console.previews import service as previews
 
 VNC_PORT = 5900
 BRIDGE_PORT = 5901

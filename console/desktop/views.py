@@ -12,7 +12,6 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from console import sandboxes
 from console.access import team_member_required
 from console.api.errors import ApiError
 from console.desktop import capture, recordings, stream
@@ -20,7 +19,8 @@ from console.desktop import session as desktop
 from console.htmx import is_fragment_request, render_page
 from console.models import RecordingStatus, Role, Sandbox
 from console.runtime import get_driver
-from console.views.sandboxes import detail_url, project_sandbox
+from console.sandboxes import service as sandboxes
+from console.sandboxes.views.sandboxes import detail_url, project_sandbox
 
 PANEL = "console/desktop/panel.html"
 
