@@ -24,6 +24,8 @@ class DesktopSession(models.Model):
     dpi = models.PositiveIntegerField(default=96)
     # Background processes of the sandbox (host pids) by role: xvfb, wm, vnc, bridge.
     pids = models.JSONField(default=dict, blank=True)
+    # Set while one request (re)starts the desktop; others wait instead of starting a second.
+    starting_until = models.DateTimeField(null=True, blank=True)
     # The live stream: its auth key is an HMAC of this nonce (never stored); "" = stopped.
     stream_nonce = models.CharField(max_length=64, blank=True)
     # The stream before it, so that its viewers learn they were replaced or ended.

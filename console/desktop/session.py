@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
 
 from console.api.errors import ApiError
 from console.desktop.config import TEMPLATE, DesktopConfig
@@ -21,6 +25,7 @@ from console.sandboxes import service as sandboxes
 # Scratch space for screenshots in the sandbox (one file per call, removed after reading).
 SCRATCH = "/tmp/.nullspace-desktop"
 READY_SECONDS = 20  # the X server and window manager have this long to come up
+START_CLAIM_SECONDS = 2 * READY_SECONDS + 5  # a start (two waits) that outlives this died
 TOOL_TIMEOUT = 20.0
 
 
@@ -35,12 +40,45 @@ def desktop_of(sandbox: Sandbox) -> DesktopSession:
         )
     sandboxes.require_running(sandbox)
     session = DesktopSession.objects.filter(sandbox=sandbox).first()
-    if session is None:
-        session = DesktopSession.objects.create(sandbox=sandbox, **_inherited_screen(sandbox))
+    if session is None:  # get_or_create: two first calls at once make one row
+        session, _ = DesktopSession.objects.get_or_create(
+            sandbox=sandbox, defaults=_inherited_screen(sandbox)
+        )
     if not alive(sandbox, session, "xvfb") or not alive(sandbox, session, "wm"):
         # Resumed from a snapshot or forked: the processes did not come along.
-        start(sandbox, session)
+        _restart(sandbox, session)
     return session
+
+
+def _restart(sandbox: Sandbox, session: DesktopSession) -> None:
+    """Start the desktop once, however many requests find it gone at the same moment: one
+    claims the start (a conditional UPDATE, across server processes), the others wait."""
+    now = timezone.now()
+    claimed = (
+        DesktopSession.objects.filter(pk=session.pk)
+        .filter(Q(starting_until__isnull=True) | Q(starting_until__lt=now))
+        .update(starting_until=now + timedelta(seconds=START_CLAIM_SECONDS))
+    )
+    if claimed:
+        try:
+            start(sandbox, session)
+        finally:
+            DesktopSession.objects.filter(pk=session.pk).update(starting_until=None)
+        return
+    deadline = time.monotonic() + START_CLAIM_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        session.refresh_from_db()
+        if session.starting_until is None:
+            if alive(sandbox, session, "xvfb") and alive(sandbox, session, "wm"):
+                return
+            break
+    raise ApiError(
+        "desktop_unavailable",
+        f"The desktop of {sandbox.public_id} did not come back up",
+        status=503,
+        retryable=True,
+    )
 
 
 def _inherited_screen(sandbox: Sandbox) -> dict[str, int]:
