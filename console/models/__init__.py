@@ -20,6 +20,7 @@ from console.agents.models import (
 )
 from console.api.models import IdempotencyRecord
 from console.audit.models import AuditEvent
+from console.desktop.models import DesktopRecording, DesktopSession, RecordingStatus
 from console.jobs.models import Job, JobStatus
 from console.keys.models import ApiKey, KeyScope
 from console.previews.models import AuthMode, PreviewGrant
@@ -31,6 +32,9 @@ from console.volumes.models import Volume, VolumeAttachment
 from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "DesktopRecording",
+    "DesktopSession",
+    "RecordingStatus",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",

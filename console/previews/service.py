@@ -61,13 +61,13 @@ class GrantLimitReached(PreviewRefused):
     code = "quota_exceeded"
 
 
-def check_port(port: Any) -> int:
+def check_port(port: Any, *, allow_reserved: bool = False) -> int:
     if isinstance(port, bool) or not isinstance(port, int) and not str(port).isdigit():
         raise PreviewRefused(f"port must be an integer, got {port!r}")
     port = int(port)
     if not 1 <= port <= 65535:
         raise PreviewRefused(f"port {port} is out of range (1-65535)")
-    if port in RESERVED_PORTS:
+    if port in RESERVED_PORTS and not allow_reserved:
         raise PreviewRefused(
             f"port {port} is reserved (22 is SSH, 5900-5999 are desktop/VNC) and cannot be previewed"
         )
@@ -95,9 +95,12 @@ def create_grant(
     expires_in_seconds: int | None = None,
     created_by=None,
     created_by_key: ApiKey | None = None,
+    allow_reserved: bool = False,
 ) -> tuple[PreviewGrant, dict[str, str]]:
-    """Make a grant and its raw tokens ({"http_port": ..., "websocket_port": ...}), shown once."""
-    port = check_port(port)
+    """Make a grant and its raw tokens ({"http_port": ..., "websocket_port": ...}), shown once.
+
+    `allow_reserved`: only the desktop's own viewer grants open a reserved (VNC) port."""
+    port = check_port(port, allow_reserved=allow_reserved)
     if auth_mode not in AuthMode.values:
         raise PreviewRefused(f"auth_mode must be one of {', '.join(AuthMode.values)}")
     kinds = [kind for kind in ALL_TOKEN_KINDS if kind in set(token_kinds or ())]

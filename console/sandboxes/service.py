@@ -226,11 +226,19 @@ def create_sandbox(
     disk_mb: int | None = None,
     snapshot: Snapshot | None = None,
     volumes: list[dict[str, Any]] | None = None,
+    desktop: dict[str, Any] | None = None,
 ) -> tuple[Sandbox, str]:
     """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token.
 
     `volumes` is the request's list of mounts; a sandbox made from a snapshot without one
-    mounts what the snapshot's sandbox mounted (the data stayed in the volumes)."""
+    mounts what the snapshot's sandbox mounted (the data stayed in the volumes).
+    `desktop` (resolution, dpi, display) is for the desktop template, whose X screen is up
+    before this returns (console/desktop/)."""
+    from console.desktop import config as desktop_config
+
+    screen = desktop_config.parse(template, desktop)
+    if screen is not None:
+        envs = {"DISPLAY": screen.display_name, **(envs or {})}
     fields = _validated_fields(
         project,
         template=template,
@@ -267,7 +275,26 @@ def create_sandbox(
     sandbox, token = _provision(
         project, fields, restore_from=restore_from, event=event, mounts=mounts
     )
+    if screen is not None:
+        _start_desktop(sandbox, screen)
     return sandbox, token
+
+
+def _start_desktop(sandbox: Sandbox, screen: Any) -> None:
+    """The desktop comes up before create answers; a desktop that cannot start takes its
+    sandbox with it (a desktop sandbox without a screen is no use to the caller)."""
+    from console.desktop import session as desktop_session
+
+    try:
+        desktop_session.create_session(sandbox, screen)
+    except Exception as exc:
+        log.warning("desktop of %s did not start: %s", sandbox.public_id, exc)
+        _quietly(lambda: destroy_sandbox(sandbox, actor_kind=ActorKind.SYSTEM))
+        if isinstance(exc, ApiError):
+            raise
+        raise ApiError(
+            "desktop_unavailable", f"The desktop did not start: {exc}", status=503
+        ) from exc
 
 
 def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:

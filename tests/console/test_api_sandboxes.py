@@ -85,7 +85,7 @@ def test_bad_input_gets_clear_errors(runtime, api, settings):
         ({"warm_pool": {"id": "twp_x"}}, 404, "warm_pool_not_found", "twp_x"),
         ({"memory_mb": 8}, 400, "invalid_request", "memory_mb"),
         ({"disk_mb": 10**9}, 400, "invalid_request", "disk_mb"),
-        ({"desktop": {"dpi": 96}}, 404, "template_not_found", "desktop"),
+        ({"desktop": {"dpi": 96}}, 400, "invalid_request", "desktop template"),
     ],
 )
 def test_what_cannot_be_honoured_is_refused(runtime, api, body, status, code, words):

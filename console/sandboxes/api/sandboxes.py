@@ -27,11 +27,6 @@ def _present(body: dict[str, Any], key: str) -> Any:
 def _create_args(request: HttpRequest) -> dict[str, Any]:
     body: dict[str, Any] = request.json  # type: ignore[attr-defined]
     _refuse_warm_pool(_present(body, "warm_pool"))
-    if _present(body, "desktop"):
-        raise ApiError(
-            "template_not_found",
-            "Desktop sandboxes need the desktop template, which this server does not have",
-        )
     action = _present(body, "timeout_action")
     lifecycle = _present(body, "lifecycle") or {}
     if not isinstance(lifecycle, dict):
@@ -60,6 +55,7 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
         "disk_mb": _present(body, "disk_mb"),
         "snapshot": snapshot,
         "volumes": _present(body, "volumes"),
+        "desktop": _present(body, "desktop"),
     }
 
 
