@@ -52,6 +52,9 @@ class SandboxSocket(ScopedSocket):
         self.sandbox = None
         self.busy = False
         self.stream: OutputStream[OutputEvent] | None = None
+        self.streaming: asyncio.Future[None] | None = (
+            None  # held: an unreferenced task may be collected
+        )
         self.watches: FileWatches | None = None
         self.pty: PtyChannel | None = None
         sandbox_id = self.scope["url_route"]["kwargs"]["sandbox_id"]
@@ -102,7 +105,7 @@ class SandboxSocket(ScopedSocket):
             await self._fail(error.message)
             return
         await self.send_json({"type": "exec_started", "pid": pid})
-        asyncio.ensure_future(self._stream(pid, timeout))
+        self.streaming = asyncio.ensure_future(self._stream(pid, timeout))
 
     def _start(self, content: dict) -> tuple[int, float | None]:
         request = sandboxes.exec_request(content, background=True)

@@ -52,6 +52,9 @@ class PtyChannel:
         self.info: PtyInfo | None = None
         self.request_id: str | None = None
         self.stream: OutputStream[OutputEvent] | None = None
+        self.streaming: asyncio.Future[None] | None = (
+            None  # held: an unreferenced task may be collected
+        )
         self.left = False
         self.starting = False
 
@@ -101,7 +104,9 @@ class PtyChannel:
             return
         self.info = info
         await self._send({"type": "pty_started", **sandbox_pty.info_dict(info)})
-        asyncio.ensure_future(self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None))
+        self.streaming = asyncio.ensure_future(
+            self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None)
+        )
 
     async def _stream(self, info: PtyInfo, tail_bytes: int | None) -> None:
         sandbox_id = self.sandbox.runtime_id
