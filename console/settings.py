@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.htmx.HtmxMessagesMiddleware",
+    "console.views.errors.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"

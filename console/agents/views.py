@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from console.access import team_member_required
 from console.agents import deployments, outputs, services
 from console.agents.models import DeploymentStatus
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import render_page
 from console.models import AgentDeployment, AgentLogEvent, AgentRun, AgentService, Role
 
@@ -227,7 +227,7 @@ def service_restart(request: HttpRequest, deployment_id: str, service_id: str) -
     service = _service(request, deployment_id, service_id)
     try:
         deployments.restart_service(service, {"reason": "restarted in the console"})
-    except ApiError as error:
+    except DomainError as error:
         messages.error(
             request,
             f"{error.message}. Env values are never stored: restart with "

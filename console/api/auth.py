@@ -25,6 +25,7 @@ from psycopg_pool import PoolTimeout
 
 from console.api.errors import ApiError, error_response
 from console.api.json_body import check_params, read_json_body, too_large
+from console.errors import DomainError
 from console.models import ApiKey, KeyScope, Project
 from console.ratelimit import Bucket, take
 from console.tokens import lookup_prefix, secret_matches
@@ -144,7 +145,7 @@ def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
                 request.project = key.project  # type: ignore[attr-defined]
                 request.json = read_json_body(request) if body == JSON_BODY else {}  # type: ignore[attr-defined]
                 return view(request, *args, **kwargs)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(request, error)
             except RequestDataTooBig:
                 return error_response(request, too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))

@@ -26,6 +26,7 @@ from django_htmx.http import trigger_client_event
 
 from console.access import team_member_required
 from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import (
     is_fragment_request,
     redirect_or_client_redirect,
@@ -94,7 +95,7 @@ def volume_create(request: HttpRequest) -> HttpResponse:
     name = (request.POST.get("name") or "").strip()
     try:
         volume = volumes.create_volume(request.project, name)  # type: ignore[attr-defined]
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
         if is_fragment_request(request):
             return render_page(request, LIST, _list_context(request), partial="volume-table")
@@ -124,7 +125,7 @@ def volume_delete(request: HttpRequest, volume_id: str) -> HttpResponse:
         )
     try:
         volumes.delete_volume(volume, force=force)
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
         return redirect_or_client_redirect(request, _url(request, "volume-detail", volume))
     messages.success(request, f"Volume {volume.name} deleted.")
@@ -152,7 +153,7 @@ def breadcrumbs(where: str) -> list[tuple[str, str]]:
 def _tree(volume: Volume) -> FileStore | None:
     try:
         return volumes.files(volume)
-    except ApiError:
+    except DomainError:
         return None
 
 
@@ -243,7 +244,7 @@ def volume_download(request: HttpRequest, volume_id: str) -> HttpResponseBase:
             name += ".tar"
         response["Content-Disposition"] = content_disposition_header(True, name)
         return response
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
         return redirect(_url(request, "volume-detail", volume))
 
@@ -282,7 +283,7 @@ def volume_upload(request: HttpRequest, volume_id: str) -> HttpResponse:
             if tree is None or target is None:
                 raise ApiError("invalid_request", f"Cannot upload {item.name!r} here.")
             sandbox_files.write_chunks(tree, target, item.chunks(), limit=limit)
-        except (ApiError, RuntimeError_) as exc:
+        except (DomainError, RuntimeError_) as exc:
             messages.error(request, f"{item.name}: {_message(exc)}")
             break
         done.append(target)
@@ -302,7 +303,7 @@ def volume_mkdir(request: HttpRequest, volume_id: str) -> HttpResponse:
         if tree is None or target is None:
             raise ApiError("invalid_request", "Give the new folder a name (no '/').")
         sandbox_files.mkdir(tree, target)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
         messages.success(request, f"Created {target}.")
@@ -321,7 +322,7 @@ def volume_rename(request: HttpRequest, volume_id: str) -> HttpResponse:
         if tree is None or new is None or old == "/":
             raise ApiError("invalid_request", "Give a new name (no '/').")
         sandbox_files.rename(tree, old, new)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
         messages.success(request, f"Renamed {old} to {new}.")
@@ -347,7 +348,7 @@ def volume_remove(request: HttpRequest, volume_id: str) -> HttpResponse:
         if tree is None:
             raise ApiError("volume_error", "The volume's storage is unavailable.")
         sandbox_files.remove(tree, target)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
         messages.success(request, f"Deleted {target}.")

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.access import team_member_required
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import DeliveryStatus, Operation, Role, Webhook
 from console.webhooks import service
@@ -93,7 +93,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
             actor=request.user,
             request=request,
         )
-    except ApiError as refused:
+    except DomainError as refused:
         form.add_error("url" if "url" in refused.message else None, refused.message)
         return _render_list(request, form=form)
     return _render_list(request, issued={"webhook": webhook, "secret": secret})

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from console.actor import Actor
 from console.models import Sandbox, SandboxStatus
 from console.previews import service as previews
 from console.runtime import get_driver
@@ -72,7 +73,7 @@ def runtime(settings, tmp_path):
 
 
 def serving_sandbox(project, port: int, **kwargs) -> Sandbox:
-    sandbox, _ = sandboxes.create_sandbox(project, **kwargs)
+    sandbox, _ = sandboxes.create_sandbox(project, actor=Actor(), **kwargs)
     driver = get_driver()
     driver.start_process(
         sandbox.public_id,

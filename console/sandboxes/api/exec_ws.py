@@ -20,6 +20,7 @@ from django.conf import settings
 from console.api.auth import READ, WRITE
 from console.api.errors import ApiError
 from console.api.ws_scopes import ChannelScopes, ScopedSocket
+from console.errors import DomainError
 from console.models import SandboxStatus
 from console.output_stream import OutputStream
 from console.runtime import get_driver
@@ -62,7 +63,7 @@ class SandboxSocket(ScopedSocket):
             self.sandbox = await database_sync_to_async(sandboxes.get_sandbox)(
                 self.project, sandbox_id
             )
-        except ApiError as error:
+        except DomainError as error:
             if self.channel is None:  # refused in answer to the watch frame, echoing its id
                 self.watches = FileWatches(sandbox_id, self.send_json, self.close, error.message)
             else:
@@ -101,7 +102,7 @@ class SandboxSocket(ScopedSocket):
                 pid, timeout = await database_sync_to_async(self._start)(content)
             else:
                 pid, timeout = await database_sync_to_async(self._attach)(content)
-        except ApiError as error:
+        except DomainError as error:
             await self._fail(error.message)
             return
         await self.send_json({"type": "exec_started", "pid": pid})

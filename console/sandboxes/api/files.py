@@ -33,7 +33,8 @@ from console.api.auth import (
     api_key_required,
     methods,
 )
-from console.api.errors import ApiError, error_response
+from console.api.errors import UPLOAD_STATUS_BY_REASON, ApiError, error_response
+from console.errors import DomainError
 from console.models import Sandbox, SandboxStatus
 from console.runtime.base import FileStore, RuntimeError_
 from console.sandboxes import files as sandbox_files
@@ -69,7 +70,7 @@ def upload_error(failure: UploadFailure, upload_id: str | None = None) -> ApiErr
     return ApiError(
         "file_upload_error",
         failure.message,
-        status=failure.status,
+        status=UPLOAD_STATUS_BY_REASON.get(failure.reason, 400),
         retryable=failure.retryable,
         error_detail={k: v for k, v in detail.items() if v is not None},
     )
@@ -204,7 +205,7 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
                     sandbox.runtime_id, target, upload.chunks(), user=manifest_user
                 )
                 results.append({"status": "success", "path": target, "info": written})
-        except ApiError as error:
+        except DomainError as error:
             results.append({"status": "error", "path": str(target), "error": error.message})
     return JsonResponse({"results": results})
 
@@ -477,7 +478,7 @@ def signed_view(purpose: str) -> Callable:
                     raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
                 with file_errors():
                     return view(request, sandbox, payload)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(request, error)
 
         wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]

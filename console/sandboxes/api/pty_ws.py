@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 
 from console.api.auth import READ, WRITE
 from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Sandbox
 from console.output_stream import OutputStream
 from console.runtime import get_driver
@@ -75,7 +76,7 @@ class PtyChannel:
                 await asyncio.to_thread(sandbox_pty.resize, self.sandbox, self.info, cols, rows)
             elif kind == "pty_kill":
                 await asyncio.to_thread(sandbox_pty.kill, self.sandbox, self.info)
-        except ApiError as error:
+        except DomainError as error:
             await self._error(error.message, error.code)
         except RuntimeError_ as exc:
             await self._error(str(exc), exc.code)
@@ -95,9 +96,9 @@ class PtyChannel:
                 info = await database_sync_to_async(sandbox_pty.find)(
                     self.sandbox, session_id=session_id, pid=pid if session_id is None else None
                 )
-        except (ApiError, RuntimeError_) as exc:
+        except (DomainError, RuntimeError_) as exc:
             message, code = (
-                (exc.message, exc.code) if isinstance(exc, ApiError) else (str(exc), exc.code)
+                (exc.message, exc.code) if isinstance(exc, DomainError) else (str(exc), exc.code)
             )
             await self._error(message, code)
             await self.close()

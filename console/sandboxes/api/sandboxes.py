@@ -8,6 +8,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.idempotency import idempotent
@@ -98,7 +99,7 @@ def create_sandbox(request: HttpRequest) -> JsonResponse:
     def produce() -> tuple[int, Any]:
         sandbox, token = sandboxes.create_sandbox(
             project,
-            api_key=request.api_key,
+            actor=Actor.of(request),
             **_create_args(request),  # type: ignore[attr-defined]
         )
         return 201, sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
@@ -169,20 +170,20 @@ def get_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 def kill_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     # Killing is idempotent: a gone sandbox answers destroyed again (GET says not found).
     sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
-    sandbox = sandboxes.destroy_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+    sandbox = sandboxes.destroy_sandbox(sandbox, actor=Actor.of(request))
     return JsonResponse({"id": sandbox.public_id, "status": sandbox.status})
 
 
 @api_key_required(WRITE)
 def hibernate_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
-    snapshot = sandboxes.pause_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+    snapshot = sandboxes.pause_sandbox(sandbox, actor=Actor.of(request))
     return JsonResponse(sandboxes.snapshot_to_dict(snapshot))
 
 
 @api_key_required(WRITE)
 def resume_sandbox(request: HttpRequest, ref: str) -> JsonResponse:
-    sandbox = sandboxes.resume_sandbox(request.project, ref, api_key=request.api_key)  # type: ignore[attr-defined]
+    sandbox = sandboxes.resume_sandbox(request.project, ref, actor=Actor.of(request))  # type: ignore[attr-defined]
     return JsonResponse(sandboxes.sandbox_to_dict(sandbox))
 
 
@@ -191,7 +192,7 @@ def fork_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
 
     def produce() -> tuple[int, Any]:
-        child, token = sandboxes.fork_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+        child, token = sandboxes.fork_sandbox(sandbox, actor=Actor.of(request))
         return 201, sandboxes.sandbox_to_dict(child, traffic_access_token=token)
 
     return idempotent(
@@ -209,7 +210,7 @@ def set_timeout(request: HttpRequest, sandbox_id: str) -> JsonResponse:
         sandbox,
         body["timeout_ms"],
         body.get("timeout_action"),
-        api_key=request.api_key,  # type: ignore[attr-defined]
+        actor=Actor.of(request),
     )
     info = sandboxes.sandbox_to_dict(sandbox)
     remaining = None

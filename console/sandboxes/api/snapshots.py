@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.idempotency import idempotent
 from console.api.listing import api_page, page_body, wants_page, whole_list
@@ -22,7 +23,7 @@ def create_snapshot(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
 
     def produce() -> tuple[int, Any]:
-        snapshot = sandboxes.snapshot_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+        snapshot = sandboxes.snapshot_sandbox(sandbox, actor=Actor.of(request))
         return 201, sandboxes.snapshot_to_dict(snapshot)
 
     return idempotent(request, produce)

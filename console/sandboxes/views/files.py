@@ -19,7 +19,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from console.access import team_member_required
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime.base import RuntimeError_
@@ -82,7 +82,7 @@ def file_upload(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     try:
         sandboxes.require_running(sandbox)
         sandbox_files.write_chunks(sandbox.runtime_id, target, uploaded.chunks(), limit=limit)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:
         messages.success(request, f"Uploaded {target} ({uploaded.size} bytes).")

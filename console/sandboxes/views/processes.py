@@ -14,7 +14,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from console.access import team_member_required
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime import get_driver
@@ -47,7 +47,7 @@ def process_kill(request: HttpRequest, sandbox_id: str, pid: int) -> HttpRespons
     try:
         sandboxes.require_running(sandbox)
         get_driver().kill_process(sandbox.runtime_id, pid)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:
         messages.success(request, f"Process {pid} killed.")
@@ -65,7 +65,7 @@ def sandbox_exec(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         try:
             request_ = sandboxes.exec_request({**body, "timeout_secs": EXEC_TIMEOUT_SECS})
             result = sandboxes.run_command(sandbox, request_)
-        except ApiError as exc:
+        except DomainError as exc:
             error = exc.message
     context = detail_context(request, sandbox, exec_form=form, exec_result=result, exec_error=error)
     if is_fragment_request(request):

@@ -20,7 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from console.access import team_member_required
-from console.api.errors import ApiError
+from console.actor import Actor
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import LIVE_STATUSES, Role, Sandbox, SandboxStatus, Snapshot
 from console.paging import Keyset, console_page
@@ -56,10 +57,10 @@ def detail_url(request: HttpRequest, sandbox: Sandbox, anchor: str = "") -> str:
 
 
 def _attempt(request: HttpRequest, action, done: str) -> Any:
-    """Run a domain action; its ApiError becomes an error message instead of a 500."""
+    """Run a domain action; its DomainError becomes an error message instead of a 500."""
     try:
         result = action()
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
         return None
     messages.success(request, done)
@@ -104,7 +105,7 @@ def sandbox_create(request: HttpRequest) -> HttpResponse:
         try:
             sandbox, _token = sandboxes.create_sandbox(
                 request.project,
-                user=request.user,
+                actor=Actor.of(request),
                 template=data["template"].strip(),
                 envs=data["envs"],
                 metadata=data["metadata"],
@@ -112,7 +113,7 @@ def sandbox_create(request: HttpRequest) -> HttpResponse:
                 timeout_action=data["on_timeout"],
                 auto_resume=data["auto_resume"],
             )
-        except ApiError as error:
+        except DomainError as error:
             form.add_error(None, error.message)
         else:
             messages.success(request, f"Sandbox {sandbox.public_id} is running.")
@@ -151,10 +152,10 @@ def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
 
 
 def _change_state(request: HttpRequest, sandbox: Sandbox, change, done: str) -> HttpResponse:
-    """Pause, resume or kill: `change(sandbox, user=...)` from the domain layer."""
+    """Pause, resume or kill: `change(sandbox, actor=...)` from the domain layer."""
     _attempt(
         request,
-        lambda: change(sandbox, user=request.user),
+        lambda: change(sandbox, actor=Actor.of(request)),
         f"Sandbox {sandbox.public_id} {done}.",
     )
     return _after_action(request, sandbox)
@@ -198,7 +199,7 @@ def sandbox_timeout(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         _attempt(
             request,
             lambda: sandboxes.set_timeout(
-                sandbox, form.cleaned_data["timeout"] * 1000, user=request.user
+                sandbox, form.cleaned_data["timeout"] * 1000, actor=Actor.of(request)
             ),
             f"Timeout set to {form.cleaned_data['timeout']} s from now.",
         )
@@ -216,7 +217,7 @@ def sandbox_metrics(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     if sandbox.status == SandboxStatus.RUNNING:
         try:
             sample = sandboxes.metrics_to_dict(sandbox)
-        except ApiError:
+        except DomainError:
             sample = None
     return JsonResponse({"status": sandbox.status, "sample": sample})
 
@@ -247,7 +248,7 @@ def snapshot_create(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     _attempt(
         request,
-        lambda: sandboxes.snapshot_sandbox(sandbox, user=request.user),
+        lambda: sandboxes.snapshot_sandbox(sandbox, actor=Actor.of(request)),
         "Snapshot created.",
     )
     if not is_fragment_request(request):

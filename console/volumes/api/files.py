@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from console.api.auth import RAW_BODY, READ, SIGNED_URL, WRITE, api_key_required, methods
 from console.api.errors import ApiError, error_response
+from console.errors import DomainError
 from console.models import Volume
 from console.runtime.base import FileStore
 from console.sandboxes import files as sandbox_files
@@ -183,7 +184,7 @@ def _signed_view(
                 files = volume_owner(volume).files
                 with file_errors():
                     return view(request, files, payload)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(request, error)
 
         wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]
