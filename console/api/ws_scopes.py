@@ -54,7 +54,7 @@ def key_allows(key: ApiKey, scope: str) -> bool:
 def _take_token(key: ApiKey) -> ApiError | None:
     try:
         check_rate_limit(key)
-    except DomainError as error:
+    except ApiError as error:
         return error
     return None
 

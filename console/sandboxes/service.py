@@ -459,7 +459,10 @@ def _provision(
         error = DomainError("runtime_error", f"Could not start the sandbox: {message}")
         if isinstance(exc, DomainError):
             error = exc  # a volume's subpath refused
-        elif getattr(exc, "code", "") in ("runtime_unavailable", "invalid_request"):
+        elif isinstance(exc, RuntimeError_) and exc.code in (
+            "runtime_unavailable",
+            "invalid_request",
+        ):
             error = _domain_error(exc)  # the machine cannot isolate, or a bad volume
         event.failed(sandbox, error, **target)
         _quietly(lambda: get_driver().destroy(sandbox.runtime_id))
@@ -570,9 +573,16 @@ def destroy_sandbox(
     return sandbox
 
 
+def _pause_snapshot(sandbox: Sandbox) -> Snapshot | None:
+    """The hibernate snapshot a paused sandbox resumes from, if it has one."""
+    if sandbox.pause_snapshot_id is None:
+        return None
+    return Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+
+
 def _drop_hibernate_snapshot(sandbox: Sandbox) -> None:
     """A killed paused sandbox cannot be resumed: its pause archive is removed."""
-    snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+    snapshot = _pause_snapshot(sandbox)
     if snapshot is None or snapshot.kind != SnapshotKind.HIBERNATE:
         return
     if snapshot.archive_path:
@@ -724,7 +734,7 @@ def _hand_over(paused: Sandbox, actor: Actor) -> Sandbox:
         if paused.status == SandboxStatus.RUNNING:
             return paused  # running already (woken in place by preview traffic)
         require_running(paused)
-    snapshot = Snapshot.objects.filter(pk=paused.pause_snapshot_id).first()
+    snapshot = _pause_snapshot(paused)
     snapshot_id = snapshot.public_id if snapshot else ""
     event = _Operation(
         Operation.RESUME_FROM_SNAPSHOT,
@@ -808,7 +818,7 @@ def resume_existing(sandbox: Sandbox, *, actor: Actor, reason: str | None = None
         if sandbox.status == SandboxStatus.RUNNING:
             return sandbox
         require_running(sandbox)
-    snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+    snapshot = _pause_snapshot(sandbox)
     event = _Operation(
         Operation.RESUME_FROM_SNAPSHOT,
         actor,

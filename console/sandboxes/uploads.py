@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -187,7 +187,10 @@ def create_session(
         if earlier:
             return earlier
     kind = body.get("kind")
-    _require(kind in UploadKind.values, "`kind` must be file or directory_tar")
+    if kind not in UploadKind.values:
+        raise sandbox_files.FileOpError(
+            "`kind` must be file or directory_tar", code="invalid_request"
+        )
     source_kind = body.get("source_kind") or (
         "directory_archive" if kind == UploadKind.DIRECTORY_TAR else "restartable_file"
     )
@@ -205,10 +208,10 @@ def create_session(
         "`checksum_algorithm` must be sha256",
     )
     length = body.get("content_length")
-    _require(
-        isinstance(length, int) and not isinstance(length, bool) and length >= 0,
-        "`content_length` must be a non-negative integer",
-    )
+    if not (isinstance(length, int) and not isinstance(length, bool) and length >= 0):
+        raise sandbox_files.FileOpError(
+            "`content_length` must be a non-negative integer", code="invalid_request"
+        )
     metadata = body.get("metadata") or {}
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
@@ -309,12 +312,12 @@ def _ensure_open(session: UploadSession) -> None:
         UploadStatus.COMPLETING: ("upload_already_completed", "this upload is being completed"),
     }
     if session.status in refusals:
-        reason, message = refusals[session.status]
+        reason, message = refusals[UploadStatus(session.status)]
         raise UploadFailure(reason, message, path=session.target_path)
 
 
 def put_part(
-    session: UploadSession, number: int, stream: BinaryIO, part_sha256: str | None
+    session: UploadSession, number: int, stream: sandbox_files.Readable, part_sha256: str | None
 ) -> None:
     _ensure_open(session)
     if not 0 <= number < session.part_count:

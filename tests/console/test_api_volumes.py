@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from nullspace.types import FileInfo, VolumeReplaceResult, VolumeUploadSessionInfo
 
+from console.errors import DomainError
 from console.models import Volume
 from console.runtime.isolated import IsolatedDriver
 from console.sandboxes import files as sandbox_files
@@ -324,10 +325,10 @@ def test_mount_specs_are_checked(api, store, project, other_project, volume):
         ({**ok, "read_only": "yes"}, "invalid_request"),
     ]
     for spec, code in refusals:
-        with pytest.raises(volumes.ApiError) as caught:
+        with pytest.raises(DomainError) as caught:
             volumes.parse_mounts(project, [spec])
         assert caught.value.code == code, spec
-    with pytest.raises(volumes.ApiError) as caught:
+    with pytest.raises(DomainError) as caught:
         volumes.parse_mounts(project, [ok, {**ok, "mount_path": "/data/inner"}])
     assert caught.value.details == {"reason": "volume_overlapping_mounts"}
 
@@ -337,7 +338,7 @@ def test_read_write_mount_needs_a_store_that_bounds_it(store, project, volume, s
     if store.enforces_mount_quota:
         assert volumes.parse_mounts(project, [spec])[0]["read_only"] is False
     else:
-        with pytest.raises(volumes.ApiError, match="cannot hold a read-write mount"):
+        with pytest.raises(DomainError, match="cannot hold a read-write mount"):
             volumes.parse_mounts(project, [spec])
 
 

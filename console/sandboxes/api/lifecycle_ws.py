@@ -49,8 +49,9 @@ class LifecycleSocket(ScopedSocket):
         await self.channel_layer.group_add(lifecycle.group_name(self.project), self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "poller", None):
-            self.poller.cancel()
+        poller = getattr(self, "poller", None)
+        if poller:
+            poller.cancel()
         if hasattr(self, "project"):
             await self.channel_layer.group_discard(
                 lifecycle.group_name(self.project), self.channel_name

@@ -53,9 +53,8 @@ class PtyChannel:
         self.info: PtyInfo | None = None
         self.request_id: str | None = None
         self.stream: OutputStream[OutputEvent] | None = None
-        self.streaming: asyncio.Future[None] | None = (
-            None  # held: an unreferenced task may be collected
-        )
+        # Held: a task nobody references may be garbage-collected while it runs.
+        self.streaming: asyncio.Future[None] | None = None
         self.left = False
         self.starting = False
 

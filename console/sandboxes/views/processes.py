@@ -8,12 +8,12 @@ EXEC_TIMEOUT_SECS) before the page shows its output.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.errors import DomainError
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
@@ -27,7 +27,7 @@ from console.sandboxes.views.sandboxes import DETAIL, detail_url, project_sandbo
 EXEC_TIMEOUT_SECS = 30
 
 
-def _processes(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
+def _processes(request: TeamRequest, sandbox: Sandbox) -> HttpResponse:
     if not is_fragment_request(request):
         return redirect(detail_url(request, sandbox, "#processes"))
     context = {**state_context(request, sandbox), **process_context(sandbox)}
@@ -36,13 +36,13 @@ def _processes(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def process_list(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def process_list(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     return _processes(request, project_sandbox(request, sandbox_id))
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def process_kill(request: HttpRequest, sandbox_id: str, pid: int) -> HttpResponse:
+def process_kill(request: TeamRequest, sandbox_id: str, pid: int) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     try:
         sandboxes.require_running(sandbox)
@@ -56,7 +56,7 @@ def process_kill(request: HttpRequest, sandbox_id: str, pid: int) -> HttpRespons
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def sandbox_exec(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_exec(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     form = ExecForm(request.POST)
     result = error = None

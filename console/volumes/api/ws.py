@@ -30,7 +30,7 @@ class VolumeSocket(ScopedSocket):
             self.watches = FileWatches(volume_id, self.send_json, self.close, error.message)
             return
         # The watch code takes a sandbox id or a file store (console/sandbox_files.store).
-        self.watches = FileWatches(files, self.send_json, self.close)  # type: ignore[arg-type]
+        self.watches = FileWatches(files, self.send_json, self.close)
 
     async def disconnect(self, code: int) -> None:
         if self.watches is not None:
