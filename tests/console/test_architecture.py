@@ -13,6 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory
+from django_htmx.middleware import HtmxDetails
 
 from console.actor import SYSTEM, Actor
 from console.api.errors import ApiError, error_response, status_for
@@ -122,7 +123,7 @@ def _console_request(path: str, *, htmx: bool = False):
     request.session = SessionStore()
     request._messages = FallbackStorage(request)
     request.user = AnonymousUser()
-    request.htmx = htmx
+    request.htmx = HtmxDetails(request)
     return request
 
 

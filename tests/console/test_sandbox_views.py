@@ -550,7 +550,7 @@ async def test_exec_socket_reports_a_paused_sandbox(ws_runtime, project, member)
     sandbox = await database_sync_to_async(
         lambda: sandboxes.create_sandbox(project, actor=Actor.person(member))[0]
     )()
-    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox, user=member)
+    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox, actor=Actor.person(member))
     communicator = await _socket(member, project, sandbox.public_id)
     await communicator.connect()
     await communicator.send_json_to({"type": "exec_start", "command": "echo hi"})
