@@ -26,11 +26,7 @@ CONSOLE = Path(__file__).resolve().parents[2] / "console"
 # other package is a domain and is held to the rules below.
 KITS = {"api", "views", "models", "jobs", "runtime", "management", "templatetags", "migrations"}
 DOMAINS = tuple(
-    sorted(
-        p.name
-        for p in CONSOLE.iterdir()
-        if (p / "__init__.py").exists() and p.name not in KITS
-    )
+    sorted(p.name for p in CONSOLE.iterdir() if (p / "__init__.py").exists() and p.name not in KITS)
 )
 # Audit rows read the client's address and user from the request they record; the
 # request is passed through as a value, nothing answers HTTP there.
