@@ -18,10 +18,10 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from console.actor import Actor
 from console.errors import DomainError
 from console.models import (
     LIVE_STATUSES,
-    ApiKey,
     Project,
     Sandbox,
     Volume,
@@ -185,7 +185,7 @@ def validate_name(name: Any) -> str:
     return name
 
 
-def create_volume(project: Project, name: Any, *, api_key: ApiKey | None = None) -> Volume:
+def create_volume(project: Project, name: Any, *, actor: Actor) -> Volume:
     name = validate_name(name)
     store = get_store()
     with transaction.atomic():
@@ -204,7 +204,7 @@ def create_volume(project: Project, name: Any, *, api_key: ApiKey | None = None)
                 name=name,
                 backend=store.name,
                 max_size_bytes=settings.VOLUME_MAX_BYTES,
-                created_by_key=api_key,
+                created_by_key=actor.api_key,
             )
         except IntegrityError:
             raise DomainError("volume_conflict", f"A volume named {name} already exists") from None

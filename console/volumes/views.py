@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from console.access import TeamRequest, team_member_required
+from console.actor import Actor
 from console.api.errors import ApiError
 from console.errors import DomainError
 from console.htmx import (
@@ -94,7 +95,7 @@ def volume_list(request: TeamRequest) -> HttpResponse:
 def volume_create(request: TeamRequest) -> HttpResponse:
     name = (request.POST.get("name") or "").strip()
     try:
-        volume = volumes.create_volume(request.project, name)
+        volume = volumes.create_volume(request.project, name, actor=Actor.of(request))
     except DomainError as error:
         messages.error(request, error.message)
         if is_fragment_request(request):

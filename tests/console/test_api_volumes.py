@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from nullspace.types import FileInfo, VolumeReplaceResult, VolumeUploadSessionInfo
 
+from console.actor import Actor
 from console.errors import DomainError
 from console.models import Volume
 from console.runtime.isolated import IsolatedDriver
@@ -122,7 +123,7 @@ VOLUME_ROUTES = [
 
 @pytest.mark.parametrize("method,suffix", VOLUME_ROUTES)
 def test_another_projects_volume_is_not_found_everywhere(api, other_project, store, method, suffix):
-    theirs = volumes.create_volume(other_project, "theirs")
+    theirs = volumes.create_volume(other_project, "theirs", actor=Actor())
     sandbox_files.write_chunks(volumes.files(theirs), "/a.txt", [b"s"])
     response = api.generic(
         method.upper(),
@@ -310,7 +311,7 @@ def test_volume_count_is_limited(api, store, settings):
 
 
 def test_mount_specs_are_checked(api, store, project, other_project, volume):
-    theirs = volumes.create_volume(other_project, "theirs")
+    theirs = volumes.create_volume(other_project, "theirs", actor=Actor())
     ok = {"ref": "team-data", "mount_path": "/data", "read_only": True}
     assert volumes.parse_mounts(project, [ok])[0]["mount_path"] == "/data"
     refusals = [

@@ -10,6 +10,7 @@ from django.db.models import Count, Q
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.fields import project_fields, requested_fields
@@ -30,7 +31,7 @@ def create_volume(request: ApiRequest) -> JsonResponse:
     volume = volumes.create_volume(
         request.project,
         request.json.get("name"),
-        api_key=request.api_key,
+        actor=Actor.of(request),
     )
     return JsonResponse(volumes.volume_to_dict(volume, mount_count=0), status=201)
 
