@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.urls import path
 
 from console.api.auth import READ, WRITE, api_key_required, methods
@@ -253,7 +254,9 @@ def recording_delete(request: HttpRequest, sandbox_id: str, recording_id: str) -
 
 
 @api_key_required(READ)
-def recording_download(request: HttpRequest, sandbox_id: str, recording_id: str) -> HttpResponse:
+def recording_download(
+    request: HttpRequest, sandbox_id: str, recording_id: str
+) -> HttpResponseBase:
     sandbox, _ = _load(request, sandbox_id)
     recording = recordings.get(sandbox, recording_id)
     if recording.status != RecordingStatus.STOPPED:

@@ -8,8 +8,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from console.api.errors import ApiError
 from console.desktop import session as desktop
+from console.errors import DomainError
 from console.models import DesktopSession, Sandbox
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
@@ -35,7 +35,7 @@ class Shot:
 def _int(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError("invalid_request", f"{name} must be an integer")
+        raise DomainError("invalid_request", f"{name} must be an integer")
     return value
 
 
@@ -44,9 +44,9 @@ def region(session: DesktopSession, body: dict[str, Any]) -> tuple[int, int, int
     x, y = _int(body, "x"), _int(body, "y")
     width, height = _int(body, "width"), _int(body, "height")
     if width <= 0 or height <= 0:
-        raise ApiError("invalid_request", "width and height must be greater than 0")
+        raise DomainError("invalid_request", "width and height must be greater than 0")
     if x < 0 or y < 0 or x + width > session.width or y + height > session.height:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"region {width}x{height}+{x}+{y} is outside the {session.width}x{session.height} screen",
         )
@@ -56,28 +56,28 @@ def region(session: DesktopSession, body: dict[str, Any]) -> tuple[int, int, int
 def compressed(session: DesktopSession, body: dict[str, Any]) -> Shot:
     unknown = sorted(set(body) - {"format", "quality", "scale", "show_cursor", "region"})
     if unknown:
-        raise ApiError("invalid_request", f"unknown screenshot option(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"unknown screenshot option(s): {', '.join(unknown)}")
     fmt = str(body.get("format") or "png").lower()
     fmt = ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"format must be one of {', '.join(FORMATS)} (got {fmt!r})"
         )
     quality = body.get("quality", 80)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ApiError("invalid_request", "quality must be an integer from 1 to 100")
+        raise DomainError("invalid_request", "quality must be an integer from 1 to 100")
     scale = body.get("scale", 1.0)
     if isinstance(scale, bool) or not isinstance(scale, int | float):
-        raise ApiError("invalid_request", "scale must be a number")
+        raise DomainError("invalid_request", "scale must be a number")
     if not MIN_SCALE <= scale <= MAX_SCALE:
-        raise ApiError("invalid_request", f"scale must be between {MIN_SCALE} and {MAX_SCALE}")
+        raise DomainError("invalid_request", f"scale must be between {MIN_SCALE} and {MAX_SCALE}")
     show_cursor = body.get("show_cursor", False)
     if not isinstance(show_cursor, bool):
-        raise ApiError("invalid_request", "show_cursor must be true or false")
+        raise DomainError("invalid_request", "show_cursor must be true or false")
     area = (0, 0, session.width, session.height)
     if body.get("region") is not None:
         if not isinstance(body["region"], dict):
-            raise ApiError("invalid_request", "region must be an object {x, y, width, height}")
+            raise DomainError("invalid_request", "region must be an object {x, y, width, height}")
         area = region(session, body["region"])
     return Shot(*area, format=fmt, quality=quality, scale=float(scale), show_cursor=show_cursor)
 
@@ -174,5 +174,5 @@ def _read(sandbox: Sandbox, target: str) -> bytes:
     finally:
         sandboxes._quietly(lambda: files.remove(target))
     if len(data) > MAX_IMAGE_BYTES:
-        raise ApiError("payload_too_large", "the screenshot is larger than 64 MiB")
+        raise DomainError("payload_too_large", "the screenshot is larger than 64 MiB")
     return data

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 
 TEMPLATE = "desktop"
 MIN_WIDTH, MAX_WIDTH = 320, 3840
@@ -31,9 +31,9 @@ class DesktopConfig:
 
 def _int(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError("invalid_request", f"desktop {name} must be an integer")
+        raise DomainError("invalid_request", f"desktop {name} must be an integer")
     if not low <= value <= high:
-        raise ApiError("invalid_request", f"desktop {name} must be between {low} and {high}")
+        raise DomainError("invalid_request", f"desktop {name} must be between {low} and {high}")
     return value
 
 
@@ -44,22 +44,22 @@ def parse(template: str | None, desktop: Any) -> DesktopConfig | None:
     if desktop is None:
         return DesktopConfig() if template == TEMPLATE else None
     if template != TEMPLATE:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             "desktop options are only supported for the desktop template",
             suggested_action="Create with --template desktop.",
         )
     if not isinstance(desktop, dict):
-        raise ApiError("invalid_request", "desktop must be an object")
+        raise DomainError("invalid_request", "desktop must be an object")
     unknown = sorted(set(desktop) - _KEYS)
     if unknown:
-        raise ApiError("invalid_request", f"unknown desktop option(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"unknown desktop option(s): {', '.join(unknown)}")
     defaults = DesktopConfig()
     width, height = defaults.width, defaults.height
     resolution = desktop.get("resolution")
     if resolution is not None:
         if not isinstance(resolution, dict) or set(resolution) != {"width", "height"}:
-            raise ApiError("invalid_request", "desktop resolution must be {width, height}")
+            raise DomainError("invalid_request", "desktop resolution must be {width, height}")
         width = _int(resolution["width"], "width", MIN_WIDTH, MAX_WIDTH)
         height = _int(resolution["height"], "height", MIN_HEIGHT, MAX_HEIGHT)
     dpi = defaults.dpi
@@ -69,6 +69,6 @@ def parse(template: str | None, desktop: Any) -> DesktopConfig | None:
     if desktop.get("display") is not None:
         match = _DISPLAY.match(str(desktop["display"]))
         if not isinstance(desktop["display"], str) or match is None:
-            raise ApiError("invalid_request", "desktop display must look like :1")
+            raise DomainError("invalid_request", "desktop display must look like :1")
         display = _int(int(match[1]), "display number", 0, MAX_DISPLAY)
     return DesktopConfig(width=width, height=height, dpi=dpi, display=display)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from console.api.errors import ApiError
 from console.desktop import session as desktop
+from console.errors import DomainError
 from console.models import DesktopSession, Sandbox
 
 BUTTONS = {"left": "1", "middle": "2", "right": "3"}
@@ -25,14 +25,14 @@ _MODIFIER_KEYSYM = {"cmd": "super", "win": "super", "control": "ctrl"}
 def _int(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError("invalid_request", f"{name} must be an integer")
+        raise DomainError("invalid_request", f"{name} must be an integer")
     return value
 
 
 def point(session: DesktopSession, body: dict[str, Any], xs: str = "x", ys: str = "y") -> list[str]:
     x, y = _int(body, xs), _int(body, ys)
     if not (0 <= x < session.width and 0 <= y < session.height):
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"({x}, {y}) is outside the {session.width}x{session.height} screen",
         )
@@ -42,13 +42,13 @@ def point(session: DesktopSession, body: dict[str, Any], xs: str = "x", ys: str 
 def button(body: dict[str, Any]) -> str:
     name = body.get("button", "left") or "left"
     if name not in BUTTONS:
-        raise ApiError("invalid_request", f"button must be one of {', '.join(BUTTONS)}")
+        raise DomainError("invalid_request", f"button must be one of {', '.join(BUTTONS)}")
     return BUTTONS[name]
 
 
 def key_name(value: Any, what: str = "key") -> str:
     if not isinstance(value, str) or not _KEY.match(value):
-        raise ApiError("invalid_request", f"{what} must be a key name such as Return, a or F5")
+        raise DomainError("invalid_request", f"{what} must be a key name such as Return, a or F5")
     return _MODIFIER_KEYSYM.get(value.lower(), value)
 
 
@@ -56,7 +56,7 @@ def combo(keys: Any) -> str:
     """ "ctrl+shift+t" (or a list) as xdotool's key chord, each part checked."""
     parts = keys.split("+") if isinstance(keys, str) else keys
     if not isinstance(parts, list) or not parts or len(parts) > 8:
-        raise ApiError("invalid_request", "keys must look like ctrl+c")
+        raise DomainError("invalid_request", "keys must look like ctrl+c")
     return "+".join(key_name(part.strip() if isinstance(part, str) else part) for part in parts)
 
 
@@ -67,7 +67,7 @@ def xdotool(sandbox: Sandbox, session: DesktopSession, *args: str) -> None:
 def click(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> None:
     clicks = body.get("clicks", 1)
     if isinstance(clicks, bool) or not isinstance(clicks, int) or not 1 <= clicks <= MAX_CLICKS:
-        raise ApiError("invalid_request", f"clicks must be an integer from 1 to {MAX_CLICKS}")
+        raise DomainError("invalid_request", f"clicks must be an integer from 1 to {MAX_CLICKS}")
     xdotool(
         sandbox,
         session,
@@ -90,7 +90,7 @@ def mouse(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any], actio
     """mousedown/mouseup, at (x, y) when both are given."""
     has_x, has_y = body.get("x") is not None, body.get("y") is not None
     if has_x != has_y:
-        raise ApiError("invalid_request", "x and y must both be given or both be left out")
+        raise DomainError("invalid_request", "x and y must both be given or both be left out")
     where = ["mousemove", *point(session, body)] if has_x else []
     xdotool(sandbox, session, *where, action, button(body))
 
@@ -122,10 +122,10 @@ def drag(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> Non
 def scroll(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> None:
     direction = body.get("direction")
     if direction not in SCROLL:
-        raise ApiError("invalid_request", f"direction must be one of {', '.join(SCROLL)}")
+        raise DomainError("invalid_request", f"direction must be one of {', '.join(SCROLL)}")
     amount = body.get("amount", 3)
     if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_SCROLL:
-        raise ApiError("invalid_request", f"amount must be an integer from 1 to {MAX_SCROLL}")
+        raise DomainError("invalid_request", f"amount must be an integer from 1 to {MAX_SCROLL}")
     xdotool(
         sandbox,
         session,
@@ -143,9 +143,9 @@ def scroll(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> N
 def type_text(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> None:
     text = body.get("text")
     if not isinstance(text, str):
-        raise ApiError("invalid_request", "text must be a string")
+        raise DomainError("invalid_request", "text must be a string")
     if len(text) > MAX_TEXT:
-        raise ApiError("invalid_request", f"text is longer than {MAX_TEXT} characters")
+        raise DomainError("invalid_request", f"text is longer than {MAX_TEXT} characters")
     if text:
         desktop.run(
             session,
@@ -166,10 +166,10 @@ def hotkey(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> N
 def press(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> None:
     modifiers = body.get("modifiers") or []
     if not isinstance(modifiers, list) or not all(isinstance(m, str) for m in modifiers):
-        raise ApiError("invalid_request", "modifiers must be a list of key names")
+        raise DomainError("invalid_request", "modifiers must be a list of key names")
     unknown = [m for m in modifiers if m.lower() not in MODIFIERS]
     if unknown:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"unknown modifier(s) {', '.join(unknown)}; use {', '.join(sorted(MODIFIERS))}",
         )

@@ -10,8 +10,8 @@ import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
-from console.api.errors import ApiError
 from console.desktop import session as desktop
+from console.errors import DomainError
 from console.models import DesktopSession, Sandbox
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
@@ -28,9 +28,9 @@ def _strings(value: Any, name: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError("invalid_request", f"{name} must be a list of strings")
+        raise DomainError("invalid_request", f"{name} must be a list of strings")
     if len(value) > MAX_ARGS or any(len(v) > MAX_ARG_CHARS for v in value):
-        raise ApiError("invalid_request", f"{name}: at most {MAX_ARGS} of {MAX_ARG_CHARS} chars")
+        raise DomainError("invalid_request", f"{name}: at most {MAX_ARGS} of {MAX_ARG_CHARS} chars")
     return value
 
 
@@ -39,24 +39,24 @@ def launch(sandbox: Sandbox, session: DesktopSession, body: dict[str, Any]) -> i
     if mode == "executable":
         command = body.get("command")
         if not isinstance(command, str) or not command.strip() or len(command) > MAX_ARG_CHARS:
-            raise ApiError("invalid_request", "command must be a non-empty string")
+            raise DomainError("invalid_request", "command must be a non-empty string")
         return desktop.background(sandbox, session, [command, *_strings(body.get("args"), "args")])
     if mode == "desktop_entry":
         uri = body.get("uri")
         if uri is not None and not isinstance(uri, str):
-            raise ApiError("invalid_request", "uri must be a string")
+            raise DomainError("invalid_request", "uri must be a string")
         return desktop.background(
             sandbox, session, _entry_argv(sandbox, body.get("desktop_entry"), uri)
         )
-    raise ApiError("invalid_request", "mode must be executable or desktop_entry")
+    raise DomainError("invalid_request", "mode must be executable or desktop_entry")
 
 
 def _entry_argv(sandbox: Sandbox, name: Any, uri: str | None) -> list[str]:
     if not isinstance(name, str):
-        raise ApiError("invalid_request", "desktop_entry must be a string")
+        raise DomainError("invalid_request", "desktop_entry must be a string")
     name = name.removesuffix(".desktop")
     if not _ENTRY.match(name):
-        raise ApiError("invalid_request", "desktop_entry must be a name such as firefox-esr")
+        raise DomainError("invalid_request", "desktop_entry must be a name such as firefox-esr")
     files = get_driver().files(sandbox.runtime_id)
     text = None
     for folder in ENTRY_DIRS:
@@ -65,16 +65,16 @@ def _entry_argv(sandbox: Sandbox, name: Any, uri: str | None) -> list[str]:
             with sandboxes._driver(lambda p=path: files.open_read(p)) as handle:  # type: ignore[misc]
                 text = handle.read(256 * 1024).decode("utf-8", "replace")
             break
-        except ApiError:
+        except DomainError:
             continue
     if text is None:
-        raise ApiError("desktop_entry_not_found", f"No desktop entry named {name}", status=404)
+        raise DomainError("desktop_entry_not_found", f"No desktop entry named {name}")
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     try:
         parser.read_string(text)
         exec_line = parser.get("Desktop Entry", "Exec")
     except (configparser.Error, KeyError):
-        raise ApiError("invalid_request", f"Desktop entry {name} has no Exec line") from None
+        raise DomainError("invalid_request", f"Desktop entry {name} has no Exec line") from None
     argv: list[str] = []
     for word in shlex.split(exec_line):
         if word in ("%u", "%U", "%f", "%F"):
@@ -82,19 +82,19 @@ def _entry_argv(sandbox: Sandbox, name: Any, uri: str | None) -> list[str]:
         elif not re.fullmatch(r"%[a-zA-Z]", word):  # other field codes expand to nothing here
             argv.append(word.replace("%%", "%"))
     if not argv:
-        raise ApiError("invalid_request", f"Desktop entry {name} has an empty Exec line")
+        raise DomainError("invalid_request", f"Desktop entry {name} has an empty Exec line")
     return argv
 
 
 def open_target(sandbox: Sandbox, session: DesktopSession, target: Any) -> int:
     """A URL (http, https, file) or an absolute file path, opened in the browser."""
     if not isinstance(target, str) or not target.strip() or len(target) > MAX_ARG_CHARS:
-        raise ApiError("invalid_request", "target must be a URL or an absolute path")
+        raise DomainError("invalid_request", "target must be a URL or an absolute path")
     if target.startswith("/"):
         target = "file://" + target
     scheme = urlsplit(target).scheme.lower()
     if scheme not in URL_SCHEMES:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"target must be an http(s) or file URL, or an absolute path (got {scheme or 'none'})",
         )

@@ -11,8 +11,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from console.api.errors import ApiError
 from console.desktop import session as desktop
+from console.errors import DomainError
 from console.models import DesktopRecording, DesktopSession, RecordingStatus, Sandbox
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
@@ -42,24 +42,23 @@ def to_dict(recording: DesktopRecording) -> dict[str, Any]:
 def get(sandbox: Sandbox, recording_id: str) -> DesktopRecording:
     found = DesktopRecording.objects.filter(sandbox=sandbox, public_id=recording_id).first()
     if found is None:
-        raise ApiError("recording_not_found", f"Recording {recording_id} not found", status=404)
+        raise DomainError("recording_not_found", f"Recording {recording_id} not found")
     return found
 
 
 def start(sandbox: Sandbox, session: DesktopSession, name: Any) -> DesktopRecording:
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise ApiError("invalid_request", f"name must be a string of at most {MAX_NAME} chars")
+        raise DomainError("invalid_request", f"name must be a string of at most {MAX_NAME} chars")
     with transaction.atomic():
         Sandbox.objects.select_for_update().filter(pk=sandbox.pk).exists()
         recordings = DesktopRecording.objects.filter(sandbox=sandbox)
         if recordings.filter(status=RecordingStatus.RECORDING).exists():
-            raise ApiError(
+            raise DomainError(
                 "recording_conflict",
                 "A recording is already running on this desktop; stop it first",
-                status=409,
             )
         if recordings.count() >= MAX_RECORDINGS:
-            raise ApiError(
+            raise DomainError(
                 "quota_exceeded",
                 f"This sandbox already has {MAX_RECORDINGS} recordings; delete some first",
             )
@@ -99,7 +98,7 @@ def start(sandbox: Sandbox, session: DesktopSession, name: Any) -> DesktopRecord
             ],
             stdin=True,
         )
-    except ApiError:
+    except DomainError:
         recording.status = RecordingStatus.FAILED
         recording.save(update_fields=["status"])
         raise
@@ -109,7 +108,7 @@ def start(sandbox: Sandbox, session: DesktopSession, name: Any) -> DesktopRecord
 
 def stop(sandbox: Sandbox, recording_id: Any) -> DesktopRecording:
     if not isinstance(recording_id, str):
-        raise ApiError("invalid_request", "recording_id must be a string")
+        raise DomainError("invalid_request", "recording_id must be a string")
     recording = get(sandbox, recording_id)
     if recording.status != RecordingStatus.RECORDING:
         return recording
@@ -131,7 +130,7 @@ def stop(sandbox: Sandbox, recording_id: Any) -> DesktopRecording:
             lambda: driver.files(sandbox.runtime_id).stat(recording.file_path)
         )
         recording.file_size_bytes = entry.size
-    except ApiError:
+    except DomainError:
         recording.file_size_bytes = None
     ok = exit_code == 0 and bool(recording.file_size_bytes)
     recording.status = RecordingStatus.STOPPED if ok else RecordingStatus.FAILED

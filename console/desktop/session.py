@@ -15,8 +15,8 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from console.api.errors import ApiError
 from console.desktop.config import TEMPLATE, DesktopConfig
+from console.errors import DomainError
 from console.models import DesktopSession, Sandbox, Snapshot
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, ExecResult, RuntimeError_
@@ -32,10 +32,9 @@ TOOL_TIMEOUT = 20.0
 def desktop_of(sandbox: Sandbox) -> DesktopSession:
     """The running desktop of a sandbox; refuses other templates, restarts a lost desktop."""
     if sandbox.template != TEMPLATE:
-        raise ApiError(
+        raise DomainError(
             "desktop_not_available",
             f"Sandbox {sandbox.public_id} is not a desktop sandbox (template {sandbox.template})",
-            status=409,
             suggested_action="Create one with: nullspace sandbox create --template desktop",
         )
     sandboxes.require_running(sandbox)
@@ -73,10 +72,9 @@ def _restart(sandbox: Sandbox, session: DesktopSession) -> None:
             if alive(sandbox, session, "xvfb") and alive(sandbox, session, "wm"):
                 return
             break
-    raise ApiError(
+    raise DomainError(
         "desktop_unavailable",
         f"The desktop of {sandbox.public_id} did not come back up",
-        status=503,
         retryable=True,
     )
 
@@ -153,7 +151,7 @@ def start(sandbox: Sandbox, session: DesktopSession) -> None:
                 sandbox, session, ["xdotool", "get_num_desktops"], "the window manager", pids["wm"]
             )
             break
-        except ApiError:
+        except DomainError:
             if attempt == 2:
                 raise
     session.pids = pids
@@ -172,17 +170,15 @@ def _wait_for(
             return
         ended = _ended(sandbox, pid)
         if ended is not None:
-            raise ApiError(
+            raise DomainError(
                 "desktop_unavailable",
                 f"{what} exited at start: {ended[-300:]}",
-                status=503,
                 retryable=True,
             )
         if time.monotonic() > deadline:
-            raise ApiError(
+            raise DomainError(
                 "desktop_unavailable",
                 f"{what} did not come up in {READY_SECONDS} s: {result.stderr.strip()[:300]}",
-                status=503,
                 retryable=True,
             )
         time.sleep(delay)
@@ -241,10 +237,9 @@ def run(
     """Run an X tool to completion; with check, a failure is a 4xx naming the tool."""
     result = sandboxes.run_command(sandbox, _request(session, argv, timeout=timeout, stdin=False))
     if check and result.exit_code != 0:
-        raise ApiError(
+        raise DomainError(
             "desktop_command_failed",
             f"{argv[0]} failed (exit {result.exit_code}): {result.stderr.strip()[:500]}",
-            status=422,
         )
     return result
 

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from console import tokens
-from console.api.errors import ApiError
 from console.desktop import session as desktop
+from console.errors import DomainError
 from console.models import ApiKey, DesktopSession, PreviewGrant, Sandbox
 from console.previews import service as previews
 
@@ -58,11 +58,10 @@ def was_key(sandbox: Sandbox, session: DesktopSession, raw: str) -> bool:
     return hmac.compare_digest(_key(sandbox, session.stream_previous_nonce), raw)
 
 
-def _not_started(sandbox: Sandbox) -> ApiError:
-    return ApiError(
+def _not_started(sandbox: Sandbox) -> DomainError:
+    return DomainError(
         "stream_not_started",
         f"No desktop stream is running for sandbox {sandbox.public_id}",
-        status=409,
         suggested_action=f"Start one: nullspace sandbox desktop stream start {sandbox.public_id}",
     )
 
@@ -72,7 +71,7 @@ def start(
 ) -> DesktopSession:
     """(Re)start the VNC server and its bridge in the asked mode; a new auth key."""
     if not isinstance(view_only, bool):
-        raise ApiError("invalid_request", "view_only must be true or false")
+        raise DomainError("invalid_request", "view_only must be true or false")
     _stop_processes(sandbox, session)
     # The last stream's viewers must not reach this one (a view-only link, say).
     _revoke_viewers(sandbox, by)
@@ -114,9 +113,7 @@ def _wait_port(sandbox: Sandbox, session: DesktopSession, port: int, what: str) 
         if result.exit_code == 0:
             return
         if time.monotonic() > deadline:
-            raise ApiError(
-                "desktop_unavailable", f"{what} did not come up", status=503, retryable=True
-            )
+            raise DomainError("desktop_unavailable", f"{what} did not come up", retryable=True)
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
 
@@ -174,13 +171,12 @@ def viewer_url(sandbox: Sandbox, key: str) -> str:
     return f"{settings.SITE_URL}/v1/sandboxes/{sandbox.public_id}/desktop/viewer?auth={key}"
 
 
-def raw_vnc_refused(sandbox: Sandbox) -> ApiError:
+def raw_vnc_refused(sandbox: Sandbox) -> DomainError:
     """`GET stream` is the raw VNC endpoint of the contract; we serve no raw VNC port (the
     screen is reachable only through the managed viewer), as capabilities say."""
-    return ApiError(
+    return DomainError(
         "desktop_raw_vnc_disabled",
         "Raw VNC access is disabled on this server; the desktop streams through the viewer",
-        status=403,
         suggested_action=f"nullspace sandbox desktop stream start {sandbox.public_id}",
     )
 

@@ -10,17 +10,19 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from console.api.auth import PUBLIC, SIGNED_URL
 from console.api.errors import ApiError, error_response
 from console.desktop import stream
+from console.errors import DomainError
 from console.models import DesktopSession, SandboxStatus
 
 
-def _gone() -> ApiError:
-    return ApiError("viewer_not_found", "This desktop viewer link is not valid")
+def _gone() -> DomainError:
+    return DomainError("viewer_not_found", "This desktop viewer link is not valid")
 
 
 def _plain(value: str) -> bool:
@@ -85,14 +87,14 @@ viewer.api_scope = SIGNED_URL  # type: ignore[attr-defined]
 ASSETS = Path(settings.BASE_DIR) / "static" / "vendor" / "novnc"
 
 
-def viewer_asset(request: HttpRequest, asset: str) -> HttpResponse:
+def viewer_asset(request: HttpRequest, asset: str) -> HttpResponseBase:
     """A file of the vendored noVNC (JavaScript only, never outside its folder)."""
     if not _plain(asset) or not asset.endswith(".js"):
-        return error_response(request, ApiError("not_found", "No such viewer asset"))
+        return error_response(request, DomainError("not_found", "No such viewer asset"))
     root = ASSETS.resolve()
     target = (root / asset).resolve()
     if not asset.endswith(".js") or not target.is_relative_to(root) or not target.is_file():
-        return error_response(request, ApiError("not_found", "No such viewer asset"))
+        return error_response(request, DomainError("not_found", "No such viewer asset"))
     response = FileResponse(open(target, "rb"), content_type="text/javascript")
     response["Cache-Control"] = "public, max-age=3600"
     return response

@@ -7,8 +7,8 @@ import json
 import re
 from typing import Any
 
-from console.api.errors import ApiError
 from console.desktop import session as desktop
+from console.errors import DomainError
 from console.models import DesktopSession, Sandbox
 
 MAX_CLIPBOARD = 1024 * 1024  # read
@@ -64,22 +64,20 @@ def list_windows(sandbox: Sandbox, session: DesktopSession) -> list[dict[str, An
     try:
         found = json.loads(result.stdout)
     except ValueError:
-        raise ApiError(
-            "desktop_command_failed", "the window list could not be read", status=422
-        ) from None
+        raise DomainError("desktop_command_failed", "the window list could not be read") from None
     return found if isinstance(found, list) else []
 
 
 def window_id(value: str) -> str:
     if not _WINDOW_ID.match(value):
-        raise ApiError("invalid_request", "window id must be a number (decimal or 0x hex)")
+        raise DomainError("invalid_request", "window id must be a number (decimal or 0x hex)")
     return str(int(value, 0))
 
 
 def current_window(sandbox: Sandbox, session: DesktopSession) -> str:
     result = desktop.run(session, sandbox, ["xdotool", "getactivewindow"], check=False)
     if result.exit_code != 0 or not result.stdout.strip().isdigit():
-        raise ApiError("window_not_found", "No window has the focus", status=404)
+        raise DomainError("window_not_found", "No window has the focus")
     return result.stdout.strip()
 
 
@@ -88,7 +86,7 @@ def window_title(sandbox: Sandbox, session: DesktopSession, wid: str) -> str:
         session, sandbox, ["xdotool", "getwindowname", window_id(wid)], check=False
     )
     if result.exit_code != 0:
-        raise ApiError("window_not_found", f"Window {wid} does not exist", status=404)
+        raise DomainError("window_not_found", f"Window {wid} does not exist")
     return result.stdout.rstrip("\n")
 
 
@@ -129,9 +127,9 @@ def clipboard_get(sandbox: Sandbox, session: DesktopSession) -> str:
 
 def clipboard_set(sandbox: Sandbox, session: DesktopSession, text: Any) -> str:
     if not isinstance(text, str):
-        raise ApiError("invalid_request", "text must be a string")
+        raise DomainError("invalid_request", "text must be a string")
     if len(text.encode()) > MAX_CLIPBOARD_SET:
-        raise ApiError(
+        raise DomainError(
             "payload_too_large", f"clipboard text is larger than {MAX_CLIPBOARD_SET} bytes"
         )
     # xclip keeps running in the background to own the selection until the next copy.

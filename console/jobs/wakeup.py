@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
 
@@ -55,9 +56,9 @@ def listen_forever(stop: threading.Event, wake: Callable[[], None]) -> None:
             stop.wait(RECONNECT_SECONDS)
 
 
-def _conninfo() -> dict[str, object]:
+def _conninfo() -> dict[str, Any]:
     settings = connection.settings_dict
-    params: dict[str, object] = {
+    params: dict[str, Any] = {
         "dbname": settings["NAME"],
         "connect_timeout": 10,
         "application_name": APPLICATION_NAME,

@@ -130,7 +130,7 @@ def create_grant(
             expires_at=now + timedelta(seconds=clamp_ttl(expires_in_seconds)),
         )
     raw = {
-        kind: tokens.sign_preview_token(grant.public_id, _SIGNING_KIND[(auth_mode, kind)])
+        kind: tokens.sign_preview_token(grant.public_id, _SIGNING_KIND[(AuthMode(auth_mode), kind)])
         for kind in kinds
     }
     audit.record(
@@ -227,9 +227,9 @@ def _key_label(key: ApiKey | None) -> str:
 
 def grant_to_dict(grant: PreviewGrant) -> dict[str, Any]:
     """PreviewGrantInfo, exactly the contract's keys (3.2); never a raw token."""
-    if grant.created_by_key_id:
+    if grant.created_by_key is not None:
         principal_id = grant.created_by_key.public_id
-    elif grant.created_by_id:
+    elif grant.created_by is not None:
         principal_id = grant.created_by.get_username()
     else:
         principal_id = None
