@@ -6,7 +6,7 @@ from django.urls import re_path
 
 from console.agents import api as agents_api
 from console.api import fallback
-from console.desktop import api as desktop_api
+from console.desktop.api import routes as desktop_api
 from console.keys import api as keys_api
 from console.previews import api as previews_api
 from console.sandboxes.api import files as files_api

@@ -15,8 +15,9 @@ from django.urls import path
 
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
-from console.desktop import capture, inputs, launch, recordings, stream, viewer, windows
+from console.desktop import capture, inputs, launch, recordings, stream, windows
 from console.desktop import session as desktop
+from console.desktop.api import viewer
 from console.models import DesktopSession, RecordingStatus, Sandbox
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
