@@ -487,6 +487,7 @@ class IsolatedDriver(LocalDriver):
             id_base=self.id_base,
             cwd=cwd or state.get("cwd") or WORKSPACE,
             default_user=state.get("default_user") or images.DEFAULT_USER,
+            kernel_mounts=oci.KERNEL_MOUNTS,
         )
 
     def host_path(

@@ -18,6 +18,7 @@ from django.urls import path, re_path
 from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.api.fields import project_fields, requested_fields
+from console.errors import DomainError
 from console.models import Team, Template, TemplateBuild
 from console.runtime.image import VARIANTS
 from console.sandbox_templates import blobs, refs, service, shapes
@@ -287,7 +288,7 @@ def promote_build(request: HttpRequest, build_id: str) -> JsonResponse:
 def validate_build(request: HttpRequest) -> JsonResponse:
     try:
         plan = plans.from_request(_team(request), _body(request))
-    except ApiError as exc:
+    except DomainError as exc:
         return JsonResponse(
             {"valid": False, "errors": [{"code": exc.code, "message": exc.message}], "warnings": []}
         )

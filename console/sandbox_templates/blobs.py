@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 
 BLOB_ID = re.compile(r"^blob_([0-9a-f]{64})$")
 CHUNK = 1 << 20
@@ -29,7 +29,7 @@ def blob_id(sha256: str) -> str:
 def digest_of(blob: str) -> str:
     found = BLOB_ID.fullmatch(blob or "")
     if not found:
-        raise ApiError("invalid_request", f"{blob!r} is not a blob id")
+        raise DomainError("invalid_request", f"{blob!r} is not a blob id")
     return found.group(1)
 
 
@@ -55,13 +55,15 @@ def store(team_pk: int, blob: str, chunks: Iterable[bytes], limit: int) -> int:
             for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(
+                    raise DomainError(
                         "payload_too_large", f"a build context file may hold at most {limit} bytes"
                     )
                 hasher.update(chunk)
                 fh.write(chunk)
         if hasher.hexdigest() != expected:
-            raise ApiError("invalid_request", "the uploaded bytes do not match the blob's SHA-256")
+            raise DomainError(
+                "invalid_request", "the uploaded bytes do not match the blob's SHA-256"
+            )
         os.replace(tmp, folder / expected)
         return size
     finally:

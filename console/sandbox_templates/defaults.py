@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Project, Sandbox, TemplateBuild
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest
@@ -58,7 +58,7 @@ def _probe_command(readiness: dict[str, Any]) -> str | None:
 
 
 def start(sandbox: Sandbox, defaults: dict[str, Any]) -> None:
-    """Start the template's start command; wait for its readiness probe. ApiError when it
+    """Start the template's start command; wait for its readiness probe. DomainError when it
     does not become ready (the caller removes the sandbox)."""
     command = defaults.get("start_cmd")
     readiness = defaults.get("readiness") or None
@@ -100,17 +100,15 @@ def start(sandbox: Sandbox, defaults: dict[str, Any]) -> None:
             if exited is not None:
                 logs = driver.process_logs(sid, started_pid, limit=4096)
                 tail = "\n".join((logs.output or "").strip().splitlines()[-5:])
-                raise ApiError(
+                raise DomainError(
                     "template_start_failed",
                     f"the template's start command exited with code {exited} before it was "
                     f"ready" + (f"; last output:\n{tail}" if tail else ""),
-                    status=503,
                 )
         if time.monotonic() >= deadline:
-            raise ApiError(
+            raise DomainError(
                 "template_not_ready",
                 f"the template's readiness probe ({readiness.get('kind')}) did not pass within "
                 f"{readiness.get('timeout_secs', 30)} s",
-                status=503,
             )
         time.sleep(interval)

@@ -14,7 +14,7 @@ from typing import Any
 
 import dockerfile as buildkit_parser  # type: ignore[import-not-found]
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Team
 from console.sandbox_templates import plan as plans
 
@@ -23,11 +23,10 @@ SUPPORTED = ("FROM", "RUN", "ENV", "ARG", "WORKDIR", "COPY", "ADD", "USER", "EXP
 START = ("CMD", "ENTRYPOINT")
 
 
-def refused(line: int, message: str) -> ApiError:
-    return ApiError(
+def refused(line: int, message: str) -> DomainError:
+    return DomainError(
         "dockerfile_not_supported",
         f"Dockerfile line {line}: {message}",
-        status=400,
         details={"line": line},
     )
 
@@ -68,7 +67,7 @@ def plan(team: Team, text: str) -> plans.Plan:
     try:
         commands = buildkit_parser.parse_string(text)
     except buildkit_parser.GoParseError as exc:
-        raise ApiError("dockerfile_invalid", f"Dockerfile does not parse: {exc}") from None
+        raise DomainError("dockerfile_invalid", f"Dockerfile does not parse: {exc}") from None
     result = plans.Plan(source_type="dockerfile")
     args: dict[str, str] = {}
     seen_from = False

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Team, TemplateBuild
 from console.runtime.image import STABLE, SUITES
 from console.sandbox_templates import refs
@@ -84,8 +84,8 @@ class Plan:
         return sum(1 for s in self.steps if s.action not in METADATA_ACTIONS)
 
 
-def invalid(message: str, **details: Any) -> ApiError:
-    return ApiError("invalid_request", message, details=details or None)
+def invalid(message: str, **details: Any) -> DomainError:
+    return DomainError("invalid_request", message, details=details or None)
 
 
 def _str(value: Any, what: str, *, limit: int = 4096, empty: bool = False) -> str:
@@ -267,11 +267,10 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
         if version != wanted:
             plan.warnings.append(f"debian:{wanted} is built as Debian {version} (minbase)")
         if version not in SUITES:
-            raise ApiError(
+            raise DomainError(
                 "base_image_not_supported",
                 f"debian:{version} is not a suite this server builds; use one of "
                 + ", ".join(f"debian:{s}" for s in SUITES),
-                status=400,
             )
         plan.suite = version
         return
@@ -279,12 +278,11 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
         wanted = version.split("-", 1)[0]
         suites = {py: suite for suite, py in SUITES.items()}
         if wanted not in suites:
-            raise ApiError(
+            raise DomainError(
                 "base_image_not_supported",
                 f"python:{version}: no Debian suite this server builds ships Python {wanted}; "
                 "use "
                 + " or ".join(f"python:{py} (Debian {suite})" for py, suite in suites.items()),
-                status=400,
             )
         plan.suite = suites[wanted]
         plan.warnings.append(
@@ -295,18 +293,16 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
     if kind == "ubuntu" and colon:
         mirror = getattr(settings, "RUNTIME_UBUNTU_MIRROR", "")
         if not mirror:
-            raise ApiError(
+            raise DomainError(
                 "base_image_not_supported",
                 f"ubuntu:{version} needs an Ubuntu mirror, and none is configured on this "
                 "server; use debian:bookworm, or ask the operator to set RUNTIME_UBUNTU_MIRROR",
-                status=400,
             )
         if version not in UBUNTU_SUITES:
-            raise ApiError(
+            raise DomainError(
                 "base_image_not_supported",
                 f"ubuntu:{version} is not supported; use "
                 + " or ".join(f"ubuntu:{v}" for v in UBUNTU_SUITES),
-                status=400,
             )
         plan.suite = f"ubuntu-{UBUNTU_SUITES[version]}"
         return
@@ -319,7 +315,7 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
     )
     try:
         found = refs.resolve(team, base)
-    except ApiError:
+    except DomainError:
         if names_a_template:
             raise
         raise _not_debian(base) from None
@@ -327,21 +323,20 @@ def apply_base(plan: Plan, team: Team, base: Any) -> None:
         plan.image = found.builtin
         return
     if found.build is None or found.build.status != BuildStatus.READY:
-        raise ApiError("template_not_found", f"template {base!r} has no ready build to build on")
+        raise DomainError("template_not_found", f"template {base!r} has no ready build to build on")
     plan.parent = found.build
     plan.image = found.build.base_image
     plan.suite = found.build.image_suite
 
 
-def _not_debian(base: str) -> ApiError:
-    return ApiError(
+def _not_debian(base: str) -> DomainError:
+    return DomainError(
         "base_image_not_supported",
         f"{base!r}: this server builds templates on Debian images only (debian:"
         + "|".join(SUITES)
         + ", python:"
         + "|".join(SUITES.values())
         + ") or on another template (--from-template)",
-        status=400,
     )
 
 
@@ -482,7 +477,7 @@ def build_config(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_request(team: Team, body: dict[str, Any]) -> Plan:
-    """The plan of a BuildRequest, or ApiError naming what cannot be built."""
+    """The plan of a BuildRequest, or DomainError naming what cannot be built."""
     backend = body.get("build_backend")
     if backend not in (None, "native", "buildkit"):
         raise invalid("build_backend must be native or buildkit")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Team, Template, TemplateAlias, TemplateBuild, TemplateTag
 from console.runtime.image import VARIANTS
 from console.sandbox_templates.models import BuildStatus, Visibility
@@ -47,8 +47,8 @@ class Resolved:
         return self.template is not None and self.template.pk is not None
 
 
-def not_found(ref: str) -> ApiError:
-    return ApiError(
+def not_found(ref: str) -> DomainError:
+    return DomainError(
         "template_not_found",
         f"Template {ref!r} not found",
         suggested_action="List templates with `nullspace template list`.",
@@ -57,7 +57,7 @@ def not_found(ref: str) -> ApiError:
 
 def check_name(name: object, what: str = "name") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"template {what} must be 1-63 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
@@ -67,7 +67,7 @@ def check_name(name: object, what: str = "name") -> str:
 
 def check_tag(tag: object) -> str:
     if not isinstance(tag, str) or not TAG.fullmatch(tag) or tag.startswith("tb_"):
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"tag {tag!r} must be 1-63 letters, digits, '.', '_' or '-' (not starting with tb_)",
         )
@@ -166,11 +166,9 @@ def resolve_owned(team: Team, ref: object) -> Resolved:
     team's public template is not yours to change)."""
     found = resolve(team, ref)
     if found.template is None:
-        raise ApiError(
-            "permission_denied", f"Builtin template {ref!r} cannot be changed", status=403
-        )
+        raise DomainError("permission_denied", f"Builtin template {ref!r} cannot be changed")
     if found.template.team_id != team.pk:
-        raise ApiError("permission_denied", f"Template {ref!r} belongs to another team", status=403)
+        raise DomainError("permission_denied", f"Template {ref!r} belongs to another team")
     return found
 
 
@@ -180,7 +178,7 @@ def usable_build(team: Team, ref: str) -> Resolved:
     if found.builtin is not None:
         return found
     if found.build is None or found.build.status != BuildStatus.READY:
-        raise ApiError(
+        raise DomainError(
             "template_not_found",
             f"Template {ref!r} has no ready build"
             + (f" tagged {found.qualifier!r}" if found.qualifier else ""),

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.jobs import enqueue
 from console.models import (
     LIVE_STATUSES,
@@ -42,30 +42,28 @@ def _tags(value: Any) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > MAX_TAGS:
-        raise ApiError("invalid_request", f"tags must be a list of at most {MAX_TAGS}")
+        raise DomainError("invalid_request", f"tags must be a list of at most {MAX_TAGS}")
     return list(dict.fromkeys(refs.check_tag(t) for t in value))
 
 
 def _template_for_build(team: Team, project: Project, name: str) -> Template:
     if name in VARIANTS:
-        raise ApiError(
+        raise DomainError(
             "template_name_conflict",
             f"{name!r} is a builtin template's name; choose another",
-            status=409,
         )
     alias = TemplateAlias.objects.filter(team=team, alias=name).select_related("template").first()
     if alias is not None:
-        raise ApiError(
+        raise DomainError(
             "template_name_conflict",
             f"{name!r} is an alias of template {alias.template.name!r} (kept by a rename); "
             "remove the alias first",
-            status=409,
         )
     template = Template.objects.filter(team=team, name=name).first()
     if template is not None:
         return template
     if Template.objects.filter(team=team).count() >= MAX_TEMPLATES_PER_TEAM:
-        raise ApiError(
+        raise DomainError(
             "quota_exceeded", f"a team may have at most {MAX_TEMPLATES_PER_TEAM} templates"
         )
     TemplateClaim.objects.filter(team=team, name=name).delete()  # the team's own claim is used
@@ -131,7 +129,7 @@ def get_build(team: Team, build_id: str) -> TemplateBuild:
         .first()
     )
     if build is None:
-        raise ApiError("template_build_not_found", f"Template build {build_id!r} not found")
+        raise DomainError("template_build_not_found", f"Template build {build_id!r} not found")
     return build
 
 
@@ -158,7 +156,7 @@ def cancel(build: TemplateBuild, reason: str | None, by: str) -> TemplateBuild:
 
 def retry(build: TemplateBuild, body: dict[str, Any], *, triggered_by: str) -> TemplateBuild:
     if build.status not in (BuildStatus.ERROR, BuildStatus.CANCELLED, BuildStatus.READY):
-        raise ApiError("conflict", f"build {build.public_id} is still {build.status}")
+        raise DomainError("conflict", f"build {build.public_id} is still {build.status}")
     request = dict(build.request)
     request.pop("build_secret_ids", None)
     request["name"] = build.template.name
@@ -169,20 +167,19 @@ def retry(build: TemplateBuild, body: dict[str, Any], *, triggered_by: str) -> T
     if body.get("build_secrets") is not None:
         request["build_secrets"] = body["build_secrets"]
     if body.get("base_image_auth") or body.get("registry_auth"):
-        raise ApiError("invalid_request", "registry credentials are not used by this server")
+        raise DomainError("invalid_request", "registry credentials are not used by this server")
     project = build.project or build.template.project
     if project is None:
-        raise ApiError("conflict", "the project that made this build is gone")
+        raise DomainError("conflict", "the project that made this build is gone")
     return start_build(project, request, triggered_by=triggered_by, retry_of=build)
 
 
 def promote(build: TemplateBuild, tag: Any) -> Template:
     tag = refs.check_tag(tag)
     if build.status != BuildStatus.READY:
-        raise ApiError(
+        raise DomainError(
             "template_build_not_promotable",
             f"build {build.public_id} is {build.status}; only a ready build can be promoted",
-            status=409,
         )
     _point(build.template, tag, build)
     return build.template
@@ -201,11 +198,9 @@ def assign_tags(team: Team, ref: str, tags: Any) -> Template:
     assert found.template is not None
     wanted = _tags(tags)
     if not wanted:
-        raise ApiError("invalid_request", "tags must name at least one tag")
+        raise DomainError("invalid_request", "tags must name at least one tag")
     if found.build is None or found.build.status != BuildStatus.READY:
-        raise ApiError(
-            "template_build_not_found", f"{ref!r} names no ready build to tag", status=404
-        )
+        raise DomainError("template_build_not_found", f"{ref!r} names no ready build to tag")
     for tag in wanted:
         _point(found.template, tag, found.build)
     return found.template
@@ -215,14 +210,14 @@ def remove_tag(team: Team, ref: str, tag: str) -> None:
     found = refs.resolve_owned(team, ref)
     deleted, _ = TemplateTag.objects.filter(template=found.template, tag=tag).delete()
     if not deleted:
-        raise ApiError("template_tag_not_found", f"{ref!r} has no tag {tag!r}")
+        raise DomainError("template_tag_not_found", f"{ref!r} has no tag {tag!r}")
 
 
 def remove_alias(team: Team, ref: str, alias: str) -> None:
     found = refs.resolve_owned(team, ref)
     deleted, _ = TemplateAlias.objects.filter(template=found.template, alias=alias).delete()
     if not deleted:
-        raise ApiError("template_alias_not_found", f"{ref!r} has no alias {alias!r}")
+        raise DomainError("template_alias_not_found", f"{ref!r} has no alias {alias!r}")
 
 
 def rename(team: Team, ref: str, new_name: Any) -> Template:
@@ -231,19 +226,15 @@ def rename(team: Team, ref: str, new_name: Any) -> Template:
     assert template is not None
     new_name = refs.check_name(new_name, "new_name")
     if new_name in VARIANTS:
-        raise ApiError("template_name_conflict", f"{new_name!r} is a builtin's name", status=409)
+        raise DomainError("template_name_conflict", f"{new_name!r} is a builtin's name")
     if new_name == template.name:
         return template
     if Template.objects.filter(team=team, name=new_name).exists():
-        raise ApiError(
-            "template_name_conflict", f"a template named {new_name!r} exists", status=409
-        )
+        raise DomainError("template_name_conflict", f"a template named {new_name!r} exists")
     with transaction.atomic():
         TemplateAlias.objects.filter(team=team, alias=new_name, template=template).delete()
         if TemplateAlias.objects.filter(team=team, alias=new_name).exists():
-            raise ApiError(
-                "template_name_conflict", f"{new_name!r} is another template's alias", status=409
-            )
+            raise DomainError("template_name_conflict", f"{new_name!r} is another template's alias")
         TemplateAlias.objects.update_or_create(
             team=team, alias=template.name, defaults={"template": template}
         )
@@ -258,7 +249,7 @@ def set_visibility(team: Team, ref: str, visibility: Any) -> Template:
     template = found.template
     assert template is not None
     if visibility not in Visibility.values:
-        raise ApiError("invalid_request", "visibility must be private or public")
+        raise DomainError("invalid_request", "visibility must be private or public")
     template.visibility = visibility
     template.updated_at = timezone.now()
     template.save(update_fields=["visibility", "updated_at"])
@@ -303,10 +294,9 @@ def delete(team: Team, ref: str) -> None:
     assert template is not None
     users = in_use(template)
     if users:
-        raise ApiError(
+        raise DomainError(
             "template_in_use",
             f"template {template.name!r} is used by {', '.join(users)}; kill them first",
-            status=409,
         )
     running = template.builds.exclude(status__in=BUILD_TERMINAL)
     for build in running:
@@ -316,23 +306,22 @@ def delete(team: Team, ref: str) -> None:
 
 def reserve(team: Team, ref: Any) -> tuple[str, str, Any]:
     if not isinstance(ref, str):
-        raise ApiError("invalid_request", "template_ref must be a string")
+        raise DomainError("invalid_request", "template_ref must be a string")
     namespace, slash, rest = ref.partition("/")
     if not slash:
         namespace, rest = team.slug, ref
     if namespace != team.slug:
-        raise ApiError(
+        raise DomainError(
             "permission_denied",
             f"names are reserved in your team's namespace {team.slug!r}, not {namespace!r}",
-            status=403,
         )
     name = refs.check_name(rest.partition(":")[0])
     if name in VARIANTS or Template.objects.filter(team=team, name=name).exists():
-        raise ApiError("template_name_conflict", f"{name!r} is already taken", status=409)
+        raise DomainError("template_name_conflict", f"{name!r} is already taken")
     now = timezone.now()
     TemplateClaim.objects.filter(team=team, expires_at__lte=now).delete()
     if TemplateClaim.objects.filter(team=team, name=name).exists():
-        raise ApiError("template_name_conflict", f"{name!r} is already reserved", status=409)
+        raise DomainError("template_name_conflict", f"{name!r} is already reserved")
     token = "tclm_" + secrets.token_urlsafe(24)
     claim = TemplateClaim.objects.create(
         team=team,
@@ -347,7 +336,7 @@ def release(team: Team, token: str) -> None:
     digest = hashlib.sha256(token.encode()).hexdigest()
     deleted, _ = TemplateClaim.objects.filter(team=team, token_digest=digest).delete()
     if not deleted:
-        raise ApiError("template_claim_not_found", "no such claim token")
+        raise DomainError("template_claim_not_found", "no such claim token")
 
 
 def visible_templates(team: Team) -> list[Template]:

@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.access import team_member_required
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import render_page
 from console.models import Role, Template, TemplateBuild
 from console.runtime.image import SUITES, VARIANTS
@@ -130,7 +130,7 @@ def _form_body(post: Any) -> dict[str, Any]:
     for line in _lines(post.get("envs", "")):
         key, sep, value = line.partition("=")
         if not sep:
-            raise ApiError("invalid_request", f"env line {line!r} must be KEY=VALUE")
+            raise DomainError("invalid_request", f"env line {line!r} must be KEY=VALUE")
         envs[key.strip()] = value
     body: dict[str, Any] = {
         "name": post.get("name", "").strip(),
@@ -162,7 +162,7 @@ def build_new(request: HttpRequest) -> HttpResponse:
                 _form_body(request.POST),
                 triggered_by=f"user:{request.user.pk}",
             )
-        except ApiError as exc:
+        except DomainError as exc:
             error = exc.message
         else:
             return redirect(
