@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from console.api.errors import ApiError
 from console.desktop.config import DesktopConfig, parse
+from console.errors import DomainError
 
 
 def test_defaults_and_accepted_values():
@@ -35,7 +35,7 @@ def test_defaults_and_accepted_values():
     ],
 )
 def test_refusals(template, desktop, words):
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         parse(template, desktop)
-    assert refused.value.status == 400 and refused.value.code == "invalid_request"
+    assert refused.value.code == "invalid_request"
     assert words in refused.value.message
