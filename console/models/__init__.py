@@ -17,6 +17,13 @@ from console.models.agents import (
     VersionStatus,
 )
 from console.models.audit import AuditEvent
+from console.models.code_interpreter import (
+    CODE_RUN_TERMINAL,
+    CodeArtifact,
+    CodeContext,
+    CodeRun,
+    CodeRunStatus,
+)
 from console.models.idempotency import IdempotencyRecord
 from console.models.jobs import Job, JobStatus
 from console.models.keys import ApiKey, KeyScope
@@ -48,6 +55,11 @@ __all__ = [
     "ActorKind",
     "ApiKey",
     "AuditEvent",
+    "CODE_RUN_TERMINAL",
+    "CodeArtifact",
+    "CodeContext",
+    "CodeRun",
+    "CodeRunStatus",
     "AuthMode",
     "Delivery",
     "DeliveryAttempt",

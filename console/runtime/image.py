@@ -82,6 +82,16 @@ class Variant:
 # Builtin images by name; a builtin template of the same name runs on it (docs/runtime.md).
 VARIANTS: dict[str, Variant] = {
     "base": Variant(),
+    # The code interpreter's Jupyter kernel and the libraries its users reach for first
+    # (docs/code-interpreter.md). The client names this template and gives it 2 GB.
+    "code-interpreter": Variant(
+        packages=(
+            "python3-ipykernel",
+            "python3-matplotlib",
+            "python3-numpy",
+            "python3-pandas",
+        ),
+    ),
 }
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.code_interpreter import views as code_views
 from console.views import (
     accounts,
     agents,
@@ -32,3 +33,4 @@ urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
 urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns
+urlpatterns += code_views.urlpatterns

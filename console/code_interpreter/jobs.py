@@ -1,0 +1,18 @@
+"""The code interpreter's background work: background runs, and expired artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from console.code_interpreter import artifacts, runs
+from console.jobs.registry import periodic, task
+
+
+@task(runs.JOB_KIND)
+def run(payload: dict[str, Any]) -> None:
+    runs.run_job(payload)
+
+
+@periodic("code.artifacts_expire", every=3600)
+def expire_artifacts() -> None:
+    artifacts.remove_expired()
