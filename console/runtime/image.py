@@ -90,6 +90,9 @@ VARIANTS: dict[str, Variant] = {
             "python3-matplotlib",
             "python3-numpy",
             "python3-pandas",
+            # Satisfies matplotlib's font tools without scipy, whose Debian package
+            # pulls a C++ compiler and Boost (about 500 MB; `pip install scipy` works).
+            "python3-munkres",
         ),
     ),
 }
