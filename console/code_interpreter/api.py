@@ -19,6 +19,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.urls import path
 from django.utils import timezone
 
@@ -47,7 +48,7 @@ def _sandbox(request: HttpRequest, sandbox_id: str, *, running: bool = False) ->
 
 
 @api_key_required(WRITE)
-def execute(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def execute(request: HttpRequest, sandbox_id: str) -> HttpResponseBase:
     sandbox = _sandbox(request, sandbox_id, running=True)
     run = executions.prepare(sandbox, request.json, background=False)  # type: ignore[attr-defined]
     try:
@@ -201,7 +202,7 @@ def delete_artifact(request: HttpRequest, sandbox_id: str, artifact_id: str) -> 
 
 
 @api_key_required(READ)
-def download_artifact(request: HttpRequest, sandbox_id: str, artifact_id: str) -> HttpResponse:
+def download_artifact(request: HttpRequest, sandbox_id: str, artifact_id: str) -> HttpResponseBase:
     artifact = _artifact(request, sandbox_id, artifact_id)
     return FileResponse(
         open(artifacts.stored_path(artifact), "rb"),  # noqa: SIM115 (FileResponse closes it)

@@ -166,18 +166,20 @@ def _read_connection(context: CodeContext) -> dict[str, Any] | None:
     return info
 
 
-def connect(context: CodeContext) -> BlockingKernelClient:
-    """A client on the running kernel whose IOPub subscription is known to work."""
+def connect(context: CodeContext, *, ready: bool = True) -> BlockingKernelClient:
+    """A client on the running kernel; with `ready`, one whose IOPub subscription is known
+    to work (what a run needs; an interrupt needs only the control channel)."""
     info = _read_connection(context)
     if info is None:
         raise ApiError("kernel_unavailable", "The context's kernel is not running", status=409)
     # Always the address the runtime says reaches this sandbox, whatever the file says.
     info["ip"] = get_driver().upstream(context.sandbox.runtime_id, 0)[0]
     client = BlockingKernelClient()
-    client.load_connection_info(info)
+    client.load_connection_info(info)  # type: ignore[arg-type]
     client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
     try:
-        _wait_ready(client)
+        if ready:
+            _wait_ready(client)
     except BaseException:
         client.stop_channels()
         raise
@@ -186,10 +188,14 @@ def connect(context: CodeContext) -> BlockingKernelClient:
 
 def _wait_ready(client: BlockingKernelClient) -> None:
     """Ask for kernel_info until its IOPub status arrives: a ZMQ subscription drops what
-    is published before it is in place, so output could otherwise be lost."""
+    is published before it is in place, so output could otherwise be lost. Asked on the
+    control channel, which the kernel answers even while a cell runs (shell requests wait
+    for it: a run queued behind another must not time out here)."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        msg_id = client.kernel_info()
+        request = client.session.msg("kernel_info_request", {})
+        client.control_channel.send(request)
+        msg_id = request["header"]["msg_id"]
         round_end = min(time.monotonic() + 1.0, deadline)
         while time.monotonic() < round_end:
             try:
@@ -210,7 +216,7 @@ def interrupt(context: CodeContext) -> None:
     """Interrupt what the kernel runs (Jupyter's interrupt_request, on the control channel)."""
     if not is_running(context):
         return
-    client = connect(context)
+    client = connect(context, ready=False)
     try:
         msg = client.session.msg("interrupt_request", {})
         client.control_channel.send(msg)

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST
@@ -36,7 +37,7 @@ def _wants_stream(request: HttpRequest) -> bool:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def code_run(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def code_run(request: HttpRequest, sandbox_id: str) -> HttpResponseBase:
     sandbox = project_sandbox(request, sandbox_id)
     code = request.POST.get("code", "")
     stream = _wants_stream(request)

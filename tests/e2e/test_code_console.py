@@ -38,7 +38,7 @@ def test_code_cell_runs_and_shows_rich_output(live, page):
     page.click("#code-run")
     page.wait_for_selector("#code-output .code-stdout:has-text('waiting')", timeout=30_000)
     assert page.locator("#code-output .code-result").count() == 0
-    live.cli("sandbox", "exec", sandbox_id, "touch /tmp/go", check=True)
+    live.cli("sandbox", "exec", sandbox_id, "--shell", "touch /tmp/go", check=True)
     page.wait_for_selector("#code-output .code-result:has-text('40')", timeout=30_000)
 
     # A DataFrame is drawn as a table (its HTML rebuilt as plain table cells).
