@@ -199,6 +199,7 @@ def _execute(
     run.pending_envs = {}
     run.save(update_fields=["pending_envs"])
     summary = messages.Summary()
+    lines = messages.StreamLines()
     watch = _Watch(run, stop)
     output = 0
     cut = False
@@ -220,6 +221,9 @@ def _execute(
         try:
             msg = client.get_iopub_msg(timeout=0.25)
         except queue.Empty:
+            for item in lines.flush():  # output paused mid-line: show what there is
+                summary.add(item)
+                yield item
             now = time.monotonic()
             if now - checked > KERNEL_CHECK_SECONDS:
                 checked = now
@@ -243,24 +247,29 @@ def _execute(
         event = messages.event_for(msg)
         if event is None:
             continue
-        size = _event_size(event)
         if event["type"] in ("stdout", "stderr", "result"):
+            size = _event_size(event)
             if output + size > MAX_OUTPUT_BYTES:
-                if not cut:
-                    cut = True
-                    event = {
-                        "type": "stderr",
-                        "text": f"[output past {MAX_OUTPUT_BYTES} bytes left out]\n",
-                        "timestamp": int(time.time() * 1000),
-                    }
-                else:
+                if cut:
                     continue
-            else:
-                output += size
-        summary.add(event)
+                cut = True
+                event = {
+                    "type": "stderr",
+                    "text": f"[output past {MAX_OUTPUT_BYTES} bytes left out]\n",
+                    "timestamp": int(time.time() * 1000),
+                }
+            output += size
+        ready = (
+            lines.feed(event) if event["type"] in ("stdout", "stderr") else lines.flush() + [event]
+        )
         quiet_since = time.monotonic()
-        if not (watch.reason == "client_disconnected"):
-            yield event
+        for item in ready:
+            summary.add(item)
+            if watch.reason != "client_disconnected":
+                yield item
+    for item in lines.flush():
+        summary.add(item)
+        yield item
     if envs and not kernel_died:
         _restore_envs(client)
     if kernel_died:

@@ -110,3 +110,35 @@ class Summary:
             "error": self.error,
             "execution_count": self.execution_count,
         }
+
+
+class StreamLines:
+    """Stream output as whole lines: the kernel flushes on a timer, so one print() may come
+    as two messages ("1", then "\\n"). Each event carries one line; text without its
+    newline is handed on when something else happens or the output pauses."""
+
+    MAX_PENDING = 64 * 1024
+
+    def __init__(self) -> None:
+        self.pending: dict[str, tuple[str, int]] = {}
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event["type"]
+        out = [e for other in list(self.pending) if other != kind for e in self._flush(other)]
+        text, stamp = self.pending.pop(kind, ("", event["timestamp"]))
+        text += event["text"]
+        lines = text.splitlines(keepends=True)
+        rest = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        out += [{"type": kind, "text": line, "timestamp": stamp} for line in lines]
+        if rest:
+            self.pending[kind] = (rest, event["timestamp"])
+            if len(rest) > self.MAX_PENDING:
+                out += self._flush(kind)
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        return [e for kind in list(self.pending) for e in self._flush(kind)]
+
+    def _flush(self, kind: str) -> list[dict[str, Any]]:
+        text, stamp = self.pending.pop(kind, ("", 0))
+        return [{"type": kind, "text": text, "timestamp": stamp}] if text else []
