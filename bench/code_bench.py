@@ -53,7 +53,8 @@ def execute(api: httpx.Client, sandbox_id: str, code: str, *, first_stdout: bool
         "POST", f"/v1/sandboxes/{sandbox_id}/code/execute", json={"code": code}
     ) as response:
         response.raise_for_status()
-        for line in response.iter_lines():
+        lines = response.iter_lines()
+        for line in lines:
             if not line.startswith("data: "):
                 continue
             event = json.loads(line[6:])
@@ -61,7 +62,7 @@ def execute(api: httpx.Client, sandbox_id: str, code: str, *, first_stdout: bool
                 stdout.append(event["text"])
                 if first_stdout:
                     elapsed = (time.perf_counter() - began) * 1000
-                    for _rest in response.iter_lines():
+                    for _rest in lines:  # the run ends before the next one starts
                         pass
                     return elapsed
     elapsed = (time.perf_counter() - began) * 1000

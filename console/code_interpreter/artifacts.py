@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import logging
 import mimetypes
-import posixpath
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,8 +115,34 @@ def from_display(
     return None
 
 
-def _skipped(relative: str) -> bool:
-    return any(part.startswith(".") or part in SKIPPED_PARTS for part in relative.split("/"))
+def _scan(sandbox_id: str, top: str) -> list[FileEntry]:
+    """Files under `top`, breadth first, SCAN_DEPTH levels deep, skipping hidden and tool
+    directories without entering them, and looking at SCAN_MAX_ENTRIES entries at most
+    (a workspace with a huge dependency tree costs the same as a small one)."""
+    files = get_driver().files(sandbox_id)
+    found: list[FileEntry] = []
+    seen = 0
+    level = [top]
+    for _depth in range(SCAN_DEPTH):
+        below: list[str] = []
+        for directory in level:
+            try:
+                entries = files.list(directory, depth=1)
+            except RuntimeError_ as exc:
+                log.info("artifact scan skips %s: %s", directory, exc)
+                continue
+            for entry in entries:
+                seen += 1
+                if seen > SCAN_MAX_ENTRIES:
+                    return found
+                if entry.name.startswith(".") or entry.name in SKIPPED_PARTS:
+                    continue
+                if entry.type == "dir":
+                    below.append(entry.path)
+                elif entry.type == "file":
+                    found.append(entry)
+        level = below
+    return found
 
 
 def _modified(entry: FileEntry) -> datetime | None:
@@ -133,19 +158,10 @@ def collect_files(
     """Files under the context's cwd written since `since` (at most `room` of them)."""
     if room <= 0:
         return []
-    files = get_driver().files(context.sandbox.runtime_id)
-    try:
-        entries = files.list(context.cwd, depth=SCAN_DEPTH)[:SCAN_MAX_ENTRIES]
-    except RuntimeError_ as exc:
-        log.info("no artifact scan of %s: %s", context.cwd, exc)
-        return []
     found: list[CodeArtifact] = []
-    for entry in entries:
-        if entry.type != "file" or entry.size > MAX_BYTES:
-            continue
-        relative = posixpath.relpath(entry.path, context.cwd)
+    for entry in _scan(context.sandbox.runtime_id, context.cwd):
         modified = _modified(entry)
-        if _skipped(relative) or modified is None or modified < since:
+        if entry.size > MAX_BYTES or modified is None or modified < since:
             continue
         artifact = _copy(context, run, count, entry)
         if artifact is not None:

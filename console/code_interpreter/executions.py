@@ -273,8 +273,10 @@ def _execute(
     if envs and not kernel_died:
         _restore_envs(client)
     if kernel_died:
-        context.kernel_pid = 0
-        context.save(update_fields=["kernel_pid"])
+        # The context may be gone too (removed while it ran): an update touches no row then.
+        CodeContext.objects.filter(pk=context.pk, kernel_pid=context.kernel_pid).update(
+            kernel_pid=0
+        )
         event = messages.error_event(
             "KernelDied", "The kernel stopped during the execution; its state is gone", ""
         )

@@ -67,8 +67,12 @@ def connection_path(context: CodeContext) -> str:
     return f"{RUNTIME_DIR}/nullspace-{context.public_id}.json"
 
 
+# kernel_pid while one request starts the kernel (the others wait for it).
+STARTING = -1
+
+
 def is_running(context: CodeContext) -> bool:
-    if not context.kernel_pid:
+    if context.kernel_pid <= 0:
         return False
     try:
         code = get_driver().wait_process(context.sandbox.runtime_id, context.kernel_pid, 0)
@@ -78,10 +82,29 @@ def is_running(context: CodeContext) -> bool:
 
 
 def ensure_started(context: CodeContext) -> None:
-    """Start the context's kernel unless it runs (a new context, a restart, a lost one)."""
-    if is_running(context):
-        return
-    start(context)
+    """Start the context's kernel unless it runs (a new context, a lost one). Requests
+    arriving together start one kernel: the one that claims the row starts it."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        context.refresh_from_db(fields=["kernel_pid", "connection_file", "kernel_started_at"])
+        if is_running(context):
+            return
+        starting_since = context.kernel_started_at
+        stale = (
+            starting_since is None
+            or (timezone.now() - starting_since).total_seconds() > START_TIMEOUT_SECONDS
+        )
+        if context.kernel_pid == STARTING and not stale:
+            if time.monotonic() > deadline:
+                raise ApiError("kernel_start_failed", "The kernel did not start", status=504)
+            time.sleep(0.1)
+            continue
+        claimed = CodeContext.objects.filter(pk=context.pk, kernel_pid=context.kernel_pid).update(
+            kernel_pid=STARTING, kernel_started_at=timezone.now()
+        )
+        if claimed:
+            start(context)
+            return
 
 
 def start(context: CodeContext) -> None:
@@ -108,16 +131,24 @@ def start(context: CodeContext) -> None:
         stdin=False,
         user=KERNEL_USER,
     )
-    pid = sandboxes._driver(
-        lambda: driver.start_process(
-            sandbox.runtime_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
+    try:
+        pid = sandboxes._driver(
+            lambda: driver.start_process(
+                sandbox.runtime_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
+            )
         )
-    )
+    except BaseException:
+        CodeContext.objects.filter(pk=context.pk).update(kernel_pid=0)
+        raise
     context.kernel_pid = pid
     context.connection_file = path
     context.kernel_started_at = timezone.now()
     context.save(update_fields=["kernel_pid", "connection_file", "kernel_started_at"])
-    _wait_for_connection_file(context)
+    try:
+        _wait_for_connection_file(context)
+    except BaseException:
+        stop(context)
+        raise
 
 
 def _wait_for_connection_file(context: CodeContext) -> None:
@@ -140,7 +171,6 @@ def _wait_for_connection_file(context: CodeContext) -> None:
             )
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
-    stop(context)
     raise ApiError(
         "kernel_start_failed",
         f"The kernel did not start within {START_TIMEOUT_SECONDS:g} s",
@@ -236,7 +266,7 @@ def interrupt(context: CodeContext) -> None:
 
 def stop(context: CodeContext) -> None:
     """End the kernel process (its state is gone) and forget its connection file."""
-    if context.kernel_pid:
+    if context.kernel_pid > 0:
         driver = get_driver()
         sandbox_id = context.sandbox.runtime_id
         try:
