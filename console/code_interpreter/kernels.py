@@ -88,6 +88,7 @@ def ensure_started(context: CodeContext) -> None:
     while True:
         context.refresh_from_db(fields=["kernel_pid", "connection_file", "kernel_started_at"])
         if is_running(context):
+            _wait_for_connection_file(context)  # started by another request a moment ago
             return
         starting_since = context.kernel_started_at
         stale = (

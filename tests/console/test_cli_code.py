@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import subprocess
+import threading
 import time
 
 import httpx
@@ -338,3 +339,33 @@ def test_a_sandbox_without_a_kernel_says_what_to_do(live):
         assert "code_interpreter_unavailable" in said and "--template code-interpreter" in said
     finally:
         live.cli("sandbox", "kill", plain)
+
+
+def test_runs_arriving_together_share_one_new_kernel(live):
+    fresh = cli_json(
+        live, "sandbox", "create", "--template", "code-interpreter", "--timeout", "300"
+    )["id"]
+    pids: list[str] = []
+    answers: list[str] = []
+
+    def run_one() -> None:
+        with api(live) as client, client.stream(
+            "POST", f"/v1/sandboxes/{fresh}/code/execute", json={"code": "import os; print(os.getpid())"}
+        ) as response:  # fmt: skip
+            for line in response.iter_lines():
+                if line.startswith("data: ") and json.loads(line[6:])["type"] == "stdout":
+                    pids.append(json.loads(line[6:])["text"])
+                elif response.status_code != 200 or line.startswith("data: "):
+                    answers.append(f"{response.status_code} {line}")
+
+    try:
+        threads = [threading.Thread(target=run_one) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=180)
+        assert len(pids) == 3 and len(set(pids)) == 1, (pids, answers)  # one default context, one kernel
+        kernels = live.cli("sandbox", "exec", fresh, "--shell", "pgrep -fc ipykernel", check=True)
+        assert kernels.stdout.strip() == "1"
+    finally:
+        live.cli("sandbox", "kill", fresh)
