@@ -88,13 +88,14 @@ def _new(
 def from_display(
     context: CodeContext, run: CodeRun | None, count: int | None, result: dict[str, Any], n: int
 ) -> CodeArtifact | None:
-    """A displayed PNG/JPEG (result keys `png`/`jpeg`, base64) kept as an `image` artifact."""
-    for key, mime in (("png", "image/png"), ("jpeg", "image/jpeg")):
+    """A displayed image (result keys `png`/`jpeg` in base64, `svg` as text) kept as an
+    `image` artifact."""
+    for key, mime in (("png", "image/png"), ("jpeg", "image/jpeg"), ("svg", "image/svg+xml")):
         value = result.get(key)
         if not isinstance(value, str):
             continue
         try:
-            data = base64.b64decode(value, validate=False)
+            data = value.encode() if key == "svg" else base64.b64decode(value, validate=False)
         except (binascii.Error, ValueError):
             return None
         if not data or len(data) > MAX_BYTES:

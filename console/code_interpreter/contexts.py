@@ -45,6 +45,10 @@ def _cwd(sandbox: Sandbox, value: Any) -> str:
         return sandbox.cwd
     if not isinstance(value, str) or not value.strip() or "\x00" in value or len(value) > 1024:
         raise ApiError("invalid_request", "cwd must be a non-empty path of at most 1024 characters")
+    if ".nullspace" in value.split("/"):
+        raise ApiError(
+            "invalid_request", f"cwd is reserved: {value[:200]} (a .nullspace directory)"
+        )
     files = get_driver().files(sandbox.runtime_id)
     try:
         path = files.path(value)

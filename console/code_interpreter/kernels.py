@@ -23,6 +23,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 
 from console import sandboxes
 from console.api.errors import ApiError
+from console.code_interpreter import kernel_setup
 from console.models import CodeContext, Sandbox
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, RuntimeError_
@@ -147,9 +148,30 @@ def start(context: CodeContext) -> None:
     context.save(update_fields=["kernel_pid", "connection_file", "kernel_started_at"])
     try:
         _wait_for_connection_file(context)
+        _set_up(context)
     except BaseException:
         stop(context)
         raise
+
+
+def _set_up(context: CodeContext) -> None:
+    """Run kernel_setup.SOURCE in the new kernel, silently, before any run of the user."""
+    client = connect(context)
+    try:
+        msg_id = client.execute(
+            kernel_setup.SOURCE, silent=True, store_history=False, allow_stdin=False
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                reply = client.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return
+        log.warning("the set-up of kernel %s did not answer", context.public_id)
+    finally:
+        client.stop_channels()
 
 
 def _wait_for_connection_file(context: CodeContext) -> None:

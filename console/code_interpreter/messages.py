@@ -11,6 +11,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from console.code_interpreter.kernel_setup import CHART_MIME
+
 # MIME type -> the result key the client reads.
 RESULT_KEYS = {
     "text/plain": "text",
@@ -23,6 +25,7 @@ RESULT_KEYS = {
     "text/latex": "latex",
     "application/json": "json",
     "application/javascript": "javascript",
+    CHART_MIME: "chart",
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -42,7 +45,7 @@ def result_event(content: dict[str, Any], *, main: bool) -> dict[str, Any]:
         key = RESULT_KEYS.get(mime)
         if key is None:
             other[mime] = value
-        elif isinstance(value, str) or key == "json":
+        elif isinstance(value, str) or key in ("json", "chart"):
             event[key] = value.strip() if key in ("png", "jpeg") else value
     if other:
         event["data"] = other

@@ -108,6 +108,26 @@ def test_rich_results_html_table_and_image(live, sb):
     assert base64.b64decode(images[0]["png"]).startswith(b"\x89PNG\r\n\x1a\n")
     shown = [e["artifact"] for e in events if e["type"] == "artifact"]
     assert [a["kind"] for a in shown] == ["image"] and shown[0]["mime_type"] == "image/png"
+    # The figure's data comes along as a chart.
+    assert images[0]["chart"]["type"] == "line"
+    assert [(p["x"], p["y"]) for p in images[0]["chart"]["elements"]] == [(0, 1), (1, 3), (2, 2)]
+
+    bars = (
+        "import matplotlib.pyplot as plt\nplt.bar(['A', 'B'], [10, 20], label='Revenue')\n"
+        "plt.title('Revenue')\nplt.xlabel('Quarter')\nplt.show()"
+    )
+    client_view = json.loads(run_code(live, sb, bars).stdout)
+    chart = client_view["results"][0]["chart"]
+    assert (chart["type"], chart["title"], chart["x_label"]) == ("bar", "Revenue", "Quarter")
+    assert chart["elements"] == [
+        {"label": "A", "value": 10, "group": "Revenue"},
+        {"label": "B", "value": 20, "group": "Revenue"},
+    ]
+    # An SVG shown is kept as an image artifact too.
+    svg = "from IPython.display import SVG\nSVG(data=\"<svg xmlns='http://www.w3.org/2000/svg' width='9' height='9'/>\")"
+    shown_svg = json.loads(run_code(live, sb, svg).stdout)
+    assert shown_svg["results"][0]["svg"].startswith("<svg")
+    assert [a["mime_type"] for a in shown_svg["artifacts"]] == ["image/svg+xml"]
 
 
 def test_events_stream_as_they_happen(live, sb):
@@ -286,6 +306,7 @@ def test_bad_input_is_a_clear_4xx(live, sb):
             ("POST", "/execute", {"code": "1", "envs": {"A=B": "x"}}, 400, "invalid_request"),
             ("POST", "/execute", {"code": "1", "envs": ["A"]}, 400, "invalid_request"),
             ("POST", "/contexts", {"cwd": "/no/such/dir"}, 400, "invalid_request"),
+            ("POST", "/contexts", {"cwd": "/workspace/.nullspace"}, 400, "invalid_request"),
             ("POST", "/contexts", {"language": "javascript"}, 400, "unsupported_language"),
             ("POST", "/runs", {"code": "1"}, 400, "invalid_request"),
             ("GET", "/runs?status=nonsense", None, 400, "invalid_request"),
@@ -364,7 +385,10 @@ def test_runs_arriving_together_share_one_new_kernel(live):
             thread.start()
         for thread in threads:
             thread.join(timeout=180)
-        assert len(pids) == 3 and len(set(pids)) == 1, (pids, answers)  # one default context, one kernel
+        assert len(pids) == 3 and len(set(pids)) == 1, (
+            pids,
+            answers,
+        )  # one default context, one kernel
         kernels = live.cli("sandbox", "exec", fresh, "--shell", "pgrep -fc ipykernel", check=True)
         assert kernels.stdout.strip() == "1"
     finally:
