@@ -195,7 +195,9 @@ def _execute(
     if envs:
         _set_envs(client, envs)
     since = timezone.now() - MTIME_SLACK
-    msg_id = client.execute(run.code, store_history=True, allow_stdin=False)
+    # Runs are independent requests: one that fails must not abort the ones queued
+    # behind it in the kernel (Jupyter's default for a notebook's cells).
+    msg_id = client.execute(run.code, store_history=True, allow_stdin=False, stop_on_error=False)
     run.pending_envs = {}
     run.save(update_fields=["pending_envs"])
     summary = messages.Summary()

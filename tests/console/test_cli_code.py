@@ -393,3 +393,37 @@ def test_runs_arriving_together_share_one_new_kernel(live):
         assert kernels.stdout.strip() == "1"
     finally:
         live.cli("sandbox", "kill", fresh)
+
+
+def test_a_failing_run_does_not_abort_the_run_queued_behind_it(live, sb):
+    ctx = cli_json(live, "sandbox", "code", "context", "create", sb)["id"]
+    first = "import os, time\nwhile not os.path.exists('/tmp/fail-now'):\n    time.sleep(0.05)\nraise ValueError('first')"
+    results: dict[str, subprocess.CompletedProcess] = {}
+
+    def run(name: str, code: str) -> None:
+        results[name] = run_code(live, sb, code, "--context", ctx)
+
+    failing = threading.Thread(target=run, args=("first", first))
+    failing.start()
+    with api(live) as client:
+        runs_url = f"/v1/sandboxes/{sb}/code/runs"
+        poll(
+            lambda: client.get(runs_url, params={"context_id": ctx, "status": "running"}).json()[
+                "items"
+            ],
+            what="the first run to start",
+        )
+        queued = threading.Thread(target=run, args=("second", "print('second ran')"))
+        queued.start()
+        poll(
+            lambda: client.get(runs_url, params={"context_id": ctx, "status": "queued"}).json()[
+                "items"
+            ],
+            what="the second run to wait in the kernel's queue",
+        )
+        time.sleep(1)  # its request reaches the kernel (the test passes either way)
+    live.cli("sandbox", "exec", sb, "--shell", "touch /tmp/fail-now", check=True)
+    failing.join(timeout=120)
+    queued.join(timeout=120)
+    assert json.loads(results["first"].stdout)["error"]["name"] == "ValueError"
+    assert json.loads(results["second"].stdout)["logs"]["stdout"] == ["second ran\n"]
