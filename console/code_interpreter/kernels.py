@@ -38,13 +38,19 @@ READY_TIMEOUT_SECONDS = 30.0
 CONNECTION_FILE_MAX_BYTES = 64 * 1024
 
 # Run by the sandbox's python3: the kernel leads a process group of its own, so that
-# an interrupt (SIGINT to the group) reaches it and its children and nothing else.
+# an interrupt (SIGINT to the group) reaches it and its children and nothing else; and
+# the user's site directory is on its path from the start, so that a package installed
+# from a run (`!pip install x`, which lands there as the user) imports in the next one.
 _LAUNCHER = (
-    "import os, sys\n"
+    "import os, site, sys\n"
     "try:\n"
     "    os.setsid()\n"
     "except OSError:\n"
     "    pass\n"
+    "user_site = site.getusersitepackages()\n"
+    "os.makedirs(user_site, exist_ok=True)\n"
+    "if user_site not in sys.path:\n"
+    "    site.addsitedir(user_site)\n"
     "from ipykernel import kernelapp\n"
     "kernelapp.launch_new_instance()\n"
 )
