@@ -1,4 +1,4 @@
-"""The code interpreter's background work: background runs, and expired artifacts."""
+"""The code interpreter's background work: background runs; expired artifacts and runs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def run(payload: dict[str, Any]) -> None:
     runs.run_job(payload)
 
 
-@periodic("code.artifacts_expire", every=3600)
-def expire_artifacts() -> None:
+@periodic("code.expire", every=3600)
+def expire() -> None:
     artifacts.remove_expired()
+    runs.remove_expired()

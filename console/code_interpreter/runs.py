@@ -102,3 +102,13 @@ def cancel(run: CodeRun) -> CodeRun:
             time.sleep(0.1)
     run.refresh_from_db()
     return run
+
+
+def remove_expired() -> int:
+    """Finished runs past their expiry (a bounded batch per call)."""
+    ids = list(
+        CodeRun.objects.filter(
+            expires_at__lte=timezone.now(), status__in=CODE_RUN_TERMINAL
+        ).values_list("pk", flat=True)[:1000]
+    )
+    return CodeRun.objects.filter(pk__in=ids).delete()[0]
