@@ -18,6 +18,7 @@ import shlex
 import time
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from jupyter_client.blocking.client import BlockingKernelClient
 
@@ -118,6 +119,14 @@ def ensure_started(context: CodeContext) -> None:
 def start(context: CodeContext) -> None:
     sandbox: Sandbox = context.sandbox
     sandboxes.require_running(sandbox)
+    if settings.RUNTIME_ISOLATION == "none":
+        # A kernel there would be a host process with the host's home directories.
+        raise ApiError(
+            "code_interpreter_unavailable",
+            "The code interpreter needs isolated sandboxes; this server runs them without "
+            "isolation (RUNTIME_ISOLATION=none)",
+            status=409,
+        )
     driver = get_driver()
     address = driver.upstream(sandbox.runtime_id, 0)[0]
     path = connection_path(context)

@@ -54,3 +54,13 @@ def test_a_base_sandbox_says_how_to_get_a_kernel(sandbox, member_client):
     )
     assert answer.status_code == 409
     assert answer.json()["code"] == "code_interpreter_unavailable"
+
+
+def test_an_unisolated_server_offers_no_kernel(project, member_client, settings):
+    settings.RUNTIME_ISOLATION = "none"
+    sandbox = make_sandbox_row(project)
+    answer = member_client.post(
+        run_url(sandbox), {"code": "print(1)"}, HTTP_ACCEPT="text/event-stream"
+    )
+    assert answer.status_code == 409
+    assert "needs isolated sandboxes" in answer.json()["error"]
