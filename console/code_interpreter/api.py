@@ -23,13 +23,13 @@ from django.http.response import HttpResponseBase
 from django.urls import path
 from django.utils import timezone
 
-from console import sandboxes
 from console.api.auth import READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.code_interpreter import artifacts, contexts, executions, kernels, runs
 from console.models import CodeArtifact, CodeContext, CodeRun, Sandbox
 from console.output_stream import OutputStream
 from console.paging import BadCursor, Keyset, paginate
+from console.sandboxes import service as sandboxes
 
 RUNS_KEYSET = Keyset("code_runs", "created_at")
 ARTIFACTS_KEYSET = Keyset("code_artifacts", "created_at")

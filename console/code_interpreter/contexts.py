@@ -7,12 +7,12 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.code_interpreter import kernels
 from console.models import CodeContext, Sandbox
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
+from console.sandboxes import service as sandboxes
 
 # What this server can run: a Python kernel (ipykernel). Other languages are refused.
 LANGUAGES = ("python",)

@@ -24,7 +24,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from console.api.errors import ApiError
 from console.code_interpreter import artifacts, contexts, kernels, messages
 from console.models import CODE_RUN_TERMINAL, CodeContext, CodeRun, CodeRunStatus, Sandbox
-from console.sandboxes import validated_envs
+from console.sandboxes.service import validated_envs
 
 DEFAULT_TIMEOUT_SECS = 300
 MAX_TIMEOUT_SECS = 3600

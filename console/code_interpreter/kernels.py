@@ -22,12 +22,12 @@ from django.conf import settings
 from django.utils import timezone
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.code_interpreter import kernel_setup
 from console.models import CodeContext, Sandbox
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, RuntimeError_
+from console.sandboxes import service as sandboxes
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from console import sandboxes
 from console.access import team_member_required
 from console.api.errors import ApiError
 from console.code_interpreter import executions
 from console.code_interpreter.api import sse_body
 from console.models import Role
 from console.output_stream import OutputStream
-from console.views.sandbox_context import detail_context
-from console.views.sandboxes import DETAIL, project_sandbox
+from console.sandboxes import service as sandboxes
+from console.sandboxes.views.context import detail_context
+from console.sandboxes.views.sandboxes import DETAIL, project_sandbox
 
 CELL = "console/code_interpreter/cell.html"
 # The no-JavaScript path holds the request until the code ends: keep it short.
