@@ -28,6 +28,7 @@ from console.api.errors import ApiError
 from console.models import (
     ActorKind,
     ApiKey,
+    CodeContext,
     EventStatus,
     Operation,
     Project,
@@ -780,6 +781,9 @@ def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
             started_at=now,
             timeout_at=now + timedelta(milliseconds=paused.timeout_ms),
         )
+        # Code interpreter contexts go with the runtime: their kernels run on in it
+        # (docs/code-interpreter.md).
+        CodeContext.objects.filter(sandbox=paused).update(sandbox=successor)
     except (ApiError, RuntimeError_) as exc:
         _release(paused, "resuming")
         if successor is not None:

@@ -427,3 +427,24 @@ def test_a_failing_run_does_not_abort_the_run_queued_behind_it(live, sb):
     queued.join(timeout=120)
     assert json.loads(results["first"].stdout)["error"]["name"] == "ValueError"
     assert json.loads(results["second"].stdout)["logs"]["stdout"] == ["second ran\n"]
+
+
+def test_contexts_follow_a_resume_under_a_new_id(live):
+    paused = cli_json(
+        live, "sandbox", "create", "--template", "code-interpreter", "--timeout", "300"
+    )["id"]
+    resumed = None
+    try:
+        ctx = cli_json(live, "sandbox", "code", "context", "create", paused)["id"]
+        assert run_code(live, paused, "kept = 'across the pause'", "--context", ctx).returncode == 0
+        live.cli("sandbox", "pause", paused, check=True)
+        snapshot = cli_json(live, "sandbox", "get", paused)["snapshot_id"]
+        resumed = cli_json(live, "sandbox", "resume", snapshot)["id"]
+        assert resumed != paused
+        assert [c["id"] for c in cli_json(live, "sandbox", "code", "context", "list", resumed)] == [
+            ctx
+        ]
+        after = json.loads(run_code(live, resumed, "print(kept)", "--context", ctx).stdout)
+        assert after["logs"]["stdout"] == ["across the pause\n"]
+    finally:
+        live.cli("sandbox", "kill", resumed or paused)
