@@ -64,3 +64,21 @@ def test_an_unisolated_server_offers_no_kernel(project, member_client, settings)
     )
     assert answer.status_code == 409
     assert "needs isolated sandboxes" in answer.json()["error"]
+
+
+@pytest.fixture
+def code_sandbox(runtime, project):
+    from console.sandboxes import service
+
+    made, _token = service.create_sandbox(project, template="code-interpreter")
+    yield made
+    service.destroy_sandbox(made)
+
+
+def test_without_javascript_the_page_shows_the_output(code_sandbox, member_client):
+    member_client.post(run_url(code_sandbox), {"code": "x = 6"})
+    answer = member_client.post(run_url(code_sandbox), {"code": "print('six', x)\nx * 7"})
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert '<pre class="code-stdout">six 6\n</pre>' in page
+    assert '<pre class="code-result">42</pre>' in page
