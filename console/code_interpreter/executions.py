@@ -210,6 +210,7 @@ def _execute(
     interrupted_at: float | None = None
     finished = False
     kernel_died = False
+    unstoppable = False
     while not finished:
         reason = watch.due()
         if reason:
@@ -219,6 +220,10 @@ def _execute(
             interrupted_at is not None
             and time.monotonic() - interrupted_at > INTERRUPT_GRACE_SECONDS
         ):
+            # Code that ignores KeyboardInterrupt would hold the context for ever: end
+            # the kernel instead; the next run starts a fresh one.
+            kernels.stop(context)
+            unstoppable = True
             break
         try:
             msg = client.get_iopub_msg(timeout=0.25)
@@ -287,7 +292,12 @@ def _execute(
     elif watch.reason == "timeout":
         event = messages.error_event(
             "TimeoutError",
-            f"Execution ran past its timeout of {run.timeout_secs} s and was interrupted",
+            f"Execution ran past its timeout of {run.timeout_secs} s and was interrupted"
+            + (
+                "; it did not stop, so its kernel was ended (its state is gone)"
+                if unstoppable
+                else ""
+            ),
             "",
         )
         summary.add(event)

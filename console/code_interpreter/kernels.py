@@ -318,5 +318,5 @@ def stop(context: CodeContext) -> None:
             pass
     context.kernel_pid = 0
     context.kernel_started_at = None
-    if context.pk:
-        context.save(update_fields=["kernel_pid", "kernel_started_at"])
+    # An update, not a save: the context may have been removed meanwhile.
+    CodeContext.objects.filter(pk=context.pk).update(kernel_pid=0, kernel_started_at=None)

@@ -448,3 +448,18 @@ def test_contexts_follow_a_resume_under_a_new_id(live):
         assert after["logs"]["stdout"] == ["across the pause\n"]
     finally:
         live.cli("sandbox", "kill", resumed or paused)
+
+
+def test_code_that_ignores_the_interrupt_ends_its_kernel_at_the_timeout(live, sb):
+    ctx = cli_json(live, "sandbox", "code", "context", "create", sb)["id"]
+    assert run_code(live, sb, "state = 1", "--context", ctx).returncode == 0
+    stubborn = (
+        "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
+        "    except KeyboardInterrupt:\n        pass"
+    )
+    result = run_code(live, sb, stubborn, "--context", ctx, "--timeout", "1")
+    error = json.loads(result.stdout)["error"]
+    assert error["name"] == "TimeoutError" and "kernel was ended" in error["value"]
+    # The context works again, on a fresh kernel.
+    after = json.loads(run_code(live, sb, "print('state' in globals())", "--context", ctx).stdout)
+    assert after["logs"]["stdout"] == ["False\n"]
