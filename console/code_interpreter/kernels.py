@@ -11,6 +11,7 @@ and is never logged. jupyter_client's KernelClient speaks the protocol.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -18,6 +19,7 @@ import shlex
 import time
 from typing import Any
 
+import zmq
 from django.conf import settings
 from django.utils import timezone
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -37,6 +39,8 @@ RUNTIME_DIR = "/home/user/.local/share/jupyter/runtime"
 START_TIMEOUT_SECONDS = 90.0
 READY_TIMEOUT_SECONDS = 30.0
 CONNECTION_FILE_MAX_BYTES = 64 * 1024
+# Larger messages make ZMQ drop the connection (the run then ends at its timeout).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # Run by the sandbox's python3: the kernel leads a process group of its own, so that
 # an interrupt (SIGINT to the group) reaches it and its children and nothing else; and
@@ -234,6 +238,16 @@ def _read_connection(context: CodeContext) -> dict[str, Any] | None:
     return info
 
 
+@functools.cache
+def _zmq_context() -> zmq.Context[Any]:
+    """One ZMQ context for every kernel client of this process, whose sockets refuse a
+    message larger than MAX_MESSAGE_BYTES: the kernel runs the sandbox's code, and a
+    message is read whole into our memory before anything can look at its size."""
+    context: zmq.Context[Any] = zmq.Context()
+    context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    return context
+
+
 def connect(context: CodeContext, *, ready: bool = True) -> BlockingKernelClient:
     """A client on the running kernel; with `ready`, one whose IOPub subscription is known
     to work (what a run needs; an interrupt needs only the control channel)."""
@@ -242,7 +256,7 @@ def connect(context: CodeContext, *, ready: bool = True) -> BlockingKernelClient
         raise ApiError("kernel_unavailable", "The context's kernel is not running", status=409)
     # Always the address the runtime says reaches this sandbox, whatever the file says.
     info["ip"] = get_driver().upstream(context.sandbox.runtime_id, 0)[0]
-    client = BlockingKernelClient()
+    client = BlockingKernelClient(context=_zmq_context())
     client.load_connection_info(info)  # type: ignore[arg-type]
     client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
     try:
