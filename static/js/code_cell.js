@@ -47,6 +47,8 @@
     var status = document.getElementById("code-status");
     var run = document.getElementById("code-run");
     var source = document.getElementById("code-source");
+    var stop = document.getElementById("code-stop");
+    var running = null; // the AbortController of the run being shown
 
     function pre(text, cls) {
       var last = output.lastElementChild;
@@ -96,20 +98,30 @@
 
     function finish(text) {
       run.disabled = false;
+      stop.hidden = true;
+      running = null;
       status.textContent = text;
     }
+
+    // Leaving the stream is what stops the code: the server interrupts the kernel then.
+    stop.addEventListener("click", function () {
+      if (running) running.abort();
+    });
 
     form.addEventListener("submit", function (submit) {
       submit.preventDefault();
       if (run.disabled) return;
       run.disabled = true;
+      stop.hidden = false;
       output.textContent = "";
       status.textContent = "Starting…";
+      running = new AbortController();
       fetch(form.action, {
         method: "POST",
         credentials: "same-origin",
         headers: { Accept: "text/event-stream" },
-        body: new FormData(form)
+        body: new FormData(form),
+        signal: running.signal
       }).then(function (response) {
         if (!response.ok) {
           return response.json().then(function (body) {
@@ -135,8 +147,8 @@
           });
         }
         return pump();
-      }).catch(function () {
-        finish("The connection was lost");
+      }).catch(function (error) {
+        finish(error && error.name === "AbortError" ? "Stopped" : "The connection was lost");
       });
     });
 

@@ -61,6 +61,16 @@ def test_code_cell_runs_and_shows_rich_output(live, page):
     assert width > 100
     shot(page, "code-cell")
 
+    # Stop leaves the stream; the server interrupts the kernel, whose state stays.
+    page.fill("#code-source", "import time\nwhile True:\n    time.sleep(0.05)")
+    page.click("#code-run")
+    page.wait_for_selector("#code-status:has-text('Running')", timeout=30_000)
+    page.click("#code-stop")
+    page.wait_for_selector("#code-status:has-text('Stopped')", timeout=10_000)
+    page.fill("#code-source", "print('after stop', x)")
+    page.click("#code-run")
+    page.wait_for_selector("#code-output .code-stdout:has-text('after stop 20')", timeout=60_000)
+
     # An error shows its traceback, and the cell can run again.
     page.fill("#code-source", "undefined_name")
     page.click("#code-run")
