@@ -16,4 +16,5 @@ def run(payload: dict[str, Any]) -> None:
 @periodic("code.expire", every=3600)
 def expire() -> None:
     artifacts.remove_expired()
+    runs.fail_lost()
     runs.remove_expired()

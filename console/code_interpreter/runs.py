@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 JOB_KIND = "code.run"
 STATUSES = tuple(CodeRunStatus.values)
 CANCEL_WAIT_SECONDS = 10.0
+# Beyond the longest timeout, the interrupt grace and a margin: a run this old is lost.
+LOST_AFTER_SECONDS = 600
 
 
 def to_dict(run: CodeRun) -> dict[str, Any]:
@@ -112,3 +115,17 @@ def remove_expired() -> int:
         ).values_list("pk", flat=True)[:1000]
     )
     return CodeRun.objects.filter(pk__in=ids).delete()[0]
+
+
+def fail_lost() -> int:
+    """Runs still queued or running long past the longest timeout: their server went away
+    mid-run (a restart), so nobody will record their end. Marked failed, `lost`."""
+    cutoff = timezone.now() - timedelta(seconds=executions.MAX_TIMEOUT_SECS + LOST_AFTER_SECONDS)
+    return CodeRun.objects.filter(
+        status__in=(CodeRunStatus.QUEUED, CodeRunStatus.RUNNING), created_at__lt=cutoff
+    ).update(
+        status=CodeRunStatus.FAILED,
+        failure_reason="lost",
+        pending_envs={},
+        completed_at=timezone.now(),
+    )

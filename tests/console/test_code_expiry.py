@@ -46,3 +46,23 @@ def test_expired_runs_and_artifacts_are_removed(project, settings, tmp_path):
     assert not CodeRun.objects.filter(pk=gone.pk).exists()
     assert list(CodeArtifact.objects.values_list("pk", flat=True)) == [kept.pk]
     assert not old_file.exists() and artifacts.stored_path(kept).exists()
+
+
+def test_runs_left_running_by_a_dead_server_are_marked_lost(project):
+    sandbox = make_sandbox_row(project)
+    long_ago = timezone.now() - timedelta(hours=2)
+    lost = CodeRun.objects.create(
+        project=project, sandbox=sandbox, context_public_id="ctx_x", code="1", timeout_secs=5,
+        status=CodeRunStatus.RUNNING, created_at=long_ago,
+        expires_at=timezone.now() + timedelta(days=1),
+    )  # fmt: skip
+    current = CodeRun.objects.create(
+        project=project, sandbox=sandbox, context_public_id="ctx_x", code="1", timeout_secs=5,
+        status=CodeRunStatus.RUNNING, expires_at=timezone.now() + timedelta(days=1),
+    )  # fmt: skip
+    jobs.expire()
+    lost.refresh_from_db()
+    current.refresh_from_db()
+    assert (lost.status, lost.failure_reason) == (CodeRunStatus.FAILED, "lost")
+    assert lost.completed_at is not None
+    assert current.status == CodeRunStatus.RUNNING
