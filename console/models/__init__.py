@@ -27,6 +27,7 @@ from console.code_interpreter.models import (
     CodeRun,
     CodeRunStatus,
 )
+from console.desktop.models import DesktopRecording, DesktopSession, RecordingStatus
 from console.jobs.models import Job, JobStatus
 from console.keys.models import ApiKey, KeyScope
 from console.previews.models import AuthMode, PreviewGrant
@@ -38,6 +39,9 @@ from console.volumes.models import Volume, VolumeAttachment
 from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "DesktopRecording",
+    "DesktopSession",
+    "RecordingStatus",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",
