@@ -53,6 +53,11 @@ STATUS_BY_CODE = {
     "desktop_raw_vnc_disabled": 403,
     "stream_not_started": 409,
     "recording_conflict": 409,
+    # code interpreter (docs/code-interpreter.md)
+    "code_interpreter_unavailable": 409,
+    "kernel_start_failed": 503,
+    "kernel_unavailable": 503,
+    "preview_unavailable": 415,
 }
 
 # An upload refused (code `file_upload_error`) answers by its reason (docs/api.md §2.6).

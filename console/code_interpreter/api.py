@@ -26,6 +26,7 @@ from django.utils import timezone
 from console.api.auth import READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.code_interpreter import artifacts, contexts, executions, kernels, runs
+from console.errors import DomainError
 from console.models import CodeArtifact, CodeContext, CodeRun, Sandbox
 from console.output_stream import OutputStream
 from console.paging import BadCursor, Keyset, paginate
@@ -53,7 +54,7 @@ def execute(request: HttpRequest, sandbox_id: str) -> HttpResponseBase:
     run = executions.prepare(sandbox, request.json, background=False)  # type: ignore[attr-defined]
     try:
         context, client = executions.open_kernel(run)
-    except ApiError as exc:
+    except DomainError as exc:
         executions.fail(run, f"{exc.code}: {exc.message}")
         raise
     stream: OutputStream[dict[str, Any] | None] = OutputStream(

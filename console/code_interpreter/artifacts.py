@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import CodeArtifact, CodeContext, CodeRun
 from console.runtime import get_driver
 from console.runtime.base import FileEntry, RuntimeError_
@@ -230,7 +230,7 @@ def get(sandbox_pk: int, public_id: str) -> CodeArtifact:
         .first()
     )
     if artifact is None or not stored_path(artifact).exists():
-        raise ApiError("artifact_not_found", f"Artifact {public_id} not found")
+        raise DomainError("artifact_not_found", f"Artifact {public_id} not found")
     return artifact
 
 
@@ -248,10 +248,9 @@ def preview(artifact: CodeArtifact) -> tuple[bytes, str]:
     if mime.startswith("text/") or mime in TEXT_MIMES:
         with open(path, "rb") as fh:
             return fh.read(PREVIEW_TEXT_BYTES), f"{mime}; charset=utf-8"
-    raise ApiError(
+    raise DomainError(
         "preview_unavailable",
         f"No preview for {mime} artifacts; download it instead",
-        status=415,
         suggested_action=f"nullspace sandbox code artifact download SB {artifact.public_id} -o FILE",
     )
 

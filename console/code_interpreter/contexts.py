@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from console.api.errors import ApiError
 from console.code_interpreter import kernels
+from console.errors import DomainError
 from console.models import CodeContext, Sandbox
 from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
@@ -29,10 +29,10 @@ def language(value: Any) -> str:
     if value is None:
         return "python"
     if not isinstance(value, str) or not value.strip():
-        raise ApiError("invalid_request", "language must be a non-empty string")
+        raise DomainError("invalid_request", "language must be a non-empty string")
     found = LANGUAGE_ALIASES.get(value.strip().lower())
     if found is None:
-        raise ApiError(
+        raise DomainError(
             "unsupported_language",
             f"Language {value[:40]!r} is not available: this server runs {', '.join(LANGUAGES)}",
             details={"supported": list(LANGUAGES)},
@@ -44,18 +44,20 @@ def _cwd(sandbox: Sandbox, value: Any) -> str:
     if value is None:
         return sandbox.cwd
     if not isinstance(value, str) or not value.strip() or "\x00" in value or len(value) > 1024:
-        raise ApiError("invalid_request", "cwd must be a non-empty path of at most 1024 characters")
+        raise DomainError(
+            "invalid_request", "cwd must be a non-empty path of at most 1024 characters"
+        )
     if ".nullspace" in value.split("/"):
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"cwd is reserved: {value[:200]} (a .nullspace directory)"
         )
     files = get_driver().files(sandbox.runtime_id)
     try:
         path = files.path(value)
         if not files.is_dir(path):
-            raise ApiError("invalid_request", f"cwd {path} is not a directory in the sandbox")
+            raise DomainError("invalid_request", f"cwd {path} is not a directory in the sandbox")
     except RuntimeError_ as exc:
-        raise ApiError("invalid_request", f"cwd {value[:200]}: {exc}") from exc
+        raise DomainError("invalid_request", f"cwd {value[:200]}: {exc}") from exc
     return path
 
 
@@ -66,7 +68,7 @@ def get(sandbox: Sandbox, public_id: str) -> CodeContext:
         .first()
     )
     if context is None:
-        raise ApiError("context_not_found", f"Code context {public_id} not found")
+        raise DomainError("context_not_found", f"Code context {public_id} not found")
     return context
 
 
@@ -80,7 +82,7 @@ def create(sandbox: Sandbox, *, cwd: Any = None, language_name: Any = None) -> C
     lang = language(language_name)
     path = _cwd(sandbox, cwd)
     if CodeContext.objects.filter(sandbox=sandbox).count() >= MAX_CONTEXTS_PER_SANDBOX:
-        raise ApiError(
+        raise DomainError(
             "quota_exceeded",
             f"A sandbox holds at most {MAX_CONTEXTS_PER_SANDBOX} code contexts",
             suggested_action="Remove a context you no longer need.",

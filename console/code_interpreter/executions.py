@@ -21,8 +21,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from console.api.errors import ApiError
 from console.code_interpreter import artifacts, contexts, kernels, messages
+from console.errors import DomainError
 from console.models import CODE_RUN_TERMINAL, CodeContext, CodeRun, CodeRunStatus, Sandbox
 from console.sandboxes.service import validated_envs
 
@@ -48,7 +48,7 @@ def _timeout(value: Any) -> int:
     if value is None:
         return DEFAULT_TIMEOUT_SECS
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT_SECS:
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"timeout must be an integer from 1 to {MAX_TIMEOUT_SECS} seconds"
         )
     return value
@@ -56,11 +56,11 @@ def _timeout(value: Any) -> int:
 
 def _code(value: Any) -> str:
     if not isinstance(value, str):
-        raise ApiError("invalid_request", "code must be a string")
+        raise DomainError("invalid_request", "code must be a string")
     if len(value.encode()) > MAX_CODE_BYTES:
-        raise ApiError("payload_too_large", f"code is larger than {MAX_CODE_BYTES} bytes")
+        raise DomainError("payload_too_large", f"code is larger than {MAX_CODE_BYTES} bytes")
     if "\x00" in value:
-        raise ApiError("invalid_request", "code must not contain NUL characters")
+        raise DomainError("invalid_request", "code must not contain NUL characters")
     return value
 
 
@@ -69,19 +69,19 @@ def prepare(sandbox: Sandbox, body: dict[str, Any], *, background: bool) -> Code
     known = {"code", "context_id", "language", "envs", "timeout"}
     unknown = sorted(set(body) - known)
     if unknown:
-        raise ApiError("invalid_request", f"unknown field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"unknown field(s): {', '.join(unknown)}")
     code = _code(body.get("code"))
     timeout = _timeout(body.get("timeout"))
     envs = validated_envs(body.get("envs") or {})
     context_id = body.get("context_id")
     if context_id is not None and not isinstance(context_id, str):
-        raise ApiError("invalid_request", "context_id must be a string")
+        raise DomainError("invalid_request", "context_id must be a string")
     language = contexts.language(body.get("language"))
     if background and not context_id:
-        raise ApiError("invalid_request", "context_id is required for a background run")
+        raise DomainError("invalid_request", "context_id is required for a background run")
     context = contexts.get(sandbox, context_id) if context_id else contexts.default(sandbox)
     if context.language != language:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"Context {context.public_id} runs {context.language}, not {language}",
         )
@@ -311,7 +311,7 @@ def _execute(
 def _interrupt(context: CodeContext) -> None:
     try:
         kernels.interrupt(context)
-    except ApiError as exc:
+    except DomainError as exc:
         logging.getLogger(__name__).info("interrupt of %s failed: %s", context.public_id, exc)
 
 

@@ -24,8 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from console.api.errors import ApiError
 from console.code_interpreter import kernel_setup
+from console.errors import DomainError
 from console.models import CodeContext, Sandbox
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, RuntimeError_
@@ -61,12 +61,11 @@ _LAUNCHER = (
 )
 
 
-class KernelUnavailable(ApiError):
+class KernelUnavailable(DomainError):
     def __init__(self, detail: str) -> None:
         super().__init__(
             "code_interpreter_unavailable",
             f"This sandbox cannot run a Jupyter kernel: {detail}",
-            status=409,
             suggested_action=(
                 "Create the sandbox from the code-interpreter template "
                 "(nullspace sandbox create --template code-interpreter), "
@@ -109,7 +108,7 @@ def ensure_started(context: CodeContext) -> None:
         )
         if context.kernel_pid == STARTING and not stale:
             if time.monotonic() > deadline:
-                raise ApiError("kernel_start_failed", "The kernel did not start", status=504)
+                raise DomainError("kernel_start_failed", "The kernel did not start")
             time.sleep(0.1)
             continue
         claimed = CodeContext.objects.filter(pk=context.pk, kernel_pid=context.kernel_pid).update(
@@ -125,11 +124,10 @@ def start(context: CodeContext) -> None:
     sandboxes.require_running(sandbox)
     if settings.RUNTIME_ISOLATION == "none":
         # A kernel there would be a host process with the host's home directories.
-        raise ApiError(
+        raise DomainError(
             "code_interpreter_unavailable",
             "The code interpreter needs isolated sandboxes; this server runs them without "
             "isolation (RUNTIME_ISOLATION=none)",
-            status=409,
         )
     driver = get_driver()
     address = driver.upstream(sandbox.runtime_id, 0)[0]
@@ -208,15 +206,12 @@ def _wait_for_connection_file(context: CodeContext) -> None:
             last = detail[-1] if detail else f"the kernel exited with code {code}"
             if "No module named" in last:
                 raise KernelUnavailable("ipykernel is not installed")
-            raise ApiError(
-                "kernel_start_failed", f"The kernel did not start: {last[:300]}", status=500
-            )
+            raise DomainError("kernel_start_failed", f"The kernel did not start: {last[:300]}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
-    raise ApiError(
+    raise DomainError(
         "kernel_start_failed",
         f"The kernel did not start within {START_TIMEOUT_SECONDS:g} s",
-        status=504,
         retryable=True,
     )
 
@@ -253,7 +248,7 @@ def connect(context: CodeContext, *, ready: bool = True) -> BlockingKernelClient
     to work (what a run needs; an interrupt needs only the control channel)."""
     info = _read_connection(context)
     if info is None:
-        raise ApiError("kernel_unavailable", "The context's kernel is not running", status=409)
+        raise DomainError("kernel_unavailable", "The context's kernel is not running")
     # Always the address the runtime says reaches this sandbox, whatever the file says.
     info["ip"] = get_driver().upstream(context.sandbox.runtime_id, 0)[0]
     client = BlockingKernelClient(context=_zmq_context())
@@ -286,10 +281,9 @@ def _wait_ready(client: BlockingKernelClient) -> None:
                 break
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return
-    raise ApiError(
+    raise DomainError(
         "kernel_unavailable",
         f"The kernel did not answer within {READY_TIMEOUT_SECONDS:g} s",
-        status=504,
         retryable=True,
     )
 

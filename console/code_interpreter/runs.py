@@ -10,8 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from console.api.errors import ApiError
 from console.code_interpreter import contexts, executions, kernels
+from console.errors import DomainError
 from console.jobs import queue
 from console.models import CODE_RUN_TERMINAL, CodeRun, CodeRunStatus, Sandbox
 from console.timefmt import iso
@@ -49,7 +49,7 @@ def get(sandbox: Sandbox, public_id: str) -> CodeRun:
         .first()
     )
     if run is None:
-        raise ApiError("run_not_found", f"Code run {public_id} not found")
+        raise DomainError("run_not_found", f"Code run {public_id} not found")
     return run
 
 
@@ -71,7 +71,7 @@ def run_job(payload: dict[str, Any]) -> None:
         return
     try:
         context, client = executions.open_kernel(run)
-    except ApiError as exc:
+    except DomainError as exc:
         executions.fail(run, f"{exc.code}: {exc.message}")
         return
     for _event in executions.execute(run, context, client):
@@ -95,7 +95,7 @@ def cancel(run: CodeRun) -> CodeRun:
     if not moved:
         try:
             kernels.interrupt(contexts.get(run.sandbox, run.context_public_id))
-        except ApiError as exc:
+        except DomainError as exc:
             log.info("cancel of %s could not interrupt: %s", run.public_id, exc)
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         while time.monotonic() < deadline:

@@ -17,14 +17,15 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from console.access import team_member_required
-from console.api.errors import ApiError
 from console.code_interpreter import executions
 from console.code_interpreter.api import sse_body
+from console.errors import DomainError
 from console.models import Role
 from console.output_stream import OutputStream
 from console.sandboxes import service as sandboxes
 from console.sandboxes.views.context import detail_context
 from console.sandboxes.views.sandboxes import DETAIL, project_sandbox
+from console.views.errors import status_for
 
 CELL = "console/code_interpreter/cell.html"
 # The no-JavaScript path holds the request until the code ends: keep it short.
@@ -49,18 +50,18 @@ def code_run(request: HttpRequest, sandbox_id: str) -> HttpResponseBase:
         run = executions.prepare(sandbox, body, background=False)
         try:
             context, client = executions.open_kernel(run)
-        except ApiError as exc:
+        except DomainError as exc:
             executions.fail(run, f"{exc.code}: {exc.message}")
             raise
-    except ApiError as exc:
+    except DomainError as exc:
         if stream:
             return HttpResponse(
                 json.dumps({"error": exc.message, "code": exc.code}),
-                status=exc.status,
+                status=status_for(exc),
                 content_type="application/json",
             )
         page = detail_context(request, sandbox, code_error=exc.message, code_source=code)
-        return render(request, DETAIL, page, status=exc.status)
+        return render(request, DETAIL, page, status=status_for(exc))
     if stream:
         events: OutputStream[dict[str, Any] | None] = OutputStream(
             lambda stop: executions.execute(run, context, client, stop),

@@ -68,11 +68,12 @@ def test_an_unisolated_server_offers_no_kernel(project, member_client, settings)
 
 @pytest.fixture
 def code_sandbox(runtime, project):
+    from console.actor import SYSTEM
     from console.sandboxes import service
 
-    made, _token = service.create_sandbox(project, template="code-interpreter")
+    made, _token = service.create_sandbox(project, actor=SYSTEM, template="code-interpreter")
     yield made
-    service.destroy_sandbox(made)
+    service.destroy_sandbox(made, actor=SYSTEM)
 
 
 def test_without_javascript_the_page_shows_the_output(code_sandbox, member_client):
