@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.code_interpreter import executions
 from console.code_interpreter.api import sse_body
 from console.errors import DomainError
@@ -38,7 +38,7 @@ def _wants_stream(request: HttpRequest) -> bool:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def code_run(request: HttpRequest, sandbox_id: str) -> HttpResponseBase:
+def code_run(request: TeamRequest, sandbox_id: str) -> HttpResponseBase:
     sandbox = project_sandbox(request, sandbox_id)
     code = request.POST.get("code", "")
     stream = _wants_stream(request)
