@@ -86,3 +86,15 @@ def new_volume_id() -> str:
 
 def new_attachment_id() -> str:
     return new_public_id("vat_")
+
+
+def new_code_context_id() -> str:
+    return new_public_id("ctx_")
+
+
+def new_code_run_id() -> str:
+    return new_public_id("crun_")
+
+
+def new_code_artifact_id() -> str:
+    return new_public_id("art_")

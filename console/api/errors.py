@@ -58,6 +58,11 @@ STATUS_BY_CODE = {
     "template_build_not_promotable": 409,
     "template_not_ready": 503,
     "template_start_failed": 503,
+    # code interpreter (docs/code-interpreter.md)
+    "code_interpreter_unavailable": 409,
+    "kernel_start_failed": 503,
+    "kernel_unavailable": 503,
+    "preview_unavailable": 415,
 }
 
 # An upload refused (code `file_upload_error`) answers by its reason (docs/api.md §2.6).

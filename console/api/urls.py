@@ -6,6 +6,7 @@ from django.urls import re_path
 
 from console.agents import api as agents_api
 from console.api import fallback
+from console.code_interpreter import api as code_api
 from console.desktop.api import routes as desktop_api
 from console.keys import api as keys_api
 from console.previews import api as previews_api
@@ -34,6 +35,7 @@ urlpatterns += webhooks_api.urlpatterns
 urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
 urlpatterns += templates_api.urlpatterns
+urlpatterns += code_api.urlpatterns
 urlpatterns += desktop_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.

@@ -19,6 +19,7 @@ JOB_MODULES = (
     "console.webhooks.delivery",
     "console.agents.jobs",
     "console.sandbox_templates.jobs",
+    "console.code_interpreter.jobs",
 )
 
 

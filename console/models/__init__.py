@@ -20,6 +20,13 @@ from console.agents.models import (
 )
 from console.api.models import IdempotencyRecord
 from console.audit.models import AuditEvent
+from console.code_interpreter.models import (
+    CODE_RUN_TERMINAL,
+    CodeArtifact,
+    CodeContext,
+    CodeRun,
+    CodeRunStatus,
+)
 from console.desktop.models import DesktopRecording, DesktopSession, RecordingStatus
 from console.jobs.models import Job, JobStatus
 from console.keys.models import ApiKey, KeyScope
@@ -70,6 +77,11 @@ __all__ = [
     "ActorKind",
     "ApiKey",
     "AuditEvent",
+    "CODE_RUN_TERMINAL",
+    "CodeArtifact",
+    "CodeContext",
+    "CodeRun",
+    "CodeRunStatus",
     "AuthMode",
     "Delivery",
     "DeliveryAttempt",

@@ -98,6 +98,19 @@ class Variant:
 # Builtin images by name; a builtin template of the same name runs on it (docs/runtime.md).
 VARIANTS: dict[str, Variant] = {
     "base": Variant(),
+    # The code interpreter's Jupyter kernel and the libraries its users reach for first
+    # (docs/code-interpreter.md). The client names this template and gives it 2 GB.
+    "code-interpreter": Variant(
+        packages=(
+            "python3-ipykernel",
+            "python3-matplotlib",
+            "python3-numpy",
+            "python3-pandas",
+            # Satisfies matplotlib's font tools without scipy, whose Debian package
+            # pulls a C++ compiler and Boost (about 650 MB; `pip install scipy` works).
+            "python3-munkres",
+        ),
+    ),
     # An X desktop (docs/desktop.md): a virtual screen, a window manager, a browser, input
     # and clipboard tools, a VNC server with a WebSocket bridge for the live view, and ffmpeg
     # for screenshots and recordings. The server starts them per sandbox (console/desktop/).

@@ -27,6 +27,7 @@ from django.utils import timezone
 from console.actor import SYSTEM, Actor
 from console.errors import DomainError
 from console.models import (
+    CodeContext,
     EventStatus,
     Operation,
     Project,
@@ -818,6 +819,9 @@ def _hand_over(paused: Sandbox, actor: Actor) -> Sandbox:
             started_at=now,
             timeout_at=now + timedelta(milliseconds=paused.timeout_ms),
         )
+        # Code interpreter contexts go with the runtime: their kernels run on in it
+        # (docs/code-interpreter.md).
+        CodeContext.objects.filter(sandbox=paused).update(sandbox=successor)
     except (DomainError, RuntimeError_) as exc:
         _release(paused, "resuming")
         if successor is not None:

@@ -6,6 +6,7 @@ from console.accounts.views import account as accounts
 from console.accounts.views import members, projects, teams
 from console.agents import views as agents
 from console.audit import views as audit
+from console.code_interpreter import views as code_views
 from console.desktop import views as desktop_views
 from console.keys import views as keys
 from console.previews import views as preview_views
@@ -31,4 +32,5 @@ urlpatterns += sandbox_processes.urlpatterns
 urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns
 urlpatterns += template_views.urlpatterns
+urlpatterns += code_views.urlpatterns
 urlpatterns += desktop_views.urlpatterns
