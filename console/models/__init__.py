@@ -25,12 +25,14 @@ from console.models.previews import AuthMode, PreviewGrant
 from console.models.projects import Project
 from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
 from console.models.snapshots import Snapshot, SnapshotKind
+from console.models.ssh import SshAccess
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
 from console.models.volumes import Volume, VolumeAttachment
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "SshAccess",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",

@@ -1,0 +1,130 @@
+"""Issuing SSH access to a sandbox (docs/ssh.md): check the request, make sure sshd runs
+in the sandbox, open the relay's port, sign a short-lived certificate, audit it.
+
+Raises ApiError with the contract's codes; knows nothing of HTTP otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from console import audit
+from console.api.errors import ApiError
+from console.models import ApiKey, Sandbox, SshAccess
+from console.runtime.image import DEFAULT_USER
+from console.ssh import ca, sshd
+from console.ssh.relay import RelayBusy, relay
+from console.timefmt import iso
+
+# A POSIX login name as Debian's adduser accepts it.
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ALLOWED_KEYS = {"public_key", "expires_in_minutes", "user"}
+
+
+def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> dict[str, Any]:
+    """SshAccess for `sandbox` (the contract's shape) for the key in `body`."""
+    from console import sandboxes
+
+    unknown = sorted(set(body) - ALLOWED_KEYS)
+    if unknown:
+        raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
+    try:
+        presented = ca.parse_public_key(body.get("public_key"))
+    except ca.InvalidPublicKey as exc:
+        raise ApiError("invalid_request", str(exc)) from None
+    minutes = _minutes(body.get("expires_in_minutes"))
+    user = _user(body.get("user"))
+    if settings.RUNTIME_ISOLATION == "none":
+        # Without isolation a sandbox's port 22 is the host's own sshd.
+        raise ApiError(
+            "not_implemented",
+            "SSH access needs isolated sandboxes (RUNTIME_ISOLATION=full)",
+            status=501,
+        )
+    sandboxes.require_running(sandbox)
+
+    host = settings.SSH_RELAY_HOST
+    try:
+        ready = sshd.ensure_sshd(sandbox, user, relay_host=host)
+    except sshd.SshdError as exc:
+        raise ApiError(exc.code, str(exc), status=exc.status) from None
+    try:
+        port = relay().open(sandbox.public_id)
+    except RelayBusy as exc:
+        raise ApiError("runtime_unavailable", str(exc), retryable=True) from None
+
+    now = timezone.now()
+    expires_at = now + timedelta(minutes=minutes)
+    access = SshAccess(
+        project=sandbox.project,
+        sandbox=sandbox,
+        user=user,
+        principal=sshd.principal(sandbox, user),
+        serial=ca.new_serial(),
+        key_type=presented.type_name,
+        key_fingerprint=presented.fingerprint,
+        created_by_key=api_key,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    certificate = ca.sign_user_certificate(
+        presented.key,
+        principals=[access.principal],
+        key_id=f"{access.public_id} {sandbox.public_id} {user}",
+        valid_after=now - timedelta(seconds=ca.CLOCK_SKEW_SECONDS),
+        valid_before=expires_at,
+        serial=access.serial,
+    )
+    access.save()
+    audit.record(
+        "ssh_access.created",
+        team=sandbox.project.team,
+        actor_label=f"api key {api_key.prefix}…" if api_key else "",
+        target_type="ssh_access",
+        target_id=access.public_id,
+        sandbox_id=sandbox.public_id,
+        user=user,
+        key_fingerprint=presented.fingerprint,
+        serial=str(access.serial),
+        expires_at=iso(expires_at),
+    )
+    return {
+        "access_id": access.public_id,
+        "host": host,
+        "port": port,
+        "user": user,
+        "certificate": certificate,
+        "expires_at": iso(expires_at),
+        "host_key": ready.host_key,
+        "host_ca": ca.ca_public_line(),
+        # For a client that has no identity file to name (it saves the certificate
+        # next to its key itself): where to connect.
+        "command": shlex.join(["ssh", "-p", str(port), f"{user}@{host}"]),
+    }
+
+
+def _minutes(value: Any) -> int:
+    if value is None:
+        return settings.SSH_ACCESS_DEFAULT_MINUTES
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError("invalid_request", "expires_in_minutes must be a whole number of minutes")
+    if not 1 <= value <= settings.SSH_ACCESS_MAX_MINUTES:
+        raise ApiError(
+            "invalid_request",
+            f"expires_in_minutes must be between 1 and {settings.SSH_ACCESS_MAX_MINUTES}",
+        )
+    return value
+
+
+def _user(value: Any) -> str:
+    if value is None:
+        return DEFAULT_USER
+    if not isinstance(value, str) or not _USER_NAME.match(value):
+        raise ApiError("invalid_request", "user must be a login name of the sandbox")
+    return value

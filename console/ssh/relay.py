@@ -1,0 +1,243 @@
+"""The SSH relay: a TCP port per sandbox with SSH access, forwarded to its sshd.
+
+The 0.1.9 client runs plain `ssh -p PORT USER@HOST` (no ProxyCommand), so what it
+connects to must speak SSH itself. SSH carries no host name a single port could route
+on, so each sandbox with live access gets a port of its own from SSH_RELAY_PORTS, and
+the bytes go unchanged to port 22 of the sandbox: the sandbox's sshd checks the
+certificate, end to end (docs/ssh.md).
+
+The relay admits a connection only while the sandbox is running and holds an unexpired
+certificate; a sweep closes the port of a sandbox that has neither, and cuts the open
+connections of a sandbox that is gone. It runs on an event loop of its own in a
+daemon thread of the process that issued the access (the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+SWEEP_SECONDS = 10.0
+CHUNK_BYTES = 64 * 1024
+
+
+class RelayBusy(Exception):
+    """Every port of SSH_RELAY_PORTS is taken."""
+
+
+@dataclass
+class _Listener:
+    sandbox_id: str
+    port: int
+    server: asyncio.Server
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the relay may forward to, when a sandbox may be reached at all."""
+
+    host: str
+    port: int
+
+
+def admit(sandbox_public_id: str) -> Admission | None:
+    """The sandbox's sshd address if it is running with an unexpired certificate."""
+    from console.models import Sandbox, SandboxStatus, SshAccess
+    from console.runtime import get_driver
+
+    close_old_connections()
+    try:
+        sandbox = Sandbox.objects.filter(public_id=sandbox_public_id).first()
+        if sandbox is None or sandbox.status != SandboxStatus.RUNNING:
+            return None
+        live = SshAccess.objects.filter(sandbox=sandbox, expires_at__gt=timezone.now()).exists()
+        if not live:
+            return None
+        host, port = get_driver().upstream(sandbox.runtime_id, 22)
+        return Admission(host, port)
+    except Exception as exc:  # the sandbox vanished between the checks, or the runtime did
+        log.info("ssh relay: %s not admitted: %s", sandbox_public_id, exc)
+        return None
+    finally:
+        connection.close()
+
+
+class Relay:
+    def __init__(self, admit_fn: Callable[[str], Admission | None] = admit) -> None:
+        self._admit = admit_fn
+        self._listeners: dict[str, _Listener] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="ssh-relay", daemon=True)
+        self._thread.start()
+
+    # --- called from other threads ------------------------------------------------------
+
+    def open(self, sandbox_id: str) -> int:
+        """The relay port of the sandbox, opening one if it has none."""
+        return self._call(self._open(sandbox_id))
+
+    def close(self, sandbox_id: str) -> None:
+        """Close the sandbox's port and cut its connections."""
+        self._call(self._close(sandbox_id, cut=True))
+
+    def port_of(self, sandbox_id: str) -> int | None:
+        listener = self._listeners.get(sandbox_id)
+        return listener.port if listener else None
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    # --- on the relay's loop -------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.create_task(self._sweep_forever())
+        self._loop.run_forever()
+
+    async def _open(self, sandbox_id: str) -> int:
+        existing = self._listeners.get(sandbox_id)
+        if existing is not None:
+            return existing.port
+        low, high = settings.SSH_RELAY_PORTS
+        count = high - low + 1
+        # Start at a place of the range that depends on the sandbox, so servers sharing a
+        # machine rarely race for the same port, then take the first one free.
+        start = zlib.crc32(sandbox_id.encode()) % count
+        used = {listener.port for listener in self._listeners.values()}
+        for step in range(count):
+            port = low + (start + step) % count
+            if port in used:
+                continue
+            try:
+                server = await asyncio.start_server(
+                    lambda r, w, sid=sandbox_id: self._accept(sid, r, w),
+                    host=settings.SSH_RELAY_BIND,
+                    port=port,
+                    reuse_address=True,
+                )
+            except OSError:
+                continue
+            self._listeners[sandbox_id] = _Listener(sandbox_id, port, server)
+            log.info("ssh relay: %s on port %d", sandbox_id, port)
+            return port
+        raise RelayBusy(f"every SSH relay port ({low}-{high}) is in use")
+
+    async def _close(self, sandbox_id: str, *, cut: bool) -> None:
+        listener = self._listeners.pop(sandbox_id, None)
+        if listener is None:
+            return
+        listener.server.close()
+        if cut:
+            for task in list(listener.connections):
+                task.cancel()
+        log.info("ssh relay: closed port %d of %s", listener.port, sandbox_id)
+
+    async def _accept(
+        self, sandbox_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        listener = self._listeners.get(sandbox_id)
+        task = asyncio.current_task()
+        if listener is None or task is None:
+            writer.close()
+            return
+        if len(listener.connections) >= settings.SSH_RELAY_MAX_CONNECTIONS:
+            log.info("ssh relay: %s has too many connections", sandbox_id)
+            writer.close()
+            return
+        listener.connections.add(task)
+        try:
+            await self._forward(sandbox_id, reader, writer)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            listener.connections.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _forward(
+        self, sandbox_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        target = await asyncio.to_thread(self._admit, sandbox_id)
+        if target is None:
+            return  # closed without a word: the client sees "Connection closed"
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(target.host, target.port), CONNECT_TIMEOUT_SECONDS
+            )
+        except (OSError, TimeoutError) as exc:
+            log.info("ssh relay: %s sshd unreachable: %s", sandbox_id, exc)
+            return
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            with contextlib.suppress(Exception):
+                up_writer.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            for sandbox_id in list(self._listeners):
+                try:
+                    await self._sweep(sandbox_id)
+                except Exception:
+                    log.exception("ssh relay: sweeping %s failed", sandbox_id)
+
+    async def _sweep(self, sandbox_id: str) -> None:
+        if await asyncio.to_thread(self._admit, sandbox_id) is not None:
+            return
+        gone = not await asyncio.to_thread(_still_running, sandbox_id)
+        # Expired access: no new connections, sessions already in may finish. A sandbox
+        # that is gone: its sessions end now.
+        await self._close(sandbox_id, cut=gone)
+
+
+def _still_running(sandbox_public_id: str) -> bool:
+    from console.models import Sandbox, SandboxStatus
+
+    close_old_connections()
+    try:
+        return Sandbox.objects.filter(
+            public_id=sandbox_public_id, status=SandboxStatus.RUNNING
+        ).exists()
+    finally:
+        connection.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(CHUNK_BYTES):
+            writer.write(chunk)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+
+
+_relay: Relay | None = None
+_relay_lock = threading.Lock()
+
+
+def relay() -> Relay:
+    """This process's relay, started on first use."""
+    global _relay
+    with _relay_lock:
+        if _relay is None:
+            _relay = Relay()
+        return _relay

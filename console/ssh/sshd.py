@@ -1,0 +1,164 @@
+"""sshd inside a sandbox, started on demand at its first SSH access (docs/ssh.md).
+
+It trusts only the server's CA (TrustedUserCAKeys), and only certificates naming this
+sandbox and the login user (`AuthorizedPrincipalsFile` holds `<sandbox id>:<user>`);
+no passwords, no authorized_keys. Its host key is made inside the sandbox (the private
+half never leaves it) under a name holding the sandbox id, so a fork (which copies the
+files) makes a key of its own; the server signs a host certificate for it.
+
+sshd is started through `sudo` by the sandbox's default user: a process the runtime
+starts as root carries no_new_privs, which every login session would inherit, and
+`sudo` inside an SSH session would then fail (docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+
+from console.models import Sandbox
+from console.runtime.base import ExecRequest
+from console.runtime.image import DEFAULT_USER
+from console.ssh import ca
+
+CONFIG_DIR = "/etc/ssh/nullspace"
+HOST_CERT_DAYS = 365
+SETUP_TIMEOUT_SECONDS = 60
+# Exit codes of the scripts below that are the caller's mistake, not ours.
+NO_SUCH_USER = 3
+
+# Makes the host key if missing; prints its public half. $1 = sandbox id.
+HOST_KEY_SCRIPT = f"""set -eu
+key={CONFIG_DIR}/host/"$1"_ed25519_key
+umask 022
+mkdir -p {CONFIG_DIR}/host
+[ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "$1" -f "$key"
+cat "$key.pub"
+"""
+
+# $1 CA line, $2 host certificate line, $3 sandbox id, $4 login user.
+START_SCRIPT = f"""set -eu
+ca=$1 cert=$2 sb=$3 user=$4 d={CONFIG_DIR}
+id -u "$user" >/dev/null 2>&1 || {{ echo "there is no user $user in this sandbox" >&2; exit {NO_SUCH_USER}; }}
+umask 022
+mkdir -p "$d/principals" "$d/host" /run/sshd
+exec 9>/run/nullspace-sshd.lock
+flock 9
+key="$d/host/${{sb}}_ed25519_key"
+[ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "$sb" -f "$key"
+printf '%s\\n' "$ca" > "$d/user_ca.pub"
+printf '%s\\n' "$cert" > "$key-cert.pub"
+# Principals of another sandbox (files a fork copied) must not open this one.
+for f in "$d"/principals/*; do
+  [ -e "$f" ] || continue
+  grep -qxF "$sb:$(basename "$f")" "$f" || rm -f "$f"
+done
+printf '%s:%s\\n' "$sb" "$user" > "$d/principals/$user"
+cat > "$d/sshd_config" <<EOF
+Port 22
+HostKey $key
+HostCertificate $key-cert.pub
+TrustedUserCAKeys $d/user_ca.pub
+AuthorizedPrincipalsFile $d/principals/%u
+AuthorizedKeysFile none
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+PermitRootLogin prohibit-password
+PermitUserEnvironment no
+UsePAM no
+X11Forwarding no
+AllowAgentForwarding no
+AllowTcpForwarding yes
+PrintMotd no
+MaxAuthTries 3
+LoginGraceTime 30
+ClientAliveInterval 30
+ClientAliveCountMax 4
+PidFile /run/nullspace-sshd.pid
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+pid=$(cat /run/nullspace-sshd.pid 2>/dev/null || true)
+if [ -n "$pid" ] && [ "$(cat /proc/$pid/comm 2>/dev/null)" = sshd ]; then
+  kill -HUP "$pid"  # sshd re-executes itself: the new config and host certificate apply
+else
+  /usr/sbin/sshd -f "$d/sshd_config"
+fi
+"""
+
+
+class SshdError(Exception):
+    def __init__(self, message: str, *, code: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class SshdReady:
+    host_key: str  # the sandbox's host public key line (for known_hosts)
+    host_certificate: str
+
+
+def principal(sandbox: Sandbox, user: str) -> str:
+    return f"{sandbox.public_id}:{user}"
+
+
+def ensure_sshd(sandbox: Sandbox, user: str, *, relay_host: str) -> SshdReady:
+    """sshd running in the sandbox, trusting the CA for `user`; its host key."""
+    host_key = _host_public_key(sandbox)
+    now = timezone.now()
+    parsed = ca.parse_public_key(host_key)
+    certificate = ca.sign_host_certificate(
+        parsed.key,
+        principals=[relay_host, sandbox.public_id],
+        key_id=f"{sandbox.public_id} host",
+        valid_after=now - timedelta(seconds=ca.CLOCK_SKEW_SECONDS),
+        valid_before=now + timedelta(days=HOST_CERT_DAYS),
+    )
+    _as_root(sandbox, START_SCRIPT, [ca.ca_public_line(), certificate, sandbox.public_id, user])
+    return SshdReady(host_key=host_key, host_certificate=certificate)
+
+
+def _host_public_key(sandbox: Sandbox) -> str:
+    out = _as_root(sandbox, HOST_KEY_SCRIPT, [sandbox.public_id]).strip()
+    line = " ".join(out.splitlines()[-1].split()[:2]) if out else ""
+    try:
+        ca.parse_public_key(line)
+    except ca.InvalidPublicKey:
+        raise SshdError(
+            "The sandbox did not produce an SSH host key", code="runtime_error", status=500
+        ) from None
+    return line
+
+
+def _as_root(sandbox: Sandbox, script: str, args: list[str]) -> str:
+    from console import sandboxes
+
+    request = ExecRequest(
+        command="sudo",
+        args=["-n", "/bin/sh", "-c", script, "sh", *args],
+        user=DEFAULT_USER,
+        cwd="/",
+        timeout_secs=SETUP_TIMEOUT_SECONDS,
+        stdin=False,
+    )
+    result = sandboxes.run_command(sandbox, request)
+    if result.exit_code == NO_SUCH_USER:
+        raise SshdError(result.stderr.strip(), code="invalid_request")
+    if result.exit_code != 0:
+        detail = (result.stderr or result.stdout).strip()[-500:]
+        if "sudo" in detail and "password" in detail:
+            raise SshdError(
+                f"SSH needs passwordless sudo for {DEFAULT_USER} in the sandbox: {detail}",
+                code="sandbox_not_ready",
+                status=409,
+            )
+        raise SshdError(
+            f"Starting sshd in the sandbox failed: {detail}", code="runtime_error", status=500
+        )
+    return result.stdout
