@@ -8,7 +8,8 @@ directory and one sandbox, then measures, N times each (default 15):
   - `ssh ... true` with the printed command: stock OpenSSH through the relay to the
     sandbox's sshd, certificate checked, one command run;
   - both in a row (what `nullspace ssh SB -- true` costs);
-  - `nullspace ssh SB -- true` itself.
+  - `nullspace ssh SB -- true` itself;
+  - the POST alone over HTTP (the server's share: the CLI's own start-up is the rest).
 Prints median, p90 and max in ms. Bounded: N runs each, loopback only.
 
     .venv/bin/python bench/ssh_bench.py [-n 15] [--first 3]
@@ -25,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,6 +98,18 @@ def main() -> None:
             both.append(ms_access + ms_ssh)
         for _ in range(n):
             via_cli.append(timed([*cli, "ssh", sandbox, "--", "true"], env, cwd)[0])
+        public_key = (cwd / ".nullspace/ssh/nullspace_ssh_ed25519.pub").read_text().strip()
+        http_only = []
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=60
+        ) as api:
+            for _ in range(n):
+                began = time.perf_counter()
+                answer = api.post(
+                    f"/v1/sandboxes/{sandbox}/ssh-access", json={"public_key": public_key}
+                )
+                http_only.append((time.perf_counter() - began) * 1000)
+                answer.raise_for_status()
         server.cli("sandbox", "kill", sandbox)
 
         print(f"SSH connect time, ms (load average {os.getloadavg()[0]:.1f})\n")
@@ -106,6 +121,7 @@ def main() -> None:
         print(row("ssh ... true (printed command)", connect))
         print(row("ssh-access + ssh ... true", both))
         print(row("nullspace ssh SB -- true", via_cli))
+        print(row("POST .../ssh-access alone (HTTP, no CLI)", http_only))
     finally:
         server.stop()
         remove_tree(tmp)
