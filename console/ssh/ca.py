@@ -116,7 +116,7 @@ def parse_public_key(text: object) -> PresentedKey:
             raise InvalidPublicKey(f"RSA keys must have at least {MIN_RSA_BITS} bits")
     elif not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
         raise InvalidPublicKey("public_key must be an Ed25519, ECDSA or RSA key")
-    return PresentedKey(key=key, type_name=line.split()[0], fingerprint=fingerprint(key))  # type: ignore[arg-type]
+    return PresentedKey(key=key, type_name=line.split()[0], fingerprint=fingerprint(key))
 
 
 def sign_user_certificate(

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 SWEEP_SECONDS = 10.0
@@ -90,15 +92,7 @@ class Relay:
         """The relay port of the sandbox, opening one if it has none."""
         return self._call(self._open(sandbox_id))
 
-    def close(self, sandbox_id: str) -> None:
-        """Close the sandbox's port and cut its connections."""
-        self._call(self._close(sandbox_id, cut=True))
-
-    def port_of(self, sandbox_id: str) -> int | None:
-        listener = self._listeners.get(sandbox_id)
-        return listener.port if listener else None
-
-    def _call(self, coroutine: Any) -> Any:
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
 
     # --- on the relay's loop -------------------------------------------------------------
@@ -124,7 +118,7 @@ class Relay:
                 continue
             try:
                 server = await asyncio.start_server(
-                    lambda r, w, sid=sandbox_id: self._accept(sid, r, w),
+                    functools.partial(self._accept, sandbox_id),
                     host=settings.SSH_RELAY_BIND,
                     port=port,
                     reuse_address=True,
