@@ -25,6 +25,7 @@ from console.timefmt import iso
 # A POSIX login name as Debian's adduser accepts it.
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 ALLOWED_KEYS = {"public_key", "expires_in_minutes", "user"}
+MAX_LIVE_PER_SANDBOX = 100
 
 
 def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> 
             status=501,
         )
     sandboxes.require_running(sandbox)
+    _bound_rows(sandbox)
 
     host = settings.SSH_RELAY_HOST
     try:
@@ -107,6 +109,19 @@ def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> 
         # next to its key itself): where to connect.
         "command": shlex.join(["ssh", "-p", str(port), f"{user}@{host}"]),
     }
+
+
+def _bound_rows(sandbox: Sandbox) -> None:
+    """Expired rows are dropped (the audit log keeps the history); live ones are capped."""
+    now = timezone.now()
+    SshAccess.objects.filter(sandbox=sandbox, expires_at__lte=now).delete()
+    if SshAccess.objects.filter(sandbox=sandbox).count() >= MAX_LIVE_PER_SANDBOX:
+        raise ApiError(
+            "quota_exceeded",
+            f"Sandbox {sandbox.public_id} already has {MAX_LIVE_PER_SANDBOX} unexpired "
+            "SSH certificates",
+            suggested_action="Reuse one, or ask again when one has expired.",
+        )
 
 
 def _minutes(value: Any) -> int:

@@ -82,6 +82,7 @@ class Relay:
     def __init__(self, admit_fn: Callable[[str], Admission | None] = admit) -> None:
         self._admit = admit_fn
         self._listeners: dict[str, _Listener] = {}
+        self._opening = asyncio.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="ssh-relay", daemon=True)
         self._thread.start()
@@ -103,6 +104,10 @@ class Relay:
         self._loop.run_forever()
 
     async def _open(self, sandbox_id: str) -> int:
+        async with self._opening:  # two accesses at once must not get two ports
+            return await self._open_unlocked(sandbox_id)
+
+    async def _open_unlocked(self, sandbox_id: str) -> int:
         existing = self._listeners.get(sandbox_id)
         if existing is not None:
             return existing.port

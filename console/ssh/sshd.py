@@ -38,6 +38,8 @@ HOST_KEY_SCRIPT = f"""set -eu
 key={CONFIG_DIR}/host/"$1"_ed25519_key
 umask 022
 mkdir -p {CONFIG_DIR}/host
+exec 9>/run/nullspace-sshd.lock
+flock 9
 [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "$1" -f "$key"
 cat "$key.pub"
 """
@@ -54,7 +56,10 @@ key="$d/host/${{sb}}_ed25519_key"
 [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "$sb" -f "$key"
 printf '%s\\n' "$ca" > "$d/user_ca.pub"
 printf '%s\\n' "$cert" > "$key-cert.pub"
-# Principals of another sandbox (files a fork copied) must not open this one.
+# Host keys and principals of another sandbox (files a fork copied) must not serve here.
+for f in "$d"/host/*; do
+  case "$f" in "$d/host/${{sb}}_"*) ;; *) rm -f "$f" ;; esac
+done
 for f in "$d"/principals/*; do
   [ -e "$f" ] || continue
   grep -qxF "$sb:$(basename "$f")" "$f" || rm -f "$f"

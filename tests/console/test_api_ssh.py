@@ -110,6 +110,25 @@ def test_a_sandbox_that_cannot_run_is_refused(api, project, status, code, http):
     assert not SshAccess.objects.exists()
 
 
+def test_live_certificates_per_sandbox_are_capped_and_expired_rows_dropped(api, sandbox):
+    from console.ssh.access import MAX_LIVE_PER_SANDBOX
+
+    def rows(count: int, expires_at) -> None:
+        SshAccess.objects.bulk_create(
+            SshAccess(
+                project=sandbox.project, sandbox=sandbox, user="user", principal="p",
+                serial=i, key_type="ssh-ed25519", key_fingerprint="f", expires_at=expires_at,
+            )
+            for i in range(count)
+        )  # fmt: skip
+
+    rows(5, timezone.now() - timedelta(minutes=1))
+    rows(MAX_LIVE_PER_SANDBOX, timezone.now() + timedelta(minutes=5))
+    response = post(api, sandbox.public_id, {"public_key": ED25519})
+    assert response.status_code == 429 and response.json()["code"] == "quota_exceeded"
+    assert SshAccess.objects.filter(sandbox=sandbox).count() == MAX_LIVE_PER_SANDBOX
+
+
 def test_read_only_keys_cannot_issue_access(client, read_key, sandbox):
     raw, _ = read_key
     response = client.post(

@@ -176,6 +176,34 @@ def test_a_certificate_for_one_sandbox_does_not_open_another(live, sandbox_id, t
         live.cli("sandbox", "kill", other)
 
 
+def test_a_fork_keeps_neither_the_host_key_nor_the_principals(live, sandbox_id):
+    parent = access(live, sandbox_id)
+    child = json.loads(live.cli("sandbox", "fork", sandbox_id, check=True).stdout)["id"]
+    try:
+        parent_cert = identity(live).parent / "parent-cert.pub"
+        shutil.copy(str(identity(live)) + "-cert.pub", parent_cert)
+        mine = access(live, child)
+        assert mine["port"] != parent["port"]
+        assert mine["host_key"] != parent["host_key"]  # made in the fork, for the fork
+        ok = run(
+            [
+                "ssh",
+                *ssh_options(live, mine["port"]),
+                "user@localhost",
+                "ls /etc/ssh/nullspace/host",
+            ]
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert all(name.startswith(child + "_") for name in ok.stdout.split()), ok.stdout
+        # The parent's certificate (still valid) does not open the fork.
+        refused = run(
+            ["ssh", *ssh_options(live, mine["port"], parent_cert), "user@localhost", "true"]
+        )
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    finally:
+        live.cli("sandbox", "kill", child)
+
+
 def test_root_access_when_asked(live, sandbox_id):
     result = live.cli("ssh", sandbox_id, "--user", "root", "--", "id", "-un", input="")
     assert result.returncode == 0 and result.stdout.strip() == "root", result.stderr
