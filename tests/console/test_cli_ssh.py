@@ -8,12 +8,14 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.live import VENV_BIN
+from tests.live import VENV_BIN, free_port
 
 # Needs OpenSSH's client tools and rsync on the machine (.ci/run installs them).
 pytestmark = pytest.mark.cli
@@ -141,6 +143,38 @@ def test_scp_and_rsync_copy_files(live, sandbox_id, tmp_path):
     assert synced.returncode == 0, synced.stderr
     read = live.cli("sandbox", "exec", sandbox_id, "cat", "/workspace/tree/sub/a.txt")
     assert read.stdout == "A"
+
+
+def test_sftp_and_port_forwarding_for_editors(live, sandbox_id, tmp_path):
+    """What an editor's remote mode does: SFTP, and a tunnel to a port inside."""
+    port = access(live, sandbox_id)["port"]
+    options = ssh_options(live, port)
+    batch = tmp_path / "batch"
+    batch.write_text("ls /etc/hostname\n")
+    sftp_options = [o if o != "-p" else "-P" for o in options]
+    listed = run(["sftp", *sftp_options, "-b", str(batch), "user@localhost"])
+    assert listed.returncode == 0 and "/etc/hostname" in listed.stdout, listed.stderr
+
+    live.cli("sandbox", "exec", sandbox_id, "--background", "python3", "-m", "http.server",
+             "8765", "--bind", "127.0.0.1", check=True)  # fmt: skip
+    local = free_port()
+    tunnel = subprocess.Popen(
+        ["ssh", *options, "-N", "-L", f"{local}:127.0.0.1:8765", "user@localhost"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        answer = None
+        while time.monotonic() < deadline and answer is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{local}/", timeout=5)
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert answer is not None and answer.status_code == 200
+        assert "Directory listing" in answer.text
+    finally:
+        tunnel.terminate()
+        tunnel.wait(timeout=30)
 
 
 def test_expired_certificate_is_refused(live, sandbox_id, tmp_path):
