@@ -9,7 +9,8 @@ directory and one sandbox, then measures, N times each (default 15):
     sandbox's sshd, certificate checked, one command run;
   - both in a row (what `nullspace ssh SB -- true` costs);
   - `nullspace ssh SB -- true` itself;
-  - the POST alone over HTTP (the server's share: the CLI's own start-up is the rest).
+  - the POST alone over HTTP (the server's share), and `nullspace --version` (the CLI's
+    own start-up, most of the rest).
 Prints median, p90 and max in ms. Bounded: N runs each, loopback only.
 
     .venv/bin/python bench/ssh_bench.py [-n 15] [--first 3]
@@ -111,6 +112,7 @@ def main() -> None:
                 http_only.append((time.perf_counter() - began) * 1000)
                 answer.raise_for_status()
         server.cli("sandbox", "kill", sandbox)
+        startup = [timed([*cli, "--version"], env, cwd)[0] for _ in range(n)]
 
         print(f"SSH connect time, ms (load average {os.getloadavg()[0]:.1f})\n")
         print(f"| {'step':<44} | {'n':>3} | {'p50':>8} | {'p90':>8} | {'max':>8} |")
@@ -122,6 +124,7 @@ def main() -> None:
         print(row("ssh-access + ssh ... true", both))
         print(row("nullspace ssh SB -- true", via_cli))
         print(row("POST .../ssh-access alone (HTTP, no CLI)", http_only))
+        print(row("nullspace --version (the CLI's start-up)", startup))
     finally:
         server.stop()
         remove_tree(tmp)
