@@ -2,8 +2,8 @@
 
 Starts the real server (manage.py serve) on a free loopback port with its own data
 directory and one sandbox, then measures, N times each (default 15):
-  - first access: `nullspace sandbox ssh-access` on a fresh sandbox (starts sshd in it),
-    then `ssh ... true` (a handful of runs, each on a new sandbox);
+  - first access on fresh sandboxes (starts sshd in it), alternately through the CLI and
+    as the POST alone, then `ssh ... true` (its first connection);
   - `nullspace sandbox ssh-access SB` (sshd already running): the CLI's wall time;
   - `ssh ... true` with the printed command: stock OpenSSH through the relay to the
     sandbox's sshd, certificate checked, one command run;
@@ -13,7 +13,7 @@ directory and one sandbox, then measures, N times each (default 15):
     own start-up, most of the rest).
 Prints median, p90 and max in ms. Bounded: N runs each, loopback only.
 
-    .venv/bin/python bench/ssh_bench.py [-n 15] [--first 3]
+    .venv/bin/python bench/ssh_bench.py [-n 15] [--first 6]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def row(name: str, samples: list[float]) -> str:
     ordered = sorted(samples)
     p90 = ordered[max(0, int(len(ordered) * 0.9) - 1)]
     return (
-        f"| {name:<44} | {len(samples):>3} | {statistics.median(samples):>8.0f} "
+        f"| {name:<48} | {len(samples):>3} | {statistics.median(samples):>8.0f} "
         f"| {p90:>8.0f} | {max(samples):>8.0f} |"
     )
 
@@ -63,9 +63,9 @@ def row(name: str, samples: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=15, help="samples per measurement (max 100)")
-    parser.add_argument("--first", type=int, default=3, help="fresh sandboxes (max 10)")
+    parser.add_argument("--first", type=int, default=6, help="fresh sandboxes (max 20)")
     args = parser.parse_args()
-    n, first = max(1, min(args.n, 100)), max(1, min(args.first, 10))
+    n, first = max(1, min(args.n, 100)), max(2, min(args.first, 20))
     tmp = Path(tempfile.mkdtemp(prefix="ssh-bench-"))
     server = start_live_server(tmp)
     env = server.cli_env()
@@ -75,14 +75,31 @@ def main() -> None:
     def new_sandbox() -> str:
         return server.new_sandbox("--timeout", "900")
 
+    api = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=60
+    )
+
+    def post_access(sandbox: str) -> float:
+        public_key = (cwd / ".nullspace/ssh/nullspace_ssh_ed25519.pub").read_text().strip()
+        began = time.perf_counter()
+        answer = api.post(f"/v1/sandboxes/{sandbox}/ssh-access", json={"public_key": public_key})
+        answer.raise_for_status()
+        return (time.perf_counter() - began) * 1000
+
     try:
-        first_access, first_ssh = [], []
-        for _ in range(first):
+        first_access, first_http, first_ssh = [], [], []
+        for index in range(first):
             sandbox = new_sandbox()
-            ms, printed = timed(
-                [*cli, "sandbox", "ssh-access", sandbox, "--print-command"], env, cwd
-            )
-            first_access.append(ms)
+            if index % 2:  # alternate: the CLI's first access, or the POST's alone
+                first_http.append(post_access(sandbox))
+                ms, printed = timed(
+                    [*cli, "sandbox", "ssh-access", sandbox, "--print-command"], env, cwd
+                )
+            else:
+                ms, printed = timed(
+                    [*cli, "sandbox", "ssh-access", sandbox, "--print-command"], env, cwd
+                )
+                first_access.append(ms)
             first_ssh.append(timed([*shlex.split(printed), "true"], env, cwd)[0])
             server.cli("sandbox", "kill", sandbox)
 
@@ -99,25 +116,15 @@ def main() -> None:
             both.append(ms_access + ms_ssh)
         for _ in range(n):
             via_cli.append(timed([*cli, "ssh", sandbox, "--", "true"], env, cwd)[0])
-        public_key = (cwd / ".nullspace/ssh/nullspace_ssh_ed25519.pub").read_text().strip()
-        http_only = []
-        with httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=60
-        ) as api:
-            for _ in range(n):
-                began = time.perf_counter()
-                answer = api.post(
-                    f"/v1/sandboxes/{sandbox}/ssh-access", json={"public_key": public_key}
-                )
-                http_only.append((time.perf_counter() - began) * 1000)
-                answer.raise_for_status()
+        http_only = [post_access(sandbox) for _ in range(n)]
         server.cli("sandbox", "kill", sandbox)
         startup = [timed([*cli, "--version"], env, cwd)[0] for _ in range(n)]
 
         print(f"SSH connect time, ms (load average {os.getloadavg()[0]:.1f})\n")
-        print(f"| {'step':<44} | {'n':>3} | {'p50':>8} | {'p90':>8} | {'max':>8} |")
-        print(f"|{'-' * 46}|{'-' * 5}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
+        print(f"| {'step':<48} | {'n':>3} | {'p50':>8} | {'p90':>8} | {'max':>8} |")
+        print(f"|{'-' * 50}|{'-' * 5}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
         print(row("ssh-access, first (starts sshd)", first_access))
+        print(row("POST .../ssh-access, first (HTTP, starts sshd)", first_http))
         print(row("ssh ... true, first connection", first_ssh))
         print(row("ssh-access (sshd running)", access))
         print(row("ssh ... true (printed command)", connect))
@@ -126,6 +133,7 @@ def main() -> None:
         print(row("POST .../ssh-access alone (HTTP, no CLI)", http_only))
         print(row("nullspace --version (the CLI's start-up)", startup))
     finally:
+        api.close()
         server.stop()
         remove_tree(tmp)
 
