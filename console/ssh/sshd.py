@@ -14,6 +14,7 @@ starts as root carries no_new_privs, which every login session would inherit, an
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ CONFIG_DIR = "/etc/ssh/nullspace"
 HOST_CERT_DAYS = 365
 SETUP_TIMEOUT_SECONDS = 60
 BANNER_TIMEOUT_SECONDS = 5.0
+START_WAIT_SECONDS = 15.0
 MAX_CONFIG_FILE_BYTES = 16 * 1024
 # Exit codes of the scripts below that are the caller's mistake, not ours.
 NO_SUCH_USER = 3
@@ -91,12 +93,15 @@ PidFile /run/nullspace-sshd.pid
 AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
+# A running listener is replaced (sessions it started are processes of their own and
+# go on); the new one reads the config and host certificate written above.
 pid=$(cat /run/nullspace-sshd.pid 2>/dev/null || true)
 if [ -n "$pid" ] && [ "$(cat /proc/$pid/comm 2>/dev/null)" = sshd ]; then
-  kill -HUP "$pid"  # sshd re-executes itself: the new config and host certificate apply
-else
-  /usr/sbin/sshd -f "$d/sshd_config"
+  kill "$pid"
+  tries=0
+  while kill -0 "$pid" 2>/dev/null && [ $tries -lt 100 ]; do sleep 0.05; tries=$((tries + 1)); done
 fi
+/usr/sbin/sshd -f "$d/sshd_config"
 """
 
 
@@ -132,6 +137,14 @@ def ensure_sshd(sandbox: Sandbox, user: str, *, relay_host: str) -> SshdReady:
         valid_before=now + timedelta(days=HOST_CERT_DAYS),
     )
     _as_root(sandbox, START_SCRIPT, [ca.ca_public_line(), certificate, sandbox.public_id, user])
+    # sshd forks into the background before it listens: answer once it does.
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while not _sshd_answers(sandbox):
+        if time.monotonic() > deadline:
+            raise SshdError(
+                "sshd did not start listening in the sandbox", code="runtime_error", status=500
+            )
+        time.sleep(0.05)
     return SshdReady(host_key=host_key)
 
 

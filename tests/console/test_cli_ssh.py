@@ -245,6 +245,32 @@ def test_root_access_when_asked(live, sandbox_id):
     assert missing.returncode != 0 and "no user nobody2" in missing.stderr
 
 
+def test_sessions_survive_sshd_taking_a_new_user(live, sandbox_id):
+    """Access for another user rewrites sshd's setup and restarts its listener: a session
+    already open goes on, and the next connection works at once."""
+    port = access(live, sandbox_id)["port"]
+    session = subprocess.Popen(
+        ["ssh", *ssh_options(live, port), "user@localhost", "echo started; read line; echo got $line"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert session.stdout is not None and session.stdin is not None
+        assert session.stdout.readline().strip() == "started"
+        fresh_user = "ssh" + sandbox_id[-6:]
+        live.cli("sandbox", "exec", sandbox_id, "sudo", "useradd", "-m", "-p", "*", fresh_user,
+                 check=True)  # fmt: skip
+        result = live.cli("ssh", sandbox_id, "--user", fresh_user, "--", "id", "-un", input="")
+        assert result.returncode == 0 and result.stdout.strip() == fresh_user, result.stderr
+        session.stdin.write("hello\n")
+        session.stdin.flush()
+        assert session.stdout.readline().strip() == "got hello"
+        assert session.wait(timeout=SSH_TIMEOUT) == 0
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+
+
 def test_another_projects_sandbox_is_not_found(live, sandbox_id):
     other_key = live.manage(
         "bootstrap", "--email", "other@example.com", "--team", "other", "--project", "x"
