@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from console import audit
 from console.api.errors import ApiError
+from console.audit import service as audit
 from console.models import ApiKey, Sandbox, SshAccess
 from console.runtime.image import DEFAULT_USER
 from console.ssh import ca, sshd
@@ -30,7 +30,7 @@ MAX_LIVE_PER_SANDBOX = 100
 
 def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> dict[str, Any]:
     """SshAccess for `sandbox` (the contract's shape) for the key in `body`."""
-    from console import sandboxes
+    from console.sandboxes import service as sandboxes
 
     unknown = sorted(set(body) - ALLOWED_KEYS)
     if unknown:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from console import sandboxes
 from console.api.auth import WRITE, api_key_required, methods
+from console.sandboxes import service as sandboxes
 from console.ssh import access
 
 

@@ -197,7 +197,7 @@ def _host_public_key(sandbox: Sandbox) -> str:
 
 
 def _as_root(sandbox: Sandbox, script: str, args: list[str]) -> str:
-    from console import sandboxes
+    from console.sandboxes import service as sandboxes
 
     request = ExecRequest(
         command="sudo",

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from console import sandboxes
 from console.models import SshAccess
+from console.sandboxes import service as sandboxes
 
 
 @pytest.fixture
