@@ -191,6 +191,31 @@ def test_expired_certificate_is_refused(live, sandbox_id, tmp_path):
     assert "Permission denied" in refused.stderr
 
 
+def test_the_relay_admits_nothing_once_every_access_has_expired(live, tmp_path):
+    """The relay's own gate, before sshd: with no unexpired access left for the sandbox,
+    even a certificate sshd would take is not carried to it."""
+    sandbox = live.new_sandbox("--timeout", "900")
+    try:
+        port = access(live, sandbox)["port"]
+        valid = sign_with_server_ca(live, tmp_path, f"{sandbox}:user", "-1m:+5m")
+        assert (
+            run(["ssh", *ssh_options(live, port, valid), "user@localhost", "true"]).returncode == 0
+        )
+        live.manage(
+            "shell", "-c",
+            "from datetime import timedelta; from django.utils import timezone; "
+            "from console.models import SshAccess; "
+            f"SshAccess.objects.filter(sandbox__public_id='{sandbox}')"
+            ".update(expires_at=timezone.now() - timedelta(seconds=1))",
+        )  # fmt: skip
+        refused = run(["ssh", *ssh_options(live, port, valid), "-o", "ConnectTimeout=20",
+                       "user@localhost", "true"])  # fmt: skip
+        assert refused.returncode == 255
+        assert "Permission denied" not in refused.stderr  # never reached sshd
+    finally:
+        live.cli("sandbox", "kill", sandbox)
+
+
 def test_a_certificate_for_one_sandbox_does_not_open_another(live, sandbox_id, tmp_path):
     other = live.new_sandbox("--timeout", "900")
     try:
