@@ -346,6 +346,25 @@ def test_preview_links_still_refuse_port_22(live, sandbox_id):
     assert result.returncode != 0 and "reserved" in result.stderr
 
 
+def test_first_accesses_at_once_share_one_sshd_and_port(live):
+    """Two first accesses to a fresh sandbox at the same time: one host key, one port,
+    and both certificates open it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sandbox = live.new_sandbox("--timeout", "900")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: access(live, sandbox), range(2)))
+        assert answers[0]["port"] == answers[1]["port"]
+        assert answers[0]["host_key"] == answers[1]["host_key"]
+        result = live.cli("ssh", sandbox, "--", "pgrep", "-c", "-x", "sshd", input="")
+        assert result.returncode == 0, result.stderr
+        # One listener, plus the two processes of this session.
+        assert int(result.stdout.strip()) <= 3, result.stdout
+    finally:
+        live.cli("sandbox", "kill", sandbox)
+
+
 def test_asking_again_reuses_sshd_and_port(live, sandbox_id):
     first = access(live, sandbox_id)
     second = access(live, sandbox_id)
