@@ -79,8 +79,14 @@ def admit(sandbox_public_id: str) -> Admission | None:
 
 
 class Relay:
-    def __init__(self, admit_fn: Callable[[str], Admission | None] = admit) -> None:
-        self._admit = admit_fn
+    def __init__(
+        self,
+        admit_fn: Callable[[str], Admission | None] | None = None,
+        running_fn: Callable[[str], bool] | None = None,
+    ) -> None:
+        # What the database says; tests of the relay alone pass their own answers.
+        self._admit = admit_fn or admit
+        self._running = running_fn or still_running
         self._listeners: dict[str, _Listener] = {}
         self._opening = asyncio.Lock()
         self._loop = asyncio.new_event_loop()
@@ -92,6 +98,13 @@ class Relay:
     def open(self, sandbox_id: str) -> int:
         """The relay port of the sandbox, opening one if it has none."""
         return self._call(self._open(sandbox_id))
+
+    def stop(self) -> None:
+        """Close every port, cut every connection, end the relay's thread."""
+        self._call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
@@ -134,6 +147,14 @@ class Relay:
             log.info("ssh relay: %s on port %d", sandbox_id, port)
             return port
         raise RelayBusy(f"every SSH relay port ({low}-{high}) is in use")
+
+    async def _shutdown(self) -> None:
+        for sandbox_id in list(self._listeners):
+            await self._close(sandbox_id, cut=True)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _close(self, sandbox_id: str, *, cut: bool) -> None:
         listener = self._listeners.pop(sandbox_id, None)
@@ -198,13 +219,13 @@ class Relay:
     async def _sweep(self, sandbox_id: str) -> None:
         if await asyncio.to_thread(self._admit, sandbox_id) is not None:
             return
-        gone = not await asyncio.to_thread(_still_running, sandbox_id)
+        gone = not await asyncio.to_thread(self._running, sandbox_id)
         # Expired access: no new connections, sessions already in may finish. A sandbox
         # that is gone: its sessions end now.
         await self._close(sandbox_id, cut=gone)
 
 
-def _still_running(sandbox_public_id: str) -> bool:
+def still_running(sandbox_public_id: str) -> bool:
     from console.models import Sandbox, SandboxStatus
 
     close_old_connections()
