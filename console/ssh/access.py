@@ -18,6 +18,7 @@ from console.api.errors import ApiError
 from console.audit import service as audit
 from console.models import ApiKey, Sandbox, SshAccess
 from console.runtime.image import DEFAULT_USER
+from console.sandboxes import service as sandboxes
 from console.ssh import ca, sshd
 from console.ssh.relay import RelayBusy, relay
 from console.timefmt import iso
@@ -30,8 +31,6 @@ MAX_LIVE_PER_SANDBOX = 100
 
 def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> dict[str, Any]:
     """SshAccess for `sandbox` (the contract's shape) for the key in `body`."""
-    from console.sandboxes import service as sandboxes
-
     unknown = sorted(set(body) - ALLOWED_KEYS)
     if unknown:
         raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")

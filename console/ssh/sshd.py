@@ -24,6 +24,7 @@ from console.models import Sandbox
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, FileStore, RuntimeError_
 from console.runtime.image import DEFAULT_USER
+from console.sandboxes import service as sandboxes
 from console.ssh import ca
 
 CONFIG_DIR = "/etc/ssh/nullspace"
@@ -197,8 +198,6 @@ def _host_public_key(sandbox: Sandbox) -> str:
 
 
 def _as_root(sandbox: Sandbox, script: str, args: list[str]) -> str:
-    from console.sandboxes import service as sandboxes
-
     request = ExecRequest(
         command="sudo",
         args=["-n", "/bin/sh", "-c", script, "sh", *args],
