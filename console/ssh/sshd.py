@@ -162,7 +162,11 @@ def _already_set_up(sandbox: Sandbox, user: str) -> SshdReady | None:
         if _read(files, path) != content:
             return None
     host_key = " ".join(_read(files, f"{CONFIG_DIR}/host/{sb}_ed25519_key.pub").split()[:2])
-    if not host_key or not _sshd_answers(sandbox):
+    try:
+        ca.parse_public_key(host_key)  # it goes into the client's known_hosts
+    except ca.InvalidPublicKey:
+        return None
+    if not _sshd_answers(sandbox):
         return None
     return SshdReady(host_key=host_key)
 
