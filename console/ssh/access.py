@@ -73,6 +73,7 @@ def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> 
         created_by_key=api_key,
         created_at=now,
         expires_at=expires_at,
+        port=port,
     )
     certificate = ca.sign_user_certificate(
         presented.key,

@@ -29,6 +29,8 @@ class SshAccess(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
+    # The relay port it was given: a restarted server reopens the same one (docs/ssh.md).
+    port = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["sandbox", "expires_at"])]

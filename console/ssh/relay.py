@@ -95,9 +95,9 @@ class Relay:
 
     # --- called from other threads ------------------------------------------------------
 
-    def open(self, sandbox_id: str) -> int:
-        """The relay port of the sandbox, opening one if it has none."""
-        return self._call(self._open(sandbox_id))
+    def open(self, sandbox_id: str, *, prefer: int | None = None) -> int:
+        """The relay port of the sandbox, opening one if it has none (`prefer` first)."""
+        return self._call(self._open(sandbox_id, prefer))
 
     def stop(self) -> None:
         """Close every port, cut every connection, end the relay's thread."""
@@ -116,11 +116,11 @@ class Relay:
         self._loop.create_task(self._sweep_forever())
         self._loop.run_forever()
 
-    async def _open(self, sandbox_id: str) -> int:
+    async def _open(self, sandbox_id: str, prefer: int | None) -> int:
         async with self._opening:  # two accesses at once must not get two ports
-            return await self._open_unlocked(sandbox_id)
+            return await self._open_unlocked(sandbox_id, prefer)
 
-    async def _open_unlocked(self, sandbox_id: str) -> int:
+    async def _open_unlocked(self, sandbox_id: str, prefer: int | None) -> int:
         existing = self._listeners.get(sandbox_id)
         if existing is not None:
             return existing.port
@@ -129,6 +129,8 @@ class Relay:
         # Start at a place of the range that depends on the sandbox, so servers sharing a
         # machine rarely race for the same port, then take the first one free.
         start = zlib.crc32(sandbox_id.encode()) % count
+        if prefer is not None and low <= prefer <= high:
+            start = prefer - low
         used = {listener.port for listener in self._listeners.values()}
         for step in range(count):
             port = low + (start + step) % count
@@ -248,6 +250,34 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         with contextlib.suppress(Exception):
             if writer.can_write_eof():
                 writer.write_eof()
+
+
+def restore() -> int:
+    """At server start: reopen the ports of this server's running sandboxes that still
+    hold unexpired access, each on the port it had, so printed commands stay valid.
+    Returns how many were reopened; the relay is not started when there are none."""
+    from console.models import SandboxStatus, SshAccess
+    from console.sandboxes.owner import this_instance
+
+    rows = (
+        SshAccess.objects.filter(
+            expires_at__gt=timezone.now(),
+            sandbox__status=SandboxStatus.RUNNING,
+            sandbox__owner__in=[this_instance(), ""],
+        )
+        .order_by("-created_at")
+        .values_list("sandbox__public_id", "port")
+    )
+    ports: dict[str, int | None] = {}
+    for sandbox_id, port in rows[: settings.SSH_RELAY_PORTS[1] - settings.SSH_RELAY_PORTS[0] + 1]:
+        ports.setdefault(sandbox_id, port)
+    for sandbox_id, port in ports.items():
+        try:
+            relay().open(sandbox_id, prefer=port)
+        except RelayBusy:
+            log.warning("ssh relay: no port left to reopen %s", sandbox_id)
+            break
+    return len(ports)
 
 
 _relay: Relay | None = None

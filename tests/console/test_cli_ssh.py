@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import VENV_BIN, free_port
+from tests.live import VENV_BIN, free_port, launch
 
 # Needs OpenSSH's client tools and rsync on the machine (.ci/run installs them).
 pytestmark = pytest.mark.cli
@@ -294,6 +294,19 @@ def test_sessions_survive_sshd_taking_a_new_user(live, sandbox_id):
         if session.poll() is None:
             session.kill()
             session.wait()
+
+
+def test_a_restarted_server_reopens_the_same_port(live, sandbox_id):
+    """The printed command stays valid across a server restart (within its lifetime)."""
+    printed = live.cli("sandbox", "ssh-access", sandbox_id, "--print-command", check=True)
+    args = shlex.split(printed.stdout.strip())
+    assert run([*args, "-o", "BatchMode=yes", "true"]).returncode == 0
+    live.process.terminate()
+    live.process.wait(timeout=30)
+    launch(live)
+    again = run([*args, "-o", "BatchMode=yes", "hostname"])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == sandbox_id.replace("_", "-")
 
 
 def test_another_projects_sandbox_is_not_found(live, sandbox_id):
