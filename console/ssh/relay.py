@@ -21,7 +21,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -45,7 +45,6 @@ class _Listener:
     sandbox_id: str
     port: int
     server: asyncio.Server
-    connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,9 @@ class Relay:
         self._admit = admit_fn or admit
         self._running = running_fn or still_running
         self._listeners: dict[str, _Listener] = {}
+        # Open connections by sandbox, kept apart from the ports: a session outlives the
+        # port that expired access closed, and is still cut when its sandbox goes.
+        self._connections: dict[str, set[asyncio.Task[None]]] = {}
         self._opening = asyncio.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="ssh-relay", daemon=True)
@@ -160,33 +162,31 @@ class Relay:
 
     async def _close(self, sandbox_id: str, *, cut: bool) -> None:
         listener = self._listeners.pop(sandbox_id, None)
-        if listener is None:
-            return
-        listener.server.close()
+        if listener is not None:
+            listener.server.close()
+            log.info("ssh relay: closed port %d of %s", listener.port, sandbox_id)
         if cut:
-            for task in list(listener.connections):
+            for task in list(self._connections.pop(sandbox_id, ())):
                 task.cancel()
-        log.info("ssh relay: closed port %d of %s", listener.port, sandbox_id)
 
     async def _accept(
         self, sandbox_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        listener = self._listeners.get(sandbox_id)
         task = asyncio.current_task()
-        if listener is None or task is None:
-            writer.close()
-            return
-        if len(listener.connections) >= settings.SSH_RELAY_MAX_CONNECTIONS:
+        connections = self._connections.setdefault(sandbox_id, set())
+        if task is None or len(connections) >= settings.SSH_RELAY_MAX_CONNECTIONS:
             log.info("ssh relay: %s has too many connections", sandbox_id)
             writer.close()
             return
-        listener.connections.add(task)
+        connections.add(task)
         try:
             await self._forward(sandbox_id, reader, writer)
         except asyncio.CancelledError:
             pass
         finally:
-            listener.connections.discard(task)
+            connections.discard(task)
+            if not connections and self._connections.get(sandbox_id) is connections:
+                del self._connections[sandbox_id]
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -212,7 +212,7 @@ class Relay:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            for sandbox_id in list(self._listeners):
+            for sandbox_id in set(self._listeners) | set(self._connections):
                 try:
                     await self._sweep(sandbox_id)
                 except Exception:

@@ -152,7 +152,7 @@ def test_the_sweep_cuts_a_gone_sandbox_and_frees_its_port(relay, world):
     assert relay.open("sb_b") == port  # the port is free for another sandbox
 
 
-def test_the_sweep_lets_sessions_finish_when_only_access_expired(relay, world):
+def test_expired_access_lets_sessions_finish_until_the_sandbox_goes(relay, world):
     world.admitted.add("sb_a")
     world.running.add("sb_a")  # still running: only its certificates expired
     port = relay.open("sb_a")
@@ -163,5 +163,9 @@ def test_the_sweep_lets_sessions_finish_when_only_access_expired(relay, world):
         relay._call(relay._sweep("sb_a"))
         conn.sendall(b"y")  # the open session goes on
         assert conn.recv(1) == b"y"
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=2)
+        with pytest.raises(ConnectionRefusedError):  # but no new one comes in
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+        # When the sandbox goes later, the session that outlived its port is cut too.
+        world.running.clear()
+        relay._call(relay._sweep("sb_a"))
+        assert closed_without_data(conn)
