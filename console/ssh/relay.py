@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import threading
 import zlib
 from collections.abc import Callable, Coroutine
@@ -34,6 +35,10 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS = 10.0
 SWEEP_SECONDS = 10.0
 CHUNK_BYTES = 64 * 1024
+LINGER_SECONDS = 10.0
+KEEPALIVE_IDLE_SECONDS = 60
+KEEPALIVE_INTERVAL_SECONDS = 15
+KEEPALIVE_PROBES = 4
 
 
 class RelayBusy(Exception):
@@ -203,9 +208,22 @@ class Relay:
         except (OSError, TimeoutError) as exc:
             log.info("ssh relay: %s sshd unreachable: %s", sandbox_id, exc)
             return
+        for side in (writer, up_writer):
+            _keep_alive(side)
+        directions = {
+            asyncio.create_task(_pipe(reader, up_writer)),
+            asyncio.create_task(_pipe(up_reader, writer)),
+        }
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            # One side ended: the other gets a moment for its last bytes, not forever (a
+            # client that vanished never sends its end).
+            _, pending = await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+            if pending:
+                await asyncio.wait(pending, timeout=LINGER_SECONDS)
         finally:
+            for task in directions:
+                task.cancel()
+            await asyncio.gather(*directions, return_exceptions=True)
             with contextlib.suppress(Exception):
                 up_writer.close()
 
@@ -237,6 +255,18 @@ def still_running(sandbox_public_id: str) -> bool:
         ).exists()
     finally:
         connection.close()
+
+
+def _keep_alive(writer: asyncio.StreamWriter) -> None:
+    """TCP keepalives: a peer that vanished without a word is noticed in minutes."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_SECONDS)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_SECONDS)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -169,3 +169,24 @@ def test_expired_access_lets_sessions_finish_until_the_sandbox_goes(relay, world
         world.running.clear()
         relay._call(relay._sweep("sb_a"))
         assert closed_without_data(conn)
+
+
+def test_a_silent_client_is_let_go_once_the_far_side_ends(relay, world, monkeypatch):
+    """sshd ended the session (a client that vanished never sends its end): the relay's
+    connection ends after a short linger instead of waiting on the client forever."""
+    monkeypatch.setattr("console.ssh.relay.LINGER_SECONDS", 0.5)
+    closing = socket.create_server(("127.0.0.1", 0))
+    world.echo_port = closing.getsockname()[1]
+    world.admitted.add("sb_a")
+    port = relay.open("sb_a")
+    try:
+        with connect(port) as conn:
+            upstream, _ = closing.accept()
+            upstream.close()  # the far side ends; the client stays, silent
+            assert conn.recv(1) == b""  # it is told (half-close)
+            deadline = time.monotonic() + 30
+            while relay._connections.get("sb_a") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not relay._connections.get("sb_a")  # and the slot is free again
+    finally:
+        closing.close()
