@@ -13,6 +13,7 @@ from console.env import (
     env_bool,
     env_int,
     env_list,
+    env_port_range,
     env_str,
     env_url,
     persistent_secret,
@@ -277,14 +278,7 @@ RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
 SSH_CA_KEY_FILE = env_str("SSH_CA_KEY_FILE", "")
 SSH_RELAY_HOST = env_str("SSH_RELAY_HOST", SITE_HOST)
 SSH_RELAY_BIND = env_str("SSH_RELAY_BIND", "0.0.0.0")
-_ssh_ports = env_str("SSH_RELAY_PORTS", "2200-2299")
-try:
-    _low, _, _high = _ssh_ports.partition("-")
-    SSH_RELAY_PORTS = (int(_low), int(_high or _low))
-except ValueError:
-    raise ImproperlyConfigured(f"SSH_RELAY_PORTS must be LOW-HIGH (got {_ssh_ports!r})") from None
-if not 1 <= SSH_RELAY_PORTS[0] <= SSH_RELAY_PORTS[1] <= 65535:
-    raise ImproperlyConfigured(f"SSH_RELAY_PORTS must be LOW-HIGH in 1..65535 (got {_ssh_ports!r})")
+SSH_RELAY_PORTS = env_port_range("SSH_RELAY_PORTS", (2200, 2299))
 SSH_ACCESS_DEFAULT_MINUTES = env_int("SSH_ACCESS_DEFAULT_MINUTES", 10, minimum=1)
 SSH_ACCESS_MAX_MINUTES = env_int("SSH_ACCESS_MAX_MINUTES", 60, minimum=1)
 if SSH_ACCESS_DEFAULT_MINUTES > SSH_ACCESS_MAX_MINUTES:
