@@ -6,6 +6,7 @@ from django.urls import re_path
 
 from console.agents import api as agents_api
 from console.api import fallback
+from console.desktop.api import routes as desktop_api
 from console.keys import api as keys_api
 from console.previews import api as previews_api
 from console.sandboxes.api import files as files_api
@@ -33,6 +34,7 @@ urlpatterns += webhooks_api.urlpatterns
 urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
 urlpatterns += ssh_api.urlpatterns
+urlpatterns += desktop_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

@@ -20,6 +20,7 @@ from console.agents.models import (
 )
 from console.api.models import IdempotencyRecord
 from console.audit.models import AuditEvent
+from console.desktop.models import DesktopRecording, DesktopSession, RecordingStatus
 from console.jobs.models import Job, JobStatus
 from console.keys.models import ApiKey, KeyScope
 from console.previews.models import AuthMode, PreviewGrant
@@ -33,6 +34,9 @@ from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, W
 
 __all__ = [
     "SshAccess",
+    "DesktopRecording",
+    "DesktopSession",
+    "RecordingStatus",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",

@@ -1,7 +1,7 @@
 """Issuing SSH access to a sandbox (docs/ssh.md): check the request, make sure sshd runs
 in the sandbox, open the relay's port, sign a short-lived certificate, audit it.
 
-Raises ApiError with the contract's codes; knows nothing of HTTP otherwise.
+Raises DomainError with the contract's codes; knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from console.api.errors import ApiError
 from console.audit import service as audit
+from console.errors import DomainError
 from console.models import ApiKey, Sandbox, SshAccess
 from console.runtime.image import DEFAULT_USER
 from console.sandboxes import service as sandboxes
@@ -33,32 +33,27 @@ def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> 
     """SshAccess for `sandbox` (the contract's shape) for the key in `body`."""
     unknown = sorted(set(body) - ALLOWED_KEYS)
     if unknown:
-        raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
     try:
         presented = ca.parse_public_key(body.get("public_key"))
     except ca.InvalidPublicKey as exc:
-        raise ApiError("invalid_request", str(exc)) from None
+        raise DomainError("invalid_request", str(exc)) from None
     minutes = _minutes(body.get("expires_in_minutes"))
     user = _user(body.get("user"))
     if settings.RUNTIME_ISOLATION == "none":
         # Without isolation a sandbox's port 22 is the host's own sshd.
-        raise ApiError(
-            "not_implemented",
-            "SSH access needs isolated sandboxes (RUNTIME_ISOLATION=full)",
-            status=501,
+        raise DomainError(
+            "not_implemented", "SSH access needs isolated sandboxes (RUNTIME_ISOLATION=full)"
         )
     sandboxes.require_running(sandbox)
     _bound_rows(sandbox)
 
     host = settings.SSH_RELAY_HOST
-    try:
-        ready = sshd.ensure_sshd(sandbox, user, relay_host=host)
-    except sshd.SshdError as exc:
-        raise ApiError(exc.code, str(exc), status=exc.status) from None
+    ready = sshd.ensure_sshd(sandbox, user, relay_host=host)
     try:
         port = relay().open(sandbox.public_id)
     except RelayBusy as exc:
-        raise ApiError("runtime_unavailable", str(exc), retryable=True) from None
+        raise DomainError("runtime_unavailable", str(exc), retryable=True) from None
 
     now = timezone.now()
     expires_at = now + timedelta(minutes=minutes)
@@ -116,7 +111,7 @@ def _bound_rows(sandbox: Sandbox) -> None:
     now = timezone.now()
     SshAccess.objects.filter(sandbox=sandbox, expires_at__lte=now).delete()
     if SshAccess.objects.filter(sandbox=sandbox).count() >= MAX_LIVE_PER_SANDBOX:
-        raise ApiError(
+        raise DomainError(
             "quota_exceeded",
             f"Sandbox {sandbox.public_id} already has {MAX_LIVE_PER_SANDBOX} unexpired "
             "SSH certificates",
@@ -128,9 +123,9 @@ def _minutes(value: Any) -> int:
     if value is None:
         return settings.SSH_ACCESS_DEFAULT_MINUTES
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError("invalid_request", "expires_in_minutes must be a whole number of minutes")
+        raise DomainError("invalid_request", "expires_in_minutes must be a whole number of minutes")
     if not 1 <= value <= settings.SSH_ACCESS_MAX_MINUTES:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"expires_in_minutes must be between 1 and {settings.SSH_ACCESS_MAX_MINUTES}",
         )
@@ -141,5 +136,5 @@ def _user(value: Any) -> str:
     if value is None:
         return DEFAULT_USER
     if not isinstance(value, str) or not _USER_NAME.match(value):
-        raise ApiError("invalid_request", "user must be a login name of the sandbox")
+        raise DomainError("invalid_request", "user must be a login name of the sandbox")
     return value

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from console.errors import DomainError
 from console.models import Sandbox
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, FileStore, RuntimeError_
@@ -106,13 +107,6 @@ fi
 """
 
 
-class SshdError(Exception):
-    def __init__(self, message: str, *, code: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-
-
 @dataclass(frozen=True)
 class SshdReady:
     host_key: str  # the sandbox's host public key line (for known_hosts)
@@ -142,9 +136,7 @@ def ensure_sshd(sandbox: Sandbox, user: str, *, relay_host: str) -> SshdReady:
     deadline = time.monotonic() + START_WAIT_SECONDS
     while not _sshd_answers(sandbox):
         if time.monotonic() > deadline:
-            raise SshdError(
-                "sshd did not start listening in the sandbox", code="runtime_error", status=500
-            )
+            raise DomainError("runtime_error", "sshd did not start listening in the sandbox")
         time.sleep(0.05)
     return SshdReady(host_key=host_key)
 
@@ -195,9 +187,7 @@ def _host_public_key(sandbox: Sandbox) -> str:
     try:
         ca.parse_public_key(line)
     except ca.InvalidPublicKey:
-        raise SshdError(
-            "The sandbox did not produce an SSH host key", code="runtime_error", status=500
-        ) from None
+        raise DomainError("runtime_error", "The sandbox did not produce an SSH host key") from None
     return line
 
 
@@ -212,16 +202,13 @@ def _as_root(sandbox: Sandbox, script: str, args: list[str]) -> str:
     )
     result = sandboxes.run_command(sandbox, request)
     if result.exit_code == NO_SUCH_USER:
-        raise SshdError(result.stderr.strip(), code="invalid_request")
+        raise DomainError("invalid_request", result.stderr.strip())
     if result.exit_code != 0:
         detail = (result.stderr or result.stdout).strip()[-500:]
         if "sudo" in detail and "password" in detail:
-            raise SshdError(
+            raise DomainError(
+                "sandbox_not_ready",
                 f"SSH needs passwordless sudo for {DEFAULT_USER} in the sandbox: {detail}",
-                code="sandbox_not_ready",
-                status=409,
             )
-        raise SshdError(
-            f"Starting sshd in the sandbox failed: {detail}", code="runtime_error", status=500
-        )
+        raise DomainError("runtime_error", f"Starting sshd in the sandbox failed: {detail}")
     return result.stdout

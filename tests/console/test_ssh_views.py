@@ -8,13 +8,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from console.actor import SYSTEM, Actor
 from console.models import SshAccess
 from console.sandboxes import service as sandboxes
 
 
 @pytest.fixture
 def sandbox(runtime, project, member):
-    made, _token = sandboxes.create_sandbox(project, user=member)
+    made, _token = sandboxes.create_sandbox(project, actor=Actor.person(member))
     return made
 
 
@@ -52,6 +53,6 @@ def test_the_card_lists_unexpired_certificates_only(viewer_client, sandbox):
 
 def test_a_gone_sandbox_shows_none(viewer_client, sandbox):
     certificate(sandbox, "SHA256:live-one", 10)
-    sandboxes.destroy_sandbox(sandbox)
+    sandboxes.destroy_sandbox(sandbox, actor=SYSTEM)
     body = page(viewer_client, sandbox)
     assert 'id="ssh"' in body and "SHA256:live-one" not in body
