@@ -36,6 +36,10 @@ def new_grant_id() -> str:
     return new_public_id("pvg_")
 
 
+def new_ssh_access_id() -> str:
+    return new_public_id("ssh_")
+
+
 def new_upload_id() -> str:
     return new_public_id("upl_", 16)
 

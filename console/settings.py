@@ -13,6 +13,7 @@ from console.env import (
     env_bool,
     env_int,
     env_list,
+    env_port_range,
     env_str,
     env_url,
     persistent_secret,
@@ -279,6 +280,19 @@ SANDBOX_OPEN_FILES = env_int("SANDBOX_OPEN_FILES", 4096, minimum=64)
 # This server's name as the owner of the sandboxes it runs (several servers may share one
 # database); by default the host name and the runtime root (docs/runtime-ownership.md).
 RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
+
+# SSH access (docs/ssh.md): the CA key (default: generated once into DATA_DIR), where the
+# relay listens (one port per sandbox with access, from SSH_RELAY_PORTS), the host name
+# clients are told to connect to, certificate lifetimes, connections per sandbox.
+SSH_CA_KEY_FILE = env_str("SSH_CA_KEY_FILE", "")
+SSH_RELAY_HOST = env_str("SSH_RELAY_HOST", SITE_HOST)
+SSH_RELAY_BIND = env_str("SSH_RELAY_BIND", "0.0.0.0")
+SSH_RELAY_PORTS = env_port_range("SSH_RELAY_PORTS", (2200, 2299))
+SSH_ACCESS_DEFAULT_MINUTES = env_int("SSH_ACCESS_DEFAULT_MINUTES", 10, minimum=1)
+SSH_ACCESS_MAX_MINUTES = env_int("SSH_ACCESS_MAX_MINUTES", 60, minimum=1)
+if SSH_ACCESS_DEFAULT_MINUTES > SSH_ACCESS_MAX_MINUTES:
+    raise ImproperlyConfigured("SSH_ACCESS_DEFAULT_MINUTES must not exceed SSH_ACCESS_MAX_MINUTES")
+SSH_RELAY_MAX_CONNECTIONS = env_int("SSH_RELAY_MAX_CONNECTIONS", 16, minimum=1)
 
 # Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
 # `*` allows any origin; credentials by cookie are never allowed cross-origin.

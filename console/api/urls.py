@@ -18,6 +18,7 @@ from console.sandboxes.api import pty as pty_api
 from console.sandboxes.api import sandboxes as sandboxes_api
 from console.sandboxes.api import snapshots as snapshots_api
 from console.sandboxes.api import uploads as uploads_api
+from console.ssh import api as ssh_api
 from console.volumes.api import volumes as volumes_api
 from console.webhooks import api as webhooks_api
 
@@ -36,6 +37,7 @@ urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
 urlpatterns += templates_api.urlpatterns
 urlpatterns += code_api.urlpatterns
+urlpatterns += ssh_api.urlpatterns
 urlpatterns += desktop_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.

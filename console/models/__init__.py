@@ -45,6 +45,7 @@ from console.sandboxes.models.lifecycle import ActorKind, EventStatus, Lifecycle
 from console.sandboxes.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
 from console.sandboxes.models.snapshots import Snapshot, SnapshotKind
 from console.sandboxes.models.uploads import UploadSession, UploadStatus
+from console.ssh.models import SshAccess
 from console.volumes.models import Volume, VolumeAttachment
 from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
@@ -57,6 +58,7 @@ __all__ = [
     "TemplateClaim",
     "TemplateTag",
     "Visibility",
+    "SshAccess",
     "DesktopRecording",
     "DesktopSession",
     "RecordingStatus",

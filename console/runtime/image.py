@@ -48,15 +48,24 @@ PACKAGES = (
     "git",
     "sudo",
     "tini",  # the sandbox's pid 1: reaps orphans
+    # SSH access (docs/ssh.md): sshd is started on demand, trusting only the server's CA.
+    "openssh-server",
+    "rsync",
 )
 DEFAULT_USER = "user"
 DEFAULT_UID = 1000
 # Run inside the new root (chroot) after the packages are in; bump RECIPE_VERSION on edits.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SETUP_SCRIPT = f"""set -e
 useradd --create-home --uid {DEFAULT_UID} --user-group --shell /bin/bash {DEFAULT_USER}
 echo '{DEFAULT_USER} ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/{DEFAULT_USER}
 chmod 0440 /etc/sudoers.d/{DEFAULT_USER}
+# sshd refuses a locked account ("!") even for certificates: no password, but not locked.
+usermod -p '*' {DEFAULT_USER}
+usermod -p '*' root
+# Host keys made at install time would be one key for every sandbox; each sandbox gets
+# its own when SSH access is first asked for (docs/ssh.md).
+rm -f /etc/ssh/ssh_host_*
 mkdir -p /workspace
 chown {DEFAULT_UID}:{DEFAULT_UID} /workspace
 git config --system user.name 'Sandbox User'
