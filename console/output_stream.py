@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from django.db import connections
+
 T = TypeVar("T")
 
 # Driver output events are at most 64 KiB of data each: 16 of them is about 1 MiB.
@@ -106,6 +108,8 @@ class OutputStream(Generic[T]):
         except Exception as error:  # handed to the reader, who decides what it means
             self._put(loop, _Failure(error))
         finally:
+            # A producer may use the ORM: this thread's connections end with it.
+            connections.close_all()
             # A reader waiting on an empty queue after close() must not wait forever.
             try:
                 loop.call_soon_threadsafe(self._wake_reader)

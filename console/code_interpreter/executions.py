@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections
 from django.utils import timezone
 from jupyter_client.blocking.client import BlockingKernelClient
 
@@ -179,7 +178,6 @@ def execute(
         yield from _execute(run, context, client, stop)
     finally:
         client.stop_channels()
-        close_old_connections()
 
 
 def _execute(

@@ -116,10 +116,11 @@ def test_rate_limit_answers_429_with_retry_after(api, settings):
     assert 1 <= int(response["Retry-After"]) <= 60
 
 
-def test_planned_resources_answer_not_implemented(api):
-    response = api.get("/v1/templates")
-    assert response.status_code == 501
-    assert response.json()["code"] == "not_implemented"
+def test_an_unknown_route_under_a_served_resource_is_not_found(api):
+    # Every resource of the contract is served now; what is not a route is a 404.
+    response = api.get("/v1/templates/nope/nothing/here")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
 
 
 def test_bad_settings_fail_naming_the_variable(monkeypatch):
