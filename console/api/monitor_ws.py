@@ -154,7 +154,7 @@ class MonitorSocket(ScopedSocket):
                     )
 
     def _fleet(self) -> dict[str, dict[str, Any]]:
-        rows = Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES)
+        rows = Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES).visible()
         rows = rows.select_related("pause_snapshot").order_by("created_at", "pk")[:MAX_SANDBOXES]
         rows = list(rows)
         self.runtime_ids = {row.public_id: row.runtime_id for row in rows}

@@ -15,6 +15,7 @@ from console.api.idempotency import idempotent
 from console.api.listing import api_page, page_body
 from console.models import LIVE_STATUSES, Sandbox, SandboxStatus
 from console.paging import Keyset
+from console.warm_pools import checkout as warm_pool_checkout
 
 KEYSET = Keyset("sandbox", "created_at")
 
@@ -26,7 +27,6 @@ def _present(body: dict[str, Any], key: str) -> Any:
 
 def _create_args(request: HttpRequest) -> dict[str, Any]:
     body: dict[str, Any] = request.json  # type: ignore[attr-defined]
-    _refuse_warm_pool(_present(body, "warm_pool"))
     if _present(body, "desktop"):
         raise ApiError(
             "template_not_found",
@@ -63,43 +63,26 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def _refuse_warm_pool(warm_pool: Any) -> None:
-    """No warm pools exist on this server yet: a create that names one is refused (only
-    mode `bypass`, which asks for a cold create, goes ahead)."""
-    if warm_pool is None:
-        return
-    if not isinstance(warm_pool, dict):
-        raise ApiError("invalid_request", "warm_pool must be an object")
-    mode = warm_pool.get("mode") or "prefer"
-    if mode not in ("prefer", "require", "bypass"):
-        raise ApiError("invalid_request", "warm_pool.mode must be prefer, require or bypass")
-    if mode == "bypass":
-        return
-    pool = warm_pool.get("id") or "(none)"
-    if mode == "require":
-        raise ApiError(
-            "warm_pool_unavailable",
-            f"Warm pool {pool} has no ready sandbox: this server has no warm pools yet",
-            status=409,
-            suggested_action="Create without --warm-pool, or with --warm-pool-mode bypass.",
-        )
-    raise ApiError(
-        "warm_pool_not_found",
-        f"Warm pool {pool} does not exist: this server has no warm pools yet",
-        status=404,
-        suggested_action="Create without --warm-pool.",
-    )
-
-
 @api_key_required(WRITE)
 def create_sandbox(request: HttpRequest) -> JsonResponse:
     project = request.project  # type: ignore[attr-defined]
 
     def produce() -> tuple[int, Any]:
+        args = _create_args(request)
+        spec = _present(request.json, "warm_pool")  # type: ignore[attr-defined]
+        if spec is not None:  # checkout from a warm pool (docs/warm-pools.md)
+            sandbox, token, checkout = warm_pool_checkout.create(
+                project,
+                spec,
+                api_key=request.api_key,  # type: ignore[attr-defined]
+                **args,
+            )
+            body = sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
+            return 201, {**body, "warm_pool_checkout": checkout}
         sandbox, token = sandboxes.create_sandbox(
             project,
-            api_key=request.api_key,
-            **_create_args(request),  # type: ignore[attr-defined]
+            api_key=request.api_key,  # type: ignore[attr-defined]
+            **args,
         )
         return 201, sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
 
@@ -139,6 +122,7 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
     fields = _fields(request)
     rows = (
         Sandbox.objects.filter(project=request.project)
+        .visible()
         .select_related("pause_snapshot")
         .prefetch_related("volume_attachments__volume")
     )  # type: ignore[attr-defined]

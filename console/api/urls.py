@@ -16,6 +16,7 @@ from console.api import sandboxes as sandboxes_api
 from console.api import snapshots as snapshots_api
 from console.api import uploads as uploads_api
 from console.api import volumes as volumes_api
+from console.warm_pools import api as warm_pools_api
 from console.webhooks import api as webhooks_api
 
 urlpatterns: list = []
@@ -31,6 +32,7 @@ urlpatterns += pty_api.urlpatterns
 urlpatterns += webhooks_api.urlpatterns
 urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
+urlpatterns += warm_pools_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

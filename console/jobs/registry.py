@@ -18,6 +18,7 @@ JOB_MODULES = (
     "console.previews",
     "console.webhooks.delivery",
     "console.agents.jobs",
+    "console.warm_pools.jobs",
 )
 
 

@@ -28,6 +28,7 @@ from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
 from console.models.volumes import Volume, VolumeAttachment
+from console.models.warm_pools import CheckoutMode, VersionPolicy, WarmPool, WarmPoolState
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
@@ -77,4 +78,8 @@ __all__ = [
     "Webhook",
     "Volume",
     "VolumeAttachment",
+    "CheckoutMode",
+    "VersionPolicy",
+    "WarmPool",
+    "WarmPoolState",
 ]

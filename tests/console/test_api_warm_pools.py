@@ -1,0 +1,199 @@
+"""/v1/template-warm-pools and `POST /v1/sandboxes` with `warm_pool`, through the Django
+test client on real local sandboxes. The worker's part (console/warm_pools/filler.py)
+is called directly, as a job would, so each step is deterministic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from nullspace.template_warm_pool import _warm_pool_info_from_data
+from nullspace.types import SandboxInfo
+
+from console.models import LifecycleEvent, Sandbox, SandboxStatus, WarmPool
+from console.warm_pools import filler, jobs
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, url, body=None):
+    return client.post(
+        url, data=json.dumps(body) if body is not None else "", content_type="application/json"
+    )
+
+
+def patch(client, url, body):
+    return client.patch(url, data=json.dumps(body), content_type="application/json")
+
+
+@pytest.fixture
+def pool(runtime, api):
+    """A pool of two `base` sandboxes, filled."""
+    made = post(
+        api,
+        "/v1/template-warm-pools",
+        {"template_ref": "base", "name": "small", "min_ready": 2, "max_ready": 3,
+         "resources": {"vcpus": 2, "memory_mb": 512}, "labels": {"team": "web"}},
+    )  # fmt: skip
+    assert made.status_code == 201, made.content
+    info = made.json()
+    filler.work_on(WarmPool.objects.get(public_id=info["id"]).pk)
+    return info
+
+
+def pool_row(info) -> WarmPool:
+    return WarmPool.objects.get(public_id=info["id"])
+
+
+def inventory(info) -> set[str]:
+    return set(
+        Sandbox.objects.filter(
+            warm_pool__public_id=info["id"], status=SandboxStatus.RUNNING
+        ).values_list("public_id", flat=True)
+    )
+
+
+def checkout(api, info, mode=None, **body):
+    spec = {"id": info["id"]} | ({"mode": mode} if mode else {})
+    return post(api, "/v1/sandboxes", {"template": "base", "warm_pool": spec, **body})
+
+
+def test_pool_shape_is_what_the_client_reads(pool, api):
+    parsed = _warm_pool_info_from_data(pool)
+    assert (parsed.name, parsed.template_ref, parsed.min_ready, parsed.max_ready) == (
+        "small", "base", 2, 3,
+    )  # fmt: skip
+    got = api.get(f"/v1/template-warm-pools/{pool['id']}").json()
+    status = _warm_pool_info_from_data(got).status
+    assert (status.target, status.ready, status.warming) == (2, 2, 0)
+    assert got["public_status"] == "ready"
+
+
+def test_pool_sandboxes_are_hidden_until_checked_out(pool, api):
+    held = inventory(pool)
+    assert len(held) == 2
+    listed = {s["id"] for s in api.get("/v1/sandboxes").json()["items"]}
+    assert not listed & held
+    assert api.get(f"/v1/sandboxes/{next(iter(held))}").status_code == 404
+
+
+def test_prefer_checks_out_a_ready_sandbox_with_the_request_applied(pool, api):
+    held = inventory(pool)
+    answer = checkout(
+        api, pool, "prefer", envs={"GREETING": "hi"}, metadata={"job": "7"}, timeout_ms=60_000,
+        cwd="/workspace/app",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.content
+    info = answer.json()
+    assert info["id"] in held
+    assert info["warm_pool_checkout"] == {
+        "source": "ready_instance", "hit": True, "id": pool["id"], "mode": "prefer",
+        "wait_ms": info["warm_pool_checkout"]["wait_ms"],
+    }  # fmt: skip
+    parsed = SandboxInfo(**{k: v for k, v in info.items() if k in SandboxInfo.__dataclass_fields__})
+    assert parsed.warm_pool_checkout.hit and parsed.metadata == {"job": "7"}
+    assert info["timeout_ms"] == 60_000 and info["traffic_access_token"]
+    ran = post(api, f"/v1/sandboxes/{info['id']}/exec", {"command": "echo $GREETING; pwd",
+               "shell": True, "timeout_secs": 30, "background": False}).json()  # fmt: skip
+    assert ran["stdout"].split() == ["hi", "/workspace/app"]
+    # It is the caller's now: listed, and out of the pool, which refills behind it.
+    assert info["id"] in {s["id"] for s in api.get("/v1/sandboxes").json()["items"]}
+    assert info["id"] not in inventory(pool)
+    filler.work_on(pool_row(pool).pk)
+    assert len(inventory(pool)) == 2
+    status = api.get(f"/v1/template-warm-pools/{pool['id']}").json()["status"]
+    assert status["claimed"] == 1 and status["ready"] == 2
+    events = LifecycleEvent.objects.filter(sandbox_id=info["id"], reason="api")
+    assert {e.status for e in events} == {"requested", "succeeded"}
+    assert all(e.metadata["warm_pool_id"] == pool["id"] for e in events)
+
+
+def test_require_on_an_empty_pool_is_unavailable_and_prefer_falls_back(pool, api):
+    for _ in range(2):
+        assert checkout(api, pool, "require").status_code == 201
+    refused = checkout(api, pool, "require")
+    assert (refused.status_code, refused.json()["code"]) == (409, "warm_pool_unavailable")
+    cold = checkout(api, pool, "prefer")
+    assert cold.status_code == 201
+    assert cold.json()["warm_pool_checkout"]["source"] == "cold_create"
+    bypassed = checkout(api, pool, "bypass")
+    assert bypassed.json()["warm_pool_checkout"] == {
+        "source": "bypassed", "hit": False, "id": pool["id"], "mode": "bypass",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"memory_mb": 1024}, "memory_mb"),
+        ({"vcpus": 1}, "vcpus"),
+        ({"internet_access": False}, "network"),
+        ({"network": {"deny_out": ["10.0.0.0/8"]}}, "network"),
+        ({"volumes": [{"ref": "v", "mount_path": "/data", "read_only": False}]}, "volumes"),
+    ],
+)
+def test_what_cannot_apply_to_a_started_sandbox_is_refused(pool, api, body, field):
+    refused = checkout(api, pool, "prefer", **body)
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["details"]["field"] == field
+    assert len(inventory(pool)) == 2  # nothing was taken
+
+
+def test_scale_drain_enable_and_delete(pool, api):
+    base = f"/v1/template-warm-pools/{pool['id']}"
+    scaled = patch(api, base, {"min_ready": 1, "max_ready": 1}).json()
+    assert (scaled["min_ready"], scaled["max_ready"]) == (1, 1)
+    filler.work_on(pool_row(pool).pk)
+    assert len(inventory(pool)) == 1  # trimmed to max_ready
+    assert post(api, base + "/drain").json()["state"] == "draining"
+    filler.work_on(pool_row(pool).pk)
+    drained = api.get(base).json()
+    assert drained["state"] == "disabled" and drained["status"]["ready"] == 0
+    assert not inventory(pool)
+    assert post(api, base + "/enable").json()["state"] == "enabled"
+    filler.work_on(pool_row(pool).pk)
+    assert len(inventory(pool)) == 1
+    assert api.delete(base).status_code == 200
+    assert api.get(base).status_code == 404
+    filler.work_on(pool_row(pool).pk)
+    assert not inventory(pool)
+    assert pool["id"] not in {p["id"] for p in api.get("/v1/template-warm-pools").json()["items"]}
+
+
+def test_bad_input_is_refused_with_stable_codes(runtime, api):
+    url = "/v1/template-warm-pools"
+    base = {"template_ref": "base", "name": "p", "min_ready": 1, "max_ready": 2}
+    cases = [
+        ({**base, "min_ready": 3}, 400, "invalid_request"),
+        ({**base, "max_ready": 999}, 400, "invalid_request"),
+        ({**base, "template_ref": "nope"}, 404, "template_not_found"),
+        ({**base, "version_policy": "track_tag", "track_tag": "stable"}, 501, "not_implemented"),
+        ({**base, "colour": "red"}, 400, "invalid_request"),
+        ({**base, "resources": {"vcpus": 0}}, 400, "invalid_request"),
+        ({"name": "p"}, 400, "invalid_request"),
+    ]
+    for body, status, code in cases:
+        answer = post(api, url, body)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), body
+    assert post(api, url, base).status_code == 201
+    again = post(api, url, base)
+    assert (again.status_code, again.json()["code"]) == (409, "warm_pool_conflict")
+
+
+def test_another_projects_pool_is_not_found(pool, client, other_api_key):
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {other_api_key[0]}"
+    base = f"/v1/template-warm-pools/{pool['id']}"
+    assert client.get(base).json()["code"] == "warm_pool_not_found"
+    assert post(client, base + "/drain").status_code == 404
+    assert patch(client, base, {"min_ready": 0}).status_code == 404
+    assert client.delete(base).status_code == 404
+    assert client.get("/v1/template-warm-pools").json() == {"items": []}
+    taken = post(client, "/v1/sandboxes", {"template": "base", "warm_pool": {"id": pool["id"]}})
+    assert (taken.status_code, taken.json()["code"]) == (404, "warm_pool_not_found")
+    assert len(inventory(pool)) == 2
+
+
+def test_sweep_asks_for_a_fill_only_when_one_is_needed(pool, api):
+    assert jobs.sweep() == []
+    assert checkout(api, pool).status_code == 201
+    assert jobs.sweep() == [pool_row(pool).pk]
