@@ -16,6 +16,7 @@ from console.models.teams import Role
 # project_slug; "team" URLs take team_slug.
 PROJECT_NAV = [
     ("Sandboxes", "sandbox-list", "project", Role.VIEWER),
+    ("Warm pools", "warmpool-list", "project", Role.VIEWER),
     ("Agent deployments", "agent-list", "project", Role.VIEWER),
     ("Volumes", "volume-list", "project", Role.VIEWER),
     ("Preview links", "grant-list", "project", Role.VIEWER),

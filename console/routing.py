@@ -12,6 +12,7 @@ from console.api.unknown_ws import UnknownSocket
 from console.api.volume_ws import VolumeSocket
 from console.consumers import SandboxExecConsumer
 from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
+from console.warm_pools.live_ws import WarmPoolsLiveConsumer
 
 _project = "t/<slug:team_slug>/p/<slug:project_slug>/"
 
@@ -30,6 +31,7 @@ console_websocket_urlpatterns: list = [
     path(_project + "sandboxes/<str:sandbox_id>/live/ws", SandboxLiveConsumer.as_asgi()),
     path(_project + "previews/live/ws", GrantsLiveConsumer.as_asgi()),
     path(_project + "sandboxes/<str:sandbox_id>/previews/live/ws", GrantsLiveConsumer.as_asgi()),
+    path(_project + "warm-pools/live/ws", WarmPoolsLiveConsumer.as_asgi()),
 ]
 # Each router ends with this: an unknown path gets a typed refusal, not a server error.
 unknown_websocket_route = re_path(r"^.*$", UnknownSocket.as_asgi())

@@ -16,6 +16,7 @@ from console.views import (
     volumes,
 )
 from console.views import previews as preview_views
+from console.warm_pools import views as warm_pool_views
 from console.webhooks import views as webhook_views
 
 urlpatterns: list = []
@@ -32,3 +33,4 @@ urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
 urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns
+urlpatterns += warm_pool_views.urlpatterns
