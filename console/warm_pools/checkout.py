@@ -50,6 +50,7 @@ from console.warm_pools.templates import resolve_template
 MAX_WAIT_MS = 30_000
 POLL_SECONDS = 0.025
 CANDIDATES = 5
+REFILL_AFTER_SECONDS = 0.2
 SPEC_KEYS = frozenset({"id", "mode", "wait_ms"})
 
 
@@ -86,7 +87,6 @@ def create(
         return cold("bypassed")
     fields = _fitting_fields(project, pool, create_args)
     started = time.monotonic()
-    WarmPool.objects.filter(pk=pool.pk).update(last_demand_at=timezone.now())
     deadline = started + wait_ms / 1000
     asked = False
     while True:
@@ -101,8 +101,11 @@ def create(
     if claimed is not None:
         sandbox, token = claimed
         return sandbox, token, {"source": "ready_instance", "hit": True, **said, "wait_ms": waited}
-    if not asked:
-        ask_filler(pool.pk)
+    # A miss is demand too: it wakes an idle pool (docs/warm-pools.md, "Idle pools").
+    with transaction.atomic():
+        WarmPool.objects.filter(pk=pool.pk).update(last_demand_at=timezone.now())
+        if not asked:
+            ask_filler(pool.pk)
     if mode == CheckoutMode.REQUIRE:
         raise ApiError(
             "warm_pool_unavailable",
@@ -206,8 +209,6 @@ def _claim(
         ready = ready.filter(
             started_at__gte=timezone.now() - timedelta(seconds=pool.stale_after_seconds)
         )
-    if not WarmPool.objects.filter(pk=pool.pk, state__in=SERVING).exists():
-        return None  # draining or deleted meanwhile
     token = new_secret(TRAFFIC)
     now = timezone.now()
     mine = {
@@ -226,39 +227,46 @@ def _claim(
         "traffic_token_prefix": token.prefix,
         "traffic_token_digest": token.digest,
     }
-    ordered = ready.order_by("started_at", "pk")
+    # A draining or deleted pool hands nothing out.
+    ordered = ready.filter(warm_pool__state__in=SERVING).order_by("started_at", "pk")
+    needs_cwd = fields["cwd"] != sandboxes.WORKSPACE
+    # One transaction for the usual checkout: claim, counters, both events, the refill.
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             candidates = list(
-                ordered.select_for_update(skip_locked=True).values_list("pk", flat=True)[
-                    :CANDIDATES
-                ]
+                ordered.select_for_update(skip_locked=True, of=("self",)).values_list(
+                    "pk", flat=True
+                )[:CANDIDATES]
             )
+            won = next((pk for pk in candidates if ready.filter(pk=pk).update(**mine)), None)
         else:
-            candidates = list(ordered.values_list("pk", flat=True)[:CANDIDATES])
-        won = None
-        for pk in candidates:
-            if ready.filter(pk=pk).update(**mine):
-                won = pk
-                break
+            # SQLite: one writer at a time (this transaction holds the write lock from its
+            # start), so the oldest ready one is ours; the UPDATE stays conditional anyway.
+            won = ordered.values_list("pk", flat=True).first()
+            won = won if won is not None and ready.filter(pk=won).update(**mine) else None
         if won is None:
             return None
-        WarmPool.objects.filter(pk=pool.pk).update(claimed_count=F("claimed_count") + 1)
+        WarmPool.objects.filter(pk=pool.pk).update(
+            claimed_count=F("claimed_count") + 1, last_demand_at=now
+        )
         sandbox = Sandbox.objects.select_related("project").get(pk=won)
         event = _Checkout(sandbox, pool, api_key=api_key, user=user, actor_kind=actor_kind)
         event.record(EventStatus.REQUESTED)
+        # Refill behind the checkout, a moment later: the new sandbox's start (often in
+        # this very process) then does not compete with this answer for the CPU.
+        ask_filler(pool.pk, after=REFILL_AFTER_SECONDS)
+        if not needs_cwd:
+            event.record(EventStatus.SUCCEEDED)
+            return sandbox, token.raw
     try:
-        if sandbox.cwd != sandboxes.WORKSPACE:
-            # The client expects its cwd to exist from the start, as on a cold create.
-            get_driver().files(sandbox.runtime_id).mkdir(sandbox.cwd)
+        # The client expects its cwd to exist from the start, as on a cold create.
+        get_driver().files(sandbox.runtime_id).mkdir(sandbox.cwd)
     except RuntimeError_ as exc:
         error = ApiError(exc.code, f"Could not make cwd {sandbox.cwd}: {exc}")
         event.record(EventStatus.FAILED, error)
         sandboxes.destroy_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason="warm_pool_checkout")
         raise error from exc
-    with transaction.atomic():
-        event.record(EventStatus.SUCCEEDED)
-        ask_filler(pool.pk)  # refill behind the checkout
+    event.record(EventStatus.SUCCEEDED)
     return sandbox, token.raw
 
 

@@ -5,6 +5,7 @@ that ended, a fill whose worker died)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q
@@ -18,9 +19,11 @@ SWEEP_SECONDS = 5.0
 SWEEP_MAX_POOLS = 500
 
 
-def ask_filler(pool_pk: int) -> None:
-    """Queue a look at the pool; it commits with the caller's transaction."""
-    enqueue("warm_pools.fill", {"pool": pool_pk}, max_attempts=3)
+def ask_filler(pool_pk: int, *, after: float = 0.0) -> None:
+    """Queue a look at the pool, `after` seconds from now; it commits with the caller's
+    transaction."""
+    at = timezone.now() + timedelta(seconds=after) if after else None
+    enqueue("warm_pools.fill", {"pool": pool_pk}, run_after=at, max_attempts=3)
 
 
 @task("warm_pools.fill")
