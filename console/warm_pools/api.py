@@ -4,7 +4,7 @@ console/warm_pools/pools.py; this module parses and shapes."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
@@ -13,6 +13,7 @@ from console.api.errors import ApiError
 from console.models import WarmPool, WarmPoolState
 from console.warm_pools import pools
 from console.warm_pools.shapes import PUBLIC_STATUSES, inventories, pool_to_dict, public_status
+from console.warm_pools.templates import resolve_template
 
 # Live pools are bounded per project (pools.MAX_POOLS_PER_PROJECT); deleted ones are
 # listed only when asked for, at most this many.
@@ -59,7 +60,12 @@ def _filtered(request: ApiRequest) -> QuerySet[WarmPool]:
     else:
         raise ApiError("invalid_request", f"state must be one of {', '.join(WarmPoolState.values)}")
     if template := request.GET.get("template"):
-        rows = rows.filter(template_ref=template) | rows.filter(template=template)
+        names = {template}
+        try:  # `nullspace/base:latest` finds the pools of `base` too
+            names.add(resolve_template(request.project, template))
+        except ApiError:
+            pass
+        rows = rows.filter(Q(template_ref=template) | Q(template__in=names))
     return rows
 
 

@@ -5,17 +5,20 @@ that ended, a fill whose worker died)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
 
-from console.jobs import enqueue, periodic, task
+from console.jobs import RetryLater, enqueue, periodic, task
 from console.models import SandboxStatus, WarmPool, WarmPoolState
 from console.warm_pools import filler
 
 SWEEP_SECONDS = 5.0
+FILLS_PER_PROCESS = 2
+_filling = threading.BoundedSemaphore(FILLS_PER_PROCESS)
 SWEEP_MAX_POOLS = 500
 
 
@@ -28,7 +31,14 @@ def ask_filler(pool_pk: int, *, after: float = 0.0) -> None:
 
 @task("warm_pools.fill")
 def fill(payload: dict[str, Any]) -> None:
-    filler.work_on(int(payload["pool"]))
+    # A fill holds its worker thread while sandboxes start: at most FILLS_PER_PROCESS
+    # at once, so webhook deliveries and other jobs keep threads of their own.
+    if not _filling.acquire(blocking=False):
+        raise RetryLater(timezone.now() + timedelta(seconds=1), "other fills are running")
+    try:
+        filler.work_on(int(payload["pool"]))
+    finally:
+        _filling.release()
 
 
 @periodic("warm_pools.sweep", every=SWEEP_SECONDS)

@@ -35,7 +35,9 @@ class PoolForm(forms.Form):
     template = forms.CharField(max_length=200, initial="base")
     min_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY, initial=1)
     max_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY, initial=2)
-    vcpus = forms.IntegerField(min_value=1, max_value=settings.SANDBOX_MAX_VCPUS, initial=2)
+    vcpus = forms.IntegerField(
+        min_value=1, max_value=settings.SANDBOX_MAX_VCPUS, initial=2, label="vCPUs"
+    )
     memory_mb = forms.IntegerField(
         min_value=64, max_value=settings.SANDBOX_MAX_MEMORY_MB, initial=512, label="Memory (MB)"
     )

@@ -5,8 +5,10 @@ is called directly, as a job would, so each step is deterministic."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from nullspace.template_warm_pool import _warm_pool_info_from_data
 from nullspace.types import SandboxInfo
 
@@ -197,3 +199,94 @@ def test_sweep_asks_for_a_fill_only_when_one_is_needed(pool, api):
     assert jobs.sweep() == []
     assert checkout(api, pool).status_code == 201
     assert jobs.sweep() == [pool_row(pool).pk]
+
+
+def test_list_filters(pool, api):
+    def ids(**params):
+        return [p["id"] for p in api.get("/v1/template-warm-pools", params).json()["items"]]
+
+    assert ids(template="nullspace/base:latest") == [pool["id"]]
+    assert ids(template="other") == []
+    assert ids(label="team=web") == [pool["id"]] and ids(label="team=ops") == []
+    assert ids(status="ready") == [pool["id"]] and ids(status="warming") == []
+    assert ids(state="enabled") == [pool["id"]] and ids(state="deleted") == []
+    assert api.get("/v1/template-warm-pools", {"status": "bogus"}).status_code == 400
+    assert api.get("/v1/template-warm-pools", {"label": "novalue"}).status_code == 400
+
+
+def test_an_update_of_size_replaces_the_ready_sandboxes(pool, api):
+    before = inventory(pool)
+    patch(api, f"/v1/template-warm-pools/{pool['id']}", {"resources": {"memory_mb": 640}})
+    filler.work_on(pool_row(pool).pk)
+    after = inventory(pool)
+    assert len(after) == 2 and not after & before
+    assert set(Sandbox.objects.filter(public_id__in=after).values_list("memory_mb", flat=True)) == {
+        640
+    }
+    assert pool_row(pool).expired_count == 2
+    # A create asking for the old size is refused, one for the new size is served.
+    assert checkout(api, pool, "require", memory_mb=512).status_code == 400
+    assert checkout(api, pool, "require", memory_mb=640).status_code == 201
+
+
+def test_stale_sandboxes_are_replaced(pool, api):
+    patch(api, f"/v1/template-warm-pools/{pool['id']}", {"stale_after_seconds": 60})
+    old = inventory(pool)
+    Sandbox.objects.filter(public_id__in=old).update(
+        started_at=timezone.now() - timedelta(minutes=5)
+    )
+    # A stale sandbox is never handed out; the worker replaces it.
+    assert checkout(api, pool, "require").json()["code"] == "warm_pool_unavailable"
+    filler.work_on(pool_row(pool).pk)
+    assert len(inventory(pool)) == 2 and not inventory(pool) & old
+    assert pool_row(pool).expired_count == 2
+
+
+def test_an_idle_pool_lets_its_sandboxes_go_until_asked_again(pool, api):
+    patch(api, f"/v1/template-warm-pools/{pool['id']}", {"idle_timeout_seconds": 60})
+    WarmPool.objects.filter(public_id=pool["id"]).update(
+        last_demand_at=timezone.now() - timedelta(minutes=5)
+    )
+    filler.work_on(pool_row(pool).pk)
+    assert inventory(pool) == set()
+    assert checkout(api, pool, "prefer").json()["warm_pool_checkout"]["source"] == "cold_create"
+    filler.work_on(pool_row(pool).pk)  # the miss woke it
+    assert len(inventory(pool)) == 2
+
+
+def test_a_fill_that_hits_the_quota_degrades_the_pool(runtime, api, project):
+    project.max_running_sandboxes = 1
+    project.save()
+    made = post(api, "/v1/template-warm-pools", {"template_ref": "base", "name": "q",
+                "min_ready": 1, "max_ready": 1}).json()  # fmt: skip
+    assert post(api, "/v1/sandboxes", {"template": "base"}).status_code == 201
+    filler.work_on(pool_row(made).pk)
+    got = api.get(f"/v1/template-warm-pools/{made['id']}").json()
+    assert got["degraded_reason"] == "quota_exceeded" and got["public_status"] == "degraded"
+    assert (got["status"]["failed"], got["status"]["unavailable"]) == (1, 1)
+    assert "quota_exceeded" in got["last_error"]
+    assert pool_row(made).next_fill_at is not None  # backing off, not retrying hot
+    # The pool's own sandbox counts too: a cold create at the limit says so.
+    project.max_running_sandboxes = 2
+    project.save()
+    assert post(api, f"/v1/template-warm-pools/{made['id']}/reconcile").status_code == 200
+    filler.work_on(pool_row(made).pk)
+    assert len(inventory(made)) == 1
+    refused = post(api, "/v1/sandboxes", {"template": "base"}).json()
+    assert refused["code"] == "quota_exceeded" and refused["details"]["warm_pool_sandboxes"] == 1
+
+
+def test_one_worker_at_a_time_fills_a_pool(runtime, api):
+    made = post(api, "/v1/template-warm-pools", {"template_ref": "base", "name": "l",
+                "min_ready": 1, "max_ready": 1}).json()  # fmt: skip
+    row = pool_row(made)
+    WarmPool.objects.filter(pk=row.pk).update(
+        filler="another", fill_lease_until=timezone.now() + timedelta(minutes=1)
+    )
+    assert filler.work_on(row.pk) is False and inventory(made) == set()
+    # A lease whose holder went silent runs out, and the pool is filled after all.
+    WarmPool.objects.filter(pk=row.pk).update(
+        fill_lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert filler.work_on(row.pk) is True and len(inventory(made)) == 1
+    assert pool_row(made).filler == ""
