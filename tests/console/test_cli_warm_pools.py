@@ -136,6 +136,19 @@ def test_bypass_is_always_cold(live, pool):
     live.cli("sandbox", "kill", made["id"], check=True)
 
 
+def test_what_cannot_apply_to_a_started_sandbox_is_refused(live, pool):
+    until(lambda: pool_info(live, pool)["status"]["ready"] >= 1, "a ready sandbox")
+    ready = pool_info(live, pool)["status"]["ready"]
+    for flags, field in (
+        (("--memory", "1024"), "memory_mb"),
+        (("--no-internet-access",), "network"),
+    ):
+        refused = create_from(live, pool, "prefer", *flags)
+        assert refused.returncode == 2, refused.stderr
+        assert f"{field} cannot apply to a warm pool's sandbox" in refused.stderr
+    assert pool_info(live, pool)["status"]["ready"] == ready  # nothing was taken
+
+
 def test_scale_enable_disable_reconcile(live, pool):
     scaled = cli_json(
         live, "template", "warm-pool", "scale", pool, "--min-ready", "3", "--max-ready", "6",
