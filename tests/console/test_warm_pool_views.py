@@ -12,9 +12,10 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
-from console.models import WarmPool
+from console.models import Sandbox, WarmPool
 from console.routing import console_websocket_urlpatterns
 from console.warm_pools import pools
+from tests import factories
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -127,3 +128,16 @@ async def test_the_page_hears_pool_changes(viewer, project):
     await asyncio.to_thread(pools.disable_pool, made)  # from a plain thread, as the worker
     assert (await ws.receive_json_from(timeout=5))["topic"] == "warm_pools"
     await ws.disconnect()
+
+
+@pytest.mark.django_db
+def test_pool_sandboxes_are_hidden_from_the_console_until_checked_out(viewer_client, project, pool):
+    waiting = factories.make_sandbox_row(project)
+    Sandbox.objects.filter(pk=waiting.pk).update(warm_pool=pool)
+    mine = factories.make_sandbox_row(project)
+    listed = viewer_client.get(url(project, "sandbox-list")).content.decode()
+    assert mine.public_id in listed and waiting.public_id not in listed
+    page = url(project, "sandbox-detail", sandbox_id=waiting.public_id)
+    assert viewer_client.get(page).status_code == 404
+    Sandbox.objects.filter(pk=waiting.pk).update(warm_pool=None)  # checked out
+    assert viewer_client.get(page).status_code == 200
