@@ -42,6 +42,7 @@ from console.models import (
 )
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import RuntimeError_
+from console.sandbox_owner import this_instance
 from console.tokens import TRAFFIC, new_secret
 from console.warm_pools.jobs import ask_filler
 from console.warm_pools.pools import SERVING, get_pool
@@ -201,6 +202,9 @@ def _claim(
         warm_pool=pool,
         status=SandboxStatus.RUNNING,
         transition="",
+        # Only sandboxes this server runs: its runtime is the one that can act on them
+        # (docs/runtime-ownership.md).
+        owner=this_instance(),
         template=pool.template,
         vcpus=pool.vcpus,
         memory_mb=pool.memory_mb,
