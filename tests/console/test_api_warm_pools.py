@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nullspace.template_warm_pool import _warm_pool_info_from_data
 from nullspace.types import SandboxInfo
 
 from console.models import LifecycleEvent, Sandbox, SandboxStatus, WarmPool
-from console.warm_pools import filler, jobs
+from console.warm_pools import filler, jobs, pools
 
 pytestmark = pytest.mark.django_db
 
@@ -290,3 +292,55 @@ def test_one_worker_at_a_time_fills_a_pool(runtime, api):
     )
     assert filler.work_on(row.pk) is True and len(inventory(made)) == 1
     assert pool_row(made).filler == ""
+
+
+POOL_FIELDS = sorted(pools.CREATE_KEYS) + ["colour"]
+fuzz_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+        st.sampled_from(
+            ["base", "nullspace/base:latest", "prefer", "track_tag", "\ud800", "x" * 300]
+        ),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def test_generated_bodies_never_get_a_5xx(runtime, api):
+    """Pool create and update, and a create's `warm_pool`, with generated values: always a
+    4xx envelope (or the 501 of track_tag) or a success, never a server error, and never a
+    cold create here."""
+    first = post(api, "/v1/template-warm-pools",
+                 {"template_ref": "base", "name": "f", "min_ready": 0, "max_ready": 1}).json()  # fmt: skip
+    seen: list[int] = []
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(body=st.dictionaries(st.sampled_from(POOL_FIELDS), fuzz_values, max_size=6),
+           spec=fuzz_values, how=st.sampled_from(["create", "patch", "checkout"]))  # fmt: skip
+    def one(body, spec, how) -> None:
+        if how == "create":
+            answer = post(api, "/v1/template-warm-pools", body)
+        elif how == "patch":
+            answer = patch(api, f"/v1/template-warm-pools/{first['id']}", body)
+        else:
+            if spec is None or isinstance(spec, dict):  # (null would be a plain create)
+                spec = {**(spec or {}), "mode": "require"}  # a miss answers; nothing starts cold
+            answer = post(api, "/v1/sandboxes", {"template": "base", "warm_pool": spec})
+        seen.append(answer.status_code)
+        # 501 not_implemented is the refusal of track_tag (docs/warm-pools.md).
+        refused_feature = answer.status_code == 501 and answer.json()["code"] == "not_implemented"
+        assert answer.status_code < 500 or refused_feature, (how, body, spec, answer.content)
+        if answer.status_code >= 400:
+            assert answer.json()["code"]
+
+    one()
+    assert any(code >= 400 for code in seen)
+    assert not Sandbox.objects.exclude(warm_pool__isnull=False).exists()
