@@ -79,7 +79,7 @@ def needs_work(pool_pk: int) -> bool:
     inventory = inventories([pool])[pool.pk]
     if pool.state in (WarmPoolState.DRAINING, WarmPoolState.DELETED):
         return inventory.total > 0 or pool.state == WarmPoolState.DRAINING
-    if inventory.total > pool.max_ready:
+    if inventory.total > (0 if _idle(pool) else pool.max_ready):
         return True
     if _stale(pool).exists() or _unfit(pool).exists():
         return True

@@ -75,6 +75,7 @@ def create_pool(
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
         raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
+    body = {key: value for key, value in body.items() if value is not None}  # null = absent
     missing = [key for key in REQUIRED if body.get(key) is None]
     if missing:
         raise ApiError("invalid_request", f"Missing field(s): {', '.join(missing)}")

@@ -249,8 +249,10 @@ def test_an_idle_pool_lets_its_sandboxes_go_until_asked_again(pool, api):
     WarmPool.objects.filter(public_id=pool["id"]).update(
         last_demand_at=timezone.now() - timedelta(minutes=5)
     )
+    assert jobs.sweep() == [pool_row(pool).pk]  # the sweep notices an idle pool
     filler.work_on(pool_row(pool).pk)
     assert inventory(pool) == set()
+    assert jobs.sweep() == []
     assert checkout(api, pool, "prefer").json()["warm_pool_checkout"]["source"] == "cold_create"
     filler.work_on(pool_row(pool).pk)  # the miss woke it
     assert len(inventory(pool)) == 2
