@@ -271,6 +271,7 @@ def create_sandbox(
     event.metadata = {"timeout_action": fields["timeout_action"], "template": fields["template"]}
     if warm_pool is not None:
         fields["warm_pool"] = warm_pool
+        fields["warm_pool_generation"] = warm_pool.generation
         event.reason = "warm_pool_fill"
         event.metadata["warm_pool_id"] = warm_pool.public_id
     sandbox, token = _provision(

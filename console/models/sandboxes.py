@@ -88,6 +88,8 @@ class Sandbox(models.Model):
         on_delete=models.SET_NULL,
         related_name="inventory",
     )
+    # The pool's generation it was made for (its template and size then).
+    warm_pool_generation = models.PositiveIntegerField(null=True, blank=True)
     created_by_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

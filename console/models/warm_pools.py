@@ -55,6 +55,9 @@ class WarmPool(models.Model):
     version_policy = models.CharField(
         max_length=12, choices=VersionPolicy.choices, default=VersionPolicy.PINNED_BUILD
     )
+    # Bumped when the template or size changes: sandboxes made for an older generation
+    # are replaced, never checked out (console/warm_pools/filler.py).
+    generation = models.PositiveIntegerField(default=1)
     labels = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # Why the pool is below its target ("" when it is not): the contract's reasons.

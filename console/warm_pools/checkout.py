@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from console import sandboxes
@@ -205,10 +205,9 @@ def _claim(
         # Only sandboxes this server runs: its runtime is the one that can act on them
         # (docs/runtime-ownership.md).
         owner=this_instance(),
-        template=pool.template,
-        vcpus=pool.vcpus,
-        memory_mb=pool.memory_mb,
-    ).filter(Q(disk_mb__isnull=True) if pool.disk_mb is None else Q(disk_mb=pool.disk_mb))
+        # Made for the pool as it is (template and size), not before an update.
+        warm_pool_generation=pool.generation,
+    )
     if pool.stale_after_seconds:
         ready = ready.filter(
             started_at__gte=timezone.now() - timedelta(seconds=pool.stale_after_seconds)

@@ -207,9 +207,7 @@ def _inventory(pool: WarmPool):
 def _unfit(pool: WarmPool):
     """Ready sandboxes made for what the pool was before an update (template, size)."""
     ready = _inventory(pool).filter(status=SandboxStatus.RUNNING)
-    fits = Q(template=pool.template, vcpus=pool.vcpus, memory_mb=pool.memory_mb)
-    fits &= Q(disk_mb__isnull=True) if pool.disk_mb is None else Q(disk_mb=pool.disk_mb)
-    return ready.exclude(fits)
+    return ready.exclude(warm_pool_generation=pool.generation)
 
 
 def _stale(pool: WarmPool):

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from console.api.errors import ApiError
@@ -121,6 +122,9 @@ def update_pool(pool: WarmPool, body: dict[str, Any]) -> WarmPool:
     if not given:
         raise ApiError("invalid_request", "Nothing to change: send at least one field")
     fields = _validated(pool.project, given, current=pool)
+    made_of = ("template", "vcpus", "memory_mb", "disk_mb")
+    if any(name in fields and fields[name] != getattr(pool, name) for name in made_of):
+        fields["generation"] = F("generation") + 1  # its ready sandboxes get replaced
     try:
         with transaction.atomic():
             changed = WarmPool.objects.filter(pk=pool.pk).exclude(state=WarmPoolState.DELETED)
