@@ -4,6 +4,8 @@ console/warm_pools/pools.py; this module parses and shapes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
@@ -96,13 +98,14 @@ def delete_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
     return JsonResponse(pool_to_dict(pool))
 
 
-def _action(change):
+def _action(change: Callable[[WarmPool], WarmPool]) -> Callable[..., HttpResponse]:
     @api_key_required(WRITE)
     def view(request: ApiRequest, pool_id: str) -> HttpResponse:
         return JsonResponse(pool_to_dict(change(pools.get_pool(request.project, pool_id))))
 
     view.__name__ = f"{change.__name__}_view"
-    return view
+    wrapped: Callable[..., HttpResponse] = view
+    return wrapped
 
 
 _base = "template-warm-pools"

@@ -60,7 +60,7 @@ def create(
     spec: Any,
     *,
     api_key: ApiKey | None = None,
-    user=None,
+    user: Any = None,
     actor_kind: str = ActorKind.USER,
     **create_args: Any,
 ) -> tuple[Sandbox, str, dict[str, Any]]:
@@ -195,7 +195,12 @@ def _cannot(field: str, why: str) -> ApiError:
 
 
 def _claim(
-    pool: WarmPool, fields: dict[str, Any], *, api_key: ApiKey | None, user, actor_kind: str
+    pool: WarmPool,
+    fields: dict[str, Any],
+    *,
+    api_key: ApiKey | None,
+    user: Any,
+    actor_kind: str,
 ) -> tuple[Sandbox, str] | None:
     """Take one ready sandbox of the pool and make it the caller's, or None."""
     ready = Sandbox.objects.filter(
@@ -278,7 +283,13 @@ class _Checkout:
     operations) by the caller, whose metadata names the pool it came from."""
 
     def __init__(
-        self, sandbox: Sandbox, pool: WarmPool, *, api_key: ApiKey | None, user, actor_kind: str
+        self,
+        sandbox: Sandbox,
+        pool: WarmPool,
+        *,
+        api_key: ApiKey | None,
+        user: Any,
+        actor_kind: str,
     ) -> None:
         self.sandbox = sandbox
         self.actor_kind = actor_kind

@@ -22,7 +22,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from console.api.errors import ApiError
@@ -198,19 +198,19 @@ def _idle(pool: WarmPool) -> bool:
     return timezone.now() - since > timedelta(seconds=pool.idle_timeout_seconds)
 
 
-def _inventory(pool: WarmPool):
+def _inventory(pool: WarmPool) -> QuerySet[Sandbox]:
     return Sandbox.objects.filter(
         warm_pool=pool, status__in=(SandboxStatus.CREATING, SandboxStatus.RUNNING)
     )
 
 
-def _unfit(pool: WarmPool):
+def _unfit(pool: WarmPool) -> QuerySet[Sandbox]:
     """Ready sandboxes made for what the pool was before an update (template, size)."""
     ready = _inventory(pool).filter(status=SandboxStatus.RUNNING)
     return ready.exclude(warm_pool_generation=pool.generation)
 
 
-def _stale(pool: WarmPool):
+def _stale(pool: WarmPool) -> QuerySet[Sandbox]:
     ready = _inventory(pool).filter(status=SandboxStatus.RUNNING)
     if not pool.stale_after_seconds:
         return ready.none()
@@ -227,7 +227,7 @@ def _trim(pool: WarmPool, *, ceiling: int) -> int:
     return _release(pool, oldest[:over], REASON_TRIM)
 
 
-def _release(pool: WarmPool, rows, reason: str) -> int:
+def _release(pool: WarmPool, rows: QuerySet[Sandbox], reason: str) -> int:
     """Take each sandbox out of reach of checkouts, then destroy it. Returns how many."""
     from console import sandboxes
 

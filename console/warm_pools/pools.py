@@ -209,7 +209,9 @@ def _name_taken(name: str) -> ApiError:
 # --- validation -------------------------------------------------------------------------
 
 
-def _validated(project: Project, body: dict[str, Any], *, current: WarmPool | None) -> dict:
+def _validated(
+    project: Project, body: dict[str, Any], *, current: WarmPool | None
+) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if "name" in body:
         fields["name"] = _name(body["name"])

@@ -6,6 +6,8 @@ and a redirect) and with htmx (the table fragment comes back)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -17,11 +19,29 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from console.access import team_member_required
 from console.api.errors import ApiError
 from console.htmx import is_fragment_request, render_confirm, render_page
-from console.models import CheckoutMode, Role, WarmPool, WarmPoolState
+from console.models import (
+    CheckoutMode,
+    Membership,
+    Project,
+    Role,
+    Team,
+    WarmPool,
+    WarmPoolState,
+)
 from console.warm_pools import pools
 from console.warm_pools.shapes import inventories, public_status, status_counts
 
 LIST = "console/warm_pools/list.html"
+
+
+class ConsoleRequest(HttpRequest):
+    """What team_member_required (console/access.py) attaches to a request."""
+
+    team: Team
+    project: Project
+    membership: Membership
+
+
 ACTIONS = {
     "enable": (pools.enable_pool, "enabled"),
     "disable": (pools.disable_pool, "disabled"),
@@ -43,7 +63,7 @@ class PoolForm(forms.Form):
     )
     checkout_policy = forms.ChoiceField(choices=CheckoutMode.choices, initial="prefer")
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
             "name": data["name"],
@@ -60,19 +80,19 @@ class ScaleForm(forms.Form):
     max_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY)
 
 
-def _list_url(request: HttpRequest) -> str:
+def _list_url(request: ConsoleRequest) -> str:
     kwargs = {"team_slug": request.team.slug, "project_slug": request.project.slug}
     return reverse("warmpool-list", kwargs=kwargs)
 
 
-def _pool(request: HttpRequest, pool_id: str) -> WarmPool:
+def _pool(request: ConsoleRequest, pool_id: str) -> WarmPool:
     try:
         return pools.get_pool(request.project, pool_id)
     except ApiError:
         raise Http404("No such warm pool") from None
 
 
-def _context(request: HttpRequest, form: PoolForm | None = None) -> dict:
+def _context(request: ConsoleRequest, form: PoolForm | None = None) -> dict[str, Any]:
     found = list(
         WarmPool.objects.filter(project=request.project).exclude(state=WarmPoolState.DELETED)
     )
@@ -94,11 +114,11 @@ def _context(request: HttpRequest, form: PoolForm | None = None) -> dict:
     }
 
 
-def _render(request: HttpRequest) -> HttpResponse:
+def _render(request: ConsoleRequest) -> HttpResponse:
     return render_page(request, LIST, _context(request), partial="pool-table")
 
 
-def _done(request: HttpRequest) -> HttpResponse:
+def _done(request: ConsoleRequest) -> HttpResponse:
     if not is_fragment_request(request):
         return redirect(_list_url(request))
     return _render(request)
@@ -106,13 +126,13 @@ def _done(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def pool_list(request: HttpRequest) -> HttpResponse:
+def pool_list(request: ConsoleRequest) -> HttpResponse:
     return _render(request)
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def pool_create(request: HttpRequest) -> HttpResponse:
+def pool_create(request: ConsoleRequest) -> HttpResponse:
     form = PoolForm(request.POST)
     if form.is_valid():
         try:
@@ -127,7 +147,7 @@ def pool_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def pool_action(request: HttpRequest, pool_id: str, action: str) -> HttpResponse:
+def pool_action(request: ConsoleRequest, pool_id: str, action: str) -> HttpResponse:
     pool = _pool(request, pool_id)
     if action not in ACTIONS:
         raise Http404("No such action")
@@ -142,7 +162,7 @@ def pool_action(request: HttpRequest, pool_id: str, action: str) -> HttpResponse
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def pool_scale(request: HttpRequest, pool_id: str) -> HttpResponse:
+def pool_scale(request: ConsoleRequest, pool_id: str) -> HttpResponse:
     pool = _pool(request, pool_id)
     form = ScaleForm(request.POST)
     if not form.is_valid():
@@ -162,7 +182,7 @@ def pool_scale(request: HttpRequest, pool_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @team_member_required(Role.MEMBER)
-def pool_delete(request: HttpRequest, pool_id: str) -> HttpResponse:
+def pool_delete(request: ConsoleRequest, pool_id: str) -> HttpResponse:
     pool = _pool(request, pool_id)
     if request.method == "GET":
         return render_confirm(
