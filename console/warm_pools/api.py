@@ -24,7 +24,9 @@ MAX_LISTED = 1000
 
 @api_key_required(WRITE)
 def create_pool(request: ApiRequest) -> HttpResponse:
-    pool = pools.create_pool(request.project, request.json, api_key=request.api_key)
+    pool = pools.create_pool(
+        request.project, request.json, api_key=request.api_key, request=request
+    )
     return JsonResponse(pool_to_dict(pool), status=201)
 
 
@@ -88,20 +90,23 @@ def get_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
 
 @api_key_required(WRITE)
 def update_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
-    pool = pools.update_pool(pools.get_pool(request.project, pool_id), request.json)
+    pool = pools.update_pool(
+        pools.get_pool(request.project, pool_id), request.json, request=request
+    )
     return JsonResponse(pool_to_dict(pool))
 
 
 @api_key_required(WRITE)
 def delete_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
-    pool = pools.delete_pool(pools.get_pool(request.project, pool_id))
+    pool = pools.delete_pool(pools.get_pool(request.project, pool_id), request=request)
     return JsonResponse(pool_to_dict(pool))
 
 
-def _action(change: Callable[[WarmPool], WarmPool]) -> Callable[..., HttpResponse]:
+def _action(change: Callable[..., WarmPool]) -> Callable[..., HttpResponse]:
     @api_key_required(WRITE)
     def view(request: ApiRequest, pool_id: str) -> HttpResponse:
-        return JsonResponse(pool_to_dict(change(pools.get_pool(request.project, pool_id))))
+        pool = change(pools.get_pool(request.project, pool_id), request=request)
+        return JsonResponse(pool_to_dict(pool))
 
     view.__name__ = f"{change.__name__}_view"
     wrapped: Callable[..., HttpResponse] = view

@@ -13,8 +13,10 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.http import HttpRequest
 from django.utils import timezone
 
+from console import audit
 from console.api.errors import ApiError
 from console.models import (
     ApiKey,
@@ -71,7 +73,11 @@ def get_pool(project: Project, public_id: str) -> WarmPool:
 
 
 def create_pool(
-    project: Project, body: dict[str, Any], *, api_key: ApiKey | None = None
+    project: Project,
+    body: dict[str, Any],
+    *,
+    api_key: ApiKey | None = None,
+    request: HttpRequest | None = None,
 ) -> WarmPool:
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
@@ -106,6 +112,7 @@ def create_pool(
                 last_demand_at=now,
                 **fields,
             )
+            _audit("warm_pool.created", pool, request, template=pool.template_ref)
             _ask_filler(pool)
     except IntegrityError:
         raise _name_taken(str(body.get("name"))) from None
@@ -113,7 +120,9 @@ def create_pool(
     return pool
 
 
-def update_pool(pool: WarmPool, body: dict[str, Any]) -> WarmPool:
+def update_pool(
+    pool: WarmPool, body: dict[str, Any], *, request: HttpRequest | None = None
+) -> WarmPool:
     """PATCH: any subset of the create keys (`scale` sends min_ready and max_ready)."""
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
@@ -127,9 +136,10 @@ def update_pool(pool: WarmPool, body: dict[str, Any]) -> WarmPool:
         fields["generation"] = F("generation") + 1  # its ready sandboxes get replaced
     try:
         with transaction.atomic():
-            changed = WarmPool.objects.filter(pk=pool.pk).exclude(state=WarmPoolState.DELETED)
-            if not changed.update(**fields, updated_at=timezone.now()):
+            row = WarmPool.objects.filter(pk=pool.pk).exclude(state=WarmPoolState.DELETED)
+            if not row.update(**fields, updated_at=timezone.now()):
                 raise ApiError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
+            _audit("warm_pool.updated", pool, request, changed=sorted(given))
             _ask_filler(pool)
     except IntegrityError:
         raise _name_taken(str(given.get("name"))) from None
@@ -138,11 +148,12 @@ def update_pool(pool: WarmPool, body: dict[str, Any]) -> WarmPool:
     return pool
 
 
-def enable_pool(pool: WarmPool) -> WarmPool:
+def enable_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
     now = timezone.now()
     return _set_state(
         pool,
         WarmPoolState.ENABLED,
+        request,
         enabled_at=now,
         last_demand_at=now,
         degraded_reason="",
@@ -151,23 +162,23 @@ def enable_pool(pool: WarmPool) -> WarmPool:
     )
 
 
-def disable_pool(pool: WarmPool) -> WarmPool:
+def disable_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
     """Stop refilling; what is ready stays ready and can still be checked out."""
-    return _set_state(pool, WarmPoolState.DISABLED, disabled_at=timezone.now())
+    return _set_state(pool, WarmPoolState.DISABLED, request, disabled_at=timezone.now())
 
 
-def drain_pool(pool: WarmPool) -> WarmPool:
+def drain_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
     """Stop refilling and destroy the ready sandboxes; the worker does the destroying and
     moves the pool to `disabled` once it holds none."""
-    return _set_state(pool, WarmPoolState.DRAINING, drain_requested_at=timezone.now())
+    return _set_state(pool, WarmPoolState.DRAINING, request, drain_requested_at=timezone.now())
 
 
-def delete_pool(pool: WarmPool) -> WarmPool:
+def delete_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
     """Gone at once for the API (404 after); the worker destroys what it still holds."""
-    return _set_state(pool, WarmPoolState.DELETED, deleted_at=timezone.now())
+    return _set_state(pool, WarmPoolState.DELETED, request, deleted_at=timezone.now())
 
 
-def reconcile_pool(pool: WarmPool) -> WarmPool:
+def reconcile_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
     """Ask the worker to look at the pool now (fill, trim, replace stale sandboxes), and
     lift a failure back-off so a fixed problem is retried at once."""
     with transaction.atomic():
@@ -177,7 +188,7 @@ def reconcile_pool(pool: WarmPool) -> WarmPool:
     return pool
 
 
-def _set_state(pool: WarmPool, state: str, **fields: Any) -> WarmPool:
+def _set_state(pool: WarmPool, state: str, request: HttpRequest | None, **fields: Any) -> WarmPool:
     with transaction.atomic():
         changed = (
             WarmPool.objects.filter(pk=pool.pk)
@@ -186,10 +197,32 @@ def _set_state(pool: WarmPool, state: str, **fields: Any) -> WarmPool:
         )
         if not changed:
             raise ApiError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
+        _audit(AUDITED[state], pool, request)
         _ask_filler(pool)
     pool.refresh_from_db()
     live.pools_changed(pool.project, [pool.public_id])
     return pool
+
+
+AUDITED: dict[str, str] = {
+    WarmPoolState.ENABLED: "warm_pool.enabled",
+    WarmPoolState.DISABLED: "warm_pool.disabled",
+    WarmPoolState.DRAINING: "warm_pool.drain_requested",
+    WarmPoolState.DELETED: "warm_pool.deleted",
+}
+
+
+def _audit(action: str, pool: WarmPool, request: HttpRequest | None, **extra: Any) -> None:
+    audit.record(
+        action,
+        team=pool.project.team,
+        request=request,
+        target_type="warm_pool",
+        target_id=pool.public_id,
+        name=pool.name,
+        project=pool.project.public_id,
+        **extra,
+    )
 
 
 def _ask_filler(pool: WarmPool) -> None:

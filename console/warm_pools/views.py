@@ -136,7 +136,7 @@ def pool_create(request: ConsoleRequest) -> HttpResponse:
     form = PoolForm(request.POST)
     if form.is_valid():
         try:
-            pool = pools.create_pool(request.project, form.body())
+            pool = pools.create_pool(request.project, form.body(), request=request)
         except ApiError as refused:
             form.add_error(None, refused.message)
     if form.errors:
@@ -153,7 +153,7 @@ def pool_action(request: ConsoleRequest, pool_id: str, action: str) -> HttpRespo
         raise Http404("No such action")
     change, said = ACTIONS[action]
     try:
-        change(pool)
+        change(pool, request=request)
         messages.success(request, f"Warm pool {pool.name} {said}.")
     except ApiError as error:
         messages.error(request, error.message)
@@ -169,7 +169,7 @@ def pool_scale(request: ConsoleRequest, pool_id: str) -> HttpResponse:
         messages.error(request, "min ready and max ready must be whole numbers from 0 to 20.")
         return _done(request)
     try:
-        pools.update_pool(pool, dict(form.cleaned_data))
+        pools.update_pool(pool, dict(form.cleaned_data), request=request)
         messages.success(
             request,
             f"Warm pool {pool.name} scaled to {form.cleaned_data['min_ready']}.."
@@ -192,7 +192,7 @@ def pool_delete(request: ConsoleRequest, pool_id: str) -> HttpResponse:
             cancel=_list_url(request),
             button="Delete warm pool",
         )
-    pools.delete_pool(pool)
+    pools.delete_pool(pool, request=request)
     messages.success(request, f"Warm pool {pool.name} deleted.")
     return _done(request)
 

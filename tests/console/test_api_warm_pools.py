@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nullspace.template_warm_pool import _warm_pool_info_from_data
 from nullspace.types import SandboxInfo
 
-from console.models import LifecycleEvent, Sandbox, SandboxStatus, WarmPool
+from console.models import AuditEvent, LifecycleEvent, Sandbox, SandboxStatus, WarmPool
 from console.warm_pools import filler, jobs, pools
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +162,15 @@ def test_scale_drain_enable_and_delete(pool, api):
     filler.work_on(pool_row(pool).pk)
     assert not inventory(pool)
     assert pool["id"] not in {p["id"] for p in api.get("/v1/template-warm-pools").json()["items"]}
+    audited = list(
+        AuditEvent.objects.filter(target_id=pool["id"])
+        .order_by("pk")
+        .values_list("action", flat=True)
+    )
+    assert audited == [
+        "warm_pool.created", "warm_pool.updated", "warm_pool.drain_requested",
+        "warm_pool.enabled", "warm_pool.deleted",
+    ]  # fmt: skip
 
 
 def test_bad_input_is_refused_with_stable_codes(runtime, api):

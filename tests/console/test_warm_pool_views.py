@@ -12,7 +12,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
-from console.models import Sandbox, WarmPool
+from console.models import AuditEvent, Sandbox, WarmPool
 from console.routing import console_websocket_urlpatterns
 from console.warm_pools import pools
 from tests import factories
@@ -100,6 +100,8 @@ def test_actions_scale_and_delete_with_htmx(member_client, project, pool):
     )
     pool.refresh_from_db()
     assert pool.state == "deleted"
+    actions = AuditEvent.objects.filter(target_id=pool.public_id, actor__isnull=False)
+    assert "warm_pool.deleted" in set(actions.values_list("action", flat=True))
     assert pool.public_id not in member_client.get(url(project, "warmpool-list")).content.decode()
 
 
