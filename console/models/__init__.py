@@ -28,8 +28,8 @@ from console.models.snapshots import Snapshot, SnapshotKind
 from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
 from console.models.uploads import UploadSession, UploadStatus
 from console.models.volumes import Volume, VolumeAttachment
-from console.models.warm_pools import CheckoutMode, VersionPolicy, WarmPool, WarmPoolState
 from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
+from console.warm_pools.models import CheckoutMode, VersionPolicy, WarmPool, WarmPoolState
 
 __all__ = [
     "ArtifactStatus",
