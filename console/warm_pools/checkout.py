@@ -102,7 +102,7 @@ def create(
     if claimed is not None:
         sandbox, token = claimed
         return sandbox, token, {"source": "ready_instance", "hit": True, **said, "wait_ms": waited}
-    # A miss is demand too: it wakes an idle pool (docs/warm-pools.md, "Idle pools").
+    # A miss is demand too: it wakes an idle pool (docs/warm-pools.md, "The worker").
     with transaction.atomic():
         WarmPool.objects.filter(pk=pool.pk).update(last_demand_at=timezone.now())
         if not asked:
