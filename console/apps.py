@@ -9,4 +9,4 @@ class ConsoleConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from console import volume_cleanup  # noqa: F401  (connects its signal receivers)
+        from console.volumes import cleanup as volume_cleanup  # noqa: F401  (connects its signal receivers)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
+from console.accounts.models.teams import Role
 from console.htmx import is_fragment_request
-from console.models.teams import Role
 
 # (label, URL name, scope, lowest role that may open it). "project" URLs take team_slug and
 # project_slug; "team" URLs take team_slug.

@@ -6,7 +6,7 @@ that group, and the page re-fetches only the part that changed. While nothing
 changes, an open page costs no request and no query.
 
 Groups:
-- `lifecycle.<project>` (console/lifecycle.py): every lifecycle event; a sandbox
+- `lifecycle.<project>` (console/sandboxes/lifecycle.py): every lifecycle event; a sandbox
   page keeps those about its sandbox. Every state change records one.
 - `grants.<project>`: preview grants of the project were created, revoked or had
   their usage counters written; the message names the sandboxes concerned.

@@ -14,11 +14,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from console import lifecycle, live
+from console import live
 from console.access import project_for_member
 from console.api.auth import READ
 from console.api.ws_scopes import ChannelScopes
 from console.models import Project, Role, Sandbox
+from console.sandboxes import lifecycle
 
 # As the exec socket: 4403 tells "not allowed" from a dropped connection, so the page
 # does not reconnect.

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from console.api.lifecycle_ws import LifecycleSocket
-from console.api.monitor_ws import MonitorSocket
-from console.api.sandbox_ws import SandboxSocket
 from console.api.unknown_ws import UnknownSocket
-from console.api.volume_ws import VolumeSocket
-from console.consumers import SandboxExecConsumer
 from console.live_ws import GrantsLiveConsumer, SandboxLiveConsumer
+from console.sandboxes.api.exec_ws import SandboxSocket
+from console.sandboxes.api.lifecycle_ws import LifecycleSocket
+from console.sandboxes.api.monitor_ws import MonitorSocket
+from console.sandboxes.consumers import SandboxExecConsumer
+from console.volumes.api.ws import VolumeSocket
 from console.warm_pools.live_ws import WarmPoolsLiveConsumer
 
 _project = "t/<slug:team_slug>/p/<slug:project_slug>/"

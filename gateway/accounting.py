@@ -183,7 +183,7 @@ def _write(grant_id: str, usage: Usage) -> None:
 def _log_first_use(grant_id: str, when: datetime, ip: str, agent: str, transport: str) -> None:
     """The grant's first use into the audit log, once across every gateway process: the
     conditional UPDATE elects the writer."""
-    from console import audit
+    from console.audit import service as audit
 
     with transaction.atomic():
         won = PreviewGrant.objects.filter(

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from console import tokens
-from console.previews import DISABLED, EXPIRED, REVOKED, SCOPE, GrantState
+from console.previews.service import DISABLED, EXPIRED, REVOKED, SCOPE, GrantState
 from gateway import accounting, grants
 from gateway.errors import GatewayError, request_id
 from gateway.headers import (

@@ -19,7 +19,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from console.previews import REVOCATION_GROUP, REVOCATION_MESSAGE, GrantState, load_grant_state
+from console.previews.service import (
+    REVOCATION_GROUP,
+    REVOCATION_MESSAGE,
+    GrantState,
+    load_grant_state,
+)
 from gateway import flight
 from gateway.errors import GatewayError
 

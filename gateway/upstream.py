@@ -165,7 +165,7 @@ async def _wake(sandbox_id: str) -> None:
 @sync_to_async(thread_sensitive=False)
 def _ensure_running(sandbox_id: str) -> None:
     # Its own thread, so a slow resume never holds up the gateway's other database work.
-    from console.sandboxes import ensure_running
+    from console.sandboxes.service import ensure_running
 
     try:
         sandbox = Sandbox.objects.filter(public_id=sandbox_id).first()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from console import sandboxes
 from console.models import KeyScope
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 from tests import factories
 from tests.live import remove_tree, start_live_server
 

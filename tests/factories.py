@@ -6,8 +6,8 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
-from console.accounts import create_project
-from console.keys import IssuedKey, create_api_key
+from console.accounts.users import create_project
+from console.keys.service import IssuedKey, create_api_key
 from console.models import KeyScope, Membership, Project, Role, Sandbox, SandboxStatus, Team
 from console.routing import api_websocket_urlpatterns
 

@@ -170,7 +170,7 @@ class LiveServer:
 
     def destroy_sandboxes(self) -> None:
         """Sandboxes outlive the server by design; a test server's must not outlive the test."""
-        from console.volume_store import ImageStore
+        from console.volumes.store import ImageStore
 
         root = Path(self.env.get("RUNTIME_ROOT") or self.data_dir / "sandboxes")
         if root.exists():

@@ -17,7 +17,6 @@ from typing import Any
 
 from django.utils import timezone
 
-from console import sandboxes
 from console.agents import steps
 from console.agents.logs import LineSink
 from console.models import (
@@ -27,6 +26,7 @@ from console.models import (
     ArtifactStatus,
     VersionStatus,
 )
+from console.sandboxes import service as sandboxes
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from console.api.errors import ApiError
-from console.previews import PreviewRefused, check_port
+from console.previews.service import PreviewRefused, check_port
 
 LIVE_MODES = ("job", "service")
 RESERVED_MODES = ("worker", "triggered", "workspace", "interactive")

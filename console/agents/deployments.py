@@ -11,6 +11,13 @@ from django.utils import timezone
 
 from console.agents import artifacts, bundles, executor, outputs, runs, services, steps
 from console.agents import config as agent_config
+from console.agents.models import (
+    RUN_TERMINAL,
+    SERVICE_ACTIVE,
+    DeploymentStatus,
+    ServiceStatus,
+    VersionStatus,
+)
 from console.api.errors import ApiError
 from console.models import (
     AgentArtifact,
@@ -19,13 +26,6 @@ from console.models import (
     AgentService,
     AgentVersion,
     Project,
-)
-from console.models.agents import (
-    RUN_TERMINAL,
-    SERVICE_ACTIVE,
-    DeploymentStatus,
-    ServiceStatus,
-    VersionStatus,
 )
 
 MAX_NAME = 200

@@ -8,17 +8,17 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from console import sandboxes
 from console.agents import executor, logs, services
-from console.jobs import every_process, on_startup
-from console.models import ActorKind, AgentArtifact, AgentRun, AgentService, AgentVersion, Sandbox
-from console.models.agents import (
+from console.agents.models import (
     RUN_TERMINAL,
     ArtifactStatus,
     RunStatus,
     ServiceStatus,
     VersionStatus,
 )
+from console.jobs import every_process, on_startup
+from console.models import ActorKind, AgentArtifact, AgentRun, AgentService, AgentVersion, Sandbox
+from console.sandboxes import service as sandboxes
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.conf import settings
 
-from console import sandbox_files
 from console.agents import config as agent_config
 from console.models import AgentRun, Sandbox
 from console.runtime.base import FileEntry, FileStore, RuntimeError_
+from console.sandboxes import files as sandbox_files
 
 MAX_FILES = 1000
 

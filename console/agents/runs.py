@@ -15,10 +15,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from console import sandboxes
 from console.agents import config as agent_config
 from console.agents import logs, outputs, steps
 from console.models import ActorKind, AgentRun, RunStatus, Sandbox
+from console.sandboxes import service as sandboxes
 
 DEFAULT_RETENTION_SECONDS = 3600
 

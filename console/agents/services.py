@@ -16,10 +16,10 @@ from typing import Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from console import previews, sandboxes, tokens
+from console import tokens
 from console.agents import config as agent_config
 from console.agents import executor, logs, steps
-from console.api.previews import _probe, _route
+from console.agents.models import SERVICE_ACTIVE
 from console.models import (
     ActorKind,
     AgentService,
@@ -29,7 +29,9 @@ from console.models import (
     SandboxStatus,
     ServiceStatus,
 )
-from console.models.agents import SERVICE_ACTIVE
+from console.previews import service as previews
+from console.previews.api import _probe, _route
+from console.sandboxes import service as sandboxes
 
 # Service sandboxes live as long as the service; the health job renews this lifetime.
 SERVICE_LIFETIME_SECONDS = 24 * 3600

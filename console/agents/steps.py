@@ -17,7 +17,6 @@ from typing import Any
 
 from django.conf import settings
 
-from console import sandbox_files, sandboxes
 from console.agents.logs import LineSink
 from console.api.errors import ApiError
 from console.models import (
@@ -28,7 +27,9 @@ from console.models import (
 )
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest, FileStore, RuntimeError_
-from console.upload_extract import UploadFailure, extract_and_publish
+from console.sandboxes import files as sandbox_files
+from console.sandboxes import service as sandboxes
+from console.sandboxes.upload_extract import UploadFailure, extract_and_publish
 
 INPUT_PATH = "/workspace/.nullspace/input.json"
 # Past the run's own deadline, so the worker's timeout never races the run's.

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from django.urls import re_path
 
-from console.api import agents as agents_api
+from console.agents import api as agents_api
 from console.api import fallback
-from console.api import files as files_api
-from console.api import keys as keys_api
-from console.api import lifecycle as lifecycle_api
-from console.api import previews as previews_api
-from console.api import processes as processes_api
-from console.api import pty as pty_api
-from console.api import sandboxes as sandboxes_api
-from console.api import snapshots as snapshots_api
-from console.api import uploads as uploads_api
-from console.api import volumes as volumes_api
+from console.keys import api as keys_api
+from console.previews import api as previews_api
+from console.sandboxes.api import files as files_api
+from console.sandboxes.api import lifecycle as lifecycle_api
+from console.sandboxes.api import processes as processes_api
+from console.sandboxes.api import pty as pty_api
+from console.sandboxes.api import sandboxes as sandboxes_api
+from console.sandboxes.api import snapshots as snapshots_api
+from console.sandboxes.api import uploads as uploads_api
+from console.volumes.api import volumes as volumes_api
 from console.warm_pools import api as warm_pools_api
 from console.webhooks import api as webhooks_api
 

@@ -21,7 +21,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from console.jobs import wakeup
-from console.models.jobs import Job, JobStatus
+from console.jobs.models import Job, JobStatus
 
 # A running job whose worker has not beaten its heart for JOB_STALE_SECONDS (30 by
 # default) is taken back; workers beat six times within that span.

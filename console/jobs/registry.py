@@ -13,9 +13,9 @@ TickFunc = Callable[[], Any]
 
 # Modules whose import registers jobs.
 JOB_MODULES = (
-    "console.sandbox_jobs",
-    "console.uploads",
-    "console.previews",
+    "console.sandboxes.jobs",
+    "console.sandboxes.uploads",
+    "console.previews.service",
     "console.webhooks.delivery",
     "console.agents.jobs",
     "console.warm_pools.jobs",

@@ -20,7 +20,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from console.jobs import queue, registry, wakeup
-from console.models.jobs import Job
+from console.jobs.models import Job
 
 log = logging.getLogger(__name__)
 

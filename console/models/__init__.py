@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from console.models.agents import (
+from console.accounts.models.projects import Project
+from console.accounts.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
+from console.agents.models import (
     AgentArtifact,
     AgentDeployment,
     AgentLogEvent,
@@ -16,20 +18,18 @@ from console.models.agents import (
     ServiceStatus,
     VersionStatus,
 )
-from console.models.audit import AuditEvent
-from console.models.idempotency import IdempotencyRecord
-from console.models.jobs import Job, JobStatus
-from console.models.keys import ApiKey, KeyScope
-from console.models.lifecycle import ActorKind, EventStatus, LifecycleEvent, Operation
-from console.models.previews import AuthMode, PreviewGrant
-from console.models.projects import Project
-from console.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
-from console.models.snapshots import Snapshot, SnapshotKind
-from console.models.teams import ROLE_RANK, Invitation, Membership, Role, Team
-from console.models.uploads import UploadSession, UploadStatus
-from console.models.volumes import Volume, VolumeAttachment
-from console.models.webhooks import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
+from console.api.models import IdempotencyRecord
+from console.audit.models import AuditEvent
+from console.jobs.models import Job, JobStatus
+from console.keys.models import ApiKey, KeyScope
+from console.previews.models import AuthMode, PreviewGrant
+from console.sandboxes.models.lifecycle import ActorKind, EventStatus, LifecycleEvent, Operation
+from console.sandboxes.models.sandboxes import LIVE_STATUSES, Sandbox, SandboxStatus, TimeoutAction
+from console.sandboxes.models.snapshots import Snapshot, SnapshotKind
+from console.sandboxes.models.uploads import UploadSession, UploadStatus
+from console.volumes.models import Volume, VolumeAttachment
 from console.warm_pools.models import CheckoutMode, VersionPolicy, WarmPool, WarmPoolState
+from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
     "ArtifactStatus",

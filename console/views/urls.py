@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from console.views import (
-    accounts,
-    agents,
-    audit,
-    keys,
-    members,
-    projects,
-    sandbox_files,
-    sandbox_processes,
-    sandboxes,
-    teams,
-    volumes,
-)
-from console.views import previews as preview_views
+from console.accounts.views import account as accounts
+from console.accounts.views import members, projects, teams
+from console.agents import views as agents
+from console.audit import views as audit
+from console.keys import views as keys
+from console.previews import views as preview_views
+from console.sandboxes.views import files as sandbox_files
+from console.sandboxes.views import processes as sandbox_processes
+from console.sandboxes.views import sandboxes
+from console.volumes import views as volumes
 from console.warm_pools import views as warm_pool_views
 from console.webhooks import views as webhook_views
 

@@ -26,9 +26,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from console import sandboxes
 from console.api.errors import ApiError
-from console.lifecycle import record_event
 from console.models import (
     ActorKind,
     ApiKey,
@@ -42,7 +40,9 @@ from console.models import (
 )
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import RuntimeError_
-from console.sandbox_owner import this_instance
+from console.sandboxes import service as sandboxes
+from console.sandboxes.lifecycle import record_event
+from console.sandboxes.owner import this_instance
 from console.tokens import TRAFFIC, new_secret
 from console.warm_pools.jobs import ask_filler
 from console.warm_pools.pools import SERVING, get_pool

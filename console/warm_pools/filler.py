@@ -28,7 +28,7 @@ from django.utils import timezone
 from console.api.errors import ApiError
 from console.jobs import backoff_delay
 from console.models import ActorKind, Sandbox, SandboxStatus, WarmPool, WarmPoolState
-from console.sandbox_owner import this_process
+from console.sandboxes.owner import this_process
 from console.warm_pools import live
 from console.warm_pools.shapes import inventories, target
 
@@ -137,7 +137,7 @@ def _pass(pool_pk: int, holder: str) -> None:
 
 
 def _fill(pool: WarmPool, holder: str) -> None:
-    from console import sandboxes
+    from console.sandboxes import service as sandboxes
 
     for _ in range(MAX_CREATES_PER_PASS):
         pool.refresh_from_db()
@@ -229,7 +229,7 @@ def _trim(pool: WarmPool, *, ceiling: int) -> int:
 
 def _release(pool: WarmPool, rows: QuerySet[Sandbox], reason: str) -> int:
     """Take each sandbox out of reach of checkouts, then destroy it. Returns how many."""
-    from console import sandboxes
+    from console.sandboxes import service as sandboxes
 
     done = 0
     for pk in list(rows.values_list("pk", flat=True)[:100]):

@@ -4,9 +4,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from console.accounts.models.projects import Project
 from console.ids import new_warm_pool_id
-from console.models.keys import ApiKey
-from console.models.projects import Project
+from console.keys.models import ApiKey
 
 
 class WarmPoolState(models.TextChoices):

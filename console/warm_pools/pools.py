@@ -16,8 +16,8 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
-from console import audit
 from console.api.errors import ApiError
+from console.audit import service as audit
 from console.models import (
     ApiKey,
     CheckoutMode,

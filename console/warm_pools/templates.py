@@ -8,9 +8,9 @@ is resolved once, when the pool is made or its template changed.
 
 from __future__ import annotations
 
-from console import sandboxes
 from console.api.errors import ApiError
 from console.models import Project
+from console.sandboxes import service as sandboxes
 
 BUILTIN_NAMESPACE = "nullspace/"
 BUILTIN_TAGS = ("latest", "default")

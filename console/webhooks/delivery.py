@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from console import audit
+from console.audit import service as audit
 from console.jobs import RetryLater, backoff_delay, task
 from console.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 from console.webhooks import client, secrets, signing, targets

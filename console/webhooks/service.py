@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, jobs
+from console import jobs
 from console.api.errors import ApiError
+from console.audit import service as audit
 from console.models import (
     Delivery,
     DeliveryStatus,

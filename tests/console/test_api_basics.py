@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from console.keys import revoke_api_key, rotate_api_key
+from console.keys.service import revoke_api_key, rotate_api_key
 
 pytestmark = pytest.mark.django_db
 

@@ -26,9 +26,9 @@ from nullspace.types import (
     UploadUrl,
 )
 
-from console.api import files as files_api
 from console.models import UploadSession
-from console.sandboxes import create_sandbox, destroy_sandbox
+from console.sandboxes.api import files as files_api
+from console.sandboxes.service import create_sandbox, destroy_sandbox
 
 pytestmark = pytest.mark.django_db
 
@@ -280,7 +280,7 @@ def test_another_projects_sandbox_is_not_found(client, sandbox, other_api_key):
 
 
 def test_destroyed_sandbox_is_not_found_and_paused_files_still_work(api, project, api_key, runtime):
-    from console.sandboxes import pause_sandbox
+    from console.sandboxes.service import pause_sandbox
 
     sb, _ = create_sandbox(project, api_key=api_key[1])
     pause_sandbox(sb)
@@ -425,7 +425,7 @@ def upload_failure(response) -> UploadFailureDetail:
 
 
 def test_resumable_file_upload_with_checksums(api, sandbox, workspace, settings):
-    from console import uploads
+    from console.sandboxes import uploads
 
     data = os.urandom(uploads.PART_SIZE * 2 + 1234)
     created = create_session(api, sandbox, length=len(data), target="big/data.bin")
@@ -628,7 +628,7 @@ def test_expired_sessions_are_swept(api, sandbox, settings):
 
     from django.utils import timezone
 
-    from console import uploads
+    from console.sandboxes import uploads
 
     session = create_session(api, sandbox, length=4, target="late.txt", key="e1").json()["session"]
     api_ok(put_part(api, sandbox, session["upload_id"], 0, b"late"))

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from console.keys import rotate_api_key
+from console.keys.service import rotate_api_key
 from console.models import ApiKey, AuditEvent
 from tests.factories import make_key
 

@@ -20,9 +20,11 @@ from nullspace.types import (
     SandboxHostInfo,
 )
 
-from console import previews, sandboxes, tokens
+from console import tokens
 from console.models import PreviewGrant, Sandbox, SandboxStatus
+from console.previews import service as previews
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 from tests.factories import make_sandbox_row
 
 GRANT_KEYS = {f.name for f in fields(PreviewGrantInfo)}

@@ -428,7 +428,7 @@ ROUTES = [
 def test_other_projects_sandbox_is_not_found(
     runtime, client, other_project, api_key, method, route
 ):
-    from console.sandboxes import create_sandbox, destroy_sandbox, snapshot_sandbox
+    from console.sandboxes.service import create_sandbox, destroy_sandbox, snapshot_sandbox
 
     theirs, _ = create_sandbox(other_project)
     snapshot = snapshot_sandbox(theirs)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from nullspace.types import FileInfo, VolumeReplaceResult, VolumeUploadSessionInfo
 
-from console import sandbox_files, volumes
 from console.models import Volume
 from console.runtime.isolated import IsolatedDriver
-from console.volume_store import get_store, images_work
+from console.sandboxes import files as sandbox_files
+from console.volumes import service as volumes
+from console.volumes.store import get_store, images_work
 
 pytestmark = pytest.mark.django_db
 

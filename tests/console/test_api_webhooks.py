@@ -17,8 +17,8 @@ from nullspace.types import (
 
 from console.jobs import queue
 from console.jobs.worker import run_job
-from console.lifecycle import record_event
 from console.models import AuditEvent, Delivery, Job, Operation, Webhook
+from console.sandboxes.lifecycle import record_event
 from console.webhooks import service
 from console.webhooks.secrets import new_signing_secret
 from tests.webhook_receiver import Receiver

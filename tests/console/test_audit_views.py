@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from console.audit import record
+from console.audit.service import record
 from console.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from console.api.auth import authenticate_key
 from console.api.errors import ApiError
-from console.keys import create_api_key
+from console.keys.service import create_api_key
 from console.models import ApiKey, AuditEvent, KeyScope
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from nullspace.types import PreviewGrantInfo
 
-from console import previews, tokens
+from console import tokens
 from console.models import AuditEvent
+from console.previews import service as previews
 from tests.factories import make_sandbox_row
 
 

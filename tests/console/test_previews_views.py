@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from console import previews
 from console.models import PreviewGrant, Sandbox, SandboxStatus
+from console.previews import service as previews
 from tests.factories import make_sandbox_row
 
 HX = {"HTTP_HX_REQUEST": "true"}

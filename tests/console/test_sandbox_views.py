@@ -19,10 +19,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console import sandboxes
 from console.models import LifecycleEvent, Sandbox, SandboxStatus, Snapshot
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest
+from console.sandboxes import service as sandboxes
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

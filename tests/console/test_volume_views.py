@@ -11,9 +11,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from console import sandbox_files, volumes
 from console.models import Volume, VolumeAttachment
-from console.volume_store import get_store, images_work
+from console.sandboxes import files as sandbox_files
+from console.volumes import service as volumes
+from console.volumes.store import get_store, images_work
 from tests.factories import make_sandbox_row
 
 pytestmark = pytest.mark.django_db

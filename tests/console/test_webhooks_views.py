@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from console import previews
 from console.models import AuditEvent, Delivery, Job, Webhook
+from console.previews import service as previews
 from console.webhooks import service
 from console.webhooks.secrets import decrypt, new_signing_secret
 from tests import factories

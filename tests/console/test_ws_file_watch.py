@@ -11,8 +11,9 @@ import pytest
 from channels.db import database_sync_to_async
 from watchdog.observers.api import BaseObserver, EventEmitter
 
-from console import sandbox_files, sandboxes
-from console.api import file_watch_ws
+from console.sandboxes import files as sandbox_files
+from console.sandboxes import service as sandboxes
+from console.sandboxes.api import file_watch_ws
 from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,8 +12,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from console import sandbox_pty, sandboxes
 from console.runtime import get_driver
+from console.sandboxes import pty as sandbox_pty
+from console.sandboxes import service as sandboxes
 from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from console import previews
-from console.lifecycle import record_event
+from console.previews import service as previews
 from console.routing import console_websocket_urlpatterns
+from console.sandboxes.lifecycle import record_event
 from gateway import accounting
 from tests import factories
 

@@ -6,8 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from console import sandboxes
 from console.runtime import get_driver
+from console.sandboxes import service as sandboxes
 from tests.factories import api_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

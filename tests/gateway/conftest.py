@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
-from console import previews
 from console.asgi import application
 from console.models import Sandbox, SandboxStatus
+from console.previews import service as previews
 from tests.gateway import upstreams
 
 PORT = 3000

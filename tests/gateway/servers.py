@@ -37,7 +37,7 @@ LIMITS = {
 
 GRANT = """
 from console.models import Project, Sandbox, SandboxStatus
-from console import previews
+from console.previews import service as previews
 sandbox = Sandbox.objects.filter(public_id="{sandbox_id}").first() or Sandbox.objects.create(
     project=Project.objects.get(name="main"), status=SandboxStatus.RUNNING)
 grant, raw = previews.create_grant(sandbox, 3000, expires_in_seconds=max(60, {seconds}))
@@ -50,7 +50,7 @@ print(sandbox.public_id, sandbox.host_label, grant.public_id, raw["http_port"], 
 """
 REVOKE = """
 from console.models import PreviewGrant
-from console import previews
+from console.previews import service as previews
 previews.revoke_grant(PreviewGrant.objects.get(public_id="{grant_id}"))
 """
 

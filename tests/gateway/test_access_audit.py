@@ -9,8 +9,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from console import previews
 from console.models import AuditEvent, PreviewGrant
+from console.previews import service as previews
 from gateway import accounting
 from tests.gateway.test_http import open_request, read_all
 

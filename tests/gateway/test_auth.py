@@ -11,8 +11,9 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from console import previews, tokens
+from console import tokens
 from console.models import PreviewGrant, Sandbox, SandboxStatus
+from console.previews import service as previews
 from tests.gateway import upstreams
 from tests.gateway.conftest import PORT, header, http
 

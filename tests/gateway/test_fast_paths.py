@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from websockets.asyncio.server import serve
 
-from console import previews
 from console.models import PreviewGrant
+from console.previews import service as previews
 from gateway import auth, client, flight, grants, wsclient
 from tests.gateway.conftest import header, http
 from tests.gateway.test_auth import within_a_second

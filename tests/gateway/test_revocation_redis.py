@@ -20,7 +20,7 @@ from django.db import connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from console import previews
+from console.previews import service as previews
 from tests.gateway.conftest import PORT
 from tests.live import ROOT, free_port
 

@@ -9,10 +9,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from console import previews, sandboxes
 from console.models import Sandbox, SandboxStatus
+from console.previews import service as previews
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest
+from console.sandboxes import service as sandboxes
 from tests.gateway.conftest import header, http
 from tests.live import free_port
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from console import previews
+from console.previews import service as previews
 from tests.gateway import upstreams
 from tests.gateway.conftest import PORT, header, host_for, http, websocket
 from tests.gateway.test_http import closed_port

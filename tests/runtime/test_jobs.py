@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from console import sandboxes
 from console.models import LifecycleEvent, Operation, Sandbox, SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec
-from console.sandbox_jobs import act_on_timeouts, reconcile_runtime, record_runtime_events
+from console.sandboxes import service as sandboxes
+from console.sandboxes.jobs import act_on_timeouts, reconcile_runtime, record_runtime_events
 from tests.runtime.conftest import marked_pids, put, start, wait_http
 
 

@@ -4,8 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from console.accounts import create_project, create_team, create_user
-from console.keys import create_api_key
+from console.accounts.users import create_project, create_team, create_user
+from console.keys.service import create_api_key
 from console.models import KeyScope, Project, Team
 
 

@@ -24,9 +24,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from console.accounts import create_project, create_team
-from console.audit import ACTIONS
-from console.keys import create_api_key
+from console.accounts.users import create_project, create_team
+from console.audit.service import ACTIONS
+from console.keys.service import create_api_key
 from console.models import (
     ActorKind,
     ApiKey,

@@ -1,0 +1,1 @@
+"""Accounts: users, teams, projects, members and invitations, sign-in and its lockout."""

@@ -1,0 +1,1 @@
+"""Models of the accounts domain (registered through console/models/__init__.py)."""

@@ -1,0 +1,1 @@
+"""Console pages of the accounts domain: sign-in, teams, projects, members."""

@@ -1,0 +1,1 @@
+"""The team audit log: writing rows and the console page that reads them."""

@@ -1,0 +1,1 @@
+"""Console pages of the sandbox domain: list, detail and its fragments, files, processes."""

@@ -1,0 +1,1 @@
+"""Volumes: persistent storage mounted into sandboxes, its store, files, /v1 routes and pages."""

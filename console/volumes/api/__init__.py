@@ -1,0 +1,1 @@
+"""/v1/volumes routes and the volume watch socket."""
