@@ -203,6 +203,15 @@ def test_drain_empties_the_pool_and_require_is_then_unavailable(live, pool):
     )
     assert fallback["warm_pool_checkout"]["source"] == "cold_create"
     live.cli("sandbox", "kill", fallback["id"], check=True)
+    # Enabled again, a require that may wait gets the first sandbox the refill makes.
+    cli_json(live, "template", "warm-pool", "enable", pool, "--json")
+    waited = cli_json(
+        live, "sandbox", "create", "--warm-pool", pool, "--warm-pool-mode", "require",
+        "--warm-pool-wait", "30000",
+    )  # fmt: skip
+    assert waited["warm_pool_checkout"]["hit"] is True
+    assert waited["id"] in filled_by(live, pool)
+    live.cli("sandbox", "kill", waited["id"], check=True)
 
 
 def test_another_projects_pool_is_not_found(live, pool):
