@@ -18,6 +18,8 @@ read from Django settings when the first connection arrives.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import Any
 
 import httptools
@@ -151,7 +153,19 @@ class HttpProtocol(HttpToolsProtocol):
             self._take_authority(url)
         super().on_headers_complete()
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-        extensions[ABORT_EXTENSION] = self.transport.abort
+        extensions[ABORT_EXTENSION] = self._abort
+
+    def _abort(self) -> None:
+        """Cut with a reset: a plain close would leave what the kernel still holds for a
+        slow client trickling out of an orphaned socket for minutes, and the client would
+        take the cut end for a complete answer (SO_LINGER 0 drops it and sends RST)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.transport.abort()
 
     def _take_authority(self, url: bytes) -> None:
         """Absolute-form: the authority is the host the request is for (Host is ignored)."""
