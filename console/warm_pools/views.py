@@ -28,7 +28,7 @@ from console.models import (
     WarmPool,
     WarmPoolState,
 )
-from console.warm_pools import pools
+from console.warm_pools import pools, validation
 from console.warm_pools.shapes import inventories, public_status, status_counts
 
 LIST = "console/warm_pools/list.html"
@@ -51,10 +51,10 @@ ACTIONS = {
 
 
 class PoolForm(forms.Form):
-    name = forms.CharField(max_length=pools.MAX_NAME)
+    name = forms.CharField(max_length=validation.MAX_NAME)
     template = forms.CharField(max_length=200, initial="base")
-    min_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY, initial=1)
-    max_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY, initial=2)
+    min_ready = forms.IntegerField(min_value=0, max_value=validation.MAX_READY, initial=1)
+    max_ready = forms.IntegerField(min_value=0, max_value=validation.MAX_READY, initial=2)
     vcpus = forms.IntegerField(
         min_value=1, max_value=settings.SANDBOX_MAX_VCPUS, initial=2, label="vCPUs"
     )
@@ -76,8 +76,8 @@ class PoolForm(forms.Form):
 
 
 class ScaleForm(forms.Form):
-    min_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY)
-    max_ready = forms.IntegerField(min_value=0, max_value=pools.MAX_READY)
+    min_ready = forms.IntegerField(min_value=0, max_value=validation.MAX_READY)
+    max_ready = forms.IntegerField(min_value=0, max_value=validation.MAX_READY)
 
 
 def _list_url(request: ConsoleRequest) -> str:

@@ -15,7 +15,7 @@ from nullspace.template_warm_pool import _warm_pool_info_from_data
 from nullspace.types import SandboxInfo
 
 from console.models import AuditEvent, LifecycleEvent, Sandbox, SandboxStatus, WarmPool
-from console.warm_pools import filler, jobs, pools
+from console.warm_pools import filler, jobs, validation
 
 pytestmark = pytest.mark.django_db
 
@@ -305,7 +305,7 @@ def test_one_worker_at_a_time_fills_a_pool(runtime, api):
     assert pool_row(made).filler == ""
 
 
-POOL_FIELDS = sorted(pools.CREATE_KEYS) + ["colour"]
+POOL_FIELDS = sorted(validation.CREATE_KEYS) + ["colour"]
 fuzz_values = st.recursive(
     st.one_of(
         st.none(),
