@@ -227,7 +227,7 @@ def main() -> None:
             server.stop()  # also drops the run's database
     load = os.getloadavg()
     header = (
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `manage.py serve` (daphne), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `manage.py serve` (uvicorn), "
         f"{'PostgreSQL' if 'postgres' in os.environ.get('DATABASE_URL', '') else 'SQLite'}, "
         f"seed --scale {args.scale} ({seeded:.0f} s to migrate and seed), {args.warmup} warm-up + "
         f"{args.requests} sequential requests each, load average {load[0]:.2f} at the end."

@@ -1,6 +1,6 @@
 """Sandbox create time and exec round trip through the HTTP API, against a live server.
 
-Starts the real server (manage.py serve = daphne + worker) on a free loopback port with
+Starts the real server (manage.py serve = uvicorn + worker) on a free loopback port with
 its own data directory, then measures, N times each (default 20):
   - POST /v1/sandboxes until the 201 answer (a running sandbox), then DELETE it;
   - POST /v1/sandboxes/{id}/exec of `true` on one running sandbox (blocking exec);
@@ -102,7 +102,7 @@ def main() -> None:
         ]
         api.delete(f"/v1/sandboxes/{sandbox['id']}")
         cycle_ms = sdk_cycle(server, args.cycles)
-        print(f"server {server.url} (daphne, {os.cpu_count()} cores), times in ms")
+        print(f"server {server.url} (uvicorn, {os.cpu_count()} cores), times in ms")
         print("| measurement                  |   n |    median |      p90 |      max |")
         print("|------------------------------|-----|-----------|----------|----------|")
         print(row("create sandbox (POST, 201)", create_ms))

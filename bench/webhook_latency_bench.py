@@ -5,8 +5,9 @@ loopback that verifies each signature, and a webhook on `create`. Then N times
 (default 20): POST /v1/sandboxes, wait for the signed delivery, DELETE the sandbox.
 Latency = arrival at the receiver minus the event's `occurred_at` (one clock).
 Two set-ups: the worker inside the server (woken when the event commits), and
-`serve --no-worker` with a separate `manage.py worker` process (finds the job by
-polling every 0.25 s). Prints median, p90 and max. Bounded: N sandboxes per set-up,
+`serve --no-worker` with a separate `manage.py worker` process (woken by PostgreSQL
+`NOTIFY`, or on SQLite finding the job by polling every 0.25 s). Prints median, p90
+and max. Bounded: N sandboxes per set-up,
 loopback only.
 
     .venv/bin/python bench/webhook_latency_bench.py [-n 20]
@@ -98,7 +99,7 @@ def main() -> None:
     print("| set-up                                   |   n | median ms |   p90 ms |   max ms |")
     print("|---|---:|---:|---:|---:|")
     print(row("worker in the server (woken at commit)", measure(n, separate_worker=False)))
-    print(row("separate `manage.py worker` (polls)", measure(n, separate_worker=True)))
+    print(row("separate `manage.py worker`", measure(n, separate_worker=True)))
 
 
 if __name__ == "__main__":

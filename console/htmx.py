@@ -13,7 +13,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 def is_fragment_request(request: HttpRequest) -> bool:
     htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted
+    return htmx is not None and bool(htmx) and not htmx.boosted
 
 
 def render_page(

@@ -41,6 +41,7 @@ class Keyset:
     def fields(
         self, model: type[models.Model]
     ) -> tuple[models.Field[Any, Any], models.Field[Any, Any]]:
+        # get_field may answer a relation for other names; a sort column is a concrete field.
         return model._meta.get_field(self.column), model._meta.pk  # type: ignore[return-value]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 PERMISSIONS_POLICY = ", ".join(
@@ -29,14 +30,17 @@ PERMISSIONS_POLICY = ", ".join(
 )
 
 
-def content_security_policy(host: str) -> str:
+def content_security_policy(host: str, *, secure: bool = False) -> str:
+    """The policy for a page served to `host` (empty: a host that is not ours); over HTTPS
+    its WebSockets may only be wss://, never plain ws://."""
+    sockets = f"wss://{host}" if secure else f"ws://{host} wss://{host}"
     directives = [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
         "font-src 'self'",
-        f"connect-src 'self' ws://{host} wss://{host}",
+        f"connect-src 'self' {sockets}" if host else "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",
@@ -52,6 +56,12 @@ class SecurityHeadersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = content_security_policy(request.get_host())
+            try:
+                host = request.get_host()
+            except DisallowedHost:  # the 400 for a Host that is not ours gets the policy too
+                host = ""
+            response["Content-Security-Policy"] = content_security_policy(
+                host, secure=request.is_secure()
+            )
         response.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response

@@ -72,6 +72,8 @@ class HttpProtocol(HttpToolsProtocol):
 
     # --- the connection ---------------------------------------------------------------
 
+    # asyncio declares BaseTransport; a TCP server always hands a Transport, whose
+    # pause_reading/write this protocol uses.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_head_timer()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from console.actor import Actor
 from console.models import KeyScope
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
@@ -148,9 +149,9 @@ def runtime(settings, tmp_path):
 def sandbox(runtime, project):
     """A real running sandbox of `project`. Modules that need only the row (no runtime)
     override this with `factories.make_sandbox_row`."""
-    made, _token = sandboxes.create_sandbox(project)
+    made, _token = sandboxes.create_sandbox(project, actor=Actor())
     yield made
-    sandboxes.destroy_sandbox(made)
+    sandboxes.destroy_sandbox(made, actor=Actor())
 
 
 @pytest.fixture

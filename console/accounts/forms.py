@@ -127,7 +127,9 @@ class AuditFilterForm(ConsoleForm):
 
     def __init__(self, *args, actions: Sequence[str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", "All actions")] + [(a, a) for a in actions]
+        action = self.fields["action"]
+        assert isinstance(action, forms.ChoiceField)
+        action.choices = [("", "All actions")] + [(a, a) for a in actions]
 
     def filter(self, events):
         if not self.is_valid():

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import path
 
@@ -22,7 +22,7 @@ from console.agents.models import (
     ServiceStatus,
     VersionStatus,
 )
-from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods, query_int
+from console.api.auth import RAW_BODY, READ, WRITE, ApiRequest, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.api.idempotency import idempotent
 from console.models import AgentDeployment, AgentRun, AgentService, AgentVersion
@@ -51,7 +51,7 @@ def _decode(cursor: str) -> int:
 
 
 def _page(
-    request: HttpRequest, rows: QuerySet[Any], shape: Callable[[Any], dict[str, Any]]
+    request: ApiRequest, rows: QuerySet[Any], shape: Callable[[Any], dict[str, Any]]
 ) -> JsonResponse:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     if cursor := request.GET.get("cursor"):
@@ -67,18 +67,18 @@ def _page(
     )
 
 
-def _choice(request: HttpRequest, name: str, allowed: list[str]) -> str | None:
+def _choice(request: ApiRequest, name: str, allowed: list[str]) -> str | None:
     value = request.GET.get(name) or None
     if value is not None and value not in allowed:
         raise ApiError("invalid_request", f"{name} must be one of {', '.join(allowed)}")
     return value
 
 
-def _deployment(request: HttpRequest, deployment_id: str) -> AgentDeployment:
-    return deployments.get_deployment(request.project, deployment_id)  # type: ignore[attr-defined]
+def _deployment(request: ApiRequest, deployment_id: str) -> AgentDeployment:
+    return deployments.get_deployment(request.project, deployment_id)
 
 
-def _idem_key(request: HttpRequest) -> str:
+def _idem_key(request: ApiRequest) -> str:
     return (request.headers.get("Idempotency-Key") or "").strip()[:200]
 
 
@@ -86,8 +86,8 @@ def _idem_key(request: HttpRequest) -> str:
 
 
 @api_key_required(READ)
-def list_deployments(request: HttpRequest) -> JsonResponse:
-    rows = AgentDeployment.objects.filter(project=request.project).select_related("active_version")  # type: ignore[attr-defined]
+def list_deployments(request: ApiRequest) -> JsonResponse:
+    rows = AgentDeployment.objects.filter(project=request.project).select_related("active_version")
     if mode := _choice(request, "mode", DeploymentMode.values):
         rows = rows.filter(mode=mode)
     status = _choice(request, "status", DeploymentStatus.values)
@@ -96,12 +96,12 @@ def list_deployments(request: HttpRequest) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def create_deployment(request: HttpRequest) -> JsonResponse:
-    body: dict[str, Any] = request.json  # type: ignore[attr-defined]
+def create_deployment(request: ApiRequest) -> JsonResponse:
+    body: dict[str, Any] = request.json
 
     def produce() -> tuple[int, Any]:
         deployment = deployments.create_deployment(
-            request.project,  # type: ignore[attr-defined]
+            request.project,
             name=body.get("name"),
             mode=body.get("mode"),
             description=body.get("description"),
@@ -113,14 +113,14 @@ def create_deployment(request: HttpRequest) -> JsonResponse:
 
 
 @api_key_required(READ)
-def get_deployment(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def get_deployment(request: ApiRequest, deployment_id: str) -> JsonResponse:
     return JsonResponse(shapes.deployment_to_dict(_deployment(request, deployment_id)))
 
 
 @api_key_required(WRITE)
-def update_deployment(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def update_deployment(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
-    body: dict[str, Any] = request.json  # type: ignore[attr-defined]
+    body: dict[str, Any] = request.json
     if body.get("status") == DeploymentStatus.DELETED:
         deployments.delete_deployment(deployment)
         deployment.refresh_from_db()
@@ -161,7 +161,7 @@ def update_deployment(request: HttpRequest, deployment_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def delete_deployment(request: HttpRequest, deployment_id: str) -> HttpResponse:
+def delete_deployment(request: ApiRequest, deployment_id: str) -> HttpResponse:
     deployments.delete_deployment(_deployment(request, deployment_id))
     return HttpResponse(status=204)
 
@@ -174,9 +174,9 @@ def _version_shape(version: AgentVersion) -> dict[str, Any]:
 
 
 @api_key_required(WRITE)
-def create_version(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def create_version(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
-    body: dict[str, Any] = request.json  # type: ignore[attr-defined]
+    body: dict[str, Any] = request.json
 
     def produce() -> tuple[int, Any]:
         version = deployments.create_version(
@@ -192,7 +192,7 @@ def create_version(request: HttpRequest, deployment_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def list_versions(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def list_versions(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
     rows = AgentVersion.objects.filter(deployment=deployment).select_related(
         "deployment", "artifact"
@@ -203,13 +203,13 @@ def list_versions(request: HttpRequest, deployment_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def get_version(request: HttpRequest, deployment_id: str, version_id: str) -> JsonResponse:
+def get_version(request: ApiRequest, deployment_id: str, version_id: str) -> JsonResponse:
     version = deployments.get_version(_deployment(request, deployment_id), version_id)
     return JsonResponse(_version_shape(version))
 
 
 @api_key_required(WRITE, body=RAW_BODY)
-def upload_bundle(request: HttpRequest, deployment_id: str, version_id: str) -> JsonResponse:
+def upload_bundle(request: ApiRequest, deployment_id: str, version_id: str) -> JsonResponse:
     version = deployments.get_version(_deployment(request, deployment_id), version_id)
     content_type = (request.content_type or "").lower()
     if content_type not in ("application/x-tar", "application/octet-stream"):
@@ -246,18 +246,18 @@ def _run(deployment: AgentDeployment, run_id: str) -> AgentRun:
 
 
 @api_key_required(WRITE)
-def create_run(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def create_run(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
 
     def produce() -> tuple[int, Any]:
-        run = deployments.create_run(deployment, request.json, _idem_key(request))  # type: ignore[attr-defined]
+        run = deployments.create_run(deployment, request.json, _idem_key(request))
         return 201, shapes.run_to_dict(run)
 
     return idempotent(request, produce)
 
 
 @api_key_required(READ)
-def list_runs(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def list_runs(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
     rows = AgentRun.objects.filter(deployment=deployment).select_related("deployment", "version")
     if status := _choice(request, "status", RunStatus.values):
@@ -268,20 +268,20 @@ def list_runs(request: HttpRequest, deployment_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def get_run(request: HttpRequest, deployment_id: str, run_id: str) -> JsonResponse:
+def get_run(request: ApiRequest, deployment_id: str, run_id: str) -> JsonResponse:
     return JsonResponse(shapes.run_to_dict(_run(_deployment(request, deployment_id), run_id)))
 
 
 @api_key_required(WRITE)
-def cancel_run(request: HttpRequest, deployment_id: str, run_id: str) -> JsonResponse:
+def cancel_run(request: ApiRequest, deployment_id: str, run_id: str) -> JsonResponse:
     run = _run(_deployment(request, deployment_id), run_id)
-    reason = request.json.get("reason")  # type: ignore[attr-defined]
+    reason = request.json.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ApiError("invalid_request", "reason must be a string")
     return JsonResponse(shapes.run_to_dict(runs.cancel(run, (reason or "")[:200] or None)))
 
 
-def _log_args(request: HttpRequest) -> dict[str, Any]:
+def _log_args(request: ApiRequest) -> dict[str, Any]:
     tail = request.GET.get("tail")
     return {
         "offset": query_int(request, "offset", 0, 0, 10_000_000),
@@ -292,7 +292,7 @@ def _log_args(request: HttpRequest) -> dict[str, Any]:
 
 
 @api_key_required(READ)
-def run_logs(request: HttpRequest, deployment_id: str, run_id: str) -> JsonResponse:
+def run_logs(request: ApiRequest, deployment_id: str, run_id: str) -> JsonResponse:
     run = _run(_deployment(request, deployment_id), run_id)
     return JsonResponse(logs.page(run, **_log_args(request)))
 
@@ -302,7 +302,7 @@ def output_download_path(run: AgentRun, index: int) -> str:
 
 
 @api_key_required(READ)
-def run_outputs(request: HttpRequest, deployment_id: str, run_id: str) -> JsonResponse:
+def run_outputs(request: ApiRequest, deployment_id: str, run_id: str) -> JsonResponse:
     run = _run(_deployment(request, deployment_id), run_id)
     return JsonResponse(
         {
@@ -318,7 +318,7 @@ def run_outputs(request: HttpRequest, deployment_id: str, run_id: str) -> JsonRe
 
 @api_key_required(READ)
 def download_output(
-    request: HttpRequest, deployment_id: str, run_id: str, index: int
+    request: ApiRequest, deployment_id: str, run_id: str, index: int
 ) -> HttpResponseBase:
     """Not in the 0.1.9 client: the kept copy of one output, after the sandbox is gone."""
     run = _run(_deployment(request, deployment_id), run_id)
@@ -348,18 +348,18 @@ def _service_shape(service: AgentService) -> dict[str, Any]:
 
 
 @api_key_required(WRITE)
-def create_service(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def create_service(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
 
     def produce() -> tuple[int, Any]:
-        service = deployments.create_service(deployment, request.json, _idem_key(request))  # type: ignore[attr-defined]
+        service = deployments.create_service(deployment, request.json, _idem_key(request))
         return 201, _service_shape(service)
 
     return idempotent(request, produce)
 
 
 @api_key_required(READ)
-def list_services(request: HttpRequest, deployment_id: str) -> JsonResponse:
+def list_services(request: ApiRequest, deployment_id: str) -> JsonResponse:
     deployment = _deployment(request, deployment_id)
     rows = AgentService.objects.filter(deployment=deployment).select_related(
         "deployment", "version", "grant__sandbox"
@@ -372,14 +372,14 @@ def list_services(request: HttpRequest, deployment_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def get_service(request: HttpRequest, deployment_id: str, service_id: str) -> JsonResponse:
+def get_service(request: ApiRequest, deployment_id: str, service_id: str) -> JsonResponse:
     return JsonResponse(_service_shape(_service(_deployment(request, deployment_id), service_id)))
 
 
 @api_key_required(WRITE)
-def stop_service(request: HttpRequest, deployment_id: str, service_id: str) -> JsonResponse:
+def stop_service(request: ApiRequest, deployment_id: str, service_id: str) -> JsonResponse:
     service = _service(_deployment(request, deployment_id), service_id)
-    body: dict[str, Any] = request.json  # type: ignore[attr-defined]
+    body: dict[str, Any] = request.json
     retain = body.get("retain_sandbox")
     if retain is not None and not isinstance(retain, bool):
         raise ApiError("invalid_request", "retain_sandbox must be true or false")
@@ -391,20 +391,20 @@ def stop_service(request: HttpRequest, deployment_id: str, service_id: str) -> J
 
 
 @api_key_required(WRITE)
-def restart_service(request: HttpRequest, deployment_id: str, service_id: str) -> JsonResponse:
+def restart_service(request: ApiRequest, deployment_id: str, service_id: str) -> JsonResponse:
     service = _service(_deployment(request, deployment_id), service_id)
-    service = deployments.restart_service(service, request.json)  # type: ignore[attr-defined]
+    service = deployments.restart_service(service, request.json)
     return JsonResponse(_service_shape(service))
 
 
 @api_key_required(READ)
-def service_logs(request: HttpRequest, deployment_id: str, service_id: str) -> JsonResponse:
+def service_logs(request: ApiRequest, deployment_id: str, service_id: str) -> JsonResponse:
     service = _service(_deployment(request, deployment_id), service_id)
     return JsonResponse(logs.page(service, **_log_args(request)))
 
 
 @api_key_required(READ)
-def service_url(request: HttpRequest, deployment_id: str, service_id: str) -> JsonResponse:
+def service_url(request: ApiRequest, deployment_id: str, service_id: str) -> JsonResponse:
     service = _service(_deployment(request, deployment_id), service_id)
     # `agent url` starts a service and asks at once: give a starting one a bounded wait.
     deadline = time.monotonic() + URL_WAIT_SECONDS

@@ -17,10 +17,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from console.actor import SYSTEM
 from console.agents import steps
 from console.agents.logs import LineSink
 from console.models import (
-    ActorKind,
     AgentArtifact,
     AgentVersion,
     ArtifactStatus,
@@ -138,7 +138,7 @@ def build(version_pk: int) -> None:
         if result.exit_code != 0:
             why = "timed out" if result.exit_code is None else f"exited with {result.exit_code}"
             raise steps.StepFailed("install", f"install {why} during the artifact build")
-        snapshot = sandboxes.snapshot_sandbox(sandbox, actor_kind=ActorKind.SYSTEM)
+        snapshot = sandboxes.snapshot_sandbox(sandbox, actor=SYSTEM)
         paths = [e["path"] for e in version.manifest.get("entries", []) if e.get("included")]
         AgentArtifact.objects.filter(pk=artifact.pk).update(
             status=ArtifactStatus.READY,

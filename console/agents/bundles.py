@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 
 CHUNK = 1024 * 1024
 MAX_FILES = 100_000
@@ -77,16 +77,20 @@ def _entries(archive: Path) -> list[Entry]:
     try:
         tar = tarfile.open(archive, mode="r:")
     except tarfile.TarError as exc:
-        raise ApiError("invalid_request", f"the bundle is not an uncompressed tar: {exc}") from None
+        raise DomainError(
+            "invalid_request", f"the bundle is not an uncompressed tar: {exc}"
+        ) from None
     with tar:
         for member in tar:
             path = PurePosixPath(member.name)
             if path.is_absolute() or ".." in path.parts or not member.name:
-                raise ApiError(
+                raise DomainError(
                     "invalid_request", f"bundle entry {member.name!r} escapes the project"
                 )
             if len(entries) >= MAX_FILES:
-                raise ApiError("invalid_request", f"the bundle has more than {MAX_FILES} entries")
+                raise DomainError(
+                    "invalid_request", f"the bundle has more than {MAX_FILES} entries"
+                )
             if member.isdir():
                 entries.append(Entry(member.name.rstrip("/"), "dir", member.mode, 0, ""))
             elif member.isfile():
@@ -102,7 +106,7 @@ def _entries(archive: Path) -> list[Entry]:
                 digest = hashlib.sha256(member.linkname.encode()).hexdigest()
                 entries.append(Entry(member.name, "symlink", member.mode, 0, digest))
             else:
-                raise ApiError(
+                raise DomainError(
                     "invalid_request",
                     f"bundle entry {member.name!r} is a hard link, device or fifo; bundles hold "
                     "files, directories and relative symlinks only",
@@ -121,7 +125,7 @@ def receive(
     """Stream the upload to disk, check it, and keep it as `<version>.tar`; refuse a mismatch."""
     limit = settings.AGENT_MAX_BUNDLE_BYTES
     if length is not None and length > limit:
-        raise ApiError(
+        raise DomainError(
             "payload_too_large", f"the bundle is over this server's limit of {limit} bytes"
         )
     root = store_root()
@@ -133,20 +137,19 @@ def receive(
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(
+                    raise DomainError(
                         "payload_too_large",
                         f"the bundle is over this server's limit of {limit} bytes",
                     )
                 out.write(chunk)
         if size == 0:
-            raise ApiError("invalid_request", "the bundle upload is empty")
+            raise DomainError("invalid_request", "the bundle upload is empty")
         entries = _entries(temp)
         actual = bundle_digest(cfg_digest, entries)
         if actual != expected_digest:
-            raise ApiError(
+            raise DomainError(
                 "bundle_digest_mismatch",
                 "the uploaded bundle does not match its bundle_digest (recomputed on the server)",
-                status=400,
                 details={"expected": expected_digest, "actual": actual},
                 suggested_action="Deploy again: the project changed during upload, or the tar was altered.",
             )

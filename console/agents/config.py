@@ -11,8 +11,10 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.previews.service import PreviewRefused, check_port
+from console.runtime import netpolicy
+from console.runtime.base import RuntimeError_
 
 LIVE_MODES = ("job", "service")
 RESERVED_MODES = ("worker", "triggered", "workspace", "interactive")
@@ -53,8 +55,8 @@ _INT_PERMISSIONS = {"max_vcpus", "max_memory_mb", "max_disk_mb", "max_timeout_se
 _UNSUPPORTED_TRUE = {"volumes": "volumes", "desktop": "desktop sessions"}
 
 
-def invalid(message: str, **kwargs: Any) -> ApiError:
-    return ApiError("invalid_request", message, **kwargs)
+def invalid(message: str, **kwargs: Any) -> DomainError:
+    return DomainError("invalid_request", message, **kwargs)
 
 
 def check_mode(mode: Any, *, context: str = "agent deployments") -> str:
@@ -177,20 +179,20 @@ def _readiness(service: dict[str, Any]) -> dict[str, Any]:
 
 
 def checked_config(config: Any, *, deployment_mode: str) -> dict[str, Any]:
-    """The config as the client sent it, validated; raises ApiError(invalid_request)."""
+    """The config as the client sent it, validated; raises DomainError(invalid_request)."""
     if not isinstance(config, dict):
         raise invalid("config must be an object")
     _unknown(config, _TOP_KEYS, "config")
     mode = check_mode(config.get("mode", "job"))
     if mode != deployment_mode:
-        raise ApiError(
+        raise DomainError(
             "conflict",
             f"this deployment runs mode {deployment_mode}; a {mode} config needs its own deployment",
             suggested_action="Deploy it under another name (--name).",
         )
     template = config.get("template", "base")
     if template != "base":
-        raise ApiError(
+        raise DomainError(
             "template_not_found",
             f"Template {template!r} not found",
             suggested_action='Use template = "base" until template builds are available.',
@@ -238,22 +240,20 @@ def _permissions(config: dict[str, Any], resources: dict[str, Any]) -> None:
             raise invalid(f"config.permissions.{key} must be true or false")
     for key, what in _UNSUPPORTED_TRUE.items():
         if permissions.get(key):
-            raise ApiError(
+            raise DomainError(
                 "not_implemented",
                 f"config.permissions.{key} = true needs {what}, which this server does not offer yet",
             )
     if permissions.get("allow_public_traffic") is False:
-        raise ApiError(
+        raise DomainError(
             "not_implemented",
             "config.permissions.allow_public_traffic = false is not supported for agent services "
             "yet; the service URL is a signed preview link",
         )
-    if permissions.get("allow_out") or permissions.get("deny_out"):
-        raise ApiError(
-            "not_implemented",
-            "config.permissions.allow_out/deny_out need per-sandbox egress rules, which this "
-            "runtime does not have yet",
-        )
+    try:  # the run's sandbox gets these egress rules (docs/runtime.md "Network policy")
+        netpolicy.parse(permissions.get("internet_access", True) is not False, network(config))
+    except RuntimeError_ as exc:
+        raise invalid(str(exc).replace("network.", "config.permissions.", 1)) from None
     pairs = {
         "max_vcpus": "vcpus",
         "max_memory_mb": "memory_mb",
@@ -273,6 +273,12 @@ def _permissions(config: dict[str, Any], resources: dict[str, Any]) -> None:
 
 def env_spec(config: dict[str, Any]) -> dict[str, list[str]]:
     return _env(config)
+
+
+def network(config: dict[str, Any]) -> dict[str, Any]:
+    """`[permissions] allow_out`/`deny_out` as the sandbox's `network` (only those given)."""
+    permissions = config.get("permissions") or {}
+    return {k: permissions[k] for k in ("allow_out", "deny_out") if permissions.get(k)}
 
 
 def readiness(config: dict[str, Any]) -> dict[str, Any]:

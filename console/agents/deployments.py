@@ -18,7 +18,7 @@ from console.agents.models import (
     ServiceStatus,
     VersionStatus,
 )
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import (
     AgentArtifact,
     AgentDeployment,
@@ -43,7 +43,7 @@ def get_deployment(project: Project, public_id: str) -> AgentDeployment:
         .first()
     )
     if deployment is None:
-        raise ApiError("not_found", f"Agent deployment {public_id} not found")
+        raise DomainError("not_found", f"Agent deployment {public_id} not found")
     return deployment
 
 
@@ -51,14 +51,16 @@ def create_deployment(
     project: Project, *, name: Any, mode: Any, description: Any, metadata: Any
 ) -> AgentDeployment:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"name must be a non-empty string of at most {MAX_NAME} characters"
         )
     mode = agent_config.check_mode(mode)
     if description is not None and (not isinstance(description, str) or len(description) > 2000):
-        raise ApiError("invalid_request", "description must be a string of at most 2000 characters")
+        raise DomainError(
+            "invalid_request", "description must be a string of at most 2000 characters"
+        )
     if metadata is not None and not isinstance(metadata, dict):
-        raise ApiError("invalid_request", "metadata must be a JSON object")
+        raise DomainError("invalid_request", "metadata must be a JSON object")
     try:
         with transaction.atomic():
             return AgentDeployment.objects.create(
@@ -69,7 +71,7 @@ def create_deployment(
                 metadata=metadata or {},
             )
     except IntegrityError:
-        raise ApiError(
+        raise DomainError(
             "conflict",
             f"an agent deployment named {name!r} already exists in this project",
             suggested_action="Deploy to it (nullspace agent deploy reuses it by name) or pick another name.",
@@ -85,20 +87,20 @@ def create_version(
     cache_policy: Any,
 ) -> AgentVersion:
     if not isinstance(bundle_digest, str) or len(bundle_digest) != 64:
-        raise ApiError("invalid_request", "bundle_digest must be a sha256 hex digest")
+        raise DomainError("invalid_request", "bundle_digest must be a sha256 hex digest")
     if not isinstance(manifest, dict) or manifest.get("bundle_digest") != bundle_digest:
-        raise ApiError(
+        raise DomainError(
             "invalid_request", "bundle_manifest must be an object whose bundle_digest matches"
         )
     if not isinstance(manifest.get("entries"), list):
-        raise ApiError("invalid_request", "bundle_manifest.entries must be a list")
+        raise DomainError("invalid_request", "bundle_manifest.entries must be a list")
     policy = cache_policy or "auto"
     if policy not in ("auto", "no_cache", "rebuild"):
-        raise ApiError("invalid_request", "cache_policy must be auto, no_cache or rebuild")
+        raise DomainError("invalid_request", "cache_policy must be auto, no_cache or rebuild")
     checked = agent_config.checked_config(config, deployment_mode=deployment.mode)
     canonical = agent_config.canonical(checked, manifest)
     if bundles.config_digest(canonical) != manifest.get("config_digest"):
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             "bundle_manifest.config_digest does not match the config sent with it",
         )
@@ -134,7 +136,7 @@ def get_version(deployment: AgentDeployment, public_id: str) -> AgentVersion:
         .first()
     )
     if version is None:
-        raise ApiError("not_found", f"Version {public_id} not found in {deployment.public_id}")
+        raise DomainError("not_found", f"Version {public_id} not found in {deployment.public_id}")
     return version
 
 
@@ -143,10 +145,9 @@ def accept_bundle(
 ) -> AgentVersion:
     """Keep the uploaded tar when its recomputed digest matches; then resolve the cache."""
     if header_digest and header_digest != version.bundle_digest:
-        raise ApiError(
+        raise DomainError(
             "bundle_digest_mismatch",
             "X-Nullspace-Bundle-Digest differs from the version's bundle_digest",
-            status=400,
         )
     if version.bundle_path:
         return version  # a retry of a finished upload: the stored bundle already matched
@@ -203,13 +204,13 @@ def _runnable_version(deployment: AgentDeployment, version_id: Any) -> AgentVers
             pk=deployment.active_version_id
         )
     else:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"{deployment.name} has no deployed version yet",
             suggested_action="Run `nullspace agent deploy` first.",
         )
     if not version.bundle_path:
-        raise ApiError("invalid_request", f"version {version.public_id} has no uploaded bundle")
+        raise DomainError("invalid_request", f"version {version.public_id} has no uploaded bundle")
     return version
 
 
@@ -217,20 +218,20 @@ def checked_envs(envs: Any, version: AgentVersion) -> dict[str, str]:
     if envs is None:
         envs = {}
     if not isinstance(envs, dict) or len(envs) > MAX_ENVS:
-        raise ApiError("invalid_request", f"envs must be an object of at most {MAX_ENVS} names")
+        raise DomainError("invalid_request", f"envs must be an object of at most {MAX_ENVS} names")
     out = {}
     for name, value in envs.items():
         if not agent_config._ENV_NAME.match(str(name)):
-            raise ApiError("invalid_request", f"env name {name!r} is not a valid variable name")
+            raise DomainError("invalid_request", f"env name {name!r} is not a valid variable name")
         if not isinstance(value, str) or len(value) > MAX_ENV_VALUE:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request",
                 f"env {name} must be a string of at most {MAX_ENV_VALUE} characters",
             )
         out[str(name)] = value
     missing = [n for n in agent_config.env_spec(version.config)["required"] if n not in out]
     if missing:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"missing required env vars: {', '.join(missing)}",
             suggested_action="Pass them with --env NAME=value or --env-file.",
@@ -241,7 +242,7 @@ def checked_envs(envs: Any, version: AgentVersion) -> dict[str, str]:
 
 def create_run(deployment: AgentDeployment, body: dict[str, Any], idempotency_key: str) -> AgentRun:
     if deployment.mode != "job":
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"{deployment.name} is a service; start it with `nullspace agent url` or restart",
         )
@@ -249,11 +250,11 @@ def create_run(deployment: AgentDeployment, body: dict[str, Any], idempotency_ke
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise ApiError("invalid_request", "input must be a JSON object")
+        raise DomainError("invalid_request", "input must be a JSON object")
     import json
 
     if len(json.dumps(payload)) > MAX_INPUT_BYTES:
-        raise ApiError("payload_too_large", f"input is over {MAX_INPUT_BYTES} bytes")
+        raise DomainError("payload_too_large", f"input is over {MAX_INPUT_BYTES} bytes")
     version = _runnable_version(deployment, body.get("version_id"))
     envs = checked_envs(body.get("envs"), version)
     debug = version.config.get("debug") or {}
@@ -261,7 +262,7 @@ def create_run(deployment: AgentDeployment, body: dict[str, Any], idempotency_ke
     if retain is None:
         retain = bool(debug.get("retain_on_failure"))
     if not isinstance(retain, bool):
-        raise ApiError("invalid_request", "retain_on_failure must be true or false")
+        raise DomainError("invalid_request", "retain_on_failure must be true or false")
     retention = body.get("retention_seconds")
     if retention is None:
         retention = debug.get("retain_seconds")
@@ -270,7 +271,7 @@ def create_run(deployment: AgentDeployment, body: dict[str, Any], idempotency_ke
         or not isinstance(retention, int)
         or not 1 <= retention <= MAX_RETENTION_SECONDS
     ):
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"retention_seconds must be from 1 to {MAX_RETENTION_SECONDS}"
         )
     with transaction.atomic():
@@ -291,7 +292,7 @@ def create_service(
     deployment: AgentDeployment, body: dict[str, Any], idempotency_key: str
 ) -> AgentService:
     if deployment.mode != "service":
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"{deployment.name} is a job; run it with `nullspace agent run`"
         )
     version = _runnable_version(deployment, body.get("version_id"))

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from console.actor import SYSTEM
 from console.agents import executor, logs, services
 from console.agents.models import (
     RUN_TERMINAL,
@@ -17,7 +18,7 @@ from console.agents.models import (
     VersionStatus,
 )
 from console.jobs import every_process, on_startup
-from console.models import ActorKind, AgentArtifact, AgentRun, AgentService, AgentVersion, Sandbox
+from console.models import AgentArtifact, AgentRun, AgentService, AgentVersion, Sandbox
 from console.sandboxes import service as sandboxes
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,4 @@ def _renew_lifetime(service: AgentService) -> None:
     if sandbox is None or sandbox.timeout_at is None:
         return
     if sandbox.timeout_at - timezone.now() < RENEW_BELOW:
-        sandboxes.set_timeout(
-            sandbox, services.SERVICE_LIFETIME_SECONDS * 1000, actor_kind=ActorKind.SYSTEM
-        )
+        sandboxes.set_timeout(sandbox, services.SERVICE_LIFETIME_SECONDS * 1000, actor=SYSTEM)

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import AgentLogEvent, AgentRun, AgentService
 from console.timefmt import iso
 
@@ -134,7 +134,7 @@ def _cursor_pk(cursor: str) -> int:
     try:
         return int(cursor.removeprefix("c"))
     except ValueError:
-        raise ApiError("invalid_request", "cursor is not one this server gave out") from None
+        raise DomainError("invalid_request", "cursor is not one this server gave out") from None
 
 
 def page(

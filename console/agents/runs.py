@@ -15,9 +15,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from console.actor import SYSTEM
 from console.agents import config as agent_config
 from console.agents import logs, outputs, steps
-from console.models import ActorKind, AgentRun, RunStatus, Sandbox
+from console.models import AgentRun, RunStatus, Sandbox
 from console.sandboxes import service as sandboxes
 
 DEFAULT_RETENTION_SECONDS = 3600
@@ -192,7 +193,7 @@ def _fail(
     if retain:
         assert retained_until is not None
         seconds = int((retained_until - timezone.now()).total_seconds()) + 1
-        sandboxes.set_timeout(sandbox, seconds * 1000, "destroy", actor_kind=ActorKind.SYSTEM)
+        sandboxes.set_timeout(sandbox, seconds * 1000, "destroy", actor=SYSTEM)
         logs.record(
             run,
             "sandbox_retained",

@@ -17,11 +17,11 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from console import tokens
+from console.actor import SYSTEM
 from console.agents import config as agent_config
 from console.agents import executor, logs, steps
 from console.agents.models import SERVICE_ACTIVE
 from console.models import (
-    ActorKind,
     AgentService,
     AgentVersion,
     PreviewGrant,
@@ -260,9 +260,7 @@ def _keep_for_debugging(service: AgentService) -> None:
         return
     if service.process_id:
         steps.kill(sandbox, service.process_id)
-    sandboxes.set_timeout(
-        sandbox, FAILED_RETENTION_SECONDS * 1000, "destroy", actor_kind=ActorKind.SYSTEM
-    )
+    sandboxes.set_timeout(sandbox, FAILED_RETENTION_SECONDS * 1000, "destroy", actor=SYSTEM)
     logs.record(
         service,
         "sandbox_retained",

@@ -17,10 +17,11 @@ from typing import Any
 
 from django.conf import settings
 
+from console.actor import SYSTEM
+from console.agents import config as agent_config
 from console.agents.logs import LineSink
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import (
-    ActorKind,
     AgentArtifact,
     AgentVersion,
     Sandbox,
@@ -65,7 +66,7 @@ def create_sandbox(
     try:
         sandbox, _token = sandboxes.create_sandbox(
             version.deployment.project,
-            actor_kind=ActorKind.SYSTEM,
+            actor=SYSTEM,
             template=None if artifact else config.get("template", "base"),
             envs={},  # values are given per process and never stored on the sandbox row
             metadata=metadata,
@@ -75,12 +76,13 @@ def create_sandbox(
                 _max_timeout_ms(),
             ),
             internet_access=permissions.get("internet_access", True) is not False,
+            network=agent_config.network(config) or None,
             vcpus=resources.get("vcpus"),
             memory_mb=resources.get("memory_mb"),
             disk_mb=resources.get("disk_mb"),
             snapshot=artifact.snapshot if artifact else None,
         )
-    except ApiError as error:
+    except DomainError as error:
         raise StepFailed("sandbox", f"could not create the sandbox: {error.message}") from None
     return sandbox
 
@@ -165,7 +167,7 @@ def start(sandbox: Sandbox, command: str, *, cwd: str, envs: dict[str, str]) -> 
     )
     try:
         return sandboxes.start_process(sandbox, request)
-    except ApiError as error:
+    except DomainError as error:
         raise StepFailed("runtime", f"could not start {command!r}: {error.message}") from None
 
 
@@ -227,4 +229,4 @@ def kill(sandbox: Sandbox | str, pid: int) -> None:
 def destroy(sandbox_id: str, reason: str) -> None:
     sandbox = Sandbox.objects.select_related("project").filter(public_id=sandbox_id).first()
     if sandbox is not None:
-        sandboxes.destroy_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason=reason)
+        sandboxes.destroy_sandbox(sandbox, actor=SYSTEM, reason=reason)

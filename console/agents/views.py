@@ -17,16 +17,16 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.agents import deployments, outputs, services
 from console.agents.models import DeploymentStatus
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import render_page
 from console.models import AgentDeployment, AgentLogEvent, AgentRun, AgentService, Role
 
@@ -39,17 +39,17 @@ STREAM_POLL_SECONDS = 0.25
 STREAM_MAX_SECONDS = 3600
 
 
-def _deployment(request: HttpRequest, deployment_id: str) -> AgentDeployment:
+def _deployment(request: TeamRequest, deployment_id: str) -> AgentDeployment:
     return get_object_or_404(
         AgentDeployment.objects.select_related("active_version").exclude(
             status=DeploymentStatus.DELETED
         ),
-        project=request.project,  # type: ignore[attr-defined]
+        project=request.project,
         public_id=deployment_id,
     )
 
 
-def _run(request: HttpRequest, deployment: AgentDeployment, run_id: str) -> AgentRun:
+def _run(request: TeamRequest, deployment: AgentDeployment, run_id: str) -> AgentRun:
     return get_object_or_404(
         AgentRun.objects.select_related("version", "deployment"),
         deployment=deployment,
@@ -57,12 +57,12 @@ def _run(request: HttpRequest, deployment: AgentDeployment, run_id: str) -> Agen
     )
 
 
-def _detail_url(request: HttpRequest, deployment: AgentDeployment) -> str:
+def _detail_url(request: TeamRequest, deployment: AgentDeployment) -> str:
     return reverse(
         "agent-detail",
         kwargs={
-            "team_slug": request.team.slug,  # type: ignore[attr-defined]
-            "project_slug": request.project.slug,  # type: ignore[attr-defined]
+            "team_slug": request.team.slug,
+            "project_slug": request.project.slug,
             "deployment_id": deployment.public_id,
         },
     )
@@ -70,9 +70,9 @@ def _detail_url(request: HttpRequest, deployment: AgentDeployment) -> str:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def agent_list(request: HttpRequest) -> HttpResponse:
+def agent_list(request: TeamRequest) -> HttpResponse:
     rows = (
-        AgentDeployment.objects.filter(project=request.project)  # type: ignore[attr-defined]
+        AgentDeployment.objects.filter(project=request.project)
         .exclude(status=DeploymentStatus.DELETED)
         .select_related("active_version")
     )
@@ -83,11 +83,11 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def agent_detail(request: HttpRequest, deployment_id: str) -> HttpResponse:
+def agent_detail(request: TeamRequest, deployment_id: str) -> HttpResponse:
     return _detail_page(request, _deployment(request, deployment_id))
 
 
-def _detail_page(request: HttpRequest, deployment: AgentDeployment) -> HttpResponse:
+def _detail_page(request: TeamRequest, deployment: AgentDeployment) -> HttpResponse:
     versions = list(deployment.versions.select_related("artifact")[:20])
     runs = list(deployment.runs.select_related("version")[:30])
     service_rows = list(deployment.services.select_related("version", "grant__sandbox")[:10])
@@ -101,14 +101,14 @@ def _detail_page(request: HttpRequest, deployment: AgentDeployment) -> HttpRespo
             if service_rows
             else []
         ),
-        "can_act": request.membership.has_role(Role.MEMBER),  # type: ignore[attr-defined]
+        "can_act": request.membership.has_role(Role.MEMBER),
     }
     return render_page(request, DETAIL, context, partial="agent-services")
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def agent_run(request: HttpRequest, deployment_id: str, run_id: str) -> HttpResponse:
+def agent_run(request: TeamRequest, deployment_id: str, run_id: str) -> HttpResponse:
     deployment = _deployment(request, deployment_id)
     run = _run(request, deployment, run_id)
     events = list(AgentLogEvent.objects.filter(run=run).order_by("id")[:LOG_PAGE])
@@ -137,7 +137,7 @@ def _duration(run: AgentRun) -> float | None:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def run_log_stream(request: HttpRequest, deployment_id: str, run_id: str) -> HttpResponseBase:
+def run_log_stream(request: TeamRequest, deployment_id: str, run_id: str) -> HttpResponseBase:
     """Server-sent events: every log event after `after` (or Last-Event-ID), as it lands,
     then an `end` event once the run is over and nothing is left."""
     deployment = _deployment(request, deployment_id)
@@ -185,7 +185,7 @@ async def _events(run_pk: int, after: int) -> AsyncIterator[str]:
 @require_GET
 @team_member_required(Role.VIEWER)
 def run_output(
-    request: HttpRequest, deployment_id: str, run_id: str, index: int
+    request: TeamRequest, deployment_id: str, run_id: str, index: int
 ) -> HttpResponseBase:
     run = _run(request, _deployment(request, deployment_id), run_id)
     found = outputs.stored_file(run, index)
@@ -197,7 +197,7 @@ def run_output(
     )
 
 
-def _service(request: HttpRequest, deployment_id: str, service_id: str) -> AgentService:
+def _service(request: TeamRequest, deployment_id: str, service_id: str) -> AgentService:
     deployment = _deployment(request, deployment_id)
     return get_object_or_404(
         AgentService.objects.select_related("deployment", "version", "grant__sandbox"),
@@ -206,15 +206,15 @@ def _service(request: HttpRequest, deployment_id: str, service_id: str) -> Agent
     )
 
 
-def _after_service_action(request: HttpRequest, service: AgentService) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
+def _after_service_action(request: TeamRequest, service: AgentService) -> HttpResponse:
+    if request.htmx:
         return _detail_page(request, service.deployment)
     return redirect(_detail_url(request, service.deployment))
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def service_stop(request: HttpRequest, deployment_id: str, service_id: str) -> HttpResponse:
+def service_stop(request: TeamRequest, deployment_id: str, service_id: str) -> HttpResponse:
     service = _service(request, deployment_id, service_id)
     services.stop(service, reason=f"stopped in the console by {request.user}", retain_sandbox=False)
     messages.success(request, f"Service {service.public_id} stopped.")
@@ -223,11 +223,11 @@ def service_stop(request: HttpRequest, deployment_id: str, service_id: str) -> H
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def service_restart(request: HttpRequest, deployment_id: str, service_id: str) -> HttpResponse:
+def service_restart(request: TeamRequest, deployment_id: str, service_id: str) -> HttpResponse:
     service = _service(request, deployment_id, service_id)
     try:
         deployments.restart_service(service, {"reason": "restarted in the console"})
-    except ApiError as error:
+    except DomainError as error:
         messages.error(
             request,
             f"{error.message}. Env values are never stored: restart with "

@@ -19,17 +19,20 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from psycopg_pool import PoolTimeout
 
 from console.api.errors import ApiError, error_response
 from console.api.json_body import check_params, read_json_body, too_large
+from console.errors import DomainError
 from console.models import ApiKey, KeyScope, Project
 from console.ratelimit import Bucket, take
 from console.tokens import lookup_prefix, secret_matches
 
 log = logging.getLogger(__name__)
+
 
 READ = "read"
 WRITE = "write"
@@ -45,6 +48,8 @@ LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
 class ApiRequest(HttpRequest):
+    """A /v1 request past `api_key_required` (the type handlers annotate with)."""
+
     project: Project
     api_key: ApiKey
     json: dict[str, Any]
@@ -128,7 +133,7 @@ def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             try:
                 key = authenticate_key(bearer_token(request.headers.get("Authorization")))
                 check_rate_limit(key)
@@ -140,11 +145,11 @@ def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
                         suggested_action="Use a key with full access for changes.",
                     )
                 check_params(request, kwargs)
-                request.api_key = key  # type: ignore[attr-defined]
-                request.project = key.project  # type: ignore[attr-defined]
-                request.json = read_json_body(request) if body == JSON_BODY else {}  # type: ignore[attr-defined]
+                request.api_key = key
+                request.project = key.project
+                request.json = read_json_body(request) if body == JSON_BODY else {}
                 return view(request, *args, **kwargs)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(request, error)
             except RequestDataTooBig:
                 return error_response(request, too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
@@ -171,6 +176,8 @@ def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
                     request, ApiError("internal_error", "Internal server error", retryable=True)
                 )
 
+        # Markers on the view function that the /v1 guard test reads (tests/console):
+        # mypy does not model attributes set on functions.
         wrapper.api_scope = scope  # type: ignore[attr-defined]
         wrapper.api_body = body  # type: ignore[attr-defined]
         return wrapper
@@ -178,11 +185,11 @@ def api_key_required(scope: str = READ, *, body: str = JSON_BODY) -> Callable:
     return decorate
 
 
-def methods(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def methods(**views: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """One URL, one view per HTTP method: `methods(GET=list_x, POST=create_x)`."""
 
     @csrf_exempt
-    def dispatch(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         view = views.get(request.method or "")
         if view is None:
             allowed = ", ".join(sorted(views))
@@ -196,5 +203,5 @@ def methods(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
             )
         return view(request, *args, **kwargs)
 
-    dispatch.api_methods = views  # type: ignore[attr-defined]
+    dispatch.api_methods = views  # type: ignore[attr-defined]  # a marker, as api_scope above
     return dispatch

@@ -1,4 +1,9 @@
-"""The contract's JSON error envelope (docs/api.md §1.6): every /v1 error goes through here."""
+"""The contract's JSON error envelope (docs/api.md §1.6): every /v1 error goes through here.
+
+This is the one place where a domain error's code becomes an HTTP status for `/v1`
+(`status_for`); domain code raises console.errors.DomainError and never picks a status.
+ApiError is the `/v1` faces' own error: a DomainError that may also set a status or
+headers (a 405's Allow, a 429's Retry-After)."""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from typing import Any
 
 from django.http import JsonResponse
 
-# Default HTTP status per code; the client classifies by code, humans and proxies by status.
+from console.errors import DomainError
+
+# HTTP status per code; the client classifies by code, humans and proxies by status.
 STATUS_BY_CODE = {
     "invalid_request": 400,
     "invalid_fields": 400,
@@ -27,17 +34,46 @@ STATUS_BY_CODE = {
     "command_not_found": 400,
     "file_too_large": 413,
     "volume_quota_exceeded": 507,
+    "volume_read_only": 403,
     "not_implemented": 501,
     "exec_timeout": 504,
     "exec_failed": 500,
     "internal_error": 500,
     "runtime_unavailable": 503,
+    "runtime_error": 500,
     "disk_full": 507,
+    "volume_limit_exceeded": 429,
+    "volume_busy": 409,
+    "volume_error": 500,
+    "database_busy": 503,
+    # desktop (docs/desktop.md)
+    "desktop_not_available": 409,
+    "desktop_unavailable": 503,
+    "desktop_command_failed": 422,
+    "desktop_raw_vnc_disabled": 403,
+    "stream_not_started": 409,
+    "recording_conflict": 409,
+    # warm pools (docs/warm-pools.md)
+    "warm_pool_unavailable": 409,
+}
+
+# An upload refused (code `file_upload_error`) answers by its reason (docs/api.md §2.6).
+UPLOAD_STATUS_BY_REASON = {
+    "size_limit_exceeded": 413,
+    "target_conflict": 409,
+    "insufficient_staging_space": 507,
+    "part_out_of_range": 416,
+    "missing_parts": 409,
+    "upload_aborted": 410,
+    "upload_expired": 410,
+    "upload_already_completed": 409,
 }
 
 
-class ApiError(Exception):
-    """Raise anywhere under a /v1 view; the decorator turns it into the envelope."""
+class ApiError(DomainError):
+    """Raise anywhere under a /v1 view; the decorator turns it into the envelope. Only the
+    `/v1` faces raise it, when the status is theirs to choose (domain code raises
+    DomainError)."""
 
     def __init__(
         self,
@@ -51,15 +87,25 @@ class ApiError(Exception):
         error_detail: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(
+            code,
+            message,
+            details=details,
+            retryable=retryable,
+            suggested_action=suggested_action,
+            error_detail=error_detail,
+        )
         self.status = status or _status_for(code)
-        self.retryable = retryable
-        self.suggested_action = suggested_action
-        self.details = details
-        self.error_detail = error_detail
         self.headers = headers or {}
+
+
+def status_for(error: DomainError) -> int:
+    """The HTTP status of an error on `/v1`."""
+    if isinstance(error, ApiError):
+        return error.status
+    if error.code == "file_upload_error" and error.error_detail:
+        return UPLOAD_STATUS_BY_REASON.get(str(error.error_detail.get("reason")), 400)
+    return _status_for(error.code)
 
 
 def _status_for(code: str) -> int:
@@ -76,7 +122,7 @@ def _status_for(code: str) -> int:
     return 400
 
 
-def error_response(request, error: ApiError) -> JsonResponse:
+def error_response(request, error: DomainError) -> JsonResponse:
     body: dict[str, Any] = {
         "error": error.message,
         "code": error.code,
@@ -86,8 +132,8 @@ def error_response(request, error: ApiError) -> JsonResponse:
         value = getattr(error, key)
         if value is not None:
             body[key] = value
-    response = JsonResponse(body, status=error.status)
-    for name, value in error.headers.items():
+    response = JsonResponse(body, status=status_for(error))
+    for name, value in getattr(error, "headers", {}).items():
         response[name] = value
     return response
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import JsonResponse
 
+from console.api.auth import ApiRequest
 from console.api.errors import ApiError
 from console.models import IdempotencyRecord
 
@@ -24,7 +25,7 @@ SECRET_KEYS = ("traffic_access_token",)
 
 
 def idempotent(
-    request: HttpRequest,
+    request: ApiRequest,
     produce: Callable[[], tuple[int, Any]],
     *,
     on_replay: Callable[[Any], Any] | None = None,
@@ -34,7 +35,7 @@ def idempotent(
     if not key:
         status, body = produce()
         return JsonResponse(body, status=status, safe=False)
-    api_key = request.api_key  # type: ignore[attr-defined]
+    api_key = request.api_key
     route = request.path[:300]
     try:
         with transaction.atomic():

@@ -6,6 +6,7 @@ from django.urls import re_path
 
 from console.agents import api as agents_api
 from console.api import fallback
+from console.desktop.api import routes as desktop_api
 from console.keys import api as keys_api
 from console.previews import api as previews_api
 from console.sandboxes.api import files as files_api
@@ -32,6 +33,7 @@ urlpatterns += pty_api.urlpatterns
 urlpatterns += webhooks_api.urlpatterns
 urlpatterns += volumes_api.urlpatterns
 urlpatterns += agents_api.urlpatterns
+urlpatterns += desktop_api.urlpatterns
 urlpatterns += warm_pools_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.

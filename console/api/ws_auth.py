@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from console.api.auth import authenticate_key, bearer_token
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import ApiKey
 
 
@@ -24,7 +24,7 @@ def _header(scope, name: bytes) -> str | None:
 def _authenticate(raw: str | None) -> ApiKey | None:
     try:
         return authenticate_key(raw)
-    except ApiError:
+    except DomainError:
         return None
 
 

@@ -24,7 +24,7 @@ class TolerantJsonConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             await self.send_invalid(f"not JSON ({exc.msg} at character {exc.pos})")
             return
         if not isinstance(content, dict):

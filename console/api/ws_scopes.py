@@ -23,6 +23,7 @@ from console.api.errors import ApiError
 from console.api.json_body import MAX_DEPTH, check_tree
 from console.api.ws_auth import query_param, scope_api_key
 from console.api.ws_json import TolerantJsonConsumer
+from console.errors import DomainError
 from console.models import ApiKey, KeyScope
 
 # Private close codes (4000-4999): the same numbers as the HTTP statuses they stand for.
@@ -111,7 +112,7 @@ class ScopedSocket(TolerantJsonConsumer):
             return
         try:
             check_tree(content)  # NUL, lone surrogates, NaN, depth: as for HTTP bodies
-        except ApiError as error:
+        except DomainError as error:
             await self.deny(content, error.code, error.message)
             return
         kind = content.get("type")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.urls import path
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.accounts.forms import AuditFilterForm
 from console.audit.service import ACTIONS
 from console.htmx import render_page
@@ -17,7 +17,7 @@ KEYSET = Keyset("audit", "created_at")
 
 
 @team_member_required(Role.VIEWER)
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: TeamRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET, actions=ACTIONS)
     rows = form.filter(AuditEvent.objects.filter(team=request.team))
     page, query = console_page(request, rows, KEYSET, size=PAGE_SIZE)

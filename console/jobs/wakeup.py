@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
 
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "console_jobs"
 RECONNECT_SECONDS = 5.0
+# The listener's own connection (one per worker process, outside the request pool): named
+# so that pg_stat_activity tells it apart (README "Sizing PostgreSQL" counts it).
+APPLICATION_NAME = "nullspace-job-listener"
 
 
 def supported() -> bool:
@@ -52,9 +56,13 @@ def listen_forever(stop: threading.Event, wake: Callable[[], None]) -> None:
             stop.wait(RECONNECT_SECONDS)
 
 
-def _conninfo() -> dict[str, object]:
+def _conninfo() -> dict[str, Any]:
     settings = connection.settings_dict
-    params: dict[str, object] = {"dbname": settings["NAME"], "connect_timeout": 10}
+    params: dict[str, Any] = {
+        "dbname": settings["NAME"],
+        "connect_timeout": 10,
+        "application_name": APPLICATION_NAME,
+    }
     for key, name in (("USER", "user"), ("PASSWORD", "password"), ("HOST", "host")):
         if settings.get(key):
             params[name] = settings[key]

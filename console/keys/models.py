@@ -94,5 +94,5 @@ class ApiKey(models.Model):
             "last_used_at": iso(self.last_used_at),
             "expires_at": iso(self.expires_at),
             "revoked_at": iso(self.revoked_at),
-            "rotation_parent_key_id": self.rotated_from.public_id if self.rotated_from_id else None,
+            "rotation_parent_key_id": self.rotated_from.public_id if self.rotated_from else None,
         }

@@ -10,13 +10,13 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.accounts.forms import ApiKeyForm
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.keys.service import (
@@ -34,7 +34,7 @@ PAGE_SIZE = 25
 KEYSET = Keyset("key", "created_at")
 
 
-def _render(request: HttpRequest, form: ApiKeyForm | None = None, issued: IssuedKey | None = None):
+def _render(request: TeamRequest, form: ApiKeyForm | None = None, issued: IssuedKey | None = None):
     """One page of keys (an action re-renders the page it was taken on)."""
     keys = request.project.api_keys.select_related("created_by")
     page, query = console_page(request, keys, KEYSET, size=PAGE_SIZE)
@@ -52,25 +52,25 @@ def _render(request: HttpRequest, form: ApiKeyForm | None = None, issued: Issued
     return render_page(request, TEMPLATE, context, partial="api-keys")
 
 
-def _key(request: HttpRequest, key_id: str) -> ApiKey:
+def _key(request: TeamRequest, key_id: str) -> ApiKey:
     return get_object_or_404(ApiKey, project=request.project, public_id=key_id)
 
 
-def _list_url(request: HttpRequest) -> str:
+def _list_url(request: TeamRequest) -> str:
     return reverse(
         "apikey-list", kwargs={"team_slug": request.team.slug, "project_slug": request.project.slug}
     )
 
 
 @team_member_required(Role.VIEWER)
-def apikey_list(request: HttpRequest) -> HttpResponse:
+def apikey_list(request: TeamRequest) -> HttpResponse:
     return _render(request)
 
 
 @never_cache
 @team_member_required(Role.MEMBER)
 @require_POST
-def apikey_create(request: HttpRequest) -> HttpResponse:
+def apikey_create(request: TeamRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return _render(request, form=form)
@@ -91,7 +91,7 @@ def apikey_create(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def apikey_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
+def apikey_revoke(request: TeamRequest, key_id: str) -> HttpResponse:
     key = _key(request, key_id)
     if request.method == "GET":
         return render_confirm(
@@ -111,7 +111,7 @@ def apikey_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
 @never_cache
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def apikey_rotate(request: HttpRequest, key_id: str) -> HttpResponse:
+def apikey_rotate(request: TeamRequest, key_id: str) -> HttpResponse:
     key = _key(request, key_id)
     if request.method == "GET":
         return render_confirm(

@@ -20,6 +20,7 @@ from console.agents.models import (
 )
 from console.api.models import IdempotencyRecord
 from console.audit.models import AuditEvent
+from console.desktop.models import DesktopRecording, DesktopSession, RecordingStatus
 from console.jobs.models import Job, JobStatus
 from console.keys.models import ApiKey, KeyScope
 from console.previews.models import AuthMode, PreviewGrant
@@ -32,6 +33,9 @@ from console.warm_pools.models import CheckoutMode, VersionPolicy, WarmPool, War
 from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
+    "DesktopRecording",
+    "DesktopSession",
+    "RecordingStatus",
     "ArtifactStatus",
     "VersionStatus",
     "RunStatus",

@@ -61,13 +61,13 @@ class GrantLimitReached(PreviewRefused):
     code = "quota_exceeded"
 
 
-def check_port(port: Any) -> int:
+def check_port(port: Any, *, allow_reserved: bool = False) -> int:
     if isinstance(port, bool) or not isinstance(port, int) and not str(port).isdigit():
         raise PreviewRefused(f"port must be an integer, got {port!r}")
     port = int(port)
     if not 1 <= port <= 65535:
         raise PreviewRefused(f"port {port} is out of range (1-65535)")
-    if port in RESERVED_PORTS:
+    if port in RESERVED_PORTS and not allow_reserved:
         raise PreviewRefused(
             f"port {port} is reserved (22 is SSH, 5900-5999 are desktop/VNC) and cannot be previewed"
         )
@@ -95,9 +95,12 @@ def create_grant(
     expires_in_seconds: int | None = None,
     created_by=None,
     created_by_key: ApiKey | None = None,
+    allow_reserved: bool = False,
 ) -> tuple[PreviewGrant, dict[str, str]]:
-    """Make a grant and its raw tokens ({"http_port": ..., "websocket_port": ...}), shown once."""
-    port = check_port(port)
+    """Make a grant and its raw tokens ({"http_port": ..., "websocket_port": ...}), shown once.
+
+    `allow_reserved`: only the desktop's own viewer grants open a reserved (VNC) port."""
+    port = check_port(port, allow_reserved=allow_reserved)
     if auth_mode not in AuthMode.values:
         raise PreviewRefused(f"auth_mode must be one of {', '.join(AuthMode.values)}")
     kinds = [kind for kind in ALL_TOKEN_KINDS if kind in set(token_kinds or ())]
@@ -127,7 +130,7 @@ def create_grant(
             expires_at=now + timedelta(seconds=clamp_ttl(expires_in_seconds)),
         )
     raw = {
-        kind: tokens.sign_preview_token(grant.public_id, _SIGNING_KIND[(auth_mode, kind)])
+        kind: tokens.sign_preview_token(grant.public_id, _SIGNING_KIND[(AuthMode(auth_mode), kind)])
         for kind in kinds
     }
     audit.record(
@@ -224,9 +227,9 @@ def _key_label(key: ApiKey | None) -> str:
 
 def grant_to_dict(grant: PreviewGrant) -> dict[str, Any]:
     """PreviewGrantInfo, exactly the contract's keys (3.2); never a raw token."""
-    if grant.created_by_key_id:
+    if grant.created_by_key is not None:
         principal_id = grant.created_by_key.public_id
-    elif grant.created_by_id:
+    elif grant.created_by is not None:
         principal_id = grant.created_by.get_username()
     else:
         principal_id = None

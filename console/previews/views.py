@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import AuditEvent, AuthMode, PreviewGrant, Project, Role, Sandbox
 from console.paging import Keyset, console_page
@@ -95,13 +95,13 @@ class GrantForm(forms.Form):
         return cleaned
 
 
-def _scope(request: HttpRequest, sandbox_id: str | None) -> Sandbox | None:
+def _scope(request: TeamRequest, sandbox_id: str | None) -> Sandbox | None:
     if sandbox_id is None:
         return None
     return get_object_or_404(Sandbox, project=request.project, public_id=sandbox_id)
 
 
-def _grants(request: HttpRequest, sandbox: Sandbox | None):
+def _grants(request: TeamRequest, sandbox: Sandbox | None):
     # Only the sandbox's id is shown: leave its JSON columns in the database.
     rows = (
         PreviewGrant.objects.filter(project=request.project)
@@ -116,7 +116,7 @@ def _newest_live(project: Project) -> list[str]:
     return list(rows.values_list("public_id", flat=True)[:SUGGESTED])
 
 
-def _active_count(request: HttpRequest, sandbox: Sandbox | None) -> int:
+def _active_count(request: TeamRequest, sandbox: Sandbox | None) -> int:
     """Exact, from the partial indexes of open grants (only those can be active)."""
     rows = PreviewGrant.objects.filter(
         project=request.project,
@@ -127,7 +127,7 @@ def _active_count(request: HttpRequest, sandbox: Sandbox | None) -> int:
     return (rows.filter(sandbox=sandbox) if sandbox else rows).count()
 
 
-def _urls(request: HttpRequest, sandbox: Sandbox | None) -> dict[str, str]:
+def _urls(request: TeamRequest, sandbox: Sandbox | None) -> dict[str, str]:
     kwargs = {"team_slug": request.team.slug, "project_slug": request.project.slug}
     if sandbox is None:
         return {
@@ -154,7 +154,7 @@ def _without(query: str, *names: str) -> str:
     return rest.urlencode()
 
 
-def _live_socket(request: HttpRequest, sandbox: Sandbox | None) -> str:
+def _live_socket(request: TeamRequest, sandbox: Sandbox | None) -> str:
     return _urls(request, sandbox)["list"] + "live/ws"
 
 
@@ -174,7 +174,7 @@ def _chart(grants: list[PreviewGrant]) -> list[dict]:
     ]
 
 
-def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
+def _context(request: TeamRequest, sandbox: Sandbox | None, **extra) -> dict:
     previews.flush_accounting()
     page, query = console_page(request, _grants(request, sandbox), KEYSET, size=PAGE_SIZE)
     query = _without(query, "next", "scope")  # a revoke's own parameters
@@ -201,7 +201,7 @@ def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
         "chart_height": 12 + 22 * len(chart),
         "urls": urls,
         "can_manage": can_manage,
-        "form": form if can_manage and form.suggestions else None,
+        "form": form if form is not None and form.suggestions else None,
         "active_count": _active_count(request, sandbox),
         "token_header": TOKEN_HEADER,
     }
@@ -211,14 +211,14 @@ def _context(request: HttpRequest, sandbox: Sandbox | None, **extra) -> dict:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def grant_list(request: HttpRequest, sandbox_id: str | None = None) -> HttpResponse:
+def grant_list(request: TeamRequest, sandbox_id: str | None = None) -> HttpResponse:
     sandbox = _scope(request, sandbox_id)
     return render_page(request, TEMPLATE, _context(request, sandbox), partial="grant-table")
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def grant_table(request: HttpRequest, sandbox_id: str | None = None) -> HttpResponse:
+def grant_table(request: TeamRequest, sandbox_id: str | None = None) -> HttpResponse:
     """The polled fragment: table and chart with fresh counters."""
     sandbox = _scope(request, sandbox_id)
     return render(request, f"{TEMPLATE}#grant-table", _context(request, sandbox))
@@ -227,7 +227,7 @@ def grant_table(request: HttpRequest, sandbox_id: str | None = None) -> HttpResp
 @never_cache
 @require_POST
 @team_member_required(Role.MEMBER)
-def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpResponse:
+def grant_create(request: TeamRequest, sandbox_id: str | None = None) -> HttpResponse:
     scope = _scope(request, sandbox_id)
     form = GrantForm(request.POST, project=request.project, scope=scope)
     if not form.is_valid() or (scope is not None and form.chosen != scope):
@@ -239,6 +239,7 @@ def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpRes
         return render_page(request, TEMPLATE, context, partial="grant-create")
     data = form.cleaned_data
     sandbox = form.chosen
+    assert sandbox is not None  # a valid form chose one (GrantForm.clean_sandbox)
     proxy = data["kind"] == "proxy"
     kinds = [previews.HTTP_PORT, previews.WEBSOCKET_PORT]
     if proxy:
@@ -277,7 +278,7 @@ def grant_create(request: HttpRequest, sandbox_id: str | None = None) -> HttpRes
 
 @require_http_methods(["GET", "POST"])
 @team_member_required(Role.MEMBER)
-def grant_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
+def grant_revoke(request: TeamRequest, grant_id: str) -> HttpResponse:
     grant = get_object_or_404(
         PreviewGrant.objects.select_related("sandbox", "sandbox__project__team"),
         project=request.project,
@@ -307,7 +308,7 @@ def grant_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def grant_detail(request: HttpRequest, grant_id: str) -> HttpResponse:
+def grant_detail(request: TeamRequest, grant_id: str) -> HttpResponse:
     """One grant: its settings, counters and access history from the audit log
     (created, first use with client IP and user agent, revoked, expired)."""
     grant = get_object_or_404(

@@ -41,29 +41,40 @@ class FileOpRefused(RuntimeError_):
     code = "invalid_request"
 
 
+DEFAULT_CWD = "/workspace"  # a sandbox's cwd when its create named none
+
+
 class LocalFileStore(FileStore):
     def __init__(
         self,
         root: str,
         *,
         id_base: int = 0,
-        cwd: str = "/workspace",
+        cwd: str = DEFAULT_CWD,
         default_user: str | None = None,
         prefix: str = "/",
+        kernel_mounts: tuple[str, ...] = (),
     ) -> None:
         """`root` is the host directory that is the sandbox's `prefix` (`/` when isolated,
-        `/workspace` for a confined store); `id_base` shifts owners (0: no user namespace)."""
+        `/workspace` for a confined store); `id_base` shifts owners (0: no user namespace).
+        `kernel_mounts` are directories that the sandbox sees as file systems of its own
+        (procfs, its /dev), mounted only inside it: from here a write there would land in
+        the directory underneath, hidden from the sandbox, so writes there are refused."""
         self.root = root
         self.id_base = id_base
         self.cwd = cwd
         self.default_user = default_user
         self.prefix = prefix
+        self.kernel_mounts = kernel_mounts
         self._accounts: dict[str, Account] | None = None
 
     # --- resolving -------------------------------------------------------------------
     def path(self, path: str | None, *, user: str | None = None) -> str:
-        """The absolute sandbox path of `path` (relative to the user's home or the cwd)."""
-        base = self.account(user).home if user else self.cwd
+        """The absolute sandbox path of `path`. A relative one starts at the sandbox's cwd
+        when it was created with one of its own (whoever the user), else at the user's
+        home when `user` is given, else at /workspace: what the client expects."""
+        own_cwd = self.cwd != DEFAULT_CWD
+        base = self.account(user).home if user and not own_cwd else self.cwd
         spath = paths.normalize(path, base)
         if self.prefix != "/":
             paths.confine(spath, self.prefix)
@@ -88,6 +99,14 @@ class LocalFileStore(FileStore):
             raise paths.missing(spath, exc) from None
         finally:
             os.close(root)
+
+    def _check_writable(self, spath: str) -> None:
+        for top in self.kernel_mounts:
+            if spath == top or spath.startswith(top + "/"):
+                raise FileOpRefused(
+                    f"{spath} is in {top}, a kernel file system of the sandbox: the files API "
+                    "cannot write there (use exec)"
+                )
 
     def _parent(self, spath: str) -> tuple[int, str]:
         """An O_PATH descriptor of the parent directory and the last name of `spath`."""
@@ -305,6 +324,7 @@ class LocalFileStore(FileStore):
 
     # --- writing ---------------------------------------------------------------------
     def makedirs(self, path: str, *, user: str | None = None) -> None:
+        self._check_writable(path)
         relative = self._relative(path)
         if relative == ".":
             return
@@ -317,6 +337,8 @@ class LocalFileStore(FileStore):
                     os.mkdir(parts[index], 0o755, dir_fd=fd)
                 except FileExistsError:
                     continue
+                except OSError as exc:
+                    raise _write_error(path, exc) from None
                 child = os.open(
                     parts[index], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd
                 )
@@ -342,6 +364,7 @@ class LocalFileStore(FileStore):
         overwrite keeps the old file's mode and owner unless a user is named. A symlink
         is written through (to its target, inside the root), like a shell would."""
         path = self._through_link(path)
+        self._check_writable(path)
         parent_path = posixpath.dirname(path.rstrip("/")) or "/"
         self.makedirs(parent_path, user=user)
         parent, name = self._parent(path)
@@ -415,6 +438,7 @@ class LocalFileStore(FileStore):
             raise _write_error(path, exc) from None
 
     def remove(self, path: str) -> None:
+        self._check_writable(path)
         parent, name = self._parent(path)
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -430,6 +454,8 @@ class LocalFileStore(FileStore):
             os.close(parent)
 
     def rename(self, old: str, new: str, *, user: str | None = None) -> FileEntry:
+        self._check_writable(old)
+        self._check_writable(new)
         if new == old or new.startswith(old.rstrip("/") + "/"):
             if self.is_dir(old) and new != old:
                 raise FileOpRefused("cannot move a directory into itself")
@@ -454,6 +480,7 @@ class LocalFileStore(FileStore):
         return self.stat(new)
 
     def chmod(self, path: str, mode: int) -> None:
+        self._check_writable(path)
         fd = self.open_fd(path, os.O_PATH)
         try:
             # chmod through the descriptor's /proc link: the file we resolved, nothing else.
@@ -464,6 +491,7 @@ class LocalFileStore(FileStore):
             os.close(fd)
 
     def symlink(self, path: str, target: str, *, user: str | None = None) -> None:
+        self._check_writable(path)
         parent, name = self._parent(path)
         try:
             os.symlink(target, name, dir_fd=parent)
@@ -493,7 +521,8 @@ def _write_error(path: str, exc: OSError) -> Exception:
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
         return RuntimeError_(f"no space left in the sandbox for {path}", code="disk_full")
     if exc.errno == errno.EROFS:
-        return FileOpRefused(f"{path} is on a read-only volume")
+        # The client maps this code to its permission error (exit 5), docs/volumes.md.
+        return RuntimeError_(f"{path} is on a read-only volume", code="volume_read_only")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return FileMissing(f"{path} does not exist")
     return FileOpRefused(f"{path}: {exc.strerror}")

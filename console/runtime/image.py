@@ -71,6 +71,22 @@ rm -rf /var/lib/apt/lists/*
 """
 
 
+# Quiet first runs of the browser; openbox's menu would only get in the way of clicks.
+DESKTOP_SCRIPT = """
+mkdir -p /usr/lib/firefox-esr/distribution
+cat > /usr/lib/firefox-esr/distribution/policies.json <<'JSON'
+{"policies": {"DisableAppUpdate": true, "DisableTelemetry": true,
+ "DontCheckDefaultBrowser": true, "OverrideFirstRunPage": "",
+ "OverridePostUpdatePage": "", "DisableProfileImport": true}}
+JSON
+mkdir -p -m 1777 /tmp/.X11-unix
+mkdir -p /home/user/Desktop /home/user/.config/openbox
+chown -R user:user /home/user/Desktop /home/user/.config
+apt-get clean
+rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*
+"""
+
+
 @dataclass(frozen=True)
 class Variant:
     """A builtin image: the base packages plus `packages`, then `script` in the chroot."""
@@ -82,6 +98,26 @@ class Variant:
 # Builtin images by name; a builtin template of the same name runs on it (docs/runtime.md).
 VARIANTS: dict[str, Variant] = {
     "base": Variant(),
+    # An X desktop (docs/desktop.md): a virtual screen, a window manager, a browser, input
+    # and clipboard tools, a VNC server with a WebSocket bridge for the live view, and ffmpeg
+    # for screenshots and recordings. The server starts them per sandbox (console/desktop/).
+    "desktop": Variant(
+        packages=(
+            "xvfb",
+            "openbox",
+            "firefox-esr",
+            "mousepad",  # a small text editor: what clients' desktop tests type into
+            "xdotool",
+            "xclip",
+            "x11-utils",  # xprop, xwininfo: window classes, pids, the active window
+            "x11-apps",  # xwd: a screenshot without ffmpeg's start-up cost
+            "x11vnc",
+            "python3-websockify",
+            "ffmpeg",
+            "fonts-dejavu-core",
+        ),
+        script=DESKTOP_SCRIPT,
+    ),
 }
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")

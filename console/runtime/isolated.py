@@ -452,6 +452,7 @@ class IsolatedDriver(LocalDriver):
             id_base=self.id_base,
             cwd=cwd or state.get("cwd") or WORKSPACE,
             default_user=images.DEFAULT_USER,
+            kernel_mounts=oci.KERNEL_MOUNTS,
         )
 
     def host_path(

@@ -94,6 +94,9 @@ MASKED_PATHS = [
     "/proc/scsi",
     "/sys/firmware",
 ]
+# File systems mounted only inside the sandbox (below, in "mounts"): the host-side file
+# store must not write beneath them (console/runtime/filestore.py, `kernel_mounts`).
+KERNEL_MOUNTS = ("/proc", "/dev")
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

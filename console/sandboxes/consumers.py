@@ -19,8 +19,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from console.access import project_for_member
 from console.api.auth import WRITE
-from console.api.errors import ApiError
 from console.api.ws_scopes import ChannelScopes
+from console.errors import DomainError
 from console.models import Role, Sandbox
 from console.output_stream import OutputStream
 from console.runtime import get_driver
@@ -76,7 +76,7 @@ class SandboxExecConsumer(AsyncJsonWebsocketConsumer):
         try:
             request = sandboxes.exec_request(body)
             self.pid = await database_sync_to_async(sandboxes.start_process)(self.sandbox, request)
-        except ApiError as error:
+        except DomainError as error:
             await self.send_json({"type": "error", "message": error.message})
             return
         await self.send_json({"type": "exec_started", "pid": self.pid})

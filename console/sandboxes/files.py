@@ -3,7 +3,8 @@
 Everything goes through the runtime's file store (`get_driver().files(...)`), which
 resolves paths inside the sandbox's own root and cannot reach the host; this module
 never touches a host path. Paths may be anywhere in the sandbox: relative ones are
-taken from the sandbox's cwd, or from the user's home when `user` is given. `user`
+taken from the cwd the sandbox was created with, else from the user's home when `user`
+is given, else from /workspace. `user`
 decides who owns what is created; an overwrite without a user keeps the file's mode
 and owner. Writes stream into a temporary file beside the target that is renamed into
 place, so a reader never sees half a file and a refused write leaves nothing behind.
@@ -19,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from django.conf import settings
 
@@ -41,6 +42,11 @@ class FileOpError(RuntimeError_):
     """A refused file operation; `code` is the API error code."""
 
 
+# Whose files: a sandbox's runtime id, or a file store of its own (a volume's,
+# console/volumes/files.py), so one set of functions serves both.
+Owner = str | FileStore
+
+
 def _text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FileOpError(f"`{field}` must be a non-empty string", code="invalid_request")
@@ -58,7 +64,7 @@ def user_of(value: Any) -> str | None:
     return value
 
 
-def store(sandbox_id: str | FileStore) -> FileStore:
+def store(sandbox_id: Owner) -> FileStore:
     """A sandbox's file store by its runtime id; a store given as is (a volume's,
     console/volumes/files.py), so every function here serves volumes too."""
     if isinstance(sandbox_id, FileStore):
@@ -66,7 +72,7 @@ def store(sandbox_id: str | FileStore) -> FileStore:
     return get_driver().files(sandbox_id)
 
 
-def locate(sandbox_id: str, path: Any, user: str | None = None, field: str = "path") -> str:
+def locate(sandbox_id: Owner, path: Any, user: str | None = None, field: str = "path") -> str:
     """The absolute sandbox path for a request's path."""
     return store(sandbox_id).path(_text(path, field), user=user)
 
@@ -78,35 +84,35 @@ def entry_dict(entry: FileEntry) -> dict[str, Any]:
     return data
 
 
-def info(sandbox_id: str, path: Any, user: str | None = None) -> dict[str, Any]:
+def info(sandbox_id: Owner, path: Any, user: str | None = None) -> dict[str, Any]:
     files = store(sandbox_id)
     return entry_dict(files.stat(files.path(_text(path, "path"), user=user)))
 
 
 def listing(
-    sandbox_id: str, path: Any, depth: int = 1, user: str | None = None
+    sandbox_id: Owner, path: Any, depth: int = 1, user: str | None = None
 ) -> list[dict[str, Any]]:
     files = store(sandbox_id)
     return [entry_dict(e) for e in files.list(files.path(_text(path, "path"), user=user), depth)]
 
 
-def exists(sandbox_id: str, path: Any, user: str | None = None) -> bool:
+def exists(sandbox_id: Owner, path: Any, user: str | None = None) -> bool:
     files = store(sandbox_id)
     return files.exists(files.path(_text(path, "path"), user=user))
 
 
-def is_dir(sandbox_id: str, path: Any, user: str | None = None) -> bool:
+def is_dir(sandbox_id: Owner, path: Any, user: str | None = None) -> bool:
     files = store(sandbox_id)
     return files.is_dir(files.path(_text(path, "path"), user=user))
 
 
-def open_file(sandbox_id: str, path: Any, user: str | None = None) -> BinaryIO:
+def open_file(sandbox_id: Owner, path: Any, user: str | None = None) -> BinaryIO:
     """An open regular file for reading (a directory or missing path is refused)."""
     files = store(sandbox_id)
     return files.open_read(files.path(_text(path, "path"), user=user))
 
 
-def read_text(sandbox_id: str, path: Any, user: str | None = None) -> str:
+def read_text(sandbox_id: Owner, path: Any, user: str | None = None) -> str:
     with open_file(sandbox_id, path, user) as handle:
         data = handle.read(MAX_TEXT_READ_BYTES + 1)
     if len(data) > MAX_TEXT_READ_BYTES:
@@ -125,7 +131,7 @@ def read_text(sandbox_id: str, path: Any, user: str | None = None) -> str:
         ) from None
 
 
-def read_bytes(sandbox_id: str, path: Any, user: str | None = None) -> bytes:
+def read_bytes(sandbox_id: Owner, path: Any, user: str | None = None) -> bytes:
     with open_file(sandbox_id, path, user) as handle:
         data = handle.read(settings.MAX_FILE_BYTES + 1)
     if len(data) > settings.MAX_FILE_BYTES:
@@ -134,7 +140,7 @@ def read_bytes(sandbox_id: str, path: Any, user: str | None = None) -> bytes:
 
 
 def write_chunks(
-    sandbox_id: str,
+    sandbox_id: Owner,
     path: Any,
     chunks: Iterable[bytes],
     *,
@@ -148,17 +154,23 @@ def write_chunks(
     return entry_dict(files.write(target, chunks, limit=limit, user=user))
 
 
-def iter_stream(stream: BinaryIO, size: int = COPY_CHUNK) -> Iterator[bytes]:
+class Readable(Protocol):
+    """A body to stream from: an open file, or a request (its read() reads the body)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def iter_stream(stream: Readable, size: int = COPY_CHUNK) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
 
 
-def mkdir(sandbox_id: str, path: Any, user: str | None = None) -> None:
+def mkdir(sandbox_id: Owner, path: Any, user: str | None = None) -> None:
     files = store(sandbox_id)
     files.mkdir(files.path(_text(path, "path"), user=user), user=user)
 
 
-def remove(sandbox_id: str, path: Any, user: str | None = None) -> None:
+def remove(sandbox_id: Owner, path: Any, user: str | None = None) -> None:
     files = store(sandbox_id)
     target = files.path(_text(path, "path"), user=user)
     if target in ("/", WORKSPACE):
@@ -167,7 +179,7 @@ def remove(sandbox_id: str, path: Any, user: str | None = None) -> None:
 
 
 def rename(
-    sandbox_id: str, old_path: Any, new_path: Any, user: str | None = None
+    sandbox_id: Owner, old_path: Any, new_path: Any, user: str | None = None
 ) -> dict[str, Any]:
     files = store(sandbox_id)
     old = files.path(_text(old_path, "old_path"), user=user)
@@ -191,7 +203,7 @@ def parse_permissions(value: Any) -> int:
     return int(text, 8)
 
 
-def chmod(sandbox_id: str, path: Any, permissions: Any, user: str | None = None) -> None:
+def chmod(sandbox_id: Owner, path: Any, permissions: Any, user: str | None = None) -> None:
     mode = parse_permissions(permissions)
     files = store(sandbox_id)
     files.chmod(files.path(_text(path, "path"), user=user), mode)
@@ -217,7 +229,7 @@ def _compile(pattern: Any) -> re.Pattern[str]:
 
 
 def find_content(
-    sandbox_id: str, path: Any, pattern: Any, user: str | None = None
+    sandbox_id: Owner, path: Any, pattern: Any, user: str | None = None
 ) -> list[dict[str, Any]]:
     """Lines matching `pattern` (regex, or literal text when not a valid regex) as SearchMatch."""
     regex = _compile(pattern)
@@ -248,7 +260,7 @@ def find_content(
     return matches
 
 
-def find_names(sandbox_id: str, path: Any, pattern: Any, user: str | None = None) -> list[str]:
+def find_names(sandbox_id: Owner, path: Any, pattern: Any, user: str | None = None) -> list[str]:
     """Sandbox paths whose name (or path below `path`, when the glob has a `/`) matches the glob."""
     if not isinstance(pattern, str) or not pattern:
         raise FileOpError("`pattern` must be a non-empty string", code="invalid_request")
@@ -273,7 +285,7 @@ def find_names(sandbox_id: str, path: Any, pattern: Any, user: str | None = None
 
 
 def replace(
-    sandbox_id: str | FileStore,
+    sandbox_id: Owner,
     files_: Any,
     pattern: Any,
     replacement: Any,
@@ -316,7 +328,7 @@ def replace(
     }
 
 
-def tar_directory(sandbox_id: str, path: Any, user: str | None = None) -> BinaryIO:
+def tar_directory(sandbox_id: Owner, path: Any, user: str | None = None) -> BinaryIO:
     """An uncompressed tar of a directory (symlinks kept as links), as an unlinked temp file."""
     files = store(sandbox_id)
     start = files.path(_text(path, "path"), user=user)

@@ -11,7 +11,7 @@ import json
 from django import forms
 from django.conf import settings
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import SandboxStatus, TimeoutAction
 from console.sandboxes import service as sandboxes
 
@@ -53,7 +53,7 @@ class SandboxFilterForm(forms.Form):
         try:
             # The same key rules as the API's `metadata` filter (no ORM lookups in keys).
             return sandboxes.metadata_filter(json.dumps(pairs))
-        except ApiError as error:
+        except DomainError as error:
             raise forms.ValidationError(error.message) from None
 
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from console.actor import SYSTEM
 from console.jobs import every_process, on_startup
 from console.models import (
     LIVE_STATUSES,
@@ -148,14 +149,14 @@ def act_on_timeouts() -> list[str]:
             if sandbox.timeout_action == TimeoutAction.HIBERNATE:
                 sandboxes.pause_sandbox(
                     sandbox,
-                    actor_kind=ActorKind.SYSTEM,
+                    actor=SYSTEM,
                     reason=sandboxes.REASON_TIMEOUT,
                     metadata=policy,
                 )
             else:
                 sandboxes.destroy_sandbox(
                     sandbox,
-                    actor_kind=ActorKind.SYSTEM,
+                    actor=SYSTEM,
                     reason=sandboxes.REASON_TIMEOUT,
                     metadata=policy,
                 )

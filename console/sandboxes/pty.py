@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.ids import new_public_id
 from console.models import Sandbox
 from console.runtime import get_driver
@@ -37,7 +37,9 @@ def size(body: dict[str, Any], default: tuple[int, int] | None = None) -> tuple[
     for name, fallback in zip(("cols", "rows"), default or (None, None), strict=True):
         value = body.get(name, fallback)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
-            raise ApiError("invalid_request", f"`{name}` must be an integer from 1 to {MAX_SIZE}")
+            raise DomainError(
+                "invalid_request", f"`{name}` must be an integer from 1 to {MAX_SIZE}"
+            )
         found.append(value)
     return found[0], found[1]
 
@@ -46,10 +48,10 @@ def start(sandbox: Sandbox, body: dict[str, Any]) -> PtyInfo:
     cols, rows = size(body, (120, 30))
     cwd = body.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
-        raise ApiError("invalid_request", "`cwd` must be a string")
+        raise DomainError("invalid_request", "`cwd` must be a string")
     envs = body.get("envs") or {}
     if not isinstance(envs, dict):
-        raise ApiError("invalid_request", "`envs` must be an object")
+        raise DomainError("invalid_request", "`envs` must be an object")
     request = PtyRequest(
         session_id=new_public_id("ses_"),
         cols=cols,
@@ -80,7 +82,7 @@ def find(sandbox: Sandbox, *, session_id: Any = None, pid: Any = None) -> PtyInf
         ):
             return info
     what = f"session {session_id}" if session_id is not None else f"pid {pid}"
-    raise ApiError("pty_session_not_found", f"No running PTY {what} in {sandbox.public_id}")
+    raise DomainError("pty_session_not_found", f"No running PTY {what} in {sandbox.public_id}")
 
 
 def resize(sandbox: Sandbox, info: PtyInfo, cols: int, rows: int) -> PtyInfo:

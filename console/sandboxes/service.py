@@ -1,7 +1,7 @@
 """The sandbox domain: every state change of a sandbox or snapshot goes through here.
 
 Used by the /v1 API, the console pages, the worker (timeouts) and the gateway
-(wake-on-traffic). Functions raise ApiError with the contract's codes, so every
+(wake-on-traffic). Functions raise DomainError with the contract's codes, so every
 caller can show the same message. State changes are claimed with a conditional
 UPDATE (status + `transition`), so a double pause, resume or kill is harmless, and
 each one records a lifecycle event.
@@ -24,10 +24,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from console.api.errors import ApiError
+from console.actor import SYSTEM, Actor
+from console.errors import DomainError
 from console.models import (
-    ActorKind,
-    ApiKey,
     EventStatus,
     Operation,
     Project,
@@ -60,7 +59,6 @@ ACTIVE = (SandboxStatus.CREATING, SandboxStatus.RUNNING)
 # A transition older than this is taken as abandoned (the process died mid-way).
 STALE_TRANSITION = timedelta(minutes=10)
 # Lifecycle event reasons the client knows: what asked for the change.
-REASON_API = "api"
 REASON_MANUAL = "manual"  # a destroy someone asked for (API or console)
 REASON_TIMEOUT = "timeout"
 
@@ -99,14 +97,14 @@ def get_sandbox(project: Project, public_id: str, *, include_gone: bool = False)
         .first()
     )
     if sandbox is None or (sandbox.status == SandboxStatus.DESTROYED and not include_gone):
-        raise ApiError("sandbox_not_found", f"Sandbox {public_id} not found")
+        raise DomainError("sandbox_not_found", f"Sandbox {public_id} not found")
     return sandbox
 
 
 def get_snapshot(project: Project, public_id: str) -> Snapshot:
     snapshot = Snapshot.objects.filter(project=project, public_id=public_id).first()
     if snapshot is None:
-        raise ApiError("snapshot_not_found", f"Snapshot {public_id} not found")
+        raise DomainError("snapshot_not_found", f"Snapshot {public_id} not found")
     return snapshot
 
 
@@ -117,18 +115,18 @@ def require_running(sandbox: Sandbox) -> None:
         return
     if sandbox.status == SandboxStatus.PAUSED:
         snap = sandbox.pause_snapshot.public_id if sandbox.pause_snapshot else sandbox.public_id
-        raise ApiError(
+        raise DomainError(
             "sandbox_not_ready",
             f"Sandbox {sandbox.public_id} is paused",
             suggested_action=f"Resume it first: nullspace sandbox resume {snap}",
         )
     if sandbox.status in (SandboxStatus.DESTROYED, SandboxStatus.ERROR):
-        raise ApiError(
+        raise DomainError(
             "sandbox_not_found",
             f"Sandbox {sandbox.public_id} is {sandbox.status}",
             suggested_action="Create a new sandbox.",
         )
-    raise ApiError(
+    raise DomainError(
         "sandbox_not_ready",
         f"Sandbox {sandbox.public_id} is {sandbox.status}",
         retryable=True,
@@ -211,9 +209,7 @@ def template_exists(project: Project, name: str) -> bool:
 def create_sandbox(
     project: Project,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
     template: str | None = "base",
     envs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -228,14 +224,22 @@ def create_sandbox(
     disk_mb: int | None = None,
     snapshot: Snapshot | None = None,
     volumes: list[dict[str, Any]] | None = None,
+    desktop: dict[str, Any] | None = None,
     warm_pool: WarmPool | None = None,
 ) -> tuple[Sandbox, str]:
     """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token.
 
     `volumes` is the request's list of mounts; a sandbox made from a snapshot without one
     mounts what the snapshot's sandbox mounted (the data stayed in the volumes).
+    `desktop` (resolution, dpi, display) is for the desktop template, whose X screen is up
+    before this returns (console/desktop/).
     `warm_pool`: made as that pool's inventory, hidden until checked out, with no
     timeout running (docs/warm-pools.md)."""
+    from console.desktop import config as desktop_config
+
+    screen = desktop_config.parse(template, desktop)
+    if screen is not None:
+        envs = {"DISPLAY": screen.display_name, **(envs or {})}
     fields = _validated_fields(
         project,
         template=template,
@@ -256,7 +260,6 @@ def create_sandbox(
     if not volumes and snapshot is not None and snapshot.sandbox is not None:
         mounts = volume_domain.mounts_of(snapshot.sandbox)
     restore_from = _archive_of(snapshot) if snapshot else None
-    actor = _Actor(actor_kind, user, api_key)
     if snapshot is not None:
         fields["source_snapshot_public_id"] = snapshot.public_id
         event = _Operation(
@@ -277,7 +280,24 @@ def create_sandbox(
     sandbox, token = _provision(
         project, fields, restore_from=restore_from, event=event, mounts=mounts
     )
+    if screen is not None:
+        _start_desktop(sandbox, screen)
     return sandbox, token
+
+
+def _start_desktop(sandbox: Sandbox, screen: Any) -> None:
+    """The desktop comes up before create answers; a desktop that cannot start takes its
+    sandbox with it (a desktop sandbox without a screen is no use to the caller)."""
+    from console.desktop import session as desktop_session
+
+    try:
+        desktop_session.create_session(sandbox, screen)
+    except Exception as exc:
+        log.warning("desktop of %s did not start: %s", sandbox.public_id, exc)
+        _quietly(lambda: destroy_sandbox(sandbox, actor=SYSTEM))
+        if isinstance(exc, DomainError):
+            raise
+        raise DomainError("desktop_unavailable", f"The desktop did not start: {exc}") from exc
 
 
 def validated_create_fields(project: Project, **given: Any) -> dict[str, Any]:
@@ -293,7 +313,7 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
     if snapshot is not None and source is not None:
         template = source.template
     if not isinstance(template, str) or not template_exists(project, template):
-        raise ApiError(
+        raise DomainError(
             "template_not_found",
             f"Template {template!r} not found",
             suggested_action="Use --template base, or build the template first.",
@@ -304,14 +324,14 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
     )
     metadata = given["metadata"] if given["metadata"] is not None else {}
     if not isinstance(metadata, dict):
-        raise ApiError("invalid_request", "metadata must be a JSON object")
+        raise DomainError("invalid_request", "metadata must be a JSON object")
     network = given["network"] if given["network"] is not None else {}
     if not isinstance(network, dict):
-        raise ApiError("invalid_request", "network must be a JSON object")
+        raise DomainError("invalid_request", "network must be a JSON object")
     try:  # refuse, never ignore, what the runtime cannot enforce
         netpolicy.parse(given["internet_access"], network)
     except RuntimeError_ as exc:
-        raise ApiError("invalid_request", str(exc)) from None
+        raise DomainError("invalid_request", str(exc)) from None
     cwd = given["cwd"] or (source.cwd if source else WORKSPACE)
     return {
         "template": template,
@@ -347,13 +367,13 @@ def _validated_timeout(value: Any, *, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ApiError("invalid_request", "timeout_ms must be an integer number of milliseconds")
+        raise DomainError("invalid_request", "timeout_ms must be an integer number of milliseconds")
     value = int(value)
     limit = settings.MAX_SANDBOX_TIMEOUT_MS
     if value < 1000:
-        raise ApiError("invalid_request", "timeout_ms must be at least 1000 (one second)")
+        raise DomainError("invalid_request", "timeout_ms must be at least 1000 (one second)")
     if value > limit:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"timeout_ms {value} is over this server's limit of {limit} ms "
             f"({limit // 1000} seconds)",
@@ -369,7 +389,7 @@ def _validated_action(value: Any) -> str:
     if value == "pause":
         return TimeoutAction.HIBERNATE
     if value not in TimeoutAction.values:
-        raise ApiError("invalid_request", "timeout_action must be destroy or hibernate")
+        raise DomainError("invalid_request", "timeout_action must be destroy or hibernate")
     return value
 
 
@@ -377,18 +397,18 @@ def validated_envs(envs: Any) -> dict[str, str]:
     """Environment variables a process can be given: names without `=` or NUL (execve
     refuses those, so they are refused here, at create, not at every later exec)."""
     if not isinstance(envs, dict):
-        raise ApiError("invalid_request", "envs must be an object of strings")
+        raise DomainError("invalid_request", "envs must be an object of strings")
     checked: dict[str, str] = {}
     for name, value in envs.items():
         if not isinstance(name, str) or not name or "=" in name or "\x00" in name:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request", f"env name {name!r} must be non-empty, without '=' or NUL"
             )
         if value is not None and not isinstance(value, str | int | float | bool):
-            raise ApiError("invalid_request", f"env {name} must be a string")
+            raise DomainError("invalid_request", f"env {name} must be a string")
         text = "" if value is None else str(value)
         if "\x00" in text:
-            raise ApiError("invalid_request", f"env {name} must not contain NUL")
+            raise DomainError("invalid_request", f"env {name} must not contain NUL")
         checked[name] = text
     return checked
 
@@ -397,11 +417,11 @@ def _validated_cwd(cwd: Any) -> str:
     """Any directory of the sandbox (relative: from /workspace); whether it exists is
     checked when a process starts there."""
     if not isinstance(cwd, str) or not cwd.strip() or "\x00" in cwd:
-        raise ApiError("invalid_request", "cwd must be a path")
+        raise DomainError("invalid_request", "cwd must be a path")
     if len(cwd.encode("utf-8", "replace")) > PATH_MAX or any(
         len(part.encode("utf-8", "replace")) > NAME_MAX for part in cwd.split("/")
     ):
-        raise ApiError(
+        raise DomainError(
             "invalid_request", f"cwd is too long (at most {PATH_MAX} bytes, {NAME_MAX} per name)"
         )
     return posixpath.normpath(posixpath.join(WORKSPACE, cwd.strip())).replace("//", "/")
@@ -413,7 +433,9 @@ def _positive(
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ApiError("invalid_request", f"{name} must be an integer from {minimum} to {maximum}")
+        raise DomainError(
+            "invalid_request", f"{name} must be an integer from {minimum} to {maximum}"
+        )
     return value
 
 
@@ -426,7 +448,7 @@ def _check_quota(project: Project, *, exclude_pk: int | None = None) -> None:
         # Warm pools' sandboxes run, so they count (docs/warm-pools.md): say so.
         pooled = active.filter(warm_pool__isnull=False).count()
         held = f" ({pooled} of them ready in warm pools)" if pooled else ""
-        raise ApiError(
+        raise DomainError(
             "quota_exceeded",
             f"This project already runs {limit} sandboxes, its limit{held}",
             suggested_action="Kill or pause a sandbox, or ask an owner to raise the limit."
@@ -455,7 +477,7 @@ def _provision(
         mounts = mounts or []
         wanted = {m["volume"].pk for m in mounts}
         if len(Volume.objects.select_for_update().filter(pk__in=wanted)) < len(wanted):
-            raise ApiError("not_found", "A volume to mount was deleted meanwhile")
+            raise DomainError("not_found", "A volume to mount was deleted meanwhile")
         sandbox = Sandbox.objects.create(
             project=project,
             status=SandboxStatus.CREATING,
@@ -479,11 +501,14 @@ def _provision(
         Sandbox.objects.filter(pk=sandbox.pk).update(
             status=SandboxStatus.ERROR, error_message=message, create_process=""
         )
-        error = ApiError("runtime_error", f"Could not start the sandbox: {message}", status=500)
-        if isinstance(exc, ApiError):
+        error = DomainError("runtime_error", f"Could not start the sandbox: {message}")
+        if isinstance(exc, DomainError):
             error = exc  # a volume's subpath refused
-        elif getattr(exc, "code", "") in ("runtime_unavailable", "invalid_request"):
-            error = _api_error(exc)  # the machine cannot isolate, or a bad volume
+        elif isinstance(exc, RuntimeError_) and exc.code in (
+            "runtime_unavailable",
+            "invalid_request",
+        ):
+            error = _domain_error(exc)  # the machine cannot isolate, or a bad volume
         event.failed(sandbox, error, **target)
         _quietly(lambda: get_driver().destroy(sandbox.runtime_id))
         raise error from exc
@@ -555,7 +580,7 @@ def _wait_idle(sandbox: Sandbox, seconds: float = 60) -> None:
             )
             continue
         if time.monotonic() > deadline:
-            raise ApiError(
+            raise DomainError(
                 "sandbox_not_ready",
                 f"Sandbox {sandbox.public_id} is busy ({sandbox.transition})",
                 retryable=True,
@@ -571,9 +596,7 @@ def _release(sandbox: Sandbox, transition: str) -> None:
 def destroy_sandbox(
     sandbox: Sandbox,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
     reason: str = REASON_MANUAL,
     metadata: dict[str, Any] | None = None,
 ) -> Sandbox:
@@ -586,9 +609,7 @@ def destroy_sandbox(
     sandbox.refresh_from_db()
     if not changed:
         return sandbox
-    event = _Operation(
-        Operation.DESTROY, _Actor(actor_kind, user, api_key), reason=reason, metadata=metadata
-    )
+    event = _Operation(Operation.DESTROY, actor, reason=reason, metadata=metadata)
     event.requested(sandbox)
     try:
         get_driver().destroy(sandbox.runtime_id)
@@ -600,9 +621,16 @@ def destroy_sandbox(
     return sandbox
 
 
+def _pause_snapshot(sandbox: Sandbox) -> Snapshot | None:
+    """The hibernate snapshot a paused sandbox resumes from, if it has one."""
+    if sandbox.pause_snapshot_id is None:
+        return None
+    return Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+
+
 def _drop_hibernate_snapshot(sandbox: Sandbox) -> None:
     """A killed paused sandbox cannot be resumed: its pause archive is removed."""
-    snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
+    snapshot = _pause_snapshot(sandbox)
     if snapshot is None or snapshot.kind != SnapshotKind.HIBERNATE:
         return
     if snapshot.archive_path:
@@ -613,9 +641,7 @@ def _drop_hibernate_snapshot(sandbox: Sandbox) -> None:
 def pause_sandbox(
     sandbox: Sandbox,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
     reason: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Snapshot:
@@ -629,7 +655,6 @@ def pause_sandbox(
         if sandbox.status == SandboxStatus.PAUSED and sandbox.pause_snapshot_id:
             return Snapshot.objects.get(pk=sandbox.pause_snapshot_id)
         require_running(sandbox)
-    actor = _Actor(actor_kind, user, api_key)
     event = _Operation(Operation.HIBERNATE, actor, reason=reason or actor.reason, metadata=metadata)
     event.requested(sandbox)
     driver = get_driver()
@@ -653,8 +678,8 @@ def pause_sandbox(
             timeout_at=None,
         )
         if not changed:
-            raise ApiError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
-    except ApiError as error:
+            raise DomainError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
+    except DomainError as error:
         _release(sandbox, "pausing")
         sandbox.refresh_from_db()
         if sandbox.status == SandboxStatus.RUNNING:
@@ -676,9 +701,7 @@ def resume_sandbox(
     project: Project,
     ref: str,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
 ) -> Sandbox:
     """Resume by paused sandbox id or by snapshot id; the answer is a running sandbox with
     a new id, as the client expects (docs/api.md, "Pause, hibernate and resume").
@@ -686,7 +709,6 @@ def resume_sandbox(
     A paused sandbox hands its runtime over, processes and all, and its old id is gone.
     Any other snapshot (a manual one, or a hibernate snapshot whose sandbox runs again)
     is restored into a fresh sandbox. Resuming a running sandbox by its id returns it."""
-    actor = _Actor(actor_kind, user, api_key)
     snapshot = (
         Snapshot.objects.filter(project=project, public_id=ref).select_related("sandbox").first()
     )
@@ -698,7 +720,7 @@ def resume_sandbox(
         )
         if sandbox is None:
             # A killed paused sandbox took its hibernate snapshot with it.
-            raise ApiError(
+            raise DomainError(
                 "sandbox_not_found",
                 f"No paused sandbox or snapshot {ref} to resume",
                 suggested_action="List what can be resumed: nullspace sandbox list --state paused",
@@ -714,9 +736,7 @@ def resume_sandbox(
         return _hand_over(source, actor)
     sandbox, _token = create_sandbox(
         project,
-        api_key=api_key,
-        user=user,
-        actor_kind=actor_kind,
+        actor=actor,
         template=None,
         envs=None,
         metadata=dict(source.metadata) if source else dict(snapshot.metadata),
@@ -752,7 +772,7 @@ _CARRIED_OVER = (
 )
 
 
-def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
+def _hand_over(paused: Sandbox, actor: Actor) -> Sandbox:
     """Wake a paused sandbox's runtime under a new sandbox id; the old id is gone."""
     while not _claim(paused, (SandboxStatus.PAUSED,), "resuming"):
         paused.refresh_from_db()
@@ -762,7 +782,7 @@ def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
         if paused.status == SandboxStatus.RUNNING:
             return paused  # running already (woken in place by preview traffic)
         require_running(paused)
-    snapshot = Snapshot.objects.filter(pk=paused.pause_snapshot_id).first()
+    snapshot = _pause_snapshot(paused)
     snapshot_id = snapshot.public_id if snapshot else ""
     event = _Operation(
         Operation.RESUME_FROM_SNAPSHOT,
@@ -795,7 +815,7 @@ def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
             pk=paused.pk, status=SandboxStatus.PAUSED, transition="resuming"
         ).update(status=SandboxStatus.DESTROYED, transition="", destroyed_at=now)
         if not gone:
-            raise ApiError("sandbox_not_found", f"Sandbox {paused.public_id} was destroyed")
+            raise DomainError("sandbox_not_found", f"Sandbox {paused.public_id} was destroyed")
         Sandbox.objects.filter(pk=successor.pk).update(
             status=SandboxStatus.RUNNING,
             runtime_name="" if runtime_name == successor.public_id else runtime_name,
@@ -803,11 +823,11 @@ def _hand_over(paused: Sandbox, actor: _Actor) -> Sandbox:
             started_at=now,
             timeout_at=now + timedelta(milliseconds=paused.timeout_ms),
         )
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         _release(paused, "resuming")
         if successor is not None:
             successor.delete()  # it never ran; the paused sandbox stays as it was
-        error = exc if isinstance(exc, ApiError) else _api_error(exc)
+        error = exc if isinstance(exc, DomainError) else _domain_error(exc)
         event.failed(paused, error)
         raise error from exc
     successor.refresh_from_db()
@@ -834,9 +854,7 @@ def _wake(sandbox: Sandbox, snapshot: Snapshot | None, *, restore_as: str) -> st
     return restore_as
 
 
-def resume_existing(
-    sandbox: Sandbox, *, user=None, actor_kind: str = ActorKind.USER, reason: str | None = None
-) -> Sandbox:
+def resume_existing(sandbox: Sandbox, *, actor: Actor, reason: str | None = None) -> Sandbox:
     """Continue a paused sandbox's processes under its own id: the gateway's wake on
     traffic (a preview host names the sandbox id) and the console's resume button (its
     page is the sandbox's). A running one is returned as it is."""
@@ -848,8 +866,7 @@ def resume_existing(
         if sandbox.status == SandboxStatus.RUNNING:
             return sandbox
         require_running(sandbox)
-    snapshot = Snapshot.objects.filter(pk=sandbox.pause_snapshot_id).first()
-    actor = _Actor(actor_kind, user)
+    snapshot = _pause_snapshot(sandbox)
     event = _Operation(
         Operation.RESUME_FROM_SNAPSHOT,
         actor,
@@ -874,10 +891,10 @@ def resume_existing(
             timeout_at=now + timedelta(milliseconds=sandbox.timeout_ms),
         )
         if not changed:
-            raise ApiError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
-    except (ApiError, RuntimeError_) as exc:
+            raise DomainError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
+    except (DomainError, RuntimeError_) as exc:
         _release(sandbox, "resuming")
-        error = exc if isinstance(exc, ApiError) else _api_error(exc)
+        error = exc if isinstance(exc, DomainError) else _domain_error(exc)
         event.failed(sandbox, error)
         raise error from exc
     sandbox.refresh_from_db()
@@ -890,7 +907,7 @@ def ensure_running(sandbox: Sandbox, wait_seconds: float = 30) -> Sandbox:
     it was created with auto_resume. Raises sandbox_not_ready / sandbox_not_found."""
     _wait_idle(sandbox, wait_seconds)
     if sandbox.status == SandboxStatus.PAUSED and sandbox.auto_resume:
-        return resume_existing(sandbox, actor_kind=ActorKind.SYSTEM, reason="traffic")
+        return resume_existing(sandbox, actor=SYSTEM, reason="traffic")
     require_running(sandbox)
     return sandbox
 
@@ -898,9 +915,7 @@ def ensure_running(sandbox: Sandbox, wait_seconds: float = 30) -> Sandbox:
 def fork_sandbox(
     sandbox: Sandbox,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
 ) -> tuple[Sandbox, str]:
     """A new running sandbox with a copy of this one's workspace and settings."""
     sandbox.refresh_from_db()
@@ -928,7 +943,6 @@ def fork_sandbox(
         temporary = snapshot_root() / f"fork-{sandbox.public_id}-{time.time_ns()}.tar"
         _driver(lambda: get_driver().snapshot(sandbox.runtime_id, temporary))
         archive = temporary
-    actor = _Actor(actor_kind, user, api_key)
     event = _Operation(
         Operation.FORK,
         actor,
@@ -953,15 +967,12 @@ def fork_sandbox(
 def snapshot_sandbox(
     sandbox: Sandbox,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
 ) -> Snapshot:
     """Archive the workspace as a reusable snapshot (create-from-snapshot restores it)."""
     sandbox.refresh_from_db()
     if sandbox.status != SandboxStatus.PAUSED:
         require_running(sandbox)
-    actor = _Actor(actor_kind, user, api_key)
     event = _Operation(
         Operation.SNAPSHOT_CREATED, actor, reason=actor.reason, metadata={"created_via": "api"}
     )
@@ -975,7 +986,7 @@ def snapshot_sandbox(
     )
     try:
         _write_snapshot(sandbox, snapshot)
-    except ApiError as error:
+    except DomainError as error:
         event.failed(sandbox, error)
         raise
     event.succeeded(sandbox, snapshot_id=snapshot.public_id)
@@ -999,7 +1010,7 @@ def _write_snapshot(sandbox: Sandbox, snapshot: Snapshot) -> None:
 
 def delete_snapshot(snapshot: Snapshot) -> None:
     if Sandbox.objects.filter(pause_snapshot=snapshot, status=SandboxStatus.PAUSED).exists():
-        raise ApiError(
+        raise DomainError(
             "snapshot_in_use",
             f"Snapshot {snapshot.public_id} holds a paused sandbox's state",
             suggested_action="Resume or kill the paused sandbox first.",
@@ -1014,9 +1025,7 @@ def set_timeout(
     timeout_ms: Any,
     timeout_action: str | None = None,
     *,
-    api_key: ApiKey | None = None,
-    user=None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
 ) -> Sandbox:
     """Counted from now; the worker acts on `timeout_at`."""
     sandbox.refresh_from_db()
@@ -1026,7 +1035,6 @@ def set_timeout(
     updates: dict[str, Any] = {"timeout_ms": timeout_ms}
     if timeout_action is not None:
         updates["timeout_action"] = _validated_action(timeout_action)
-    actor = _Actor(actor_kind, user, api_key)
     event = _Operation(
         Operation.TIMEOUT_UPDATED,
         actor,
@@ -1043,7 +1051,7 @@ def set_timeout(
         pk=sandbox.pk, status__in=(*ACTIVE, SandboxStatus.PAUSED)
     ).update(**updates)
     if not changed:
-        error = ApiError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
+        error = DomainError("sandbox_not_found", f"Sandbox {sandbox.public_id} was destroyed")
         event.failed(sandbox, error)
         raise error
     sandbox.refresh_from_db()
@@ -1058,19 +1066,19 @@ def exec_request(body: dict[str, Any], *, background: bool = False) -> ExecReque
     """An ExecRequest from the contract's exec body (HTTP or exec_start frame)."""
     command = body.get("command")
     if not isinstance(command, str) or not command.strip():
-        raise ApiError("invalid_request", "command must be a non-empty string")
+        raise DomainError("invalid_request", "command must be a non-empty string")
     args = body.get("args") or []
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise ApiError("invalid_request", "args must be a list of strings")
+        raise DomainError("invalid_request", "args must be a list of strings")
     envs = validated_envs(body.get("envs") or {})
     cwd = body.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
-        raise ApiError("invalid_request", "cwd must be a string")
+        raise DomainError("invalid_request", "cwd must be a string")
     timeout = body.get("timeout_secs", 30)
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
     ):
-        raise ApiError("invalid_request", "timeout_secs must be a non-negative number")
+        raise DomainError("invalid_request", "timeout_secs must be a non-negative number")
     return ExecRequest(
         command=command,
         args=list(args),
@@ -1100,7 +1108,7 @@ def run_command(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
     if exit_code is None:
         _quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
         _quietly(lambda: driver.wait_process(sandbox.runtime_id, pid, 5))
-        raise ApiError(
+        raise DomainError(
             "exec_timeout",
             f"Command ran past its timeout of {request.timeout_secs:g} s and was killed",
             suggested_action="Raise --timeout, or run it with --background.",
@@ -1170,7 +1178,7 @@ def _archive(sandbox: Sandbox, snapshot: Snapshot) -> None:
 def _archive_of(snapshot: Snapshot) -> Path:
     path = Path(snapshot.archive_path) if snapshot.archive_path else None
     if path is None or not path.exists():
-        raise ApiError(
+        raise DomainError(
             "snapshot_not_found",
             f"Snapshot {snapshot.public_id} has no archive left to restore",
         )
@@ -1178,18 +1186,15 @@ def _archive_of(snapshot: Snapshot) -> Path:
 
 
 def _driver(call: Callable[[], T]) -> T:
-    """Run a driver call, turning runtime errors into the contract's envelope."""
+    """Run a driver call, turning runtime errors into domain errors (same stable code)."""
     try:
         return call()
     except RuntimeError_ as exc:
-        raise _api_error(exc) from exc
+        raise _domain_error(exc) from exc
 
 
-def _api_error(exc: RuntimeError_) -> ApiError:
-    code = exc.code
-    if code in ("runtime_error", "runtime_unavailable"):
-        return ApiError(code, str(exc), status=500 if code == "runtime_error" else 503)
-    return ApiError(code, str(exc))
+def _domain_error(exc: RuntimeError_) -> DomainError:
+    return DomainError(exc.code, str(exc))
 
 
 def _quietly(call: Callable[[], Any]) -> None:
@@ -1199,21 +1204,6 @@ def _quietly(call: Callable[[], Any]) -> None:
         log.warning("cleanup step failed: %s", exc)
 
 
-class _Actor:
-    """Who asked for a change: a user (console or API key) or the system (timeouts)."""
-
-    def __init__(self, kind: str = ActorKind.USER, user=None, api_key: ApiKey | None = None):
-        self.kind = kind
-        self.user = user
-        self.api_key = api_key
-
-    @property
-    def reason(self) -> str:
-        if self.kind != ActorKind.USER:
-            return self.kind
-        return REASON_API if self.api_key is not None else "console"
-
-
 class _Operation:
     """One operation's lifecycle events: `requested`, then `succeeded` or `failed`, with
     the same reason and metadata (docs/api.md, "Lifecycle events")."""
@@ -1221,7 +1211,7 @@ class _Operation:
     def __init__(
         self,
         operation: str,
-        actor: _Actor,
+        actor: Actor,
         *,
         reason: str = "",
         metadata: dict[str, Any] | None = None,
@@ -1239,11 +1229,11 @@ class _Operation:
     def succeeded(self, sandbox: Sandbox, **ids: str) -> None:
         self._record(sandbox, EventStatus.SUCCEEDED, None, ids)
 
-    def failed(self, sandbox: Sandbox, error: ApiError, **ids: str) -> None:
+    def failed(self, sandbox: Sandbox, error: DomainError, **ids: str) -> None:
         self._record(sandbox, EventStatus.FAILED, error, ids)
 
     def _record(
-        self, sandbox: Sandbox, status: str, error: ApiError | None, ids: dict[str, str]
+        self, sandbox: Sandbox, status: str, error: DomainError | None, ids: dict[str, str]
     ) -> None:
         meta = dict(self.metadata)
         if self.actor.api_key is not None:
@@ -1272,10 +1262,10 @@ def metadata_filter(raw: str | None) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except ValueError:
-        raise ApiError("invalid_request", "metadata must be a JSON-encoded object") from None
+        raise DomainError("invalid_request", "metadata must be a JSON-encoded object") from None
     if not isinstance(value, dict):
-        raise ApiError("invalid_request", "metadata must be a JSON-encoded object")
+        raise DomainError("invalid_request", "metadata must be a JSON-encoded object")
     for key in value:
         if not _METADATA_KEY.match(key) or "__" in key:
-            raise ApiError("invalid_request", f"metadata filter key {key!r} is not supported")
+            raise DomainError("invalid_request", f"metadata filter key {key!r} is not supported")
     return value

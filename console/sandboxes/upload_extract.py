@@ -20,7 +20,9 @@ from console.runtime.base import FileStore
 
 
 class UploadFailure(Exception):
-    """An upload refused for one of the contract's UploadFailureDetail reasons."""
+    """An upload refused for one of the contract's UploadFailureDetail reasons. The reason
+    says what went wrong; the `/v1` status it answers with is chosen by reason in
+    console/api/errors.py."""
 
     def __init__(
         self,
@@ -28,13 +30,12 @@ class UploadFailure(Exception):
         message: str,
         *,
         retryable: bool = False,
-        status: int = 400,
         part_number: int | None = None,
         path: str | None = None,
         details: dict | None = None,
     ) -> None:
         super().__init__(message)
-        self.reason, self.message, self.retryable, self.status = reason, message, retryable, status
+        self.reason, self.message, self.retryable = reason, message, retryable
         self.part_number, self.path, self.details = part_number, path, details
 
 

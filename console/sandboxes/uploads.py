@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -187,7 +187,10 @@ def create_session(
         if earlier:
             return earlier
     kind = body.get("kind")
-    _require(kind in UploadKind.values, "`kind` must be file or directory_tar")
+    if kind not in UploadKind.values:
+        raise sandbox_files.FileOpError(
+            "`kind` must be file or directory_tar", code="invalid_request"
+        )
     source_kind = body.get("source_kind") or (
         "directory_archive" if kind == UploadKind.DIRECTORY_TAR else "restartable_file"
     )
@@ -205,10 +208,10 @@ def create_session(
         "`checksum_algorithm` must be sha256",
     )
     length = body.get("content_length")
-    _require(
-        isinstance(length, int) and not isinstance(length, bool) and length >= 0,
-        "`content_length` must be a non-negative integer",
-    )
+    if not (isinstance(length, int) and not isinstance(length, bool) and length >= 0):
+        raise sandbox_files.FileOpError(
+            "`content_length` must be a non-negative integer", code="invalid_request"
+        )
     metadata = body.get("metadata") or {}
     _require(isinstance(metadata, dict), "`metadata` must be an object")
     user = body.get("user") or ""
@@ -221,16 +224,15 @@ def create_session(
         raise UploadFailure(
             "size_limit_exceeded",
             f"{length} bytes is over the {settings.MAX_FILE_BYTES}-byte upload limit",
-            status=413,
             path=target,
         )
     if conflict == ConflictPolicy.ERROR and files.exists(target):
         raise UploadFailure(
-            "target_conflict", f"{target} already exists (conflict=error)", status=409, path=target
+            "target_conflict", f"{target} already exists (conflict=error)", path=target
         )
     if kind == UploadKind.FILE and files.is_dir(target):
         raise UploadFailure(
-            "target_conflict", f"{target} is a directory; give a file path", status=409, path=target
+            "target_conflict", f"{target} is a directory; give a file path", path=target
         )
     # Replacing the workspace would move the sandbox's root directory away under its processes.
     _require(
@@ -286,7 +288,6 @@ def _check_staging_space(owned: dict[str, Owner], length: int) -> None:
             f"open uploads here already reserve {reserved} of {quota} staging bytes; "
             "complete or abort them first",
             retryable=True,
-            status=507,
         )
     root = settings.DATA_DIR
     free = shutil.disk_usage(root).free
@@ -295,7 +296,6 @@ def _check_staging_space(owned: dict[str, Owner], length: int) -> None:
             "insufficient_staging_space",
             f"the server has {free} bytes free, {2 * length} needed",
             retryable=True,
-            status=507,
         )
 
 
@@ -305,27 +305,19 @@ def _ensure_open(session: UploadSession) -> None:
         session.status = UploadStatus.EXPIRED
         shutil.rmtree(staging_dir(session), ignore_errors=True)
     refusals = {
-        UploadStatus.COMPLETED: (
-            "upload_already_completed",
-            "this upload is already completed",
-            409,
-        ),
-        UploadStatus.ABORTED: ("upload_aborted", "this upload was aborted", 410),
-        UploadStatus.EXPIRED: ("upload_expired", "this upload expired; start a new one", 410),
-        UploadStatus.FAILED: ("upload_aborted", "this upload failed; start a new one", 410),
-        UploadStatus.COMPLETING: (
-            "upload_already_completed",
-            "this upload is being completed",
-            409,
-        ),
+        UploadStatus.COMPLETED: ("upload_already_completed", "this upload is already completed"),
+        UploadStatus.ABORTED: ("upload_aborted", "this upload was aborted"),
+        UploadStatus.EXPIRED: ("upload_expired", "this upload expired; start a new one"),
+        UploadStatus.FAILED: ("upload_aborted", "this upload failed; start a new one"),
+        UploadStatus.COMPLETING: ("upload_already_completed", "this upload is being completed"),
     }
     if session.status in refusals:
-        reason, message, status = refusals[session.status]
-        raise UploadFailure(reason, message, status=status, path=session.target_path)
+        reason, message = refusals[UploadStatus(session.status)]
+        raise UploadFailure(reason, message, path=session.target_path)
 
 
 def put_part(
-    session: UploadSession, number: int, stream: BinaryIO, part_sha256: str | None
+    session: UploadSession, number: int, stream: sandbox_files.Readable, part_sha256: str | None
 ) -> None:
     _ensure_open(session)
     if not 0 <= number < session.part_count:
@@ -333,7 +325,6 @@ def put_part(
             "part_out_of_range",
             f"part {number} is outside 0..{session.part_count - 1}",
             part_number=number,
-            status=416,
         )
     expected_hash = _sha256_hex(part_sha256, "x-nullspace-part-sha256")
     expected = expected_part_size(session, number)
@@ -396,7 +387,6 @@ def complete(session: UploadSession, whole_checksum: Any) -> UploadSession:
             "missing_parts",
             f"{len(missing)} part(s) not received yet, first {missing[0]}",
             retryable=True,
-            status=409,
             part_number=missing[0],
             details={"missing_parts": missing[:100]},
         )
@@ -452,13 +442,9 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
         )
     if session.kind == UploadKind.FILE:
         if session.conflict == ConflictPolicy.ERROR and files.exists(target):
-            raise UploadFailure(
-                "target_conflict", f"{session.target_path} already exists", status=409
-            )
+            raise UploadFailure("target_conflict", f"{session.target_path} already exists")
         if files.is_dir(target):
-            raise UploadFailure(
-                "target_conflict", f"{session.target_path} is a directory", status=409
-            )
+            raise UploadFailure("target_conflict", f"{session.target_path} is a directory")
         # Written beside the target and renamed: readers never see a partial file.
         files.write(target, _parts(session), limit=settings.MAX_FILE_BYTES, user=user)
         return session.content_length, 1

@@ -6,6 +6,7 @@ from console.accounts.views import account as accounts
 from console.accounts.views import members, projects, teams
 from console.agents import views as agents
 from console.audit import views as audit
+from console.desktop import views as desktop_views
 from console.keys import views as keys
 from console.previews import views as preview_views
 from console.sandboxes.views import files as sandbox_files
@@ -29,4 +30,5 @@ urlpatterns += sandbox_files.urlpatterns
 urlpatterns += sandbox_processes.urlpatterns
 urlpatterns += volumes.urlpatterns
 urlpatterns += agents.urlpatterns
+urlpatterns += desktop_views.urlpatterns
 urlpatterns += warm_pool_views.urlpatterns

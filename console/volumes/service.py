@@ -1,7 +1,7 @@
 """The volume domain: create, find, describe, delete, and mount volumes into sandboxes.
 
 Used by /v1/volumes, the console pages and sandbox create/fork/resume. Functions
-raise ApiError with the contract's codes. A volume's files are a runtime FileStore
+raise DomainError with the contract's codes. A volume's files are a runtime FileStore
 (console/volumes/files.py) over the directory its store gives (console/volumes/store.py),
 so console/sandboxes/files.py serves them like a sandbox's.
 """
@@ -18,10 +18,10 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from console.api.errors import ApiError
+from console.actor import Actor
+from console.errors import DomainError
 from console.models import (
     LIVE_STATUSES,
-    ApiKey,
     Project,
     Sandbox,
     Volume,
@@ -73,9 +73,9 @@ WORKSPACE = "/workspace"
 # --- lookups ---------------------------------------------------------------------------
 
 
-def _missing(ref: str) -> ApiError:
+def _missing(ref: str) -> DomainError:
     # Exactly `not_found`: the client falls back between id and name lookups only on it.
-    return ApiError("not_found", f"Volume {ref} not found")
+    return DomainError("not_found", f"Volume {ref} not found")
 
 
 def get_volume(project: Project, public_id: str) -> Volume:
@@ -95,7 +95,7 @@ def get_volume_by_name(project: Project, name: str) -> Volume:
 def resolve_ref(project: Project, ref: Any) -> Volume:
     """A volume by `vol_` id or by name, as the CLI's --volume ref=... means it."""
     if not isinstance(ref, str) or not ref.strip():
-        raise ApiError("invalid_request", "volume `ref` must be a volume name or id")
+        raise DomainError("invalid_request", "volume `ref` must be a volume name or id")
     ref = ref.strip()
     volume = Volume.objects.filter(project=project, public_id=ref).first()
     return volume or get_volume_by_name(project, ref)
@@ -111,7 +111,9 @@ def files(volume: Volume) -> VolumeFileStore:
     try:
         root = store.path(volume.public_id)
     except VolumeStoreError as exc:
-        raise ApiError("volume_error", f"Volume {volume.public_id} is unavailable: {exc}") from exc
+        raise DomainError(
+            "volume_error", f"Volume {volume.public_id} is unavailable: {exc}"
+        ) from exc
     return VolumeFileStore(
         str(root),
         id_base=settings.RUNTIME_ID_BASE,
@@ -175,7 +177,7 @@ def attachment_to_dict(attachment: VolumeAttachment) -> dict[str, Any]:
 
 def validate_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             "A volume name is 1-63 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit",
@@ -183,36 +185,35 @@ def validate_name(name: Any) -> str:
     return name
 
 
-def create_volume(project: Project, name: Any, *, api_key: ApiKey | None = None) -> Volume:
+def create_volume(project: Project, name: Any, *, actor: Actor) -> Volume:
     name = validate_name(name)
     store = get_store()
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         if Volume.objects.filter(project=project).count() >= settings.MAX_VOLUMES_PER_PROJECT:
-            raise ApiError(
+            raise DomainError(
                 "volume_limit_exceeded",
                 f"This project already has {settings.MAX_VOLUMES_PER_PROJECT} volumes, its limit",
-                status=429,
                 suggested_action="Delete a volume you no longer need.",
             )
         if Volume.objects.filter(project=project, name=name).exists():
-            raise ApiError("volume_conflict", f"A volume named {name} already exists")
+            raise DomainError("volume_conflict", f"A volume named {name} already exists")
         try:
             volume = Volume.objects.create(
                 project=project,
                 name=name,
                 backend=store.name,
                 max_size_bytes=settings.VOLUME_MAX_BYTES,
-                created_by_key=api_key,
+                created_by_key=actor.api_key,
             )
         except IntegrityError:
-            raise ApiError("volume_conflict", f"A volume named {name} already exists") from None
+            raise DomainError("volume_conflict", f"A volume named {name} already exists") from None
         try:
             store.create(volume.public_id, volume.max_size_bytes)
             files(volume).own_root()
         except (VolumeStoreError, OSError) as exc:
-            raise ApiError(
-                "volume_error", f"Could not make the volume's storage: {exc}", status=500
+            raise DomainError(
+                "volume_error", f"Could not make the volume's storage: {exc}"
             ) from exc
     return volume
 
@@ -225,10 +226,9 @@ def delete_volume(volume: Volume, *, force: bool = False) -> None:
         Volume.objects.select_for_update().filter(pk=volume.pk).first()
         users = sorted({a.sandbox.public_id for a in live_attachments(volume)})
         if users and not force:
-            raise ApiError(
+            raise DomainError(
                 "volume_busy",
                 f"Volume {volume.name} is in use: mounted by {', '.join(users)}",
-                status=409,
                 suggested_action="Kill those sandboxes first, or delete with force=true.",
                 details={"reason": "volume_in_use", "sandbox_ids": users},
             )
@@ -240,14 +240,14 @@ def delete_volume(volume: Volume, *, force: bool = False) -> None:
 
 def _mount_path(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ApiError("invalid_request", "volume `mount_path` must be an absolute path")
+        raise DomainError("invalid_request", "volume `mount_path` must be an absolute path")
     if "\x00" in value or ".." in value.split("/") or len(value) > 1024:
-        raise ApiError("invalid_request", f"volume mount_path {value!r} is not a plain path")
+        raise DomainError("invalid_request", f"volume mount_path {value!r} is not a plain path")
     path = str(PurePosixPath(value))
     reserved = [r for r in ("/", WORKSPACE, *RESERVED_MOUNT_PATHS) if r == path]
     reserved += [r for r in RESERVED_MOUNT_PATHS if path.startswith(r + "/")]
     if reserved:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"volume mount_path {path} is a system directory; mount it elsewhere, e.g. /data",
             details={"reason": "volume_invalid_mount_path"},
@@ -259,7 +259,7 @@ def _subpath(value: Any) -> str:
     if value in (None, ""):
         return ""
     if not isinstance(value, str) or "\x00" in value or ".." in value.split("/"):
-        raise ApiError("invalid_request", "volume `subpath` must be a path inside the volume")
+        raise DomainError("invalid_request", "volume `subpath` must be a path inside the volume")
     return str(PurePosixPath("/", value)).lstrip("/")
 
 
@@ -268,17 +268,21 @@ def parse_mounts(project: Project, raw: Any) -> list[dict[str, Any]]:
     if raw in (None, []):
         return []
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise ApiError("invalid_request", "volumes must be a list of {ref, mount_path, read_only}")
+        raise DomainError(
+            "invalid_request", "volumes must be a list of {ref, mount_path, read_only}"
+        )
     if len(raw) > MAX_MOUNTS_PER_SANDBOX:
-        raise ApiError("invalid_request", f"at most {MAX_MOUNTS_PER_SANDBOX} volumes per sandbox")
+        raise DomainError(
+            "invalid_request", f"at most {MAX_MOUNTS_PER_SANDBOX} volumes per sandbox"
+        )
     mounts: list[dict[str, Any]] = []
     for item in raw:
         read_only = item.get("read_only", False)
         if not isinstance(read_only, bool):
-            raise ApiError("invalid_request", "volume `read_only` must be true or false")
+            raise DomainError("invalid_request", "volume `read_only` must be true or false")
         volume = resolve_ref(project, item.get("ref"))
         if not read_only and not store_of(volume).enforces_mount_quota:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request",
                 f"Volume {volume.name} lives on a file system that cannot hold a read-write "
                 "mount to its quota; mount it with ro=true (see docs/volumes.md)",
@@ -294,7 +298,7 @@ def parse_mounts(project: Project, raw: Any) -> list[dict[str, Any]]:
     targets = sorted(m["mount_path"] for m in mounts)
     for first, second in zip(targets, targets[1:], strict=False):
         if second == first or second.startswith(first.rstrip("/") + "/"):
-            raise ApiError(
+            raise DomainError(
                 "invalid_request",
                 f"volume mounts {first} and {second} overlap",
                 details={"reason": "volume_overlapping_mounts"},
@@ -347,12 +351,12 @@ def runtime_mounts(mounts: list[dict[str, Any]]) -> Iterator[list[VolumeMount]]:
                         store.makedirs(spath)
                     fd = store.open_fd(spath, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 except RuntimeError_ as exc:
-                    raise ApiError(
+                    raise DomainError(
                         "invalid_request",
                         f"subpath {mount['subpath']} of volume {volume.name}: {exc}",
                     ) from None
                 except NotADirectoryError:
-                    raise ApiError(
+                    raise DomainError(
                         "invalid_request",
                         f"subpath {mount['subpath']} of volume {volume.name} is not a directory",
                     ) from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path, reverse
@@ -24,8 +24,10 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
+from console.actor import Actor
 from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import (
     is_fragment_request,
     redirect_or_client_redirect,
@@ -42,25 +44,25 @@ LIST = "console/volumes/list.html"
 DETAIL = "console/volumes/detail.html"
 
 
-def project_volume(request: HttpRequest, volume_id: str) -> Volume:
-    volume = Volume.objects.filter(project=request.project, public_id=volume_id).first()  # type: ignore[attr-defined]
+def project_volume(request: TeamRequest, volume_id: str) -> Volume:
+    volume = Volume.objects.filter(project=request.project, public_id=volume_id).first()
     if volume is None:
         raise Http404("No such volume in this project")
     return volume
 
 
-def _url(request: HttpRequest, name: str, volume: Volume | None = None, query: str = "") -> str:
+def _url(request: TeamRequest, name: str, volume: Volume | None = None, query: str = "") -> str:
     kwargs: dict[str, Any] = {
-        "team_slug": request.team.slug,  # type: ignore[attr-defined]
-        "project_slug": request.project.slug,  # type: ignore[attr-defined]
+        "team_slug": request.team.slug,
+        "project_slug": request.project.slug,
     }
     if volume is not None:
         kwargs["volume_id"] = volume.public_id
     return reverse(name, kwargs=kwargs) + query
 
 
-def _can_act(request: HttpRequest) -> bool:
-    return bool(request.membership.has_role(Role.MEMBER))  # type: ignore[attr-defined]
+def _can_act(request: TeamRequest) -> bool:
+    return bool(request.membership.has_role(Role.MEMBER))
 
 
 def _message(exc: Exception) -> str:
@@ -70,9 +72,9 @@ def _message(exc: Exception) -> str:
 # --- the list ----------------------------------------------------------------------------
 
 
-def _list_context(request: HttpRequest) -> dict[str, Any]:
+def _list_context(request: TeamRequest) -> dict[str, Any]:
     rows = []
-    queryset = Volume.objects.filter(project=request.project).prefetch_related(  # type: ignore[attr-defined]
+    queryset = Volume.objects.filter(project=request.project).prefetch_related(
         "attachments__sandbox"
     )
     for volume in queryset:
@@ -84,17 +86,17 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def volume_list(request: HttpRequest) -> HttpResponse:
+def volume_list(request: TeamRequest) -> HttpResponse:
     return render_page(request, LIST, _list_context(request), partial="volume-table")
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def volume_create(request: HttpRequest) -> HttpResponse:
+def volume_create(request: TeamRequest) -> HttpResponse:
     name = (request.POST.get("name") or "").strip()
     try:
-        volume = volumes.create_volume(request.project, name)  # type: ignore[attr-defined]
-    except ApiError as error:
+        volume = volumes.create_volume(request.project, name, actor=Actor.of(request))
+    except DomainError as error:
         messages.error(request, error.message)
         if is_fragment_request(request):
             return render_page(request, LIST, _list_context(request), partial="volume-table")
@@ -105,7 +107,7 @@ def volume_create(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def volume_delete(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_delete(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     force = request.GET.get("force") == "1"
     users = [a.sandbox.public_id for a in volumes.live_attachments(volume)]
@@ -124,7 +126,7 @@ def volume_delete(request: HttpRequest, volume_id: str) -> HttpResponse:
         )
     try:
         volumes.delete_volume(volume, force=force)
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
         return redirect_or_client_redirect(request, _url(request, "volume-detail", volume))
     messages.success(request, f"Volume {volume.name} deleted.")
@@ -152,11 +154,11 @@ def breadcrumbs(where: str) -> list[tuple[str, str]]:
 def _tree(volume: Volume) -> FileStore | None:
     try:
         return volumes.files(volume)
-    except ApiError:
+    except DomainError:
         return None
 
 
-def _files_context(request: HttpRequest, volume: Volume, where: str | None) -> dict[str, Any]:
+def _files_context(request: TeamRequest, volume: Volume, where: str | None) -> dict[str, Any]:
     where = _normal(where)
     context: dict[str, Any] = {
         "volume": volume,
@@ -182,7 +184,7 @@ def _files_context(request: HttpRequest, volume: Volume, where: str | None) -> d
     return context
 
 
-def _detail_context(request: HttpRequest, volume: Volume, where: str | None) -> dict[str, Any]:
+def _detail_context(request: TeamRequest, volume: Volume, where: str | None) -> dict[str, Any]:
     mounts = volumes.live_attachments(volume)
     return {
         **_files_context(request, volume, where),
@@ -193,12 +195,12 @@ def _detail_context(request: HttpRequest, volume: Volume, where: str | None) -> 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def volume_detail(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_detail(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     return render_page(request, DETAIL, _detail_context(request, volume, request.GET.get("path")))
 
 
-def _files(request: HttpRequest, volume: Volume, where: str | None) -> HttpResponse:
+def _files(request: TeamRequest, volume: Volume, where: str | None) -> HttpResponse:
     """After a file action: the browser fragment for htmx (and a `volume-changed` event,
     on which the usage card refreshes), the page otherwise."""
     if not is_fragment_request(request):
@@ -213,7 +215,7 @@ def _files(request: HttpRequest, volume: Volume, where: str | None) -> HttpRespo
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def volume_usage(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_usage(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     if not is_fragment_request(request):
         return redirect(_url(request, "volume-detail", volume))
@@ -223,13 +225,13 @@ def volume_usage(request: HttpRequest, volume_id: str) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def volume_files(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_files(request: TeamRequest, volume_id: str) -> HttpResponse:
     return _files(request, project_volume(request, volume_id), request.GET.get("path"))
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def volume_download(request: HttpRequest, volume_id: str) -> HttpResponseBase:
+def volume_download(request: TeamRequest, volume_id: str) -> HttpResponseBase:
     """A file as itself, a folder as an uncompressed tar."""
     volume = project_volume(request, volume_id)
     where = _normal(request.GET.get("path"))
@@ -243,7 +245,7 @@ def volume_download(request: HttpRequest, volume_id: str) -> HttpResponseBase:
             name += ".tar"
         response["Content-Disposition"] = content_disposition_header(True, name)
         return response
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
         return redirect(_url(request, "volume-detail", volume))
 
@@ -262,7 +264,7 @@ def _upload_child(directory: str, name: str) -> str | None:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def volume_upload(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_upload(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     directory = _normal(request.GET.get("dir"))
     limit = settings.MAX_FILE_BYTES
@@ -282,7 +284,7 @@ def volume_upload(request: HttpRequest, volume_id: str) -> HttpResponse:
             if tree is None or target is None:
                 raise ApiError("invalid_request", f"Cannot upload {item.name!r} here.")
             sandbox_files.write_chunks(tree, target, item.chunks(), limit=limit)
-        except (ApiError, RuntimeError_) as exc:
+        except (DomainError, RuntimeError_) as exc:
             messages.error(request, f"{item.name}: {_message(exc)}")
             break
         done.append(target)
@@ -293,7 +295,7 @@ def volume_upload(request: HttpRequest, volume_id: str) -> HttpResponse:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def volume_mkdir(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_mkdir(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     directory = _normal(request.GET.get("dir"))
     target = _child(directory, (request.POST.get("name") or "").strip())
@@ -302,7 +304,7 @@ def volume_mkdir(request: HttpRequest, volume_id: str) -> HttpResponse:
         if tree is None or target is None:
             raise ApiError("invalid_request", "Give the new folder a name (no '/').")
         sandbox_files.mkdir(tree, target)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
         messages.success(request, f"Created {target}.")
@@ -311,7 +313,7 @@ def volume_mkdir(request: HttpRequest, volume_id: str) -> HttpResponse:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def volume_rename(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_rename(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     old = _normal(request.GET.get("path"))
     directory = str(PurePosixPath(old).parent)
@@ -321,7 +323,7 @@ def volume_rename(request: HttpRequest, volume_id: str) -> HttpResponse:
         if tree is None or new is None or old == "/":
             raise ApiError("invalid_request", "Give a new name (no '/').")
         sandbox_files.rename(tree, old, new)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
         messages.success(request, f"Renamed {old} to {new}.")
@@ -330,7 +332,7 @@ def volume_rename(request: HttpRequest, volume_id: str) -> HttpResponse:
 
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def volume_remove(request: HttpRequest, volume_id: str) -> HttpResponse:
+def volume_remove(request: TeamRequest, volume_id: str) -> HttpResponse:
     volume = project_volume(request, volume_id)
     target = _normal(request.GET.get("path"))
     directory = str(PurePosixPath(target).parent)
@@ -347,7 +349,7 @@ def volume_remove(request: HttpRequest, volume_id: str) -> HttpResponse:
         if tree is None:
             raise ApiError("volume_error", "The volume's storage is unavailable.")
         sandbox_files.remove(tree, target)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, _message(exc))
     else:
         messages.success(request, f"Deleted {target}.")

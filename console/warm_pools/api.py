@@ -12,6 +12,7 @@ from django.urls import path
 
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods, query_int
 from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import WarmPool, WarmPoolState
 from console.warm_pools import pools
 from console.warm_pools.shapes import PUBLIC_STATUSES, inventories, pool_to_dict, public_status
@@ -67,7 +68,7 @@ def _filtered(request: ApiRequest) -> QuerySet[WarmPool]:
         names = {template}
         try:  # `nullspace/base:latest` finds the pools of `base` too
             names.add(resolve_template(request.project, template))
-        except ApiError:
+        except DomainError:
             pass
         rows = rows.filter(Q(template_ref=template) | Q(template__in=names))
     return rows

@@ -26,10 +26,9 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from console.api.errors import ApiError
+from console.actor import SYSTEM, Actor
+from console.errors import DomainError
 from console.models import (
-    ActorKind,
-    ApiKey,
     CheckoutMode,
     EventStatus,
     Operation,
@@ -59,9 +58,7 @@ def create(
     project: Project,
     spec: Any,
     *,
-    api_key: ApiKey | None = None,
-    user: Any = None,
-    actor_kind: str = ActorKind.USER,
+    actor: Actor,
     **create_args: Any,
 ) -> tuple[Sandbox, str, dict[str, Any]]:
     """A running sandbox for a create that names a warm pool; returns it, its raw
@@ -71,7 +68,7 @@ def create(
     if mode is None:
         mode = pool.checkout_policy if pool is not None else CheckoutMode.PREFER
     if pool is None and mode != CheckoutMode.BYPASS:
-        raise ApiError(
+        raise DomainError(
             "invalid_request", "warm_pool.id is required unless warm_pool.mode is bypass"
         )
     said: dict[str, Any] = {"mode": mode}
@@ -79,9 +76,7 @@ def create(
         said["id"] = pool.public_id
 
     def cold(source: str, **extra: Any) -> tuple[Sandbox, str, dict[str, Any]]:
-        sandbox, token = sandboxes.create_sandbox(
-            project, api_key=api_key, user=user, actor_kind=actor_kind, **create_args
-        )
+        sandbox, token = sandboxes.create_sandbox(project, actor=actor, **create_args)
         return sandbox, token, {"source": source, "hit": False, **said, **extra}
 
     if mode == CheckoutMode.BYPASS or pool is None:
@@ -91,7 +86,7 @@ def create(
     deadline = started + wait_ms / 1000
     asked = False
     while True:
-        claimed = _claim(pool, fields, api_key=api_key, user=user, actor_kind=actor_kind)
+        claimed = _claim(pool, fields, actor=actor)
         if claimed is not None or time.monotonic() >= deadline:
             break
         if not asked:
@@ -108,11 +103,10 @@ def create(
         if not asked:
             ask_filler(pool.pk)
     if mode == CheckoutMode.REQUIRE:
-        raise ApiError(
+        raise DomainError(
             "warm_pool_unavailable",
             f"Warm pool {pool.public_id} has no ready sandbox"
             + (f" (waited {waited} ms)" if wait_ms else ""),
-            status=409,
             retryable=True,
             suggested_action="Retry later, wait with --warm-pool-wait, or use "
             "--warm-pool-mode prefer to fall back to a cold create.",
@@ -123,21 +117,21 @@ def create(
 
 def _parsed(spec: Any) -> tuple[str | None, str | None, int]:
     if not isinstance(spec, dict):
-        raise ApiError("invalid_request", "warm_pool must be an object {id, mode, wait_ms}")
+        raise DomainError("invalid_request", "warm_pool must be an object {id, mode, wait_ms}")
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
-        raise ApiError("invalid_request", f"Unknown warm_pool field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"Unknown warm_pool field(s): {', '.join(unknown)}")
     pool_id = spec.get("id")
     if pool_id is not None and (not isinstance(pool_id, str) or not pool_id.strip()):
-        raise ApiError("invalid_request", "warm_pool.id must be a warm pool id")
+        raise DomainError("invalid_request", "warm_pool.id must be a warm pool id")
     mode = spec.get("mode")
     if mode is not None and mode not in CheckoutMode.values:
-        raise ApiError("invalid_request", "warm_pool.mode must be prefer, require or bypass")
+        raise DomainError("invalid_request", "warm_pool.mode must be prefer, require or bypass")
     wait_ms = spec.get("wait_ms")
     if wait_ms is None:
         wait_ms = 0
     if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= MAX_WAIT_MS:
-        raise ApiError("invalid_request", f"warm_pool.wait_ms must be from 0 to {MAX_WAIT_MS}")
+        raise DomainError("invalid_request", f"warm_pool.wait_ms must be from 0 to {MAX_WAIT_MS}")
     return (pool_id.strip() if pool_id else None), mode, wait_ms
 
 
@@ -147,6 +141,8 @@ def _fitting_fields(project: Project, pool: WarmPool, args: dict[str, Any]) -> d
         raise _cannot("snapshot_id", "a sandbox from a snapshot is restored, never checked out")
     if args.get("volumes"):
         raise _cannot("volumes", "volumes are mounted when a sandbox starts")
+    if args.get("desktop"):
+        raise _cannot("desktop", "a desktop's screen is set up when its sandbox starts")
     given = {key: args.get(key) for key in _VALIDATED}
     fields = sandboxes.validated_create_fields(project, snapshot=None, **given)
     template = resolve_template(project, fields["template"])
@@ -184,8 +180,8 @@ _VALIDATED = (
 )
 
 
-def _cannot(field: str, why: str) -> ApiError:
-    return ApiError(
+def _cannot(field: str, why: str) -> DomainError:
+    return DomainError(
         "invalid_request",
         f"{field} cannot apply to a warm pool's sandbox: {why}",
         suggested_action="Create without --warm-pool (or --warm-pool-mode bypass), or use a "
@@ -194,14 +190,7 @@ def _cannot(field: str, why: str) -> ApiError:
     )
 
 
-def _claim(
-    pool: WarmPool,
-    fields: dict[str, Any],
-    *,
-    api_key: ApiKey | None,
-    user: Any,
-    actor_kind: str,
-) -> tuple[Sandbox, str] | None:
+def _claim(pool: WarmPool, fields: dict[str, Any], *, actor: Actor) -> tuple[Sandbox, str] | None:
     """Take one ready sandbox of the pool and make it the caller's, or None."""
     ready = Sandbox.objects.filter(
         warm_pool=pool,
@@ -231,7 +220,7 @@ def _claim(
         "timeout_at": now + timedelta(milliseconds=fields["timeout_ms"]),
         # It becomes the caller's sandbox now: listed (and ordered) from this moment.
         "created_at": now,
-        "created_by_key": api_key,
+        "created_by_key": actor.api_key,
         "traffic_token_prefix": token.prefix,
         "traffic_token_digest": token.digest,
     }
@@ -258,7 +247,7 @@ def _claim(
             claimed_count=F("claimed_count") + 1, last_demand_at=now
         )
         sandbox = Sandbox.objects.select_related("project").get(pk=won)
-        event = _Checkout(sandbox, pool, api_key=api_key, user=user, actor_kind=actor_kind)
+        event = _Checkout(sandbox, pool, actor)
         event.record(EventStatus.REQUESTED)
         # Refill behind the checkout, a moment later: the new sandbox's start (often in
         # this very process) then does not compete with this answer for the CPU.
@@ -270,9 +259,9 @@ def _claim(
         # The client expects its cwd to exist from the start, as on a cold create.
         get_driver().files(sandbox.runtime_id).mkdir(sandbox.cwd)
     except RuntimeError_ as exc:
-        error = ApiError(exc.code, f"Could not make cwd {sandbox.cwd}: {exc}")
+        error = DomainError(exc.code, f"Could not make cwd {sandbox.cwd}: {exc}")
         event.record(EventStatus.FAILED, error)
-        sandboxes.destroy_sandbox(sandbox, actor_kind=ActorKind.SYSTEM, reason="warm_pool_checkout")
+        sandboxes.destroy_sandbox(sandbox, actor=SYSTEM, reason="warm_pool_checkout")
         raise error from exc
     event.record(EventStatus.SUCCEEDED)
     return sandbox, token.raw
@@ -282,30 +271,19 @@ class _Checkout:
     """The checkout's lifecycle events: a `create` (the 0.1.9 client knows nine
     operations) by the caller, whose metadata names the pool it came from."""
 
-    def __init__(
-        self,
-        sandbox: Sandbox,
-        pool: WarmPool,
-        *,
-        api_key: ApiKey | None,
-        user: Any,
-        actor_kind: str,
-    ) -> None:
+    def __init__(self, sandbox: Sandbox, pool: WarmPool, actor: Actor) -> None:
         self.sandbox = sandbox
-        self.actor_kind = actor_kind
-        self.user_id = str(user.pk) if user is not None else ""
-        reason = actor_kind if actor_kind != ActorKind.USER else ("api" if api_key else "console")
-        self.reason = reason
+        self.actor = actor
         self.metadata: dict[str, Any] = {
             "timeout_action": sandbox.timeout_action,
             "template": sandbox.template,
             "warm_pool_id": pool.public_id,
             "warm_pool_checkout": "ready_instance",
         }
-        if api_key is not None:
-            self.metadata["api_key_id"] = api_key.public_id
+        if actor.api_key is not None:
+            self.metadata["api_key_id"] = actor.api_key.public_id
 
-    def record(self, status: str, error: ApiError | None = None) -> None:
+    def record(self, status: str, error: DomainError | None = None) -> None:
         extra: dict[str, str] = {}
         if error is not None:
             extra = {"error_code": error.code, "error_message": error.message}
@@ -313,10 +291,10 @@ class _Checkout:
             self.sandbox.project,
             Operation.CREATE,
             status=status,
-            actor_kind=self.actor_kind,
+            actor_kind=self.actor.kind,
             sandbox_id=self.sandbox.public_id,
-            user_id=self.user_id,
-            reason=self.reason,
+            user_id=str(self.actor.user.pk) if self.actor.user is not None else "",
+            reason=self.actor.reason,
             metadata=self.metadata,
             **extra,
         )

@@ -25,9 +25,10 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from console.api.errors import ApiError
+from console.actor import SYSTEM
+from console.errors import DomainError
 from console.jobs import backoff_delay
-from console.models import ActorKind, Sandbox, SandboxStatus, WarmPool, WarmPoolState
+from console.models import Sandbox, SandboxStatus, WarmPool, WarmPoolState
 from console.sandboxes.owner import this_process
 from console.warm_pools import live
 from console.warm_pools.shapes import inventories, target
@@ -153,25 +154,25 @@ def _fill(pool: WarmPool, holder: str) -> None:
         try:
             sandboxes.create_sandbox(
                 pool.project,
-                actor_kind=ActorKind.SYSTEM,
+                actor=SYSTEM,
                 template=pool.template,
                 vcpus=pool.vcpus,
                 memory_mb=pool.memory_mb,
                 disk_mb=pool.disk_mb,
                 warm_pool=pool,
             )
-        except ApiError as error:
+        except DomainError as error:
             _failed(pool, error)
             return
         except Exception as exc:  # a fill must never kill the worker thread
             log.exception("warm pool %s fill failed", pool.public_id)
-            _failed(pool, ApiError("runtime_error", str(exc)[:400] or type(exc).__name__))
+            _failed(pool, DomainError("runtime_error", str(exc)[:400] or type(exc).__name__))
             return
         WarmPool.objects.filter(pk=pool.pk).update(consecutive_failures=0, degraded_reason="")
         live.pools_changed(pool.project, [pool.public_id])
 
 
-def _failed(pool: WarmPool, error: ApiError) -> None:
+def _failed(pool: WarmPool, error: DomainError) -> None:
     failures = pool.consecutive_failures + 1
     delay = backoff_delay(failures, FAILURE_BACKOFF_BASE, FAILURE_BACKOFF_CAP)
     WarmPool.objects.filter(pk=pool.pk).update(
@@ -241,7 +242,7 @@ def _release(pool: WarmPool, rows: QuerySet[Sandbox], reason: str) -> int:
         sandbox = Sandbox.objects.select_related("project").get(pk=pk)
         sandboxes.destroy_sandbox(
             sandbox,
-            actor_kind=ActorKind.SYSTEM,
+            actor=SYSTEM,
             reason=reason,
             metadata={"warm_pool_id": pool.public_id},
         )

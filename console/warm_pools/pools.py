@@ -1,6 +1,6 @@
 """Warm pools as a resource: validate, create, change state, delete (docs/warm-pools.md).
 
-The /v1 API and the console both call these; they raise ApiError with the contract's
+The /v1 API and the console both call these; they raise DomainError with the contract's
 codes. Filling and emptying is the worker's job (console/warm_pools/filler.py): every
 change here asks it to look at the pool again.
 """
@@ -11,11 +11,10 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.http import HttpRequest
 from django.utils import timezone
 
-from console.api.errors import ApiError
 from console.audit import service as audit
+from console.errors import DomainError
 from console.models import (
     ApiKey,
     Project,
@@ -38,7 +37,7 @@ def get_pool(project: Project, public_id: str) -> WarmPool:
         .first()
     )
     if pool is None:
-        raise ApiError("warm_pool_not_found", f"Warm pool {public_id} not found")
+        raise DomainError("warm_pool_not_found", f"Warm pool {public_id} not found")
     return pool
 
 
@@ -47,15 +46,15 @@ def create_pool(
     body: dict[str, Any],
     *,
     api_key: ApiKey | None = None,
-    request: HttpRequest | None = None,
+    request: Any = None,
 ) -> WarmPool:
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
-        raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
     body = {key: value for key, value in body.items() if value is not None}  # null = absent
     missing = [key for key in REQUIRED if body.get(key) is None]
     if missing:
-        raise ApiError("invalid_request", f"Missing field(s): {', '.join(missing)}")
+        raise DomainError("invalid_request", f"Missing field(s): {', '.join(missing)}")
     fields = validated(project, body, current=None)
     now = timezone.now()
     try:
@@ -66,7 +65,7 @@ def create_pool(
                 state=WarmPoolState.DELETED
             )
             if live_pools.count() >= MAX_POOLS_PER_PROJECT:
-                raise ApiError(
+                raise DomainError(
                     "quota_exceeded",
                     f"This project has {MAX_POOLS_PER_PROJECT} warm pools, the most it may have",
                     suggested_action="Delete a warm pool first.",
@@ -90,16 +89,14 @@ def create_pool(
     return pool
 
 
-def update_pool(
-    pool: WarmPool, body: dict[str, Any], *, request: HttpRequest | None = None
-) -> WarmPool:
+def update_pool(pool: WarmPool, body: dict[str, Any], *, request: Any = None) -> WarmPool:
     """PATCH: any subset of the create keys (`scale` sends min_ready and max_ready)."""
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
-        raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
     given = {key: value for key, value in body.items() if value is not None}
     if not given:
-        raise ApiError("invalid_request", "Nothing to change: send at least one field")
+        raise DomainError("invalid_request", "Nothing to change: send at least one field")
     fields = validated(pool.project, given, current=pool)
     made_of = ("template", "vcpus", "memory_mb", "disk_mb")
     if any(name in fields and fields[name] != getattr(pool, name) for name in made_of):
@@ -108,7 +105,7 @@ def update_pool(
         with transaction.atomic():
             row = WarmPool.objects.filter(pk=pool.pk).exclude(state=WarmPoolState.DELETED)
             if not row.update(**fields, updated_at=timezone.now()):
-                raise ApiError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
+                raise DomainError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
             _audit("warm_pool.updated", pool, request, changed=sorted(given))
             _ask_filler(pool)
     except IntegrityError:
@@ -118,7 +115,7 @@ def update_pool(
     return pool
 
 
-def enable_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
+def enable_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     now = timezone.now()
     return _set_state(
         pool,
@@ -132,23 +129,23 @@ def enable_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPo
     )
 
 
-def disable_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
+def disable_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     """Stop refilling; what is ready stays ready and can still be checked out."""
     return _set_state(pool, WarmPoolState.DISABLED, request, disabled_at=timezone.now())
 
 
-def drain_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
+def drain_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     """Stop refilling and destroy the ready sandboxes; the worker does the destroying and
     moves the pool to `disabled` once it holds none."""
     return _set_state(pool, WarmPoolState.DRAINING, request, drain_requested_at=timezone.now())
 
 
-def delete_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
+def delete_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     """Gone at once for the API (404 after); the worker destroys what it still holds."""
     return _set_state(pool, WarmPoolState.DELETED, request, deleted_at=timezone.now())
 
 
-def reconcile_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> WarmPool:
+def reconcile_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     """Ask the worker to look at the pool now (fill, trim, replace stale sandboxes), and
     lift a failure back-off so a fixed problem is retried at once."""
     with transaction.atomic():
@@ -158,7 +155,7 @@ def reconcile_pool(pool: WarmPool, *, request: HttpRequest | None = None) -> War
     return pool
 
 
-def _set_state(pool: WarmPool, state: str, request: HttpRequest | None, **fields: Any) -> WarmPool:
+def _set_state(pool: WarmPool, state: str, request: Any, **fields: Any) -> WarmPool:
     with transaction.atomic():
         changed = (
             WarmPool.objects.filter(pk=pool.pk)
@@ -166,7 +163,7 @@ def _set_state(pool: WarmPool, state: str, request: HttpRequest | None, **fields
             .update(state=state, updated_at=timezone.now(), **fields)
         )
         if not changed:
-            raise ApiError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
+            raise DomainError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
         _audit(AUDITED[state], pool, request)
         _ask_filler(pool)
     pool.refresh_from_db()
@@ -182,7 +179,7 @@ AUDITED: dict[str, str] = {
 }
 
 
-def _audit(action: str, pool: WarmPool, request: HttpRequest | None, **extra: Any) -> None:
+def _audit(action: str, pool: WarmPool, request: Any, **extra: Any) -> None:
     audit.record(
         action,
         team=pool.project.team,
@@ -201,8 +198,8 @@ def _ask_filler(pool: WarmPool) -> None:
     ask_filler(pool.pk)
 
 
-def _name_taken(name: str) -> ApiError:
-    return ApiError(
+def _name_taken(name: str) -> DomainError:
+    return DomainError(
         "warm_pool_conflict",
         f"This project already has a warm pool named {name!r}",
         suggested_action="Pick another --name, or delete that pool first.",

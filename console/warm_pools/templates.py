@@ -8,7 +8,7 @@ is resolved once, when the pool is made or its template changed.
 
 from __future__ import annotations
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Project
 from console.sandboxes import service as sandboxes
 
@@ -21,7 +21,7 @@ def resolve_template(project: Project, ref: str) -> str:
     for name in _candidates(ref):
         if sandboxes.template_exists(project, name):
             return name
-    raise ApiError(
+    raise DomainError(
         "template_not_found",
         f"Template {ref!r} not found",
         suggested_action="Use a template that exists, e.g. base.",

@@ -1,4 +1,4 @@
-"""Checking a warm pool's fields on create and update: every refusal is an ApiError that
+"""Checking a warm pool's fields on create and update: every refusal is an DomainError that
 names the field. The bounds are listed in docs/limits.md."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import CheckoutMode, Project, VersionPolicy, WarmPool
 from console.warm_pools.templates import resolve_template
 
@@ -49,7 +49,7 @@ def validated(
     if "template_ref" in body:
         ref = body["template_ref"]
         if not isinstance(ref, str) or not ref.strip() or len(ref) > 200:
-            raise ApiError("invalid_request", "template_ref must be a template name or ref")
+            raise DomainError("invalid_request", "template_ref must be a template name or ref")
         fields["template_ref"] = ref.strip()
         fields["template"] = resolve_template(project, ref.strip())
     low = body.get("min_ready", current.min_ready if current else None)
@@ -58,12 +58,12 @@ def validated(
         low = _count("min_ready", low)
         high = _count("max_ready", high)
         if low > high:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request", f"min_ready ({low}) must not be more than max_ready ({high})"
             )
         limit = project.running_sandbox_limit
         if low > limit:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request",
                 f"min_ready {low} is more than this project may run at once ({limit})",
                 suggested_action=f"Use --min-ready {limit} or less.",
@@ -78,7 +78,9 @@ def validated(
     if "checkout_policy" in body:
         mode = body["checkout_policy"]
         if mode not in CheckoutMode.values:
-            raise ApiError("invalid_request", "checkout_policy must be prefer, require or bypass")
+            raise DomainError(
+                "invalid_request", "checkout_policy must be prefer, require or bypass"
+            )
         fields["checkout_policy"] = mode
     _version_policy(body)
     if "labels" in body:
@@ -90,13 +92,13 @@ def validated(
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value.strip()) > MAX_NAME:
-        raise ApiError("invalid_request", f"name must be 1 to {MAX_NAME} characters")
+        raise DomainError("invalid_request", f"name must be 1 to {MAX_NAME} characters")
     return value.strip()
 
 
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_READY:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"{name} must be an integer from 0 to {MAX_READY}",
             details={"max_ready_limit": MAX_READY},
@@ -106,10 +108,10 @@ def _count(name: str, value: Any) -> int:
 
 def _resources(value: Any, current: WarmPool | None) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ApiError("invalid_request", "resources must be an object")
+        raise DomainError("invalid_request", "resources must be an object")
     unknown = sorted(set(value) - {"vcpus", "memory_mb", "disk_mb"})
     if unknown:
-        raise ApiError("invalid_request", f"Unknown resources field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"Unknown resources field(s): {', '.join(unknown)}")
     return {
         "vcpus": _bounded(
             "resources.vcpus",
@@ -139,7 +141,7 @@ def _bounded(name: str, value: Any, default: Any, low: int, high: int) -> Any:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ApiError("invalid_request", f"{name} must be an integer from {low} to {high}")
+        raise DomainError("invalid_request", f"{name} must be an integer from {low} to {high}")
     return value
 
 
@@ -147,7 +149,7 @@ def _seconds(name: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SECONDS:
-        raise ApiError("invalid_request", f"{name} must be an integer from 1 to {MAX_SECONDS}")
+        raise DomainError("invalid_request", f"{name} must be an integer from 1 to {MAX_SECONDS}")
     return value
 
 
@@ -156,9 +158,9 @@ def _version_policy(body: dict[str, Any]) -> None:
     template tags, which this server does not have yet: refused, never ignored."""
     policy = body.get("version_policy")
     if policy is not None and policy not in VersionPolicy.values:
-        raise ApiError("invalid_request", "version_policy must be pinned_build or track_tag")
+        raise DomainError("invalid_request", "version_policy must be pinned_build or track_tag")
     if policy == VersionPolicy.TRACK_TAG or body.get("track_tag") is not None:
-        raise ApiError(
+        raise DomainError(
             "not_implemented",
             "version_policy track_tag (and --track-tag) is not available on this server: "
             "template tags do not exist yet",
@@ -169,16 +171,16 @@ def _version_policy(body: dict[str, Any]) -> None:
 
 def _labels(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ApiError("invalid_request", "labels must be an object of strings")
+        raise DomainError("invalid_request", "labels must be an object of strings")
     if len(value) > MAX_LABELS:
-        raise ApiError("invalid_request", f"At most {MAX_LABELS} labels")
+        raise DomainError("invalid_request", f"At most {MAX_LABELS} labels")
     for key, text in value.items():
         if not isinstance(key, str) or not key or len(key) > MAX_LABEL_KEY or "=" in key:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request", f"label name {key!r} must be 1 to {MAX_LABEL_KEY} characters"
             )
         if not isinstance(text, str) or len(text) > MAX_LABEL_VALUE:
-            raise ApiError(
+            raise DomainError(
                 "invalid_request", f"label {key} must be a string of at most {MAX_LABEL_VALUE}"
             )
     return dict(value)
@@ -186,7 +188,7 @@ def _labels(value: Any) -> dict[str, str]:
 
 def _metadata(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ApiError("invalid_request", "metadata must be a JSON object")
+        raise DomainError("invalid_request", "metadata must be a JSON object")
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
-        raise ApiError("invalid_request", f"metadata must be at most {MAX_METADATA_BYTES} bytes")
+        raise DomainError("invalid_request", f"metadata must be at most {MAX_METADATA_BYTES} bytes")
     return value

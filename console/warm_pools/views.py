@@ -1,7 +1,7 @@
 """Warm pools in the console: the project's pools with their ready and warming counts
 (pushed live, console/warm_pools/live.py), a create form, and enable, disable, drain,
 reconcile, scale and delete. Every change goes through console/warm_pools/pools.py, as
-/v1 does; its ApiError becomes a message. Each form works without JavaScript (a POST
+/v1 does; its DomainError becomes a message. Each form works without JavaScript (a POST
 and a redirect) and with htmx (the table fragment comes back)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.access import team_member_required
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import (
     CheckoutMode,
@@ -88,7 +88,7 @@ def _list_url(request: ConsoleRequest) -> str:
 def _pool(request: ConsoleRequest, pool_id: str) -> WarmPool:
     try:
         return pools.get_pool(request.project, pool_id)
-    except ApiError:
+    except DomainError:
         raise Http404("No such warm pool") from None
 
 
@@ -137,7 +137,7 @@ def pool_create(request: ConsoleRequest) -> HttpResponse:
     if form.is_valid():
         try:
             pool = pools.create_pool(request.project, form.body(), request=request)
-        except ApiError as refused:
+        except DomainError as refused:
             form.add_error(None, refused.message)
     if form.errors:
         return render(request, LIST, _context(request, form), status=400)
@@ -155,7 +155,7 @@ def pool_action(request: ConsoleRequest, pool_id: str, action: str) -> HttpRespo
     try:
         change(pool, request=request)
         messages.success(request, f"Warm pool {pool.name} {said}.")
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
     return _done(request)
 
@@ -175,7 +175,7 @@ def pool_scale(request: ConsoleRequest, pool_id: str) -> HttpResponse:
             f"Warm pool {pool.name} scaled to {form.cleaned_data['min_ready']}.."
             f"{form.cleaned_data['max_ready']}.",
         )
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
     return _done(request)
 

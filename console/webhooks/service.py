@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from console import jobs
-from console.api.errors import ApiError
 from console.audit import service as audit
+from console.errors import DomainError
 from console.models import (
     Delivery,
     DeliveryStatus,
@@ -48,14 +48,14 @@ SUBSCRIBABLE = (
 def get_webhook(project: Project, public_id: str) -> Webhook:
     found = Webhook.objects.filter(project=project, public_id=public_id).first()
     if found is None:
-        raise ApiError("webhook_not_found", f"Webhook {public_id} not found")
+        raise DomainError("webhook_not_found", f"Webhook {public_id} not found")
     return found
 
 
 def get_delivery(webhook: Webhook, public_id: str) -> Delivery:
     found = Delivery.objects.filter(webhook=webhook, public_id=public_id).first()
     if found is None:
-        raise ApiError("delivery_not_found", f"Delivery {public_id} not found")
+        raise DomainError("delivery_not_found", f"Delivery {public_id} not found")
     return found
 
 
@@ -63,16 +63,16 @@ def _checked_url(value: Any) -> str:
     try:
         targets.resolve(value)
     except targets.TargetRefused as refused:
-        raise ApiError(refused.code, refused.message, details={"field": "url"}) from None
+        raise DomainError(refused.code, refused.message, details={"field": "url"}) from None
     return str(value).strip()
 
 
 def _checked_operations(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
-        raise ApiError("invalid_request", "operations must be a non-empty list")
+        raise DomainError("invalid_request", "operations must be a non-empty list")
     unknown = [op for op in value if op not in SUBSCRIBABLE]
     if unknown:
-        raise ApiError(
+        raise DomainError(
             "invalid_request",
             f"Unknown operation(s) {', '.join(map(str, unknown))}; "
             f"choose from {', '.join(SUBSCRIBABLE)}",
@@ -84,13 +84,15 @@ def _checked_secret(value: Any) -> str:
     try:
         secrets.signing_key(value)
     except secrets.SecretError as exc:
-        raise ApiError("invalid_request", str(exc), details={"field": "signing_secret"}) from None
+        raise DomainError(
+            "invalid_request", str(exc), details={"field": "signing_secret"}
+        ) from None
     return str(value)
 
 
 def _checked_enabled(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ApiError("invalid_request", "enabled must be true or false")
+        raise DomainError("invalid_request", "enabled must be true or false")
     return value
 
 
@@ -114,7 +116,7 @@ def create_webhook(
         # Lock the project row so two creates cannot both pass the count.
         Project.objects.select_for_update().filter(pk=project.pk).first()
         if Webhook.objects.filter(project=project).count() >= MAX_WEBHOOKS_PER_PROJECT:
-            raise ApiError(
+            raise DomainError(
                 "quota_exceeded", f"A project can have at most {MAX_WEBHOOKS_PER_PROJECT} webhooks"
             )
         webhook = Webhook.objects.create(project=project, created_by=actor, **fields)
@@ -127,9 +129,9 @@ def update_webhook(
 ) -> Webhook:
     unknown = sorted(set(changes) - set(UPDATABLE))
     if unknown:
-        raise ApiError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
+        raise DomainError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
     if not changes:
-        raise ApiError("invalid_request", f"Send at least one of {', '.join(UPDATABLE)}")
+        raise DomainError("invalid_request", f"Send at least one of {', '.join(UPDATABLE)}")
     if "url" in changes:
         webhook.url = _checked_url(changes["url"])
     if "operations" in changes:

@@ -11,14 +11,14 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from console.access import team_member_required
-from console.api.errors import ApiError
+from console.access import TeamRequest, team_member_required
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import DeliveryStatus, Operation, Role, Webhook
 from console.webhooks import service
@@ -47,19 +47,19 @@ class WebhookForm(forms.Form):
     )
 
 
-def _list_url(request: HttpRequest) -> str:
+def _list_url(request: TeamRequest) -> str:
     return reverse(
         "webhook-list",
         kwargs={"team_slug": request.team.slug, "project_slug": request.project.slug},
     )
 
 
-def _webhook(request: HttpRequest, webhook_id: str) -> Webhook:
+def _webhook(request: TeamRequest, webhook_id: str) -> Webhook:
     return get_object_or_404(Webhook, project=request.project, public_id=webhook_id)
 
 
 def _render_list(
-    request: HttpRequest, form: WebhookForm | None = None, issued: dict[str, Any] | None = None
+    request: TeamRequest, form: WebhookForm | None = None, issued: dict[str, Any] | None = None
 ) -> HttpResponse:
     context = {
         "webhooks": request.project.webhooks.all(),
@@ -72,14 +72,14 @@ def _render_list(
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def webhook_list(request: HttpRequest) -> HttpResponse:
+def webhook_list(request: TeamRequest) -> HttpResponse:
     return _render_list(request)
 
 
 @never_cache
 @require_POST
 @team_member_required(Role.MEMBER)
-def webhook_create(request: HttpRequest) -> HttpResponse:
+def webhook_create(request: TeamRequest) -> HttpResponse:
     form = WebhookForm(request.POST)
     if not form.is_valid():
         return _render_list(request, form=form)
@@ -93,7 +93,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
             actor=request.user,
             request=request,
         )
-    except ApiError as refused:
+    except DomainError as refused:
         form.add_error("url" if "url" in refused.message else None, refused.message)
         return _render_list(request, form=form)
     return _render_list(request, issued={"webhook": webhook, "secret": secret})
@@ -101,7 +101,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def webhook_toggle(request: HttpRequest, webhook_id: str) -> HttpResponse:
+def webhook_toggle(request: TeamRequest, webhook_id: str) -> HttpResponse:
     webhook = _webhook(request, webhook_id)
     service.update_webhook(
         webhook, {"enabled": not webhook.enabled}, actor=request.user, request=request
@@ -116,7 +116,7 @@ def webhook_toggle(request: HttpRequest, webhook_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @team_member_required(Role.MEMBER)
-def webhook_delete(request: HttpRequest, webhook_id: str) -> HttpResponse:
+def webhook_delete(request: TeamRequest, webhook_id: str) -> HttpResponse:
     webhook = _webhook(request, webhook_id)
     if request.method == "GET":
         return render_confirm(
@@ -135,7 +135,7 @@ def webhook_delete(request: HttpRequest, webhook_id: str) -> HttpResponse:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def webhook_test(request: HttpRequest, webhook_id: str) -> HttpResponse:
+def webhook_test(request: TeamRequest, webhook_id: str) -> HttpResponse:
     webhook = _webhook(request, webhook_id)
     delivery = service.send_test_event(webhook)
     messages.success(request, f"Test event queued as {delivery.public_id}.")
@@ -156,7 +156,7 @@ def _detail_url(webhook: Webhook) -> str:
     )
 
 
-def _render_detail(request: HttpRequest, webhook: Webhook) -> HttpResponse:
+def _render_detail(request: TeamRequest, webhook: Webhook) -> HttpResponse:
     deliveries = webhook.deliveries.prefetch_related("attempts").order_by("-created_at", "-pk")
     page = Paginator(deliveries, PAGE_SIZE).get_page(request.GET.get("page"))
     # Each delivery with its body exactly as sent, indented for reading.
@@ -175,7 +175,7 @@ def _render_detail(request: HttpRequest, webhook: Webhook) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def webhook_detail(request: HttpRequest, webhook_id: str) -> HttpResponse:
+def webhook_detail(request: TeamRequest, webhook_id: str) -> HttpResponse:
     return _render_detail(request, _webhook(request, webhook_id))
 
 

@@ -4,13 +4,17 @@
 // that listen for it (hx-trigger="<name> from:body") re-fetch themselves once. Nothing
 // is requested while nothing changes. After a dropped connection the page reconnects
 // with backoff and refreshes once, for whatever it missed meanwhile. Listening fragments
-// carry hx-sync="this:queue last": htmx's default drops a trigger that arrives while the
-// fragment's request is in flight, and the change it announced would never show.
+// carry hx-sync="this:replace": a change announced while the fragment's previous request
+// is in flight restarts it (htmx's default drops that trigger). One change still makes
+// a burst (a pause records "requested", then "succeeded"), and a trigger that lands while
+// htmx swaps the listening element out is lost; so after the last message of a burst the
+// page refreshes once more, when things have settled, and shows the final state.
 (function () {
   "use strict";
 
   var REFUSED = 4403;
   var MAX_BACKOFF_MS = 30000;
+  var SETTLED_MS = 750;
 
   function fire(name) {
     document.body.dispatchEvent(new CustomEvent(name, { bubbles: true }));
@@ -20,6 +24,7 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + holder.dataset.liveSocket);
     var name = holder.dataset.liveEvent;
+    var trailing = null;
     socket.onopen = function () {
       holder.dataset.liveState = "open";
       if (attempt > 0) fire(name);
@@ -28,7 +33,10 @@
     socket.onmessage = function (message) {
       var frame;
       try { frame = JSON.parse(message.data); } catch (e) { return; }
-      if (frame.type === "changed") fire(name);
+      if (frame.type !== "changed") return;
+      fire(name);
+      clearTimeout(trailing);
+      trailing = setTimeout(function () { fire(name); }, SETTLED_MS);
     };
     socket.onclose = function (event) {
       holder.dataset.liveState = "closed";

@@ -16,7 +16,7 @@ from nullspace.agent_deployments import _config_payload
 
 from console.agents import artifacts, bundles, jobs, logs
 from console.agents import config as agent_config
-from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import AgentDeployment, AgentRun, AgentVersion
 
 CONFIG = """name = "digest-check"
@@ -78,7 +78,7 @@ def test_server_digests_match_the_clients(client_bundle, tmp_path, settings):
 def test_a_changed_file_is_refused_and_nothing_kept(client_bundle, tmp_path, settings):
     config, manifest, archive = client_bundle
     tampered = archive.replace(b"X = 1", b"X = 2")
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         _receive(tmp_path, settings, tampered, manifest, config)
     assert refused.value.code == "bundle_digest_mismatch"
     assert list((tmp_path / "data" / "agents" / "bundles").iterdir()) == []
@@ -93,7 +93,7 @@ def test_a_hard_link_or_escape_is_refused(client_bundle, tmp_path, settings):
             info.type = kind
             info.linkname = "main.py" if kind == tarfile.LNKTYPE else ""
             tar.addfile(info, io.BytesIO(b""))
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(DomainError) as refused:
             _receive(tmp_path, settings, buffer.getvalue(), manifest, config)
         assert refused.value.code == "invalid_request"
 
@@ -101,7 +101,7 @@ def test_a_hard_link_or_escape_is_refused(client_bundle, tmp_path, settings):
 def test_an_oversized_bundle_is_refused(client_bundle, tmp_path, settings):
     config, manifest, archive = client_bundle
     settings.AGENT_MAX_BUNDLE_BYTES = 1024
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         _receive(tmp_path, settings, archive, manifest, config)
     assert refused.value.code == "payload_too_large"
 
@@ -122,30 +122,48 @@ def test_an_oversized_bundle_is_refused(client_bundle, tmp_path, settings):
 )
 def test_config_refusals(change, message):
     config = {"mode": "job", "entrypoint": "python3 main.py", **change}
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         agent_config.checked_config(config, deployment_mode="job")
     assert message in refused.value.message
 
 
 @pytest.mark.parametrize(
     ("permissions", "code"),
-    [({"volumes": True}, "not_implemented"), ({"allow_out": ["1.2.3.4"]}, "not_implemented")],
+    [
+        ({"volumes": True}, "not_implemented"),
+        ({"desktop": True}, "not_implemented"),
+        ({"allow_out": ["not-a-cidr"]}, "invalid_request"),
+        ({"deny_out": ["fd00::/8"]}, "invalid_request"),
+        ({"deny_out": "10.0.0.0/8"}, "invalid_request"),
+    ],
 )
 def test_flags_we_cannot_honour_are_refused(permissions, code):
     config = {"mode": "job", "entrypoint": "x", "permissions": permissions}
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         agent_config.checked_config(config, deployment_mode="job")
     assert refused.value.code == code
+    if code == "invalid_request":
+        assert "config.permissions." in refused.value.message
+
+
+def test_egress_rules_become_the_sandboxs_network():
+    permissions = {"allow_out": ["10.1.2.0/24"], "deny_out": ["10.1.2.3/32"]}
+    config = agent_config.checked_config(
+        {"mode": "job", "entrypoint": "x", "permissions": permissions}, deployment_mode="job"
+    )
+    assert agent_config.network(config) == permissions
+    bare = agent_config.checked_config({"mode": "job", "entrypoint": "x"}, deployment_mode="job")
+    assert agent_config.network(bare) == {}
 
 
 def test_service_configs_need_a_valid_port_and_the_deployments_mode():
     base = {"mode": "service", "entrypoint": "x"}
     for port in (None, 22, 70000):
-        with pytest.raises(ApiError):
+        with pytest.raises(DomainError):
             agent_config.checked_config(
                 {**base, "service": {"port": port}}, deployment_mode="service"
             )
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         agent_config.checked_config({**base, "service": {"port": 8080}}, deployment_mode="job")
     assert refused.value.code == "conflict"
     ok = agent_config.checked_config(

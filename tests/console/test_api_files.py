@@ -26,6 +26,7 @@ from nullspace.types import (
     UploadUrl,
 )
 
+from console.actor import Actor
 from console.models import UploadSession
 from console.sandboxes.api import files as files_api
 from console.sandboxes.service import create_sandbox, destroy_sandbox
@@ -282,15 +283,15 @@ def test_another_projects_sandbox_is_not_found(client, sandbox, other_api_key):
 def test_destroyed_sandbox_is_not_found_and_paused_files_still_work(api, project, api_key, runtime):
     from console.sandboxes.service import pause_sandbox
 
-    sb, _ = create_sandbox(project, api_key=api_key[1])
-    pause_sandbox(sb)
+    sb, _ = create_sandbox(project, actor=Actor.key(api_key[1]))
+    pause_sandbox(sb, actor=Actor())
     sb.refresh_from_db()
     assert sb.status == "paused"
     assert (
         post(api, sb, "files/write", {"path": "p.txt", "content": "still here"}).status_code == 200
     )
     assert post(api, sb, "files/read", {"path": "p.txt"}).json()["content"] == "still here"
-    destroy_sandbox(sb)
+    destroy_sandbox(sb, actor=Actor())
     assert post(api, sb, "files/read", {"path": "p.txt"}).json()["code"] == "sandbox_not_found"
 
 

@@ -21,6 +21,7 @@ from nullspace.types import (
 )
 
 from console import tokens
+from console.actor import Actor
 from console.models import PreviewGrant, Sandbox, SandboxStatus
 from console.previews import service as previews
 from console.runtime import get_driver
@@ -318,9 +319,9 @@ def live_sandbox(runtime, settings, project, api_key):
     is its own, whatever listens on the host's."""
     settings.RUNTIME_NETNS = "auto"
     get_driver.cache_clear()
-    sandbox, _ = sandboxes.create_sandbox(project, api_key=api_key[1])
+    sandbox, _ = sandboxes.create_sandbox(project, actor=Actor.key(api_key[1]))
     yield sandbox
-    sandboxes.destroy_sandbox(sandbox)
+    sandboxes.destroy_sandbox(sandbox, actor=Actor())
     get_driver.cache_clear()
 
 

@@ -9,6 +9,7 @@ import time
 import pytest
 from nullspace.types import LifecycleEventListResponse, ProcessInfo, SandboxMetrics, SnapshotInfo
 
+from console.actor import Actor
 from console.models import IdempotencyRecord, Sandbox
 from console.runtime import get_driver
 
@@ -87,7 +88,7 @@ def test_bad_input_gets_clear_errors(runtime, api, settings):
         ({"warm_pool": {"id": "twp_x"}}, 404, "warm_pool_not_found", "twp_x"),
         ({"memory_mb": 8}, 400, "invalid_request", "memory_mb"),
         ({"disk_mb": 10**9}, 400, "invalid_request", "disk_mb"),
-        ({"desktop": {"dpi": 96}}, 404, "template_not_found", "desktop"),
+        ({"desktop": {"dpi": 96}}, 400, "invalid_request", "desktop template"),
     ],
 )
 def test_what_cannot_be_honoured_is_refused(runtime, api, body, status, code, words):
@@ -430,8 +431,8 @@ def test_other_projects_sandbox_is_not_found(
 ):
     from console.sandboxes.service import create_sandbox, destroy_sandbox, snapshot_sandbox
 
-    theirs, _ = create_sandbox(other_project)
-    snapshot = snapshot_sandbox(theirs)
+    theirs, _ = create_sandbox(other_project, actor=Actor())
+    snapshot = snapshot_sandbox(theirs, actor=Actor())
     client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_key[0]}"
     url = route.format(sb=theirs.public_id, snap=snapshot.public_id)
     body = {"command": "true", "timeout_ms": 60_000, "data": "x"}
@@ -444,7 +445,7 @@ def test_other_projects_sandbox_is_not_found(
     theirs.refresh_from_db()
     assert theirs.status == "running"
     assert Sandbox.objects.count() == 1
-    destroy_sandbox(theirs)
+    destroy_sandbox(theirs, actor=Actor())
 
 
 @pytest.mark.parametrize(

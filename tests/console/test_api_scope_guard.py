@@ -19,6 +19,8 @@ READING_POSTS = {
       for op in _READING_FILE_OPS),
     "sandboxes/<str:sandbox_id>/ports/<str:port>/readiness",
 }  # fmt: skip
+# Routes anyone may GET: the unknown-route answer, and the desktop viewer's noVNC files.
+PUBLIC_ROUTES = ("^(?P<rest>", "desktop/viewer-assets/")
 # Frames a read-only key may send: they follow output or watch, never change anything.
 READING_FRAMES = {
     "file_watch",
@@ -51,7 +53,7 @@ def undeclared_routes(patterns) -> list[str]:
             elif scope == READ and method in ("POST", "PUT", "PATCH", "DELETE"):
                 if route not in READING_POSTS:
                     problems.append(f"{method} {route}: a write method declared read-only")
-            elif scope == PUBLIC and not route.startswith("^(?P<rest>"):
+            elif scope == PUBLIC and not route.startswith(PUBLIC_ROUTES):
                 problems.append(f"{method} {route}: public, but not the unknown-route answer")
     return problems
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from nullspace.types import FileInfo, VolumeReplaceResult, VolumeUploadSessionInfo
 
+from console.actor import Actor
+from console.errors import DomainError
 from console.models import Volume
 from console.runtime.isolated import IsolatedDriver
 from console.sandboxes import files as sandbox_files
@@ -121,7 +123,7 @@ VOLUME_ROUTES = [
 
 @pytest.mark.parametrize("method,suffix", VOLUME_ROUTES)
 def test_another_projects_volume_is_not_found_everywhere(api, other_project, store, method, suffix):
-    theirs = volumes.create_volume(other_project, "theirs")
+    theirs = volumes.create_volume(other_project, "theirs", actor=Actor())
     sandbox_files.write_chunks(volumes.files(theirs), "/a.txt", [b"s"])
     response = api.generic(
         method.upper(),
@@ -309,7 +311,7 @@ def test_volume_count_is_limited(api, store, settings):
 
 
 def test_mount_specs_are_checked(api, store, project, other_project, volume):
-    theirs = volumes.create_volume(other_project, "theirs")
+    theirs = volumes.create_volume(other_project, "theirs", actor=Actor())
     ok = {"ref": "team-data", "mount_path": "/data", "read_only": True}
     assert volumes.parse_mounts(project, [ok])[0]["mount_path"] == "/data"
     refusals = [
@@ -324,10 +326,10 @@ def test_mount_specs_are_checked(api, store, project, other_project, volume):
         ({**ok, "read_only": "yes"}, "invalid_request"),
     ]
     for spec, code in refusals:
-        with pytest.raises(volumes.ApiError) as caught:
+        with pytest.raises(DomainError) as caught:
             volumes.parse_mounts(project, [spec])
         assert caught.value.code == code, spec
-    with pytest.raises(volumes.ApiError) as caught:
+    with pytest.raises(DomainError) as caught:
         volumes.parse_mounts(project, [ok, {**ok, "mount_path": "/data/inner"}])
     assert caught.value.details == {"reason": "volume_overlapping_mounts"}
 
@@ -337,7 +339,7 @@ def test_read_write_mount_needs_a_store_that_bounds_it(store, project, volume, s
     if store.enforces_mount_quota:
         assert volumes.parse_mounts(project, [spec])[0]["read_only"] is False
     else:
-        with pytest.raises(volumes.ApiError, match="cannot hold a read-write mount"):
+        with pytest.raises(DomainError, match="cannot hold a read-write mount"):
             volumes.parse_mounts(project, [spec])
 
 

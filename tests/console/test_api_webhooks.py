@@ -115,6 +115,17 @@ def test_targets_on_internal_addresses_are_refused(api, url):
     assert not Webhook.objects.exists()
 
 
+def test_an_update_to_an_internal_address_is_refused(api, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    hook = _create(api, "http://127.0.0.1:9/x", new_signing_secret()).json()["id"]
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    refused = api.patch(
+        f"{BASE}/{hook}", json.dumps({"url": "http://10.0.0.1/x"}), content_type="application/json"
+    )
+    assert refused.status_code == 400 and "public addresses only" in refused.json()["error"]
+    assert Webhook.objects.get(public_id=hook).url == "http://127.0.0.1:9/x"
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [

@@ -270,6 +270,39 @@ def test_failed_run_retained_and_inspected_with_shell(live, job):
     assert gone.returncode != 0
 
 
+def test_egress_rules_reach_the_runs_sandbox(live, tmp_path):
+    """`[permissions] allow_out`/`deny_out` become the run's sandbox's egress policy (the
+    runtime enforces it: tests/runtime/test_isolation.py::test_allow_out_and_deny_out)."""
+    (tmp_path / "nullspace.agent.toml").write_text(
+        'name = "egress-job"\nmode = "job"\nentrypoint = "exit 4"\n'
+        '[permissions]\ninternet_access = false\nallow_out = ["192.0.2.0/24"]\n'
+        'deny_out = ["192.0.2.7/32"]\n'
+    )
+    cli_json(live, "agent", "deploy", "--project-dir", str(tmp_path), "--json")
+    run = cli_json(
+        live, "agent", "run", "egress-job", "--retain-on-failure", "--retention-seconds", "600",
+        "--json",
+    )  # fmt: skip
+    status = finished_run(live, "egress-job", run["id"])
+    assert status["target"]["status"] == "failed" and status["triage"]["exit_code"] == 4
+    sandbox_id = status["triage"]["sandbox_id"]
+    shown = api(live, "GET", f"/v1/sandboxes/{sandbox_id}", params={"fields": "id,network"})
+    assert shown.json()["network"]["egress_policy"] == {
+        "internet_access": False,
+        "allow_out": ["192.0.2.0/24"],
+        "deny_out": ["192.0.2.7/32"],
+    }
+    live.cli("sandbox", "kill", sandbox_id, check=True)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "nullspace.agent.toml").write_text(
+        'name = "egress-bad"\nmode = "job"\nentrypoint = "true"\n'
+        '[permissions]\ndeny_out = ["not-a-cidr"]\n'
+    )
+    refused = live.cli("agent", "deploy", "--project-dir", str(bad))
+    assert refused.returncode != 0 and "not-a-cidr" in refused.stderr, refused
+
+
 def test_retained_sandbox_destroyed_when_retention_ends(live, job):
     human = live.cli(
         "agent", "run", "example-job", "--input-json", '{"fail": true}',

@@ -325,6 +325,9 @@ def test_two_sandboxes_share_a_volume_ro_refused_and_busy_delete(live, volume):
         )
         denied = live.cli("sandbox", "exec", reader, "--shell", "echo x > /mnt/models/new.txt")
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+        # Through the files API too, with the code the client maps to its exit 5.
+        refused = live.cli("sandbox", "file", "write", reader, "/mnt/models/new.txt", input="x")
+        assert refused.returncode == 5 and "read-only volume" in refused.stderr, refused
         assert not exists(live, name, "/models/new.txt")
         # The other way round: the API writes, the sandbox reads.
         as_json(live, "volume", "write", name, "/models/from-api.txt", input="api")

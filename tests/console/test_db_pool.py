@@ -1,5 +1,7 @@
 """PostgreSQL connections are pooled and bounded: a live server with a pool of 4 answers
-more concurrent clients than that without errors and never opens a fifth connection.
+more concurrent clients than that without errors and never opens a fifth connection for
+requests; beside the pool, its worker keeps exactly one connection that LISTENs for new
+jobs (console/jobs/wakeup.py), which README "Sizing PostgreSQL" counts.
 (Before the pool, 16 clients x 50 requests opened 95 connections and got 106 errors.)"""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from console.jobs.wakeup import APPLICATION_NAME as LISTENER
 from tests.live import remove_tree, start_live_server
 
 POOL = 4
@@ -28,15 +31,18 @@ pytestmark = [
 ]
 
 
-def _connections(dsn: str, database: str) -> int:
+def _connections(dsn: str, database: str) -> tuple[int, int]:
+    """(request pool connections, job listener connections) of the server's database."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database,),
+            "SELECT count(*) FILTER (WHERE application_name <> %s),"
+            " count(*) FILTER (WHERE application_name = %s)"
+            " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (LISTENER, LISTENER, database),
         ).fetchone()
-    return int(row[0])
+    return int(row[0]), int(row[1])
 
 
 def _drop(dsn: str, database: str) -> None:
@@ -57,13 +63,14 @@ def test_more_clients_than_the_pool_get_answers_not_errors(tmp_path):
     )
     database_url = server.env["DATABASE_URL"]
     database = urlsplit(database_url).path.lstrip("/")
-    peak = 0
+    peak = listeners = 0
     done = threading.Event()
 
     def watch() -> None:
-        nonlocal peak
+        nonlocal peak, listeners
         while not done.is_set():
-            peak = max(peak, _connections(database_url, database))
+            pooled, listening = _connections(database_url, database)
+            peak, listeners = max(peak, pooled), max(listeners, listening)
             time.sleep(0.05)
 
     def client(n: int) -> list[int]:
@@ -93,7 +100,9 @@ def test_more_clients_than_the_pool_get_answers_not_errors(tmp_path):
         _drop(database_url, database)
     errors = [c for c in codes if c >= 500]
     print(f"{len(codes)} requests from {CLIENTS} clients in {elapsed:.1f} s; pool {POOL}, "
-          f"peak connections {peak}; status counts {sorted(set(codes))}")  # fmt: skip
+          f"peak pool connections {peak}, job listeners {listeners}; "
+          f"status counts {sorted(set(codes))}")  # fmt: skip
     assert len(codes) == CLIENTS * REQUESTS_EACH and not errors
     assert set(codes) <= {200, 201, 429}  # 429: the per-project key cap, an answer
     assert 1 <= peak <= POOL
+    assert listeners == 1

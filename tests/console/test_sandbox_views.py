@@ -19,6 +19,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from console.actor import Actor
 from console.models import LifecycleEvent, Sandbox, SandboxStatus, Snapshot
 from console.runtime import get_driver
 from console.runtime.base import ExecRequest
@@ -31,7 +32,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture
 def sandbox(runtime, project, member):
     made, _token = sandboxes.create_sandbox(
-        project, user=member, metadata={"team": "eval"}, envs={"GREETING": "hi"}
+        project, actor=Actor.person(member), metadata={"team": "eval"}, envs={"GREETING": "hi"}
     )
     return made
 
@@ -218,7 +219,7 @@ def test_state_fragment_follows_the_sandbox_and_never_polls(member_client, membe
     live = member_client.get(state_url, **HTMX)
     assert live.status_code == 200 and "Running" in live.content.decode()
     assert "<html" not in live.content.decode() and "every " not in live.content.decode()
-    sandboxes.destroy_sandbox(sandbox, user=member)
+    sandboxes.destroy_sandbox(sandbox, actor=Actor.person(member))
     final = member_client.get(state_url, **HTMX)
     assert final.status_code == 200 and "Destroyed" in final.content.decode()
     # Without htmx the state URL is the detail page.
@@ -279,7 +280,7 @@ def test_extend_timeout(member_client, sandbox):
 
 
 def test_action_on_a_paused_sandbox_says_why(member_client, member, sandbox):
-    sandboxes.pause_sandbox(sandbox, user=member)
+    sandboxes.pause_sandbox(sandbox, actor=Actor.person(member))
     response = member_client.post(sb_url("sandbox-exec", sandbox), {"command": "echo hi"})
     assert "is paused" in response.content.decode()
 
@@ -381,7 +382,7 @@ def test_snapshot_create_and_delete(member_client, sandbox):
 
 
 def test_events_fragment(viewer_client, member, sandbox):
-    sandboxes.set_timeout(sandbox, 600_000, user=member)
+    sandboxes.set_timeout(sandbox, 600_000, actor=Actor.person(member))
     body = viewer_client.get(sb_url("sandbox-events", sandbox), **HTMX).content.decode()
     assert body.lstrip().startswith('<section id="event-list"')
     assert "Timeout Updated" in body and "Create" in body
@@ -480,7 +481,7 @@ async def _frames_until_exit(communicator, limit=50):
 @pytest.mark.django_db(transaction=True)
 async def test_exec_socket_streams_a_real_process(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
-        lambda: sandboxes.create_sandbox(project, user=member)[0]
+        lambda: sandboxes.create_sandbox(project, actor=Actor.person(member))[0]
     )()
     communicator = await _socket(member, project, sandbox.public_id)
     connected, _ = await communicator.connect()
@@ -500,7 +501,7 @@ async def test_exec_socket_streams_a_real_process(ws_runtime, project, member):
 @pytest.mark.django_db(transaction=True)
 async def test_exec_socket_output_arrives_while_the_process_runs(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
-        lambda: sandboxes.create_sandbox(project, user=member)[0]
+        lambda: sandboxes.create_sandbox(project, actor=Actor.person(member))[0]
     )()
     communicator = await _socket(member, project, sandbox.public_id)
     await communicator.connect()
@@ -517,7 +518,7 @@ async def test_exec_socket_output_arrives_while_the_process_runs(ws_runtime, pro
 @pytest.mark.django_db(transaction=True)
 async def test_exec_socket_disconnect_kills_the_process(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
-        lambda: sandboxes.create_sandbox(project, user=member)[0]
+        lambda: sandboxes.create_sandbox(project, actor=Actor.person(member))[0]
     )()
     communicator = await _socket(member, project, sandbox.public_id)
     await communicator.connect()
@@ -533,7 +534,7 @@ async def test_exec_socket_refuses_viewers_and_other_projects(
     ws_runtime, project, other_project, viewer, member
 ):
     sandbox = await database_sync_to_async(
-        lambda: sandboxes.create_sandbox(project, user=member)[0]
+        lambda: sandboxes.create_sandbox(project, actor=Actor.person(member))[0]
     )()
     refused = await _socket(viewer, project, sandbox.public_id)
     connected, _ = await refused.connect()
@@ -547,9 +548,9 @@ async def test_exec_socket_refuses_viewers_and_other_projects(
 @pytest.mark.django_db(transaction=True)
 async def test_exec_socket_reports_a_paused_sandbox(ws_runtime, project, member):
     sandbox = await database_sync_to_async(
-        lambda: sandboxes.create_sandbox(project, user=member)[0]
+        lambda: sandboxes.create_sandbox(project, actor=Actor.person(member))[0]
     )()
-    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox, user=member)
+    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox, actor=Actor.person(member))
     communicator = await _socket(member, project, sandbox.public_id)
     await communicator.connect()
     await communicator.send_json_to({"type": "exec_start", "command": "echo hi"})

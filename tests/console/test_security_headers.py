@@ -26,10 +26,24 @@ def test_pages_and_api_answers_carry_the_policy(client, owner_client, project):
         assert "Strict-Transport-Security" not in response  # plain http
 
 
+def test_an_answer_to_a_host_that_is_not_ours_carries_the_policy_too():
+    response = Client().get("/signin/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Security-Policy"].startswith("default-src 'self'")
+    assert "connect-src 'self';" in response["Content-Security-Policy"]  # no foreign ws host
+    assert "camera=()" in response["Permissions-Policy"]
+
+
 def test_hsts_on_https(settings):
     settings.SECURE_HSTS_SECONDS = 31536000
     response = Client().get("/signin/", secure=True)
     assert response["Strict-Transport-Security"] == "max-age=31536000"
+    # Over HTTPS the console's own sockets may only be wss://.
+    assert "connect-src 'self' wss://testserver;" in response["Content-Security-Policy"]
+    plain = Client().get("/signin/")
+    assert (
+        "connect-src 'self' ws://testserver wss://testserver;" in plain["Content-Security-Policy"]
+    )
 
 
 def test_favicon_is_served(client):

@@ -11,6 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from console.actor import Actor
 from console.models import Volume, VolumeAttachment
 from console.sandboxes import files as sandbox_files
 from console.volumes import service as volumes
@@ -34,7 +35,7 @@ def store(settings, tmp_path):
 
 @pytest.fixture
 def volume(store, project):
-    made = volumes.create_volume(project, "team-data")
+    made = volumes.create_volume(project, "team-data", actor=Actor())
     sandbox_files.write_chunks(volumes.files(made), "/models/a.txt", [b"alpha"])
     sandbox_files.write_chunks(volumes.files(made), "/top.txt", [b"top"])
     return made
@@ -190,7 +191,7 @@ def test_another_projects_volume_is_a_404(outsider_client, other_project, volume
                                   "project_slug": other_project.slug,
                                   "volume_id": volume.public_id})
         ).status_code in (403, 404)  # fmt: skip
-    theirs = volumes.create_volume(other_project, "theirs")
+    theirs = volumes.create_volume(other_project, "theirs", actor=Actor())
     mine = volume.project
     for name in ["volume-detail", "volume-files", "volume-download"]:
         response = owner_client.get(url(name, mine, volume_id=theirs.public_id))

@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from watchdog.observers.api import BaseObserver, EventEmitter
 
+from console.actor import Actor
 from console.sandboxes import files as sandbox_files
 from console.sandboxes import service as sandboxes
 from console.sandboxes.api import file_watch_ws
@@ -110,14 +111,14 @@ async def test_escapes_and_bad_requests_are_refused(sandbox, workspace, api_key,
 
 
 async def test_another_projects_sandbox_is_not_found(runtime, other_project, api_key):
-    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project)
+    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project, actor=Actor())
     try:
         ws, frame = await open_watch(theirs, api_key[0], "/workspace", watch_id="watch_x")
         assert frame["type"] == "error" and frame["id"] == "watch_x"
         assert "not found" in frame["message"]
         assert (await ws.receive_output(timeout=5))["type"] == "websocket.close"
     finally:
-        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs)
+        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs, actor=Actor())
 
 
 async def test_closing_the_socket_stops_the_observer(sandbox, workspace, api_key):

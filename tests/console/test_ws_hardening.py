@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from console.actor import Actor
 from console.runtime import get_driver
 from console.sandboxes import pty as sandbox_pty
 from console.sandboxes import service as sandboxes
@@ -173,7 +174,7 @@ async def test_exec_output_past_the_cap_says_truncated(runtime, project, api_key
     settings.EXEC_RESPONSE_MAX_BYTES = 16 * 1024
     get_driver.cache_clear()
     assert isinstance(get_driver(), LocalDriver) and get_driver().max_output_bytes == 64 * 1024
-    sandbox = (await database_sync_to_async(sandboxes.create_sandbox)(project))[0]
+    sandbox = (await database_sync_to_async(sandboxes.create_sandbox)(project, actor=Actor()))[0]
     command = "head -c 1000000 /dev/zero | tr '\\0' x; echo; echo done >&2"
     # Blocking exec: at most the response cap of each stream, and it says so.
     client = Client(HTTP_AUTHORIZATION=f"Bearer {api_key[0]}")

@@ -10,6 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from console.actor import Actor
 from console.sandboxes import service as sandboxes
 from tests.factories import api_socket
 
@@ -120,14 +121,14 @@ async def test_delete_ends_a_session_and_refusals(sandbox, api_key, api, other_p
     )
     assert refused["type"] == "error" and refused["code"] == "invalid_request"
 
-    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project)
+    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project, actor=Actor())
     try:
         ws, refused = await terminal(theirs, api_key[0], {"type": "pty_start", "id": "pty_7"})
         assert refused["type"] == "error" and "not found" in refused["message"]
         listed = await database_sync_to_async(api.get)(f"/v1/sandboxes/{theirs.public_id}/pty")
         assert listed.status_code == 404
     finally:
-        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs)
+        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs, actor=Actor())
     await asyncio.sleep(0)
 
 

@@ -6,6 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from console.actor import Actor
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
 from tests.factories import api_socket
@@ -83,7 +84,7 @@ async def test_exec_connect_attaches_and_timeout_kills(sandbox, api_key):
 async def test_other_project_and_unsupported_channels_answer_errors(
     runtime, sandbox, other_project, api_key
 ):
-    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project)
+    theirs, _ = await database_sync_to_async(sandboxes.create_sandbox)(other_project, actor=Actor())
     try:
         ws = api_socket(f"/v1/sandboxes/{theirs.public_id}/ws?channel=exec", api_key[0])
         assert (await ws.connect())[0]
@@ -94,7 +95,7 @@ async def test_other_project_and_unsupported_channels_answer_errors(
         frame = await ws.receive_json_from(timeout=5)
         assert frame["type"] == "error" and "not supported" in frame["message"]
     finally:
-        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs)
+        await database_sync_to_async(sandboxes.destroy_sandbox)(theirs, actor=Actor())
 
 
 async def test_lifecycle_stream_replays_then_goes_live(sandbox, api_key):
@@ -115,7 +116,7 @@ async def test_lifecycle_stream_replays_then_goes_live(sandbox, api_key):
         ("create", "requested"),
         ("create", "succeeded"),
     ]
-    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox)
+    await database_sync_to_async(sandboxes.pause_sandbox)(sandbox, actor=Actor())
     live = [await next_event() for _ in range(3)]
     assert [(e["operation"], e["status"]) for e in live] == [
         ("hibernate", "requested"),

@@ -142,6 +142,14 @@ async def test_revocation_bites_cookie_and_token_at_once(routed, grant):
     assert (response["status"], error_code(response)) == (403, "preview_grant_revoked")
     response = await get(routed, f"/echo?edge_token={raw['http_port']}")
     assert error_code(response) == "preview_grant_revoked"
+    # A visitor's browser gets a page that says what happened and what to do next.
+    page = await get(
+        routed, "/echo", headers=[(b"cookie", cookie), (b"sec-fetch-mode", b"navigate")]
+    )
+    html = page["body"].decode()
+    assert page["status"] == 403 and header(page, b"content-type").startswith(b"text/html")
+    assert "What to do next" in html and "turned off on purpose" in html
+    assert "preview-url create" in html  # how to get a new link
 
 
 async def within_a_second(request):

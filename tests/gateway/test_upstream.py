@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from console.actor import Actor
 from console.models import Sandbox, SandboxStatus
 from console.previews import service as previews
 from console.runtime import get_driver
@@ -72,7 +73,7 @@ def runtime(settings, tmp_path):
 
 
 def serving_sandbox(project, port: int, **kwargs) -> Sandbox:
-    sandbox, _ = sandboxes.create_sandbox(project, **kwargs)
+    sandbox, _ = sandboxes.create_sandbox(project, actor=Actor(), **kwargs)
     driver = get_driver()
     driver.start_process(
         sandbox.public_id,
@@ -101,7 +102,7 @@ async def test_a_paused_auto_resume_sandbox_wakes_on_traffic(runtime, project):
     port = free_port()
     sandbox = await db(serving_sandbox)(project, port, auto_resume=True)
     cookie = await cookie_for(sandbox, port)
-    await db(sandboxes.pause_sandbox)(sandbox)
+    await db(sandboxes.pause_sandbox)(sandbox, actor=Actor())
     assert (await db(Sandbox.objects.get)(pk=sandbox.pk)).status == SandboxStatus.PAUSED
     from gateway import upstream
 
@@ -119,7 +120,7 @@ async def test_the_wait_for_a_resume_is_bounded(runtime, project, settings):
     port = free_port()
     sandbox = await db(serving_sandbox)(project, port, auto_resume=True)
     cookie = await cookie_for(sandbox, port)
-    await db(sandboxes.pause_sandbox)(sandbox)
+    await db(sandboxes.pause_sandbox)(sandbox, actor=Actor())
     # Another resume is in flight (claimed just now), so ours waits for it, within the bound.
     await db(Sandbox.objects.filter(pk=sandbox.pk).update)(
         transition="resuming", transition_started_at=timezone.now()

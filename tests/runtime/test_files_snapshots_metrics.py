@@ -50,6 +50,10 @@ def test_paths_resolve_from_the_cwd_or_the_home(driver, make_sandbox):
     assert files.path("notes.txt", user="user") == "/home/user/notes.txt"
     assert files.path("notes.txt", user="root") == "/root/notes.txt"
     assert driver.files(sandbox_id, cwd="/srv").path("x") == "/srv/x"
+    # A cwd of the sandbox's own wins over the user's home (the client writes "owned.txt"
+    # as `user` into a sandbox created with cwd=/home/user/fs-parity and finds it there).
+    assert driver.files(sandbox_id, cwd="/srv").path("x", user="user") == "/srv/x"
+    assert driver.files(sandbox_id, cwd="/srv").path("x", user="root") == "/srv/x"
     files.write("/tmp/anywhere.txt", [b"tmp"], limit=10)
     assert files.stat("/tmp/anywhere.txt").size == 3
     with pytest.raises(FileMissing):
@@ -58,6 +62,31 @@ def test_paths_resolve_from_the_cwd_or_the_home(driver, make_sandbox):
         driver.files("sb_doesnotexist")
     with pytest.raises(SandboxMissing):
         driver.files("../../etc")
+
+
+def test_kernel_file_systems_are_not_written_beneath(driver, make_sandbox):
+    """/proc and /dev are mounted inside the sandbox only: a file written there from the
+    host side would land underneath, invisible inside. Such writes are refused."""
+    sandbox_id = make_sandbox()
+    files = driver.files(sandbox_id)
+    for path in ("/proc/x.txt", "/dev/shm/x", "/dev"):
+        with pytest.raises(RuntimeError_) as refused:
+            files.write(path, [b"x"], limit=10)
+        assert refused.value.code == "invalid_request" and "kernel file system" in str(
+            refused.value
+        )
+    for action in (
+        lambda: files.mkdir("/proc/dir"),
+        lambda: files.remove("/dev/null"),
+        lambda: files.rename("/workspace", "/proc/w"),
+        lambda: files.chmod("/dev/null", 0o600),
+        lambda: files.symlink("/proc/link", "/workspace"),
+    ):
+        with pytest.raises(RuntimeError_, match="kernel file system"):
+            action()
+    # Nothing landed under the sandbox's /proc on the host side; files elsewhere still work.
+    assert not os.path.exists(os.path.join(files.root, "proc", "x.txt"))
+    assert files.write("/tmp/procless.txt", [b"ok"], limit=10).size == 2
 
 
 def test_ownership_follows_the_user(driver, make_sandbox):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from console.runtime import cgroups
+from console.runtime import cgroups, image
 from console.runtime.base import CreateSpec, EgressPolicy, RuntimeError_, VolumeMount
 from console.runtime.isolated import IsolatedDriver
 from tests.runtime.conftest import IMAGE_CACHE, SUBNET, marked_pids, run, start, wait_http
@@ -140,6 +141,12 @@ def test_root_inside_is_not_root_outside(driver, make_sandbox):
     )
     assert logs.stdout.split()[:3] == ["0", str(driver.id_base), "65536"], logs
     assert "Seccomp:\t2" in logs.stdout  # the filter is on, for root too
+    # no_new_privs holds for processes started as root; not for the default user's, so
+    # that sudo (a setuid binary) works (docs/runtime.md).
+    code, logs = run(driver, sandbox_id, "grep NoNewPrivs /proc/self/status", user="root")
+    assert logs.stdout.split() == ["NoNewPrivs:", "1"], logs
+    code, logs = run(driver, sandbox_id, "grep NoNewPrivs /proc/self/status")
+    assert logs.stdout.split() == ["NoNewPrivs:", "0"], logs
     # Root inside still cannot load modules, make mounts or reach the kernel's keyring.
     code, logs = run(
         driver,
@@ -179,6 +186,26 @@ def test_pids_limit_contains_a_fork_bomb(driver, make_sandbox):
     assert 20 < peak <= 64, peak
     # The host still forks freely.
     assert subprocess.run(["true"]).returncode == 0
+
+
+def test_open_files_are_limited_and_metrics_report_the_sandboxs_own_limits(driver, make_sandbox):
+    sandbox_id = make_sandbox(vcpus=1, memory_mb=384, disk_mb=512)
+    # Past the open-files limit a process gets EMFILE (24); it holds for root inside too.
+    many = driver.open_files + 10
+    opener = (
+        f'python3 -c \'import os\ntry:\n    [os.open("/dev/null", 0) for _ in range({many})]\n'
+        "except OSError as e:\n    print(e.errno)'"
+    )
+    code, logs = run(driver, sandbox_id, f"ulimit -n; {opener}; sudo {opener}")
+    assert code == 0 and logs.stdout.split() == [str(driver.open_files), "24", "24"], logs
+    sample = driver.metrics(sandbox_id)
+    assert (sample.cpu_count, sample.mem_total_bytes, sample.disk_total_bytes) == (
+        1,
+        384 << 20,
+        512 << 20,
+    )
+    assert 0 < sample.mem_used_bytes < sample.mem_total_bytes
+    assert 0 < sample.disk_used_bytes < sample.disk_total_bytes
 
 
 def test_disk_limit_gives_enospc_and_the_host_file_stays_small(driver, make_sandbox):
@@ -288,6 +315,29 @@ def test_allow_out_and_deny_out(driver, make_sandbox, outside_servers):
     assert _connect(driver, both, allowed, 8099) != "ok"
 
 
+def _certificates(pem: bytes) -> set[str]:
+    """The certificates of a PEM text, as their base64 bodies without whitespace."""
+    return {
+        re.sub(r"\s+", "", body)
+        for body in re.findall(
+            r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem.decode(), re.S
+        )
+    }
+
+
+def test_the_hosts_extra_certificates_are_trusted_inside(driver, make_sandbox):
+    """Companies run TLS-inspecting proxies: what this machine trusts beyond Debian's set
+    (/usr/local/share/ca-certificates) is in the sandbox's trust store too."""
+    extra = image._host_certificates()
+    if not extra:
+        pytest.skip("this machine trusts no certificate beyond Debian's set")
+    sandbox_id = make_sandbox()
+    with driver.files(sandbox_id).open_read("/etc/ssl/certs/ca-certificates.crt") as bundle:
+        trusted = _certificates(bundle.read())
+    for name, pem in extra.items():
+        assert _certificates(pem) <= trusted, f"{name} is not trusted inside the sandbox"
+
+
 def test_python_git_and_sudo_work_as_the_default_user(driver, make_sandbox):
     sandbox_id = make_sandbox()
     code, logs = run(
@@ -339,8 +389,10 @@ def test_volume_mounts_are_bound_in_and_read_only_is_enforced(driver, tmp_path):
         assert logs.stderr.count("Read-only file system") >= 2, logs
         assert sorted(p.name for p in readonly.iterdir()) == ["data.txt"]
         files = driver.files(sandbox_id)
-        with pytest.raises(RuntimeError_):
-            files.write("/srv/ro/api.txt", [b"x"], limit=10)
+        for refused in ("/srv/ro/api.txt", "/srv/ro/new-dir/api.txt"):
+            with pytest.raises(RuntimeError_) as caught:
+                files.write(refused, [b"x"], limit=10)
+            assert caught.value.code == "volume_read_only", refused  # the client's code
         assert files.write("/data/api.txt", [b"x"], limit=10).size == 1
         assert (shared / "api.txt").read_bytes() == b"x"
     finally:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from console.actor import Actor
 from console.models import LifecycleEvent, Operation, Sandbox, SandboxStatus
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec
@@ -47,7 +48,7 @@ def _status(sandbox: Sandbox) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_timeout_destroys_on_time(runtime, project):
-    sandbox, _ = sandboxes.create_sandbox(project, timeout_ms=1000)
+    sandbox, _ = sandboxes.create_sandbox(project, actor=Actor(), timeout_ms=1000)
     start(runtime, sandbox.public_id, "sleep 300")
     assert act_on_timeouts() == []  # not due yet
     assert _status(sandbox) == SandboxStatus.RUNNING
@@ -67,7 +68,9 @@ def test_timeout_destroys_on_time(runtime, project):
 
 @pytest.mark.django_db(transaction=True)
 def test_timeout_pauses_when_asked(runtime, project):
-    sandbox, _ = sandboxes.create_sandbox(project, timeout_ms=1000, timeout_action="pause")
+    sandbox, _ = sandboxes.create_sandbox(
+        project, actor=Actor(), timeout_ms=1000, timeout_action="pause"
+    )
     put(runtime, sandbox.public_id, "index.html", "still here")
     start(runtime, sandbox.public_id, "python3 -m http.server 8080 --bind 0.0.0.0")
     where = runtime.upstream(sandbox.public_id, 8080)
@@ -76,13 +79,13 @@ def test_timeout_pauses_when_asked(runtime, project):
     assert runtime.is_paused(sandbox.public_id)
     with pytest.raises(OSError):
         wait_http(*where, "/index.html", within=0.5)
-    sandboxes.resume_existing(sandbox)
+    sandboxes.resume_existing(sandbox, actor=Actor())
     assert wait_http(*where, "/index.html") == b"still here"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_timeout_claim_acts_once(runtime, project):
-    sandbox, _ = sandboxes.create_sandbox(project, timeout_ms=60_000)
+    sandbox, _ = sandboxes.create_sandbox(project, actor=Actor(), timeout_ms=60_000)
     due = timezone.now() - timedelta(seconds=1)
     Sandbox.objects.filter(pk=sandbox.pk).update(timeout_at=due)
     # Another worker claimed it first (moved timeout_at off the value we read).
@@ -93,8 +96,8 @@ def test_timeout_claim_acts_once(runtime, project):
 
 @pytest.mark.django_db(transaction=True)
 def test_reconcile_on_start(runtime, project):
-    kept, _ = sandboxes.create_sandbox(project)
-    lost, _ = sandboxes.create_sandbox(project)
+    kept, _ = sandboxes.create_sandbox(project, actor=Actor())
+    lost, _ = sandboxes.create_sandbox(project, actor=Actor())
     # A runtime sandbox no row knows about (left by a crash), with a running process.
     runtime.create(CreateSpec(sandbox_id="sb_orphan1"))
     start(runtime, "sb_orphan1", "sleep 300")
@@ -112,7 +115,7 @@ def test_reconcile_on_start(runtime, project):
 
 
 def test_an_oom_kill_becomes_a_lifecycle_event(runtime, project):
-    sandbox, _ = sandboxes.create_sandbox(project, memory_mb=96)
+    sandbox, _ = sandboxes.create_sandbox(project, actor=Actor(), memory_mb=96)
     result = sandboxes.run_command(
         sandbox,
         sandboxes.exec_request(

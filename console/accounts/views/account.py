@@ -69,7 +69,7 @@ def signin(request: HttpRequest) -> HttpResponse:
     form = AuthenticationForm(request, data=data)
     locked = False
     if data is not None:
-        username = data["username"]
+        username = str(data["username"])
         ip = client_ip(request)
         locked = lockout.is_locked(username, ip)
         if not locked and form.is_valid():

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.access import require_role, team_member_required
+from console.access import TeamRequest, require_role, team_member_required
 from console.accounts.forms import InvitationForm, MemberRoleForm
 from console.accounts.members import (
     MembershipError,
@@ -36,7 +36,7 @@ PAGE_SIZE = 50
 KEYSET = Keyset("member", "created_at")
 
 
-def _context(request: HttpRequest, **extra) -> dict:
+def _context(request: TeamRequest, **extra) -> dict:
     team = request.team
     # Oldest member first: the team's founders lead the list.
     page, query = console_page(
@@ -55,7 +55,7 @@ def _context(request: HttpRequest, **extra) -> dict:
     }
 
 
-def _membership(request: HttpRequest, username: str) -> Membership:
+def _membership(request: TeamRequest, username: str) -> Membership:
     return get_object_or_404(
         Membership.objects.select_related("user", "team"),
         team=request.team,
@@ -64,13 +64,13 @@ def _membership(request: HttpRequest, username: str) -> Membership:
 
 
 @team_member_required(Role.VIEWER)
-def member_list(request: HttpRequest) -> HttpResponse:
+def member_list(request: TeamRequest) -> HttpResponse:
     return render(request, TEMPLATE, _context(request))
 
 
 @team_member_required(Role.OWNER)
 @require_POST
-def member_role(request: HttpRequest, username: str) -> HttpResponse:
+def member_role(request: TeamRequest, username: str) -> HttpResponse:
     membership = _membership(request, username)
     form = MemberRoleForm(request.POST)
     if form.is_valid():
@@ -103,7 +103,7 @@ def member_role(request: HttpRequest, username: str) -> HttpResponse:
 
 @team_member_required(Role.VIEWER)
 @require_http_methods(["GET", "POST"])
-def member_remove(request: HttpRequest, username: str) -> HttpResponse:
+def member_remove(request: TeamRequest, username: str) -> HttpResponse:
     membership = _membership(request, username)
     leaving = membership.user_id == request.user.pk
     if not leaving:
@@ -140,7 +140,7 @@ def member_remove(request: HttpRequest, username: str) -> HttpResponse:
 @never_cache
 @team_member_required(Role.OWNER)
 @require_POST
-def invitation_create(request: HttpRequest) -> HttpResponse:
+def invitation_create(request: TeamRequest) -> HttpResponse:
     form = InvitationForm(request.POST)
     new_link = None
     if form.is_valid():
@@ -171,7 +171,7 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.OWNER)
 @require_http_methods(["GET", "POST"])
-def invitation_revoke(request: HttpRequest, invitation_id: str) -> HttpResponse:
+def invitation_revoke(request: TeamRequest, invitation_id: str) -> HttpResponse:
     invitation = get_object_or_404(Invitation, team=request.team, public_id=invitation_id)
     if request.method == "GET":
         return render_confirm(
@@ -198,7 +198,7 @@ def invitation_revoke(request: HttpRequest, invitation_id: str) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def invitation_accept(request: HttpRequest) -> HttpResponse:
+def invitation_accept(request: TeamRequest) -> HttpResponse:
     # The token travels in the query/body, never the path: Django logs paths of 4xx responses.
     token = (request.POST.get("token") or request.GET.get("token") or "").strip()
     invitation = find_invitation(token)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.accounts.forms import ProjectForm
 from console.accounts.users import create_project
 from console.audit.service import record
@@ -26,7 +26,7 @@ from console.models import Role
 
 @team_member_required(Role.ADMIN)
 @require_POST
-def project_create(request: HttpRequest) -> HttpResponse:
+def project_create(request: TeamRequest) -> HttpResponse:
     form = ProjectForm(request.POST)
     if not form.is_valid():
         context = {"projects": request.team.projects.order_by("name"), "project_form": form}
@@ -48,7 +48,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
 
 
 @team_member_required(Role.VIEWER)
-def project_detail(request: HttpRequest) -> HttpResponse:
+def project_detail(request: TeamRequest) -> HttpResponse:
     project = request.project
     context = {
         "api_url": settings.SITE_URL,
@@ -63,7 +63,7 @@ def project_detail(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.ADMIN)
 @require_http_methods(["GET", "POST"])
-def project_update(request: HttpRequest) -> HttpResponse:
+def project_update(request: TeamRequest) -> HttpResponse:
     project = request.project
     form = ProjectForm(request.POST or None, initial={"name": project.name})
     if request.method == "POST" and form.is_valid():
@@ -90,7 +90,7 @@ def project_update(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.ADMIN)
 @require_http_methods(["GET", "POST"])
-def project_delete(request: HttpRequest) -> HttpResponse:
+def project_delete(request: TeamRequest) -> HttpResponse:
     project, team = request.project, request.team
     kwargs = {"team_slug": team.slug, "project_slug": project.slug}
     live = project.sandboxes.live().count()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods
 
-from console.access import team_member_required
+from console.access import TeamRequest, team_member_required
 from console.accounts.forms import ProjectForm, TeamForm
 from console.accounts.users import create_project, create_team
 from console.audit.service import record
@@ -24,7 +24,7 @@ from console.models import Role, Sandbox
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def team_create(request: HttpRequest) -> HttpResponse:
+def team_create(request: TeamRequest) -> HttpResponse:
     form = TeamForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         team = create_team(form.cleaned_data["name"], request.user)
@@ -36,7 +36,7 @@ def team_create(request: HttpRequest) -> HttpResponse:
 
 
 @team_member_required(Role.VIEWER)
-def team_detail(request: HttpRequest) -> HttpResponse:
+def team_detail(request: TeamRequest) -> HttpResponse:
     projects = request.team.projects.order_by("name")
     context = {"projects": projects, "project_form": ProjectForm()}
     return render_page(request, "console/teams/detail.html", context, partial="project-list")
@@ -44,7 +44,7 @@ def team_detail(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.ADMIN)
 @require_http_methods(["GET", "POST"])
-def team_update(request: HttpRequest) -> HttpResponse:
+def team_update(request: TeamRequest) -> HttpResponse:
     team = request.team
     form = TeamForm(request.POST or None, initial={"name": team.name})
     if request.method == "POST" and form.is_valid():
@@ -68,7 +68,7 @@ def team_update(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.OWNER)
 @require_http_methods(["GET", "POST"])
-def team_delete(request: HttpRequest) -> HttpResponse:
+def team_delete(request: TeamRequest) -> HttpResponse:
     team = request.team
     live = Sandbox.objects.filter(project__team=team).live().count()
     if request.method == "POST" and live:

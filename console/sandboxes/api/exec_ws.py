@@ -20,7 +20,8 @@ from django.conf import settings
 from console.api.auth import READ, WRITE
 from console.api.errors import ApiError
 from console.api.ws_scopes import ChannelScopes, ScopedSocket
-from console.models import SandboxStatus
+from console.errors import DomainError
+from console.models import Sandbox, SandboxStatus
 from console.output_stream import OutputStream
 from console.runtime import get_driver
 from console.runtime.base import OutputEvent, RuntimeError_
@@ -49,9 +50,11 @@ class SandboxSocket(ScopedSocket):
     }
 
     async def opened(self) -> None:
-        self.sandbox = None
+        self.sandbox: Sandbox | None = None
         self.busy = False
         self.stream: OutputStream[OutputEvent] | None = None
+        # Held: a task nobody references may be garbage-collected while it runs.
+        self.streaming: asyncio.Future[None] | None = None
         self.watches: FileWatches | None = None
         self.pty: PtyChannel | None = None
         sandbox_id = self.scope["url_route"]["kwargs"]["sandbox_id"]
@@ -59,7 +62,7 @@ class SandboxSocket(ScopedSocket):
             self.sandbox = await database_sync_to_async(sandboxes.get_sandbox)(
                 self.project, sandbox_id
             )
-        except ApiError as error:
+        except DomainError as error:
             if self.channel is None:  # refused in answer to the watch frame, echoing its id
                 self.watches = FileWatches(sandbox_id, self.send_json, self.close, error.message)
             else:
@@ -73,12 +76,16 @@ class SandboxSocket(ScopedSocket):
             self.pty = PtyChannel(self.sandbox, self.send_json, self.close)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "stream", None) is not None:
-            self.stream.close()
-        if getattr(self, "watches", None) is not None:
-            await self.watches.stop_all()
-        if getattr(self, "pty", None) is not None:
-            self.pty.detach()
+        # Each may be missing: a socket refused at opened() never set them.
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            stream.close()
+        watches = getattr(self, "watches", None)
+        if watches is not None:
+            await watches.stop_all()
+        pty = getattr(self, "pty", None)
+        if pty is not None:
+            pty.detach()
 
     async def handle(self, kind: str, content: dict[str, Any]) -> None:
         if self.watches is not None:
@@ -87,7 +94,8 @@ class SandboxSocket(ScopedSocket):
         if self.pty is not None:
             await self.pty.receive(content)
             return
-        if self.sandbox is None or self.channel != "exec":
+        sandbox = self.sandbox
+        if sandbox is None or self.channel != "exec":
             return
         if self.busy:
             await self.send_json({"type": "error", "message": "one command per connection"})
@@ -95,33 +103,32 @@ class SandboxSocket(ScopedSocket):
         self.busy = True
         try:
             if kind == "exec_start":
-                pid, timeout = await database_sync_to_async(self._start)(content)
+                pid, timeout = await database_sync_to_async(self._start)(sandbox, content)
             else:
-                pid, timeout = await database_sync_to_async(self._attach)(content)
-        except ApiError as error:
+                pid, timeout = await database_sync_to_async(self._attach)(sandbox, content)
+        except DomainError as error:
             await self._fail(error.message)
             return
         await self.send_json({"type": "exec_started", "pid": pid})
-        asyncio.ensure_future(self._stream(pid, timeout))
+        self.streaming = asyncio.ensure_future(self._stream(sandbox.runtime_id, pid, timeout))
 
-    def _start(self, content: dict) -> tuple[int, float | None]:
+    def _start(self, sandbox: Sandbox, content: dict) -> tuple[int, float | None]:
         request = sandboxes.exec_request(content, background=True)
         timeout = content.get("timeout_secs")
-        pid = sandboxes.start_process(self.sandbox, request)
+        pid = sandboxes.start_process(sandbox, request)
         return pid, float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
 
-    def _attach(self, content: dict) -> tuple[int, float | None]:
+    def _attach(self, sandbox: Sandbox, content: dict) -> tuple[int, float | None]:
         pid = content.get("pid")
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise ApiError("invalid_request", "exec_connect needs an integer pid")
-        sandboxes.require_running(self.sandbox)
-        known = sandboxes._driver(lambda: get_driver().processes(self.sandbox.runtime_id))
+        sandboxes.require_running(sandbox)
+        known = sandboxes._driver(lambda: get_driver().processes(sandbox.runtime_id))
         if not any(process.pid == pid for process in known):
             raise ApiError("process_not_found", f"No process {pid} in this sandbox")
         return pid, None
 
-    async def _stream(self, pid: int, timeout: float | None) -> None:
-        sandbox_id = self.sandbox.runtime_id
+    async def _stream(self, sandbox_id: str, pid: int, timeout: float | None) -> None:
         driver = get_driver()
         self.stream = stream = OutputStream(
             lambda stop: driver.follow_output(sandbox_id, pid, stop_after=timeout, stop=stop),

@@ -19,8 +19,10 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.core.files.uploadedfile import UploadedFile
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 from django.urls import path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -30,10 +32,12 @@ from console.api.auth import (
     READ,
     SIGNED_URL,
     WRITE,
+    ApiRequest,
     api_key_required,
     methods,
 )
-from console.api.errors import ApiError, error_response
+from console.api.errors import UPLOAD_STATUS_BY_REASON, ApiError, error_response
+from console.errors import DomainError
 from console.models import Sandbox, SandboxStatus
 from console.runtime.base import FileStore, RuntimeError_
 from console.sandboxes import files as sandbox_files
@@ -47,9 +51,9 @@ DOWNLOAD_PURPOSE = "sandbox-file-download"
 UPLOAD_PURPOSE = "sandbox-file-upload"
 
 
-def sandbox_for(request: HttpRequest, sandbox_id: str) -> Sandbox:
+def sandbox_for(request: ApiRequest, sandbox_id: str) -> Sandbox:
     """The request's project's sandbox; another project's or a destroyed one is a 404."""
-    sandbox = get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = get_sandbox(request.project, sandbox_id)
     # Files of a paused sandbox stay readable and writable (they are on disk).
     if sandbox.status == SandboxStatus.DESTROYED:
         raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} was destroyed")
@@ -69,7 +73,7 @@ def upload_error(failure: UploadFailure, upload_id: str | None = None) -> ApiErr
     return ApiError(
         "file_upload_error",
         failure.message,
-        status=failure.status,
+        status=UPLOAD_STATUS_BY_REASON.get(failure.reason, 400),
         retryable=failure.retryable,
         error_detail={k: v for k, v in detail.items() if v is not None},
     )
@@ -96,12 +100,12 @@ def file_errors(upload_id: str | None = None) -> Iterator[None]:
         raise ApiError("invalid_request", f"File operation failed: {exc.strerror or exc}") from None
 
 
-def raw_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def raw_body(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Byte uploads often come with no Content-Type (httpx streams a generator); mark them
     octet-stream so the API decorator never buffers or parses the body as JSON."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         request.content_type = "application/octet-stream"
         return view(request, *args, **kwargs)
 
@@ -112,11 +116,11 @@ def _no_content() -> HttpResponse:
     return HttpResponse(status=204)
 
 
-def _body_path(request: HttpRequest, field: str = "path") -> Any:
-    return request.json.get(field)  # type: ignore[attr-defined]
+def _body_path(request: ApiRequest, field: str = "path") -> Any:
+    return request.json.get(field)
 
 
-def _user(request: HttpRequest) -> str | None:
+def _user(request: ApiRequest) -> str | None:
     """The `user` of a JSON body or of the query string (null: the sandbox's default)."""
     raw = request.GET.get("user")
     if raw is None and request.content_type == "application/json":
@@ -131,9 +135,9 @@ def _user(request: HttpRequest) -> str | None:
 
 
 @api_key_required(READ)
-def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def read_file(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
-    encoding = request.json.get("encoding") or "utf8"  # type: ignore[attr-defined]
+    encoding = request.json.get("encoding") or "utf8"
     with file_errors():
         if encoding in ("utf8", "utf-8"):
             content = sandbox_files.read_text(
@@ -151,9 +155,9 @@ def read_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def write_file(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
-    body = request.json  # type: ignore[attr-defined]
+    body = request.json
     content, encoding = body.get("content"), body.get("encoding") or "utf8"
     if not isinstance(content, str):
         raise ApiError("invalid_request", "`content` must be a string")
@@ -175,7 +179,7 @@ def write_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE, body=MULTIPART_BODY)
-def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def batch_write(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         manifest_part = request.FILES.get("manifest")
@@ -204,13 +208,13 @@ def batch_write(request: HttpRequest, sandbox_id: str) -> JsonResponse:
                     sandbox.runtime_id, target, upload.chunks(), user=manifest_user
                 )
                 results.append({"status": "success", "path": target, "info": written})
-        except ApiError as error:
+        except DomainError as error:
             results.append({"status": "error", "path": str(target), "error": error.message})
     return JsonResponse({"results": results})
 
 
 @api_key_required(READ)
-def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def list_files(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     depth_text = request.GET.get("depth") or "1"
     if not depth_text.isdigit():
@@ -226,7 +230,7 @@ def list_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def file_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def file_info(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
@@ -235,7 +239,7 @@ def file_info(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def file_exists(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
@@ -248,7 +252,7 @@ def file_exists(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def make_dir(request: ApiRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         sandbox_files.mkdir(sandbox.runtime_id, _body_path(request), _user(request))
@@ -256,7 +260,7 @@ def make_dir(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 
 @api_key_required(WRITE)
-def remove_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def remove_file(request: ApiRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         sandbox_files.remove(sandbox.runtime_id, _body_path(request), _user(request))
@@ -264,7 +268,7 @@ def remove_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 
 @api_key_required(WRITE)
-def rename_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def rename_file(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return JsonResponse(
@@ -278,7 +282,7 @@ def rename_file(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def set_permissions(request: ApiRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         sandbox_files.chmod(
@@ -290,7 +294,7 @@ def set_permissions(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     return _no_content()
 
 
-def _search(request: HttpRequest, sandbox_id: str, finder: Callable[..., list]) -> JsonResponse:
+def _search(request: ApiRequest, sandbox_id: str, finder: Callable[..., list]) -> JsonResponse:
     """{path, pattern} in, a JSON list out: `files/find` (content) and `files/search` (names)."""
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
@@ -304,19 +308,19 @@ def _search(request: HttpRequest, sandbox_id: str, finder: Callable[..., list]) 
 
 
 @api_key_required(READ)
-def find_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def find_in_files(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     return _search(request, sandbox_id, sandbox_files.find_content)
 
 
 @api_key_required(READ)
-def search_names(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def search_names(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     return _search(request, sandbox_id, sandbox_files.find_names)
 
 
 @api_key_required(WRITE)
-def replace_in_files(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def replace_in_files(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
-    body = request.json  # type: ignore[attr-defined]
+    body = request.json
     with file_errors():
         return JsonResponse(
             sandbox_files.replace(
@@ -362,7 +366,7 @@ def _streamed(handle: Any, **kwargs: Any) -> FileResponse:
 
 
 def receive_file(
-    request: HttpRequest, owner: str | FileStore, target: Any, user: str | None = None
+    request: ApiRequest, owner: str | FileStore, target: Any, user: str | None = None
 ) -> None:
     """Stream a request body into `target`, refusing early a declared length that cannot fit."""
     declared = request.META.get("CONTENT_LENGTH") or ""
@@ -383,13 +387,13 @@ def _file_response(
 
 
 def _receive_file(
-    request: HttpRequest, sandbox: Sandbox, target: Any, user: str | None = None
+    request: ApiRequest, sandbox: Sandbox, target: Any, user: str | None = None
 ) -> None:
     receive_file(request, sandbox.runtime_id, target, user)
 
 
 @api_key_required(READ)
-def download_file(request: HttpRequest, sandbox_id: str) -> FileResponse:
+def download_file(request: ApiRequest, sandbox_id: str) -> FileResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         return _file_response(sandbox, request.GET.get("path"), as_tar=False, user=_user(request))
@@ -397,7 +401,7 @@ def download_file(request: HttpRequest, sandbox_id: str) -> FileResponse:
 
 @raw_body
 @api_key_required(WRITE, body=RAW_BODY)
-def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def upload_file(request: ApiRequest, sandbox_id: str) -> HttpResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         _receive_file(request, sandbox, request.GET.get("path"), _user(request))
@@ -408,7 +412,7 @@ def upload_file(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 
 def _signed_url(
-    request: HttpRequest, sandbox: Sandbox, route: str, payload: dict, purpose: str
+    request: ApiRequest, sandbox: Sandbox, route: str, payload: dict, purpose: str
 ) -> tuple[str, str]:
     """The self-authenticating URL and the token it carries."""
     token = sign_url_payload(
@@ -419,9 +423,9 @@ def _signed_url(
 
 
 @api_key_required(READ)
-def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def download_url(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
-    archive = request.json.get("archive_format")  # type: ignore[attr-defined]
+    archive = request.json.get("archive_format")
     if archive not in (None, "tar"):
         raise ApiError("invalid_request", "`archive_format` must be tar or null")
     with file_errors():
@@ -441,7 +445,7 @@ def download_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def upload_url(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def upload_url(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = sandbox_for(request, sandbox_id)
     with file_errors():
         target = sandbox_files.locate(sandbox.runtime_id, _body_path(request), _user(request))
@@ -458,7 +462,7 @@ def signed_view(purpose: str) -> Callable:
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+        def wrapper(request: ApiRequest, sandbox_id: str) -> HttpResponse:
             try:
                 payload = read_url_payload(
                     request.GET.get("token", ""), purpose, SIGNED_URL_TTL_SECONDS
@@ -469,7 +473,7 @@ def signed_view(purpose: str) -> Callable:
                         "This signed URL is invalid or has expired; ask for a new one",
                     )
                 sandbox = (
-                    Sandbox.objects.filter(public_id=sandbox_id, project_id=payload.get("prj"))
+                    Sandbox.objects.filter(public_id=sandbox_id, project_id=payload.get("prj") or 0)
                     .exclude(status=SandboxStatus.DESTROYED)
                     .first()
                 )
@@ -477,23 +481,23 @@ def signed_view(purpose: str) -> Callable:
                     raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
                 with file_errors():
                     return view(request, sandbox, payload)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(request, error)
 
-        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]
+        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]  # the guard test's marker
         return wrapper
 
     return decorate
 
 
 @signed_view(DOWNLOAD_PURPOSE)
-def signed_download(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+def signed_download(request: ApiRequest, sandbox: Sandbox, payload: dict) -> HttpResponseBase:
     return _file_response(sandbox, payload["path"], as_tar=bool(payload.get("tar")))
 
 
 @raw_body
 @signed_view(UPLOAD_PURPOSE)
-def signed_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+def signed_upload(request: ApiRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
     _receive_file(request, sandbox, payload["path"])
     return _no_content()
 
@@ -503,7 +507,7 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 @signed_view(UPLOAD_PURPOSE)
-def signed_form_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
+def signed_form_upload(request: ApiRequest, sandbox: Sandbox, payload: dict) -> HttpResponse:
     """The same signed URL posted as a form (multipart, one file part), as the client's
     direct upload and a browser send it."""
     declared = request.META.get("CONTENT_LENGTH") or ""
@@ -523,7 +527,9 @@ def signed_form_upload(request: HttpRequest, sandbox: Sandbox, payload: dict) ->
         raise ApiError("invalid_request", f"Malformed multipart body: {exc}") from None
     if len(parts) != 1:
         raise ApiError("invalid_request", f"Send exactly one file part (got {len(parts)})")
-    sandbox_files.write_chunks(sandbox.runtime_id, payload["path"], parts[0].chunks())
+    upload = parts[0]
+    assert isinstance(upload, UploadedFile)  # a multipart part with a filename
+    sandbox_files.write_chunks(sandbox.runtime_id, payload["path"], upload.chunks())
     return _no_content()
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.http import HttpRequest, JsonResponse
+from django.http import JsonResponse
 from django.urls import path
 
-from console.api.auth import READ, api_key_required, methods, query_int
+from console.api.auth import READ, ApiRequest, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.models import EventStatus, Operation
 from console.paging import BadCursor, Keyset, encode, paginate
@@ -25,7 +25,7 @@ MAX_OFFSET = 10_000
 KEYSET = Keyset("event", "seq")
 
 
-def _time(request: HttpRequest, name: str) -> datetime | None:
+def _time(request: ApiRequest, name: str) -> datetime | None:
     raw = request.GET.get(name)
     if not raw:
         return None
@@ -38,14 +38,14 @@ def _time(request: HttpRequest, name: str) -> datetime | None:
     return value
 
 
-def _choice(request: HttpRequest, name: str, allowed: list[str]) -> str | None:
+def _choice(request: ApiRequest, name: str, allowed: list[str]) -> str | None:
     value = request.GET.get(name) or None
     if value is not None and value not in allowed:
         raise ApiError("invalid_request", f"{name} must be one of {', '.join(allowed)}")
     return value
 
 
-def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
+def _answer(request: ApiRequest, **scope: str) -> JsonResponse:
     if request.GET.get("audience") not in (None, "", "customer"):
         raise ApiError("invalid_request", "Only audience=customer is served on public routes")
     offset = query_int(request, "offset", 0, 0, 10**9)
@@ -67,7 +67,7 @@ def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
     }
     filters.update(scope)
     rows = lifecycle.events_for(
-        request.project,  # type: ignore[attr-defined]
+        request.project,
         operation=_choice(request, "operation", Operation.values),
         status=_choice(request, "status", EventStatus.values),
         since=_time(request, "from"),
@@ -98,19 +98,19 @@ def _answer(request: HttpRequest, **scope: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def list_events(request: HttpRequest) -> JsonResponse:
+def list_events(request: ApiRequest) -> JsonResponse:
     return _answer(request)
 
 
 @api_key_required(READ)
-def sandbox_events(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
+def sandbox_events(request: ApiRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)
     return _answer(request, about_sandbox=sandbox.public_id)
 
 
 @api_key_required(READ)
-def snapshot_events(request: HttpRequest, snapshot_id: str) -> JsonResponse:
-    snapshot = sandboxes.get_snapshot(request.project, snapshot_id)  # type: ignore[attr-defined]
+def snapshot_events(request: ApiRequest, snapshot_id: str) -> JsonResponse:
+    snapshot = sandboxes.get_snapshot(request.project, snapshot_id)
     return _answer(request, snapshot_id=snapshot.public_id)
 
 

@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from console.api.auth import READ
 from console.api.errors import ApiError
 from console.api.ws_scopes import ChannelScopes, ScopedSocket
+from console.errors import DomainError
 from console.models import EventStatus, LifecycleEvent, Operation
 from console.sandboxes import lifecycle
 from console.sandboxes import service as sandboxes
@@ -40,7 +41,7 @@ class LifecycleSocket(ScopedSocket):
                 sandbox = await database_sync_to_async(sandboxes.get_sandbox)(
                     self.project, sandbox_id, include_gone=True
                 )
-            except ApiError as error:
+            except DomainError as error:
                 await self.send_json({"type": "error", "message": error.message})
                 await self.close()
                 return
@@ -48,8 +49,9 @@ class LifecycleSocket(ScopedSocket):
         await self.channel_layer.group_add(lifecycle.group_name(self.project), self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "poller", None):
-            self.poller.cancel()
+        poller = getattr(self, "poller", None)
+        if poller:
+            poller.cancel()
         if hasattr(self, "project"):
             await self.channel_layer.group_discard(
                 lifecycle.group_name(self.project), self.channel_name
@@ -58,7 +60,7 @@ class LifecycleSocket(ScopedSocket):
     async def handle(self, kind: str, content: dict[str, Any]) -> None:
         try:
             filters, replay = self._subscription(content)
-        except ApiError as error:
+        except DomainError as error:
             await self.send_json({"type": "error", "message": error.message})
             return
         async with self.lock:

@@ -155,9 +155,12 @@ class MonitorSocket(ScopedSocket):
                     )
 
     def _fleet(self) -> dict[str, dict[str, Any]]:
-        rows = Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES).visible()
-        rows = rows.select_related("pause_snapshot").order_by("created_at", "pk")[:MAX_SANDBOXES]
-        rows = list(rows)
+        rows = list(
+            Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES)
+            .visible()
+            .select_related("pause_snapshot")
+            .order_by("created_at", "pk")[:MAX_SANDBOXES]
+        )
         self.runtime_ids = {row.public_id: row.runtime_id for row in rows}
         return {row.public_id: sandboxes.sandbox_to_dict(row) for row in rows}
 

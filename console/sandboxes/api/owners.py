@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.http import HttpRequest
-
+from console.api.auth import ApiRequest
 from console.models import Sandbox, Volume
 from console.runtime.base import FileStore
 from console.sandboxes.api.files import file_errors, sandbox_for
@@ -26,10 +25,10 @@ class OwnerKind:
     """How one kind of owner is found from an API request (another project's is a 404)."""
 
     kind: str
-    lookup: Callable[[HttpRequest, str], Owner]
+    lookup: Callable[[ApiRequest, str], Owner]
 
 
-def _sandbox(request: HttpRequest, sandbox_id: str) -> Owner:
+def _sandbox(request: ApiRequest, sandbox_id: str) -> Owner:
     sandbox = sandbox_for(request, sandbox_id)
     return Owner("sandbox", sandbox, sandbox.runtime_id)
 
@@ -39,8 +38,8 @@ def volume_owner(volume: Volume) -> Owner:
         return Owner("volume", volume, volumes.files(volume))
 
 
-def _volume(request: HttpRequest, volume_id: str) -> Owner:
-    return volume_owner(volumes.get_volume(request.project, volume_id))  # type: ignore[attr-defined]
+def _volume(request: ApiRequest, volume_id: str) -> Owner:
+    return volume_owner(volumes.get_volume(request.project, volume_id))
 
 
 SANDBOX = OwnerKind("sandbox", _sandbox)

@@ -7,24 +7,24 @@ hold up other requests (tests/console/test_cli_sandboxes.py checks this live).
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
 
 
-def _running_sandbox(request: HttpRequest, sandbox_id: str):
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+def _running_sandbox(request: ApiRequest, sandbox_id: str):
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)
     sandboxes.require_running(sandbox)
     return sandbox
 
 
 @api_key_required(WRITE)
-def exec_command(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    body = request.json  # type: ignore[attr-defined]
+def exec_command(request: ApiRequest, sandbox_id: str) -> JsonResponse:
+    body = request.json
     background = bool(body.get("background"))
     exec_request = sandboxes.exec_request(body, background=background)
     sandbox = _running_sandbox(request, sandbox_id)
@@ -43,14 +43,14 @@ def exec_command(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def list_processes(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def list_processes(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = _running_sandbox(request, sandbox_id)
     found = sandboxes._driver(lambda: get_driver().processes(sandbox.runtime_id))
     return JsonResponse([sandboxes.process_to_dict(p) for p in found], safe=False)
 
 
 @api_key_required(READ)
-def process_logs(request: HttpRequest, sandbox_id: str, pid: int) -> JsonResponse:
+def process_logs(request: ApiRequest, sandbox_id: str, pid: int) -> JsonResponse:
     sandbox = _running_sandbox(request, sandbox_id)
     logs = sandboxes.read_logs(sandbox, pid)
     return JsonResponse(
@@ -65,15 +65,15 @@ def process_logs(request: HttpRequest, sandbox_id: str, pid: int) -> JsonRespons
 
 
 @api_key_required(WRITE)
-def kill_process(request: HttpRequest, sandbox_id: str, pid: int) -> HttpResponse:
+def kill_process(request: ApiRequest, sandbox_id: str, pid: int) -> HttpResponse:
     sandbox = _running_sandbox(request, sandbox_id)
     sandboxes._driver(lambda: get_driver().kill_process(sandbox.runtime_id, pid))
     return HttpResponse(status=204)
 
 
 @api_key_required(WRITE)
-def process_stdin(request: HttpRequest, sandbox_id: str, pid: int) -> HttpResponse:
-    data = request.json.get("data")  # type: ignore[attr-defined]
+def process_stdin(request: ApiRequest, sandbox_id: str, pid: int) -> HttpResponse:
+    data = request.json.get("data")
     if not isinstance(data, str):
         raise ApiError("invalid_request", "data must be a string")
     sandbox = _running_sandbox(request, sandbox_id)

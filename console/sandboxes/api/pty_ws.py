@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 
 from console.api.auth import READ, WRITE
 from console.api.errors import ApiError
+from console.errors import DomainError
 from console.models import Sandbox
 from console.output_stream import OutputStream
 from console.runtime import get_driver
@@ -52,6 +53,8 @@ class PtyChannel:
         self.info: PtyInfo | None = None
         self.request_id: str | None = None
         self.stream: OutputStream[OutputEvent] | None = None
+        # Held: a task nobody references may be garbage-collected while it runs.
+        self.streaming: asyncio.Future[None] | None = None
         self.left = False
         self.starting = False
 
@@ -72,7 +75,7 @@ class PtyChannel:
                 await asyncio.to_thread(sandbox_pty.resize, self.sandbox, self.info, cols, rows)
             elif kind == "pty_kill":
                 await asyncio.to_thread(sandbox_pty.kill, self.sandbox, self.info)
-        except ApiError as error:
+        except DomainError as error:
             await self._error(error.message, error.code)
         except RuntimeError_ as exc:
             await self._error(str(exc), exc.code)
@@ -92,16 +95,18 @@ class PtyChannel:
                 info = await database_sync_to_async(sandbox_pty.find)(
                     self.sandbox, session_id=session_id, pid=pid if session_id is None else None
                 )
-        except (ApiError, RuntimeError_) as exc:
+        except (DomainError, RuntimeError_) as exc:
             message, code = (
-                (exc.message, exc.code) if isinstance(exc, ApiError) else (str(exc), exc.code)
+                (exc.message, exc.code) if isinstance(exc, DomainError) else (str(exc), exc.code)
             )
             await self._error(message, code)
             await self.close()
             return
         self.info = info
         await self._send({"type": "pty_started", **sandbox_pty.info_dict(info)})
-        asyncio.ensure_future(self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None))
+        self.streaming = asyncio.ensure_future(
+            self._stream(info, REPLAY_BYTES if kind == "pty_connect" else None)
+        )
 
     async def _stream(self, info: PtyInfo, tail_bytes: int | None) -> None:
         sandbox_id = self.sandbox.runtime_id

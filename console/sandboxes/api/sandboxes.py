@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import JsonResponse
 from django.urls import path
 
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.actor import Actor
+from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.idempotency import idempotent
 from console.api.listing import api_page, page_body
@@ -25,13 +26,8 @@ def _present(body: dict[str, Any], key: str) -> Any:
     return body.get(key)
 
 
-def _create_args(request: HttpRequest) -> dict[str, Any]:
-    body: dict[str, Any] = request.json  # type: ignore[attr-defined]
-    if _present(body, "desktop"):
-        raise ApiError(
-            "template_not_found",
-            "Desktop sandboxes need the desktop template, which this server does not have",
-        )
+def _create_args(request: ApiRequest) -> dict[str, Any]:
+    body: dict[str, Any] = request.json
     action = _present(body, "timeout_action")
     lifecycle = _present(body, "lifecycle") or {}
     if not isinstance(lifecycle, dict):
@@ -43,7 +39,7 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
         action = "hibernate" if on_timeout == "pause" else "destroy"
     snapshot = None
     if snapshot_id := _present(body, "snapshot_id"):
-        snapshot = sandboxes.get_snapshot(request.project, str(snapshot_id))  # type: ignore[attr-defined]
+        snapshot = sandboxes.get_snapshot(request.project, str(snapshot_id))
     internet = body.get("internet_access")
     return {
         "template": _present(body, "template") or ("base" if snapshot is None else None),
@@ -60,30 +56,24 @@ def _create_args(request: HttpRequest) -> dict[str, Any]:
         "disk_mb": _present(body, "disk_mb"),
         "snapshot": snapshot,
         "volumes": _present(body, "volumes"),
+        "desktop": _present(body, "desktop"),
     }
 
 
 @api_key_required(WRITE)
-def create_sandbox(request: HttpRequest) -> JsonResponse:
-    project = request.project  # type: ignore[attr-defined]
+def create_sandbox(request: ApiRequest) -> JsonResponse:
+    project = request.project
 
     def produce() -> tuple[int, Any]:
         args = _create_args(request)
-        spec = _present(request.json, "warm_pool")  # type: ignore[attr-defined]
+        spec = _present(request.json, "warm_pool")
         if spec is not None:  # checkout from a warm pool (docs/warm-pools.md)
             sandbox, token, checkout = warm_pool_checkout.create(
-                project,
-                spec,
-                api_key=request.api_key,  # type: ignore[attr-defined]
-                **args,
+                project, spec, actor=Actor.of(request), **args
             )
             body = sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
             return 201, {**body, "warm_pool_checkout": checkout}
-        sandbox, token = sandboxes.create_sandbox(
-            project,
-            api_key=request.api_key,  # type: ignore[attr-defined]
-            **args,
-        )
+        sandbox, token = sandboxes.create_sandbox(project, actor=Actor.of(request), **args)
         return 201, sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
 
     return idempotent(request, produce, on_replay=lambda body: _with_new_token(project, body))
@@ -96,7 +86,7 @@ def _with_new_token(project, body: Any) -> Any:
     return {**body, "traffic_access_token": sandboxes.reissue_traffic_token(sandbox)}
 
 
-def _fields(request: HttpRequest) -> list[str] | None:
+def _fields(request: ApiRequest) -> list[str] | None:
     raw = request.GET.get("fields")
     if raw is None:
         return None
@@ -118,14 +108,14 @@ def _project(body: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
 
 
 @api_key_required(READ)
-def list_sandboxes(request: HttpRequest) -> JsonResponse:
+def list_sandboxes(request: ApiRequest) -> JsonResponse:
     fields = _fields(request)
     rows = (
         Sandbox.objects.filter(project=request.project)
         .visible()
         .select_related("pause_snapshot")
         .prefetch_related("volume_attachments__volume")
-    )  # type: ignore[attr-defined]
+    )
     states = [s.strip() for s in request.GET.get("state", "").split(",") if s.strip()]
     bad = [s for s in states if s not in SandboxStatus.values]
     if bad:
@@ -143,39 +133,39 @@ def list_sandboxes(request: HttpRequest) -> JsonResponse:
 
 
 @api_key_required(READ)
-def get_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def get_sandbox(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     fields = _fields(request)
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)
     return JsonResponse(_project(sandboxes.sandbox_to_dict(sandbox), fields))
 
 
 @api_key_required(WRITE)
-def kill_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def kill_sandbox(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     # Killing is idempotent: a gone sandbox answers destroyed again (GET says not found).
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)  # type: ignore[attr-defined]
-    sandbox = sandboxes.destroy_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id, include_gone=True)
+    sandbox = sandboxes.destroy_sandbox(sandbox, actor=Actor.of(request))
     return JsonResponse({"id": sandbox.public_id, "status": sandbox.status})
 
 
 @api_key_required(WRITE)
-def hibernate_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
-    snapshot = sandboxes.pause_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+def hibernate_sandbox(request: ApiRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)
+    snapshot = sandboxes.pause_sandbox(sandbox, actor=Actor.of(request))
     return JsonResponse(sandboxes.snapshot_to_dict(snapshot))
 
 
 @api_key_required(WRITE)
-def resume_sandbox(request: HttpRequest, ref: str) -> JsonResponse:
-    sandbox = sandboxes.resume_sandbox(request.project, ref, api_key=request.api_key)  # type: ignore[attr-defined]
+def resume_sandbox(request: ApiRequest, ref: str) -> JsonResponse:
+    sandbox = sandboxes.resume_sandbox(request.project, ref, actor=Actor.of(request))
     return JsonResponse(sandboxes.sandbox_to_dict(sandbox))
 
 
 @api_key_required(WRITE)
-def fork_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+def fork_sandbox(request: ApiRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)
 
     def produce() -> tuple[int, Any]:
-        child, token = sandboxes.fork_sandbox(sandbox, api_key=request.api_key)  # type: ignore[attr-defined]
+        child, token = sandboxes.fork_sandbox(sandbox, actor=Actor.of(request))
         return 201, sandboxes.sandbox_to_dict(child, traffic_access_token=token)
 
     return idempotent(
@@ -184,16 +174,16 @@ def fork_sandbox(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def set_timeout(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    body = request.json  # type: ignore[attr-defined]
+def set_timeout(request: ApiRequest, sandbox_id: str) -> JsonResponse:
+    body = request.json
     if body.get("timeout_ms") is None:
         raise ApiError("invalid_request", "timeout_ms is required")
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)
     sandbox = sandboxes.set_timeout(
         sandbox,
         body["timeout_ms"],
         body.get("timeout_action"),
-        api_key=request.api_key,  # type: ignore[attr-defined]
+        actor=Actor.of(request),
     )
     info = sandboxes.sandbox_to_dict(sandbox)
     remaining = None
@@ -212,8 +202,8 @@ def set_timeout(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 
 @api_key_required(READ)
-def sandbox_metrics(request: HttpRequest, sandbox_id: str) -> JsonResponse:
-    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+def sandbox_metrics(request: ApiRequest, sandbox_id: str) -> JsonResponse:
+    sandbox = sandboxes.get_sandbox(request.project, sandbox_id)
     if sandbox.status not in (SandboxStatus.RUNNING, SandboxStatus.PAUSED):
         sandboxes.require_running(sandbox)
     return JsonResponse([sandboxes.metrics_to_dict(sandbox)], safe=False)

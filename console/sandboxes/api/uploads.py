@@ -8,10 +8,10 @@ checked against `x-nullspace-part-sha256` and staged on disk by console.sandboxe
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 
-from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods
+from console.api.auth import RAW_BODY, READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.models import UploadSession
 from console.sandboxes import uploads
@@ -22,7 +22,7 @@ from console.sandboxes.api.owners import SANDBOX, OwnerKind
 def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
     """The upload-session routes of one owner kind under `base` + "uploads"."""
 
-    def session_of(request: HttpRequest, owner_id: str, upload_id: str) -> UploadSession:
+    def session_of(request: ApiRequest, owner_id: str, upload_id: str) -> UploadSession:
         owner = kind.lookup(request, owner_id)
         session = (
             UploadSession.objects.filter(**{kind.kind: owner.row}, public_id=upload_id)
@@ -34,24 +34,24 @@ def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
         return session
 
     @api_key_required(WRITE)
-    def create_upload(request: HttpRequest, owner_id: str) -> JsonResponse:
+    def create_upload(request: ApiRequest, owner_id: str) -> JsonResponse:
         owner = kind.lookup(request, owner_id)
         key = (request.headers.get("Idempotency-Key") or "").strip()[:200]
         with file_errors():
             session = uploads.create_session(
                 owner.row,
-                request.json,  # type: ignore[attr-defined]
-                api_key=request.api_key,  # type: ignore[attr-defined]
+                request.json,
+                api_key=request.api_key,
                 idempotency_key=key,
             )
         return JsonResponse({"session": uploads.to_dict(session)}, status=201)
 
     @api_key_required(READ)
-    def get_upload(request: HttpRequest, owner_id: str, upload_id: str) -> JsonResponse:
+    def get_upload(request: ApiRequest, owner_id: str, upload_id: str) -> JsonResponse:
         return JsonResponse(uploads.to_dict(session_of(request, owner_id, upload_id)))
 
     @api_key_required(WRITE)
-    def abort_upload(request: HttpRequest, owner_id: str, upload_id: str) -> HttpResponse:
+    def abort_upload(request: ApiRequest, owner_id: str, upload_id: str) -> HttpResponse:
         session = session_of(request, owner_id, upload_id)
         if session.status == "completed":
             raise ApiError(
@@ -63,7 +63,7 @@ def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
     @raw_body
     @api_key_required(WRITE, body=RAW_BODY)
     def put_part(
-        request: HttpRequest, owner_id: str, upload_id: str, part_number: int
+        request: ApiRequest, owner_id: str, upload_id: str, part_number: int
     ) -> JsonResponse:
         session = session_of(request, owner_id, upload_id)
         with file_errors(upload_id):
@@ -73,9 +73,9 @@ def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
         return JsonResponse(uploads.to_dict(session))
 
     @api_key_required(WRITE)
-    def complete_upload(request: HttpRequest, owner_id: str, upload_id: str) -> JsonResponse:
+    def complete_upload(request: ApiRequest, owner_id: str, upload_id: str) -> JsonResponse:
         session = session_of(request, owner_id, upload_id)
-        checksum = request.json.get("whole_checksum_sha256")  # type: ignore[attr-defined]
+        checksum = request.json.get("whole_checksum_sha256")
         with file_errors(upload_id):
             session = uploads.complete(session, checksum)
         return JsonResponse(uploads.complete_dict(session))

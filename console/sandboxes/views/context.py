@@ -12,8 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import BadRequest
-from django.http import HttpRequest
 
+from console.access import TeamRequest
 from console.models import LifecycleEvent, Role, Sandbox, SandboxStatus, Snapshot
 from console.paging import BadCursor, Keyset, Page, paginate
 from console.runtime import get_driver
@@ -30,7 +30,7 @@ SNAPSHOT_KEYSET = Keyset("snapshot", "created_at")
 EVENT_KEYSET = Keyset("event", "seq")
 
 
-def state_context(request: HttpRequest, sandbox: Sandbox) -> dict[str, Any]:
+def state_context(request: TeamRequest, sandbox: Sandbox) -> dict[str, Any]:
     return {
         "sandbox": sandbox,
         "can_act": request.membership.has_role(Role.MEMBER),
@@ -126,7 +126,7 @@ def _file_view(sandbox: Sandbox, info: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _side_page(request: HttpRequest, rows, keyset: Keyset, param: str, size: int) -> Page:
+def _side_page(request: TeamRequest, rows, keyset: Keyset, param: str, size: int) -> Page:
     """A page of a side list of the sandbox page; `param` carries its own cursor so the
     snapshot and event lists page independently."""
     try:
@@ -135,20 +135,20 @@ def _side_page(request: HttpRequest, rows, keyset: Keyset, param: str, size: int
         raise BadRequest(f"This page link is not valid ({exc}).") from None
 
 
-def snapshot_context(request: HttpRequest, sandbox: Sandbox) -> dict[str, Any]:
+def snapshot_context(request: TeamRequest, sandbox: Sandbox) -> dict[str, Any]:
     rows = Snapshot.objects.filter(project=sandbox.project, sandbox_public_id=sandbox.public_id)
     page = _side_page(request, rows, SNAPSHOT_KEYSET, "snapshots_after", SNAPSHOTS_SHOWN)
     return {"snapshots": page.items, "snapshot_page": page}
 
 
-def event_context(request: HttpRequest, sandbox: Sandbox) -> dict[str, Any]:
+def event_context(request: TeamRequest, sandbox: Sandbox) -> dict[str, Any]:
     rows = LifecycleEvent.objects.filter(project=sandbox.project, sandbox_id=sandbox.public_id)
     page = _side_page(request, rows, EVENT_KEYSET, "events_after", EVENTS_SHOWN)
     return {"events": page.items, "event_page": page}
 
 
 def detail_context(
-    request: HttpRequest, sandbox: Sandbox, *, path: str | None = None, **extra: Any
+    request: TeamRequest, sandbox: Sandbox, *, path: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     return {
         **state_context(request, sandbox),

@@ -13,13 +13,14 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from console.access import team_member_required
-from console.api.errors import ApiError
+from console.access import TeamRequest, team_member_required
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime.base import RuntimeError_
@@ -29,7 +30,7 @@ from console.sandboxes.views.context import file_context, state_context
 from console.sandboxes.views.sandboxes import DETAIL, detail_url, project_sandbox
 
 
-def _files(request: HttpRequest, sandbox: Sandbox, where: str | None) -> HttpResponse:
+def _files(request: TeamRequest, sandbox: Sandbox, where: str | None) -> HttpResponse:
     if not is_fragment_request(request):
         return redirect(
             detail_url(request, sandbox, f"?path={where or sandbox_files.WORKSPACE}#files")
@@ -40,13 +41,13 @@ def _files(request: HttpRequest, sandbox: Sandbox, where: str | None) -> HttpRes
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def file_browser(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def file_browser(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     return _files(request, project_sandbox(request, sandbox_id), request.GET.get("path"))
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def file_download(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def file_download(request: TeamRequest, sandbox_id: str) -> HttpResponseBase:
     sandbox = project_sandbox(request, sandbox_id)
     try:
         spath = sandbox_files.locate(sandbox.runtime_id, request.GET.get("path", ""))
@@ -65,7 +66,7 @@ def _upload_name(name: str) -> str | None:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def file_upload(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def file_upload(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     directory = request.GET.get("dir") or sandbox_files.WORKSPACE
     limit = settings.MAX_FILE_BYTES
@@ -74,7 +75,7 @@ def file_upload(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         messages.error(request, f"That file is over the {limit // (1024 * 1024)} MiB upload limit.")
         return _files(request, sandbox, directory)
     uploaded = request.FILES.get("file")
-    name = _upload_name(uploaded.name) if uploaded else None
+    name = _upload_name(uploaded.name or "") if uploaded else None
     if uploaded is None or name is None:
         messages.error(request, "Choose a file to upload.")
         return _files(request, sandbox, directory)
@@ -82,7 +83,7 @@ def file_upload(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     try:
         sandboxes.require_running(sandbox)
         sandbox_files.write_chunks(sandbox.runtime_id, target, uploaded.chunks(), limit=limit)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:
         messages.success(request, f"Uploaded {target} ({uploaded.size} bytes).")

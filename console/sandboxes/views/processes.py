@@ -8,13 +8,13 @@ EXEC_TIMEOUT_SECS) before the page shows its output.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from console.access import team_member_required
-from console.api.errors import ApiError
+from console.access import TeamRequest, team_member_required
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_page
 from console.models import Role, Sandbox
 from console.runtime import get_driver
@@ -27,7 +27,7 @@ from console.sandboxes.views.sandboxes import DETAIL, detail_url, project_sandbo
 EXEC_TIMEOUT_SECS = 30
 
 
-def _processes(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
+def _processes(request: TeamRequest, sandbox: Sandbox) -> HttpResponse:
     if not is_fragment_request(request):
         return redirect(detail_url(request, sandbox, "#processes"))
     context = {**state_context(request, sandbox), **process_context(sandbox)}
@@ -36,18 +36,18 @@ def _processes(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def process_list(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def process_list(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     return _processes(request, project_sandbox(request, sandbox_id))
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def process_kill(request: HttpRequest, sandbox_id: str, pid: int) -> HttpResponse:
+def process_kill(request: TeamRequest, sandbox_id: str, pid: int) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     try:
         sandboxes.require_running(sandbox)
         get_driver().kill_process(sandbox.runtime_id, pid)
-    except (ApiError, RuntimeError_) as exc:
+    except (DomainError, RuntimeError_) as exc:
         messages.error(request, getattr(exc, "message", None) or str(exc))
     else:
         messages.success(request, f"Process {pid} killed.")
@@ -56,7 +56,7 @@ def process_kill(request: HttpRequest, sandbox_id: str, pid: int) -> HttpRespons
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def sandbox_exec(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_exec(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     form = ExecForm(request.POST)
     result = error = None
@@ -65,7 +65,7 @@ def sandbox_exec(request: HttpRequest, sandbox_id: str) -> HttpResponse:
         try:
             request_ = sandboxes.exec_request({**body, "timeout_secs": EXEC_TIMEOUT_SECS})
             result = sandboxes.run_command(sandbox, request_)
-        except ApiError as exc:
+        except DomainError as exc:
             error = exc.message
     context = detail_context(request, sandbox, exec_form=form, exec_result=result, exec_error=error)
     if is_fragment_request(request):

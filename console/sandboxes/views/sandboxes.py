@@ -13,14 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from console.access import team_member_required
-from console.api.errors import ApiError
+from console.access import TeamRequest, team_member_required
+from console.actor import Actor
+from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import LIVE_STATUSES, Role, Sandbox, SandboxStatus, Snapshot
 from console.paging import Keyset, console_page
@@ -40,7 +41,7 @@ PAGE_SIZE = 20
 LIST_KEYSET = Keyset("sandbox", "created_at")
 
 
-def project_sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
+def project_sandbox(request: TeamRequest, sandbox_id: str) -> Sandbox:
     return get_object_or_404(
         Sandbox.objects.select_related("pause_snapshot", "project").visible(),
         project=request.project,
@@ -48,18 +49,18 @@ def project_sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
     )
 
 
-def detail_url(request: HttpRequest, sandbox: Sandbox, anchor: str = "") -> str:
+def detail_url(request: TeamRequest, sandbox: Sandbox, anchor: str = "") -> str:
     """The sandbox page, where the no-JavaScript path of every action lands."""
     kwargs = {"team_slug": request.team.slug, "project_slug": request.project.slug}
     url = reverse("sandbox-detail", kwargs={**kwargs, "sandbox_id": sandbox.public_id})
     return url + anchor
 
 
-def _attempt(request: HttpRequest, action, done: str) -> Any:
-    """Run a domain action; its ApiError becomes an error message instead of a 500."""
+def _attempt(request: TeamRequest, action, done: str) -> Any:
+    """Run a domain action; its DomainError becomes an error message instead of a 500."""
     try:
         result = action()
-    except ApiError as error:
+    except DomainError as error:
         messages.error(request, error.message)
         return None
     messages.success(request, done)
@@ -68,7 +69,7 @@ def _attempt(request: HttpRequest, action, done: str) -> Any:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def sandbox_list(request: HttpRequest) -> HttpResponse:
+def sandbox_list(request: TeamRequest) -> HttpResponse:
     filters = SandboxFilterForm(request.GET)
     rows = Sandbox.objects.filter(project=request.project).visible()
     if filters.is_valid():
@@ -97,14 +98,14 @@ def sandbox_list(request: HttpRequest) -> HttpResponse:
 
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def sandbox_create(request: HttpRequest) -> HttpResponse:
+def sandbox_create(request: TeamRequest) -> HttpResponse:
     form = SandboxForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             sandbox, _token = sandboxes.create_sandbox(
                 request.project,
-                user=request.user,
+                actor=Actor.of(request),
                 template=data["template"].strip(),
                 envs=data["envs"],
                 metadata=data["metadata"],
@@ -112,7 +113,7 @@ def sandbox_create(request: HttpRequest) -> HttpResponse:
                 timeout_action=data["on_timeout"],
                 auto_resume=data["auto_resume"],
             )
-        except ApiError as error:
+        except DomainError as error:
             form.add_error(None, error.message)
         else:
             messages.success(request, f"Sandbox {sandbox.public_id} is running.")
@@ -124,14 +125,14 @@ def sandbox_create(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def sandbox_detail(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_detail(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     return render(request, DETAIL, detail_context(request, sandbox, path=request.GET.get("path")))
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def sandbox_state(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_state(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     """The state fragment, fetched when the page's live socket says the sandbox changed."""
     sandbox = project_sandbox(request, sandbox_id)
     if not is_fragment_request(request):
@@ -139,7 +140,7 @@ def sandbox_state(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     return render_page(request, DETAIL, state_context(request, sandbox), partial="sandbox-state")
 
 
-def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
+def _after_action(request: TeamRequest, sandbox: Sandbox) -> HttpResponse:
     """htmx gets the fresh state fragment (and the page refreshes its other parts)."""
     if not is_fragment_request(request):
         return redirect(detail_url(request, sandbox))
@@ -150,11 +151,11 @@ def _after_action(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
     return trigger_client_event(response, "sandbox-changed")
 
 
-def _change_state(request: HttpRequest, sandbox: Sandbox, change, done: str) -> HttpResponse:
-    """Pause, resume or kill: `change(sandbox, user=...)` from the domain layer."""
+def _change_state(request: TeamRequest, sandbox: Sandbox, change, done: str) -> HttpResponse:
+    """Pause, resume or kill: `change(sandbox, actor=...)` from the domain layer."""
     _attempt(
         request,
-        lambda: change(sandbox, user=request.user),
+        lambda: change(sandbox, actor=Actor.of(request)),
         f"Sandbox {sandbox.public_id} {done}.",
     )
     return _after_action(request, sandbox)
@@ -162,21 +163,21 @@ def _change_state(request: HttpRequest, sandbox: Sandbox, change, done: str) -> 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def sandbox_pause(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_pause(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     return _change_state(request, sandbox, sandboxes.pause_sandbox, "paused")
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def sandbox_resume(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_resume(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     return _change_state(request, sandbox, sandboxes.resume_existing, "resumed")
 
 
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def sandbox_delete(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_delete(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     if request.method == "GET":
         return render_confirm(
@@ -191,39 +192,39 @@ def sandbox_delete(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def sandbox_timeout(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_timeout(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     form = TimeoutForm(request.POST)
     if form.is_valid():
         _attempt(
             request,
             lambda: sandboxes.set_timeout(
-                sandbox, form.cleaned_data["timeout"] * 1000, user=request.user
+                sandbox, form.cleaned_data["timeout"] * 1000, actor=Actor.of(request)
             ),
             f"Timeout set to {form.cleaned_data['timeout']} s from now.",
         )
     else:
-        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        messages.error(request, "; ".join(str(e) for errs in form.errors.values() for e in errs))
     return _after_action(request, sandbox)
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def sandbox_metrics(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def sandbox_metrics(request: TeamRequest, sandbox_id: str) -> JsonResponse:
     """One metrics sample for the chart; `sample` is null when the sandbox cannot run."""
     sandbox = project_sandbox(request, sandbox_id)
     sample = None
     if sandbox.status == SandboxStatus.RUNNING:
         try:
             sample = sandboxes.metrics_to_dict(sandbox)
-        except ApiError:
+        except DomainError:
             sample = None
     return JsonResponse({"status": sandbox.status, "sample": sample})
 
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def sandbox_events(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def sandbox_events(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     context = {**state_context(request, sandbox), **event_context(request, sandbox)}
     return render_page(request, DETAIL, context, partial="event-list")
@@ -231,23 +232,23 @@ def sandbox_events(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 @require_GET
 @team_member_required(Role.VIEWER)
-def snapshot_list(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def snapshot_list(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     return _snapshots(request, sandbox)
 
 
-def _snapshots(request: HttpRequest, sandbox: Sandbox) -> HttpResponse:
+def _snapshots(request: TeamRequest, sandbox: Sandbox) -> HttpResponse:
     context = {**state_context(request, sandbox), **snapshot_context(request, sandbox)}
     return render_page(request, DETAIL, context, partial="snapshot-table")
 
 
 @require_POST
 @team_member_required(Role.MEMBER)
-def snapshot_create(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+def snapshot_create(request: TeamRequest, sandbox_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     _attempt(
         request,
-        lambda: sandboxes.snapshot_sandbox(sandbox, user=request.user),
+        lambda: sandboxes.snapshot_sandbox(sandbox, actor=Actor.of(request)),
         "Snapshot created.",
     )
     if not is_fragment_request(request):
@@ -257,7 +258,7 @@ def snapshot_create(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 @team_member_required(Role.MEMBER)
 @require_http_methods(["GET", "POST"])
-def snapshot_delete(request: HttpRequest, sandbox_id: str, snapshot_id: str) -> HttpResponse:
+def snapshot_delete(request: TeamRequest, sandbox_id: str, snapshot_id: str) -> HttpResponse:
     sandbox = project_sandbox(request, sandbox_id)
     snapshot = get_object_or_404(
         Snapshot,

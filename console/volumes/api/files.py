@@ -14,13 +14,22 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from console.api.auth import RAW_BODY, READ, SIGNED_URL, WRITE, api_key_required, methods
+from console.api.auth import (
+    RAW_BODY,
+    READ,
+    SIGNED_URL,
+    WRITE,
+    ApiRequest,
+    api_key_required,
+    methods,
+)
 from console.api.errors import ApiError, error_response
+from console.errors import DomainError
 from console.models import Volume
 from console.runtime.base import FileStore
 from console.sandboxes import files as sandbox_files
@@ -33,14 +42,14 @@ DOWNLOAD_PURPOSE = "volume-file-download"
 UPLOAD_PURPOSE = "volume-file-upload"
 
 
-def _files(request: HttpRequest, volume_id: str) -> FileStore:
+def _files(request: ApiRequest, volume_id: str) -> FileStore:
     files = VOLUME.lookup(request, volume_id).files
     assert isinstance(files, FileStore)
     return files
 
 
-def _body(request: HttpRequest, field: str = "path") -> Any:
-    return request.json.get(field)  # type: ignore[attr-defined]
+def _body(request: ApiRequest, field: str = "path") -> Any:
+    return request.json.get(field)
 
 
 def _decode(body: dict[str, Any]) -> bytes:
@@ -57,11 +66,11 @@ def _decode(body: dict[str, Any]) -> bytes:
         raise ApiError("invalid_request", "`content` is not valid base64") from None
 
 
-def _json_call(access: str, call: Callable[[FileStore, HttpRequest], Any]) -> Callable[..., Any]:
+def _json_call(access: str, call: Callable[[FileStore, ApiRequest], Any]) -> Callable[..., Any]:
     """A POST or GET route: `call`'s answer as JSON, or 204 when it gives None."""
 
     @api_key_required(access)
-    def view(request: HttpRequest, volume_id: str) -> HttpResponse:
+    def view(request: ApiRequest, volume_id: str) -> HttpResponse:
         files = _files(request, volume_id)
         with file_errors():
             result = call(files, request)
@@ -72,7 +81,7 @@ def _json_call(access: str, call: Callable[[FileStore, HttpRequest], Any]) -> Ca
     return view
 
 
-def _read(files: FileStore, request: HttpRequest) -> dict[str, Any]:
+def _read(files: FileStore, request: ApiRequest) -> dict[str, Any]:
     encoding = _body(request, "encoding") or "utf8"
     if encoding in ("utf8", "utf-8"):
         content = sandbox_files.read_text(files, _body(request))
@@ -87,19 +96,19 @@ def _read(files: FileStore, request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def _write(files: FileStore, request: HttpRequest) -> dict[str, Any]:
-    data = _decode(request.json)  # type: ignore[attr-defined]
+def _write(files: FileStore, request: ApiRequest) -> dict[str, Any]:
+    data = _decode(request.json)
     return sandbox_files.write_chunks(files, _body(request), [data])
 
 
-def _list(files: FileStore, request: HttpRequest) -> list[dict[str, Any]]:
+def _list(files: FileStore, request: ApiRequest) -> list[dict[str, Any]]:
     depth = request.GET.get("depth") or "1"
     if not depth.isdigit():
         raise ApiError("invalid_request", "`depth` must be a non-negative integer")
     return sandbox_files.listing(files, request.GET.get("path") or "/", max(1, int(depth)))
 
 
-def _replace(files: FileStore, request: HttpRequest) -> dict[str, Any]:
+def _replace(files: FileStore, request: ApiRequest) -> dict[str, Any]:
     dry_run = _body(request, "dry_run")
     if dry_run not in (None, True, False):
         raise ApiError("invalid_request", "`dry_run` must be true or false")
@@ -113,7 +122,7 @@ def _replace(files: FileStore, request: HttpRequest) -> dict[str, Any]:
 
 
 def _signed(
-    request: HttpRequest, volume: Volume, route: str, payload: dict[str, Any], purpose: str
+    request: ApiRequest, volume: Volume, route: str, payload: dict[str, Any], purpose: str
 ) -> tuple[str, str]:
     token = sign_url_payload(
         {"vol": volume.public_id, "prj": volume.project_id, **payload}, purpose
@@ -123,7 +132,7 @@ def _signed(
 
 
 @api_key_required(READ)
-def download_url(request: HttpRequest, volume_id: str) -> JsonResponse:
+def download_url(request: ApiRequest, volume_id: str) -> JsonResponse:
     owner = VOLUME.lookup(request, volume_id)
     archive = _body(request, "archive_format")
     if archive not in (None, "tar"):
@@ -146,7 +155,7 @@ def download_url(request: HttpRequest, volume_id: str) -> JsonResponse:
 
 
 @api_key_required(WRITE)
-def upload_url(request: HttpRequest, volume_id: str) -> JsonResponse:
+def upload_url(request: ApiRequest, volume_id: str) -> JsonResponse:
     owner = VOLUME.lookup(request, volume_id)
     with file_errors():
         target = sandbox_files.locate(owner.files, _body(request))
@@ -165,7 +174,7 @@ def _signed_view(
     def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @csrf_exempt
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, volume_id: str) -> HttpResponseBase:
+        def wrapper(request: ApiRequest, volume_id: str) -> HttpResponseBase:
             try:
                 payload = read_url_payload(
                     request.GET.get("token", ""), purpose, files_api.SIGNED_URL_TTL_SECONDS
@@ -176,17 +185,17 @@ def _signed_view(
                         "This signed URL is invalid or has expired; ask for a new one",
                     )
                 volume = Volume.objects.filter(
-                    public_id=volume_id, project_id=payload.get("prj")
+                    public_id=volume_id, project_id=payload.get("prj") or 0
                 ).first()
                 if volume is None:
                     raise ApiError("not_found", f"Volume {volume_id} not found")
                 files = volume_owner(volume).files
                 with file_errors():
                     return view(request, files, payload)
-            except ApiError as error:
+            except DomainError as error:
                 return error_response(request, error)
 
-        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]
+        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]  # the guard test's marker
         return wrapper
 
     return decorate
@@ -194,7 +203,7 @@ def _signed_view(
 
 @_signed_view(DOWNLOAD_PURPOSE)
 def signed_download(
-    request: HttpRequest, files: FileStore, payload: dict[str, Any]
+    request: ApiRequest, files: FileStore, payload: dict[str, Any]
 ) -> HttpResponseBase:
     return file_response(files, payload["path"], as_tar=bool(payload.get("tar")))
 
@@ -202,14 +211,14 @@ def signed_download(
 @raw_body
 @_signed_view(UPLOAD_PURPOSE)
 def signed_upload(
-    request: HttpRequest, files: FileStore, payload: dict[str, Any]
+    request: ApiRequest, files: FileStore, payload: dict[str, Any]
 ) -> HttpResponseBase:
     receive_file(request, files, payload["path"])
     return HttpResponse(status=204)
 
 
 @api_key_required(READ)
-def download_file(request: HttpRequest, volume_id: str) -> HttpResponseBase:
+def download_file(request: ApiRequest, volume_id: str) -> HttpResponseBase:
     files = _files(request, volume_id)
     with file_errors():
         return file_response(files, request.GET.get("path"), as_tar=False)
@@ -217,7 +226,7 @@ def download_file(request: HttpRequest, volume_id: str) -> HttpResponseBase:
 
 @raw_body
 @api_key_required(WRITE, body=RAW_BODY)
-def upload_file(request: HttpRequest, volume_id: str) -> HttpResponse:
+def upload_file(request: ApiRequest, volume_id: str) -> HttpResponse:
     files = _files(request, volume_id)
     with file_errors():
         receive_file(request, files, request.GET.get("path"))

@@ -7,10 +7,11 @@ console/volumes/service.py; the files routes are the same views as a sandbox's
 from __future__ import annotations
 
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
-from console.api.auth import READ, WRITE, api_key_required, methods
+from console.actor import Actor
+from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.fields import project_fields, requested_fields
 from console.models import LIVE_STATUSES, Volume
@@ -21,24 +22,24 @@ from console.volumes import service as volumes
 from console.volumes.api.files import volume_file_urlpatterns
 
 
-def _fields(request: HttpRequest) -> list[str] | None:
+def _fields(request: ApiRequest) -> list[str] | None:
     return requested_fields(request, volumes.VOLUME_FIELDS)
 
 
 @api_key_required(WRITE)
-def create_volume(request: HttpRequest) -> JsonResponse:
+def create_volume(request: ApiRequest) -> JsonResponse:
     volume = volumes.create_volume(
-        request.project,  # type: ignore[attr-defined]
-        request.json.get("name"),  # type: ignore[attr-defined]
-        api_key=request.api_key,  # type: ignore[attr-defined]
+        request.project,
+        request.json.get("name"),
+        actor=Actor.of(request),
     )
     return JsonResponse(volumes.volume_to_dict(volume, mount_count=0), status=201)
 
 
 @api_key_required(READ)
-def list_volumes(request: HttpRequest) -> JsonResponse:
+def list_volumes(request: ApiRequest) -> JsonResponse:
     fields = _fields(request)
-    rows = Volume.objects.filter(project=request.project).annotate(  # type: ignore[attr-defined]
+    rows = Volume.objects.filter(project=request.project).annotate(
         live_mounts=Count("attachments", filter=Q(attachments__sandbox__status__in=LIVE_STATUSES))
     )
     return JsonResponse(
@@ -51,32 +52,32 @@ def list_volumes(request: HttpRequest) -> JsonResponse:
 
 
 @api_key_required(READ)
-def get_volume(request: HttpRequest, volume_id: str) -> JsonResponse:
+def get_volume(request: ApiRequest, volume_id: str) -> JsonResponse:
     fields = _fields(request)
-    volume = volumes.get_volume(request.project, volume_id)  # type: ignore[attr-defined]
+    volume = volumes.get_volume(request.project, volume_id)
     return JsonResponse(project_fields(volumes.volume_to_dict(volume), fields))
 
 
 @api_key_required(READ)
-def get_volume_by_name(request: HttpRequest, name: str) -> JsonResponse:
+def get_volume_by_name(request: ApiRequest, name: str) -> JsonResponse:
     fields = _fields(request)
-    volume = volumes.get_volume_by_name(request.project, name)  # type: ignore[attr-defined]
+    volume = volumes.get_volume_by_name(request.project, name)
     return JsonResponse(project_fields(volumes.volume_to_dict(volume), fields))
 
 
 @api_key_required(WRITE)
-def delete_volume(request: HttpRequest, volume_id: str) -> HttpResponse:
+def delete_volume(request: ApiRequest, volume_id: str) -> HttpResponse:
     force = (request.GET.get("force") or "").lower()
     if force not in ("", "true", "false", "1", "0"):
         raise ApiError("invalid_request", "`force` must be true or false")
-    volume = volumes.get_volume(request.project, volume_id)  # type: ignore[attr-defined]
+    volume = volumes.get_volume(request.project, volume_id)
     volumes.delete_volume(volume, force=force in ("true", "1"))
     return HttpResponse(status=204)
 
 
 @api_key_required(READ)
-def list_attachments(request: HttpRequest, volume_id: str) -> JsonResponse:
-    volume = volumes.get_volume(request.project, volume_id)  # type: ignore[attr-defined]
+def list_attachments(request: ApiRequest, volume_id: str) -> JsonResponse:
+    volume = volumes.get_volume(request.project, volume_id)
     rows = volumes.live_attachments(volume)
     for row in rows:
         row.volume = volume
@@ -104,17 +105,17 @@ urlpatterns = [
 
 
 @api_key_required(READ)
-def sandbox_attachments(request: HttpRequest, sandbox_id: str) -> JsonResponse:
+def sandbox_attachments(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     """GET: the sandbox's mounts (what its metadata.volume_attachments also says)."""
-    sandbox = get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = get_sandbox(request.project, sandbox_id)
     rows = sandbox.volume_attachments.select_related("volume")
     return JsonResponse([volumes.attachment_to_dict(row) for row in rows], safe=False)
 
 
 @api_key_required(READ)
-def sandbox_attachment(request: HttpRequest, sandbox_id: str, attachment_id: str) -> JsonResponse:
+def sandbox_attachment(request: ApiRequest, sandbox_id: str, attachment_id: str) -> JsonResponse:
     """GET .../volumes/{attachment}/health: the attachment as it stands."""
-    sandbox = get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+    sandbox = get_sandbox(request.project, sandbox_id)
     row = (
         sandbox.volume_attachments.select_related("volume").filter(public_id=attachment_id).first()
     )
@@ -124,8 +125,8 @@ def sandbox_attachment(request: HttpRequest, sandbox_id: str, attachment_id: str
 
 
 @api_key_required(WRITE)
-def attach_later(request: HttpRequest, sandbox_id: str, attachment_id: str = "") -> JsonResponse:
-    get_sandbox(request.project, sandbox_id)  # type: ignore[attr-defined]
+def attach_later(request: ApiRequest, sandbox_id: str, attachment_id: str = "") -> JsonResponse:
+    get_sandbox(request.project, sandbox_id)
     raise ApiError(
         "not_implemented",
         "Volumes are mounted when a sandbox is created (--volume); attaching, detaching or "

@@ -11,8 +11,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from console.api.auth import READ
-from console.api.errors import ApiError
 from console.api.ws_scopes import ChannelScopes, ScopedSocket
+from console.errors import DomainError
 from console.sandboxes.api.file_watch_ws import FileWatches
 from console.volumes import service as volumes
 
@@ -26,11 +26,11 @@ class VolumeSocket(ScopedSocket):
         try:
             volume = await database_sync_to_async(volumes.get_volume)(self.project, volume_id)
             files = await database_sync_to_async(volumes.files)(volume)
-        except ApiError as error:
+        except DomainError as error:
             self.watches = FileWatches(volume_id, self.send_json, self.close, error.message)
             return
         # The watch code takes a sandbox id or a file store (console/sandbox_files.store).
-        self.watches = FileWatches(files, self.send_json, self.close)  # type: ignore[arg-type]
+        self.watches = FileWatches(files, self.send_json, self.close)
 
     async def disconnect(self, code: int) -> None:
         if self.watches is not None:

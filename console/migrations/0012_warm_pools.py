@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('console', '0010_hooks_jobs_webhooks'),
+        ('console', '0011_desktop'),
     ]
 
     operations = [

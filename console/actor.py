@@ -1,0 +1,60 @@
+"""Who is acting: a person in the console, an API key (with its scope) or the system.
+
+Domain functions take one Actor instead of an (api_key, user, actor kind) triple; the
+faces build it from the request (`Actor.of(request)`), background work uses
+`SYSTEM` or `RECONCILE`. Lifecycle events and audit rows read who did what from it
+(docs/architecture.md, "Actors").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from console.models import ActorKind, ApiKey
+
+REASON_API = "api"
+REASON_CONSOLE = "console"
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str = ActorKind.USER
+    user: Any = None  # the signed-in user (console), or who created the acting key
+    api_key: ApiKey | None = None
+
+    @classmethod
+    def person(cls, user: Any) -> Actor:
+        """A signed-in person acting in the console."""
+        return cls(ActorKind.USER, user=user)
+
+    @classmethod
+    def key(cls, api_key: ApiKey) -> Actor:
+        """A client of /v1 acting with an API key."""
+        return cls(ActorKind.USER, api_key=api_key)
+
+    @classmethod
+    def of(cls, request: Any) -> Actor:
+        """The actor of a request: its API key under /v1, else its signed-in user."""
+        api_key = getattr(request, "api_key", None)
+        if api_key is not None:
+            return cls.key(api_key)
+        user = getattr(request, "user", None)
+        return cls.person(user if user is not None and user.is_authenticated else None)
+
+    @property
+    def scope(self) -> str | None:
+        """The key scope this actor may act with (None: a person or the system, whose
+        rights the console's role checks or the code path itself decide)."""
+        return self.api_key.scope if self.api_key is not None else None
+
+    @property
+    def reason(self) -> str:
+        """The default reason of a lifecycle event this actor causes."""
+        if self.kind != ActorKind.USER:
+            return self.kind
+        return REASON_API if self.api_key is not None else REASON_CONSOLE
+
+
+SYSTEM = Actor(ActorKind.SYSTEM)
+RECONCILE = Actor(ActorKind.RECONCILE)

@@ -1,0 +1,1 @@
+"""The desktop's /v1 routes (routes.py) and its managed viewer page (viewer.py)."""

@@ -1,0 +1,179 @@
+"""The layout rules of docs/architecture.md, held by tests: domain code knows nothing of
+HTTP, models live in their domain, and a domain error gets its status in one place per
+face (console/api/errors.py for /v1, console/views/errors.py for the console)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory
+from django_htmx.middleware import HtmxDetails
+
+from console.actor import SYSTEM, Actor
+from console.api.errors import ApiError, error_response, status_for
+from console.errors import DomainError
+from console.models import ActorKind, KeyScope
+from console.views.errors import DomainErrorMiddleware
+
+CONSOLE = Path(__file__).resolve().parents[2] / "console"
+# Packages of console/ that are shared kits or what Django looks for by name; every
+# other package is a domain and is held to the rules below.
+KITS = {"api", "views", "models", "jobs", "runtime", "management", "templatetags", "migrations"}
+DOMAINS = tuple(
+    sorted(p.name for p in CONSOLE.iterdir() if (p / "__init__.py").exists() and p.name not in KITS)
+)
+# Audit rows read the client's address and user from the request they record; the
+# request is passed through as a value, nothing answers HTTP there.
+REQUEST_READERS = {"console/audit/service.py", "console/keys/service.py"}
+
+
+def _is_face(path: Path) -> bool:
+    parts = path.relative_to(CONSOLE).parts
+    return (
+        "api" in parts[:-1]
+        or "views" in parts[:-1]
+        or parts[-1] in ("api.py", "views.py", "consumers.py")
+    )
+
+
+def _domain_modules() -> list[Path]:
+    return sorted(
+        path
+        for domain in DOMAINS
+        for path in (CONSOLE / domain).rglob("*.py")
+        if not _is_face(path)
+    )
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_domain_code_knows_nothing_of_http():
+    assert {"accounts", "keys", "sandboxes", "volumes"} <= set(DOMAINS)
+    modules = _domain_modules()
+    assert len(modules) > 40  # the walk found the packages
+    offenders = []
+    for path in modules:
+        rel = str(path.relative_to(CONSOLE.parent))
+        imports = _imports(path)
+        if any(name == "console.api" or name.startswith("console.api.") for name in imports):
+            offenders.append(f"{rel} imports the /v1 kit")
+        if rel not in REQUEST_READERS and any(n.startswith("django.http") for n in imports):
+            offenders.append(f"{rel} imports django.http")
+        if "ApiError" in path.read_text():
+            offenders.append(f"{rel} names ApiError (raise DomainError)")
+    assert offenders == []
+
+
+def test_every_model_lives_in_a_domain_package_under_the_one_app():
+    for model in apps.get_app_config("console").get_models():
+        module = model.__module__
+        assert model._meta.app_label == "console"
+        assert not module.startswith("console.models."), f"{model.__name__} in {module}"
+        package = module.split(".")[1]
+        assert package in (*DOMAINS, "jobs", "api"), f"{model.__name__} in {module}"
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("sandbox_not_found", 404),
+        ("volume_conflict", 409),
+        ("volume_busy", 409),
+        ("volume_limit_exceeded", 429),
+        ("quota_exceeded", 429),
+        ("runtime_error", 500),
+        ("runtime_unavailable", 503),
+        ("invalid_request", 400),
+        ("bundle_digest_mismatch", 400),
+    ],
+)
+def test_v1_status_of_a_domain_code(code, status):
+    assert status_for(DomainError(code, "x")) == status
+
+
+def test_v1_upload_refusals_answer_by_reason():
+    def refused(reason: str) -> int:
+        return status_for(DomainError("file_upload_error", "x", error_detail={"reason": reason}))
+
+    assert refused("part_out_of_range") == 416
+    assert refused("size_limit_exceeded") == 413
+    assert refused("upload_expired") == 410
+    assert refused("whole_checksum_mismatch") == 400
+
+
+def test_v1_face_error_keeps_its_own_status_and_headers():
+    error = ApiError("rate_limit_exceeded", "slow down", headers={"Retry-After": "3"})
+    response = error_response(RequestFactory().get("/v1/x"), error)
+    assert response.status_code == 429
+    assert response["Retry-After"] == "3"
+
+
+def _console_request(path: str, *, htmx: bool = False):
+    headers = {"HX-Request": "true"} if htmx else {}
+    request = RequestFactory().post(path, headers=headers)
+    request.session = SessionStore()
+    request._messages = FallbackStorage(request)
+    request.user = AnonymousUser()
+    request.htmx = HtmxDetails(request)
+    return request
+
+
+@pytest.mark.django_db
+def test_console_answers_an_escaped_domain_error_by_its_code():
+    middleware = DomainErrorMiddleware(lambda request: None)
+    path = "/t/acme/p/web/volumes/vol_1/delete"
+
+    missing = middleware.process_exception(
+        _console_request(path), DomainError("volume_not_found", "Volume vol_1 not found")
+    )
+    assert missing.status_code == 404
+
+    busy = DomainError("volume_busy", "Volume data is in use: mounted by sb_1")
+    page = middleware.process_exception(_console_request(path), busy)
+    assert page.status_code == 409
+    assert b"mounted by sb_1" in page.content
+
+    request = _console_request(path, htmx=True)
+    fragment = middleware.process_exception(request, busy)
+    assert fragment.status_code == 409
+    assert [str(m) for m in request._messages] == [busy.message]
+
+
+def test_console_middleware_leaves_v1_and_other_exceptions_alone():
+    middleware = DomainErrorMiddleware(lambda request: None)
+    v1 = RequestFactory().get("/v1/volumes/vol_1")
+    assert middleware.process_exception(v1, DomainError("volume_busy", "x")) is None
+    assert middleware.process_exception(_console_request("/t/a"), ValueError("x")) is None
+
+
+@pytest.mark.django_db
+def test_actor_of_a_request(api_key, read_key, member):
+    request = RequestFactory().get("/")
+    request.api_key = read_key[1]
+    by_key = Actor.of(request)
+    assert by_key.api_key == read_key[1]
+    assert by_key.scope == KeyScope.READ
+    assert by_key.reason == "api"
+
+    request = RequestFactory().get("/")
+    request.user = member
+    person = Actor.of(request)
+    assert person.user == member and person.api_key is None and person.scope is None
+    assert person.reason == "console"
+
+    assert SYSTEM.kind == ActorKind.SYSTEM and SYSTEM.reason == "system"
