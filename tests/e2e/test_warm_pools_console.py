@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.e2e, needs_chromium]
 
 FILL_MS = 180_000
 QUIET_MS = 4000
+SETTLE_MS = 2000  # more than static/js/live.js SETTLED_MS
 
 
 def test_pool_counts_are_pushed_and_actions_work(live, page):
@@ -31,8 +32,10 @@ def test_pool_counts_are_pushed_and_actions_work(live, page):
     row = f"#pool-{made['id']}"
     page.wait_for_selector(f"{row}[data-ready='1']", timeout=FILL_MS)
 
-    # Full and nothing happening: the page asks for nothing.
+    # Full and nothing happening: the page asks for nothing (once live.js's one refresh
+    # after the last burst of changes, SETTLED_MS later, has come and gone).
     page.wait_for_selector(f"{row}[data-warming='0']")
+    page.wait_for_timeout(SETTLE_MS)
     seen: list[str] = []
     page.on("request", lambda request: seen.append(urlsplit(request.url).path))
     page.wait_for_timeout(QUIET_MS)
