@@ -18,6 +18,7 @@ PROJECT_NAV = [
     ("Sandboxes", "sandbox-list", "project", Role.VIEWER),
     ("Warm pools", "warmpool-list", "project", Role.VIEWER),
     ("Agent deployments", "agent-list", "project", Role.VIEWER),
+    ("Templates", "template-list", "project", Role.VIEWER),
     ("Volumes", "volume-list", "project", Role.VIEWER),
     ("Preview links", "grant-list", "project", Role.VIEWER),
     ("Webhooks", "webhook-list", "project", Role.VIEWER),

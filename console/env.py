@@ -43,6 +43,23 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_port_range(name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """`LOW-HIGH` (or one port) within 1..65535."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    low, _, high = raw.partition("-")
+    try:
+        ports = (int(low), int(high or low))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be LOW-HIGH, e.g. 2200-2299 (got {raw!r})"
+        ) from None
+    if not 1 <= ports[0] <= ports[1] <= 65535:
+        raise ImproperlyConfigured(f"{name} must be LOW-HIGH within 1..65535 (got {raw!r})")
+    return ports
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

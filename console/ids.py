@@ -36,6 +36,10 @@ def new_grant_id() -> str:
     return new_public_id("pvg_")
 
 
+def new_ssh_access_id() -> str:
+    return new_public_id("ssh_")
+
+
 def new_upload_id() -> str:
     return new_public_id("upl_", 16)
 
@@ -90,3 +94,15 @@ def new_volume_id() -> str:
 
 def new_attachment_id() -> str:
     return new_public_id("vat_")
+
+
+def new_code_context_id() -> str:
+    return new_public_id("ctx_")
+
+
+def new_code_run_id() -> str:
+    return new_public_id("crun_")
+
+
+def new_code_artifact_id() -> str:
+    return new_public_id("art_")

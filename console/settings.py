@@ -13,6 +13,7 @@ from console.env import (
     env_bool,
     env_int,
     env_list,
+    env_port_range,
     env_str,
     env_url,
     persistent_secret,
@@ -217,6 +218,14 @@ LIST_UNPAGED_MAX = env_int("LIST_UNPAGED_MAX", 10_000, minimum=100)
 # Agent deployments (docs/agents.md): bundle size, runs/services executed at once, kept output.
 AGENT_MAX_BUNDLE_BYTES = env_int("AGENT_MAX_BUNDLE_BYTES", 512 * 1024 * 1024, minimum=1024)
 AGENT_MAX_CONCURRENT = env_int("AGENT_MAX_CONCURRENT", 4, minimum=1)
+# Templates (docs/templates.md): a build's time limit, log entries kept per build, one
+# build-context file's size; an Ubuntu mirror makes ubuntu:<v> bases buildable.
+TEMPLATE_BUILD_TIMEOUT_SECONDS = env_int("TEMPLATE_BUILD_TIMEOUT_SECONDS", 3600, minimum=10)
+TEMPLATE_MAX_LOG_ENTRIES = env_int("TEMPLATE_MAX_LOG_ENTRIES", 20_000, minimum=100)
+TEMPLATE_MAX_CONTEXT_FILE_BYTES = env_int(
+    "TEMPLATE_MAX_CONTEXT_FILE_BYTES", 512 * 1024 * 1024, minimum=1024
+)
+RUNTIME_UBUNTU_MIRROR = env_str("RUNTIME_UBUNTU_MIRROR", "")
 AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 # JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
@@ -271,6 +280,19 @@ SANDBOX_OPEN_FILES = env_int("SANDBOX_OPEN_FILES", 4096, minimum=64)
 # This server's name as the owner of the sandboxes it runs (several servers may share one
 # database); by default the host name and the runtime root (docs/runtime-ownership.md).
 RUNTIME_INSTANCE = env_str("RUNTIME_INSTANCE", "")
+
+# SSH access (docs/ssh.md): the CA key (default: generated once into DATA_DIR), where the
+# relay listens (one port per sandbox with access, from SSH_RELAY_PORTS), the host name
+# clients are told to connect to, certificate lifetimes, connections per sandbox.
+SSH_CA_KEY_FILE = env_str("SSH_CA_KEY_FILE", "")
+SSH_RELAY_HOST = env_str("SSH_RELAY_HOST", SITE_HOST)
+SSH_RELAY_BIND = env_str("SSH_RELAY_BIND", "0.0.0.0")
+SSH_RELAY_PORTS = env_port_range("SSH_RELAY_PORTS", (2200, 2299))
+SSH_ACCESS_DEFAULT_MINUTES = env_int("SSH_ACCESS_DEFAULT_MINUTES", 10, minimum=1)
+SSH_ACCESS_MAX_MINUTES = env_int("SSH_ACCESS_MAX_MINUTES", 60, minimum=1)
+if SSH_ACCESS_DEFAULT_MINUTES > SSH_ACCESS_MAX_MINUTES:
+    raise ImproperlyConfigured("SSH_ACCESS_DEFAULT_MINUTES must not exceed SSH_ACCESS_MAX_MINUTES")
+SSH_RELAY_MAX_CONNECTIONS = env_int("SSH_RELAY_MAX_CONNECTIONS", 16, minimum=1)
 
 # Browser origins allowed to call /v1 and /healthz with an API key (docs/api.md, CORS).
 # `*` allows any origin; credentials by cookie are never allowed cross-origin.

@@ -205,6 +205,8 @@ def start_live_server(
         DEBUG="0",
         STATIC_MANIFEST="0",
         PYTHONUNBUFFERED="1",
+        # The server listens on loopback only in tests; so does its SSH relay (docs/ssh.md).
+        SSH_RELAY_BIND="127.0.0.1",
     )
     db_url = same_database_as.env.get("DATABASE_URL") if same_database_as else _fresh_database_url()
     if db_url:

@@ -53,6 +53,16 @@ STATUS_BY_CODE = {
     "desktop_raw_vnc_disabled": 403,
     "stream_not_started": 409,
     "recording_conflict": 409,
+    # templates (docs/templates.md)
+    "template_in_use": 409,
+    "template_build_not_promotable": 409,
+    "template_not_ready": 503,
+    "template_start_failed": 503,
+    # code interpreter (docs/code-interpreter.md)
+    "code_interpreter_unavailable": 409,
+    "kernel_start_failed": 503,
+    "kernel_unavailable": 503,
+    "preview_unavailable": 415,
     # warm pools (docs/warm-pools.md)
     "warm_pool_unavailable": 409,
 }

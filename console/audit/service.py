@@ -37,6 +37,7 @@ ACTIONS = (
     "preview_grant.revoked",
     "preview_grant.first_use",
     "preview_grant.expired",
+    "ssh_access.created",
     "webhook.created",
     "webhook.updated",
     "webhook.deleted",

@@ -18,6 +18,8 @@ JOB_MODULES = (
     "console.previews.service",
     "console.webhooks.delivery",
     "console.agents.jobs",
+    "console.sandbox_templates.jobs",
+    "console.code_interpreter.jobs",
     "console.warm_pools.jobs",
 )
 

@@ -46,6 +46,7 @@ def get_driver() -> Driver:
         disk_mb=settings.SANDBOX_DEFAULT_DISK_MB,
         pids_limit=settings.SANDBOX_PIDS_LIMIT,
         open_files=settings.SANDBOX_OPEN_FILES,
+        ubuntu_mirror=settings.RUNTIME_UBUNTU_MIRROR,
         max_output_bytes=settings.EXEC_OUTPUT_MAX_BYTES,
     )
     if driver.missing:

@@ -78,6 +78,11 @@ class CreateSpec:
     cwd: str = "/workspace"  # where processes start and relative file paths begin
     # A snapshot archive to restore the workspace from (create-from-snapshot, fork).
     restore_from: Path | None = None
+    # A custom template: its layers (ids in the runtime's layer store, topmost first) over
+    # the builtin image `template` of the Debian suite `image_suite` (None: the server's).
+    layers: tuple[str, ...] = ()
+    image_suite: str | None = None
+    default_user: str | None = None  # who processes run as unless a request says
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,20 @@ class Driver(ABC):
     def take_events(self) -> list[RuntimeEvent]:
         """Events since the last call (each handed out once, to one caller)."""
         return []
+
+    # --- template layers (docs/templates.md) --------------------------------------------
+    def capture_layer(self, sandbox_id: str, layer_id: str) -> int:
+        """Keep the sandbox's writable layer as template layer `layer_id`; its size."""
+        raise RuntimeError_(
+            "custom templates need isolated sandboxes (RUNTIME_ISOLATION=full)",
+            code="not_implemented",
+        )
+
+    def has_layer(self, layer_id: str) -> bool:
+        return False
+
+    def remove_layer(self, layer_id: str) -> None:
+        return None
 
     # --- processes -------------------------------------------------------------------
     @abstractmethod

@@ -48,15 +48,24 @@ PACKAGES = (
     "git",
     "sudo",
     "tini",  # the sandbox's pid 1: reaps orphans
+    # SSH access (docs/ssh.md): sshd is started on demand, trusting only the server's CA.
+    "openssh-server",
+    "rsync",
 )
 DEFAULT_USER = "user"
 DEFAULT_UID = 1000
 # Run inside the new root (chroot) after the packages are in; bump RECIPE_VERSION on edits.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SETUP_SCRIPT = f"""set -e
 useradd --create-home --uid {DEFAULT_UID} --user-group --shell /bin/bash {DEFAULT_USER}
 echo '{DEFAULT_USER} ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/{DEFAULT_USER}
 chmod 0440 /etc/sudoers.d/{DEFAULT_USER}
+# sshd refuses a locked account ("!") even for certificates: no password, but not locked.
+usermod -p '*' {DEFAULT_USER}
+usermod -p '*' root
+# Host keys made at install time would be one key for every sandbox; each sandbox gets
+# its own when SSH access is first asked for (docs/ssh.md).
+rm -f /etc/ssh/ssh_host_*
 mkdir -p /workspace
 chown {DEFAULT_UID}:{DEFAULT_UID} /workspace
 git config --system user.name 'Sandbox User'
@@ -98,6 +107,19 @@ class Variant:
 # Builtin images by name; a builtin template of the same name runs on it (docs/runtime.md).
 VARIANTS: dict[str, Variant] = {
     "base": Variant(),
+    # The code interpreter's Jupyter kernel and the libraries its users reach for first
+    # (docs/code-interpreter.md). The client names this template and gives it 2 GB.
+    "code-interpreter": Variant(
+        packages=(
+            "python3-ipykernel",
+            "python3-matplotlib",
+            "python3-numpy",
+            "python3-pandas",
+            # Satisfies matplotlib's font tools without scipy, whose Debian package
+            # pulls a C++ compiler and Boost (about 650 MB; `pip install scipy` works).
+            "python3-munkres",
+        ),
+    ),
     # An X desktop (docs/desktop.md): a virtual screen, a window manager, a browser, input
     # and clipboard tools, a VNC server with a WebSocket bridge for the live view, and ffmpeg
     # for screenshots and recordings. The server starts them per sandbox (console/desktop/).
@@ -119,6 +141,11 @@ VARIANTS: dict[str, Variant] = {
         script=DESKTOP_SCRIPT,
     ),
 }
+
+# Debian suites an image can be built from (the suite is part of the recipe, so each has
+# its own cached image), with the Python 3 each ships: python:<v> templates map to these.
+SUITES: dict[str, str] = {"bookworm": "3.11", "trixie": "3.13"}
+STABLE = "trixie"  # what Debian calls `stable` today (Debian 13, since August 2025)
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -160,7 +187,13 @@ def variant(name: str) -> Variant:
     return found
 
 
-def recipe(suite: str, mirror: str, id_base: int, name: str = "base") -> dict[str, object]:
+def recipe(
+    suite: str,
+    mirror: str,
+    id_base: int,
+    name: str = "base",
+    components: tuple[str, ...] = ("main",),
+) -> dict[str, object]:
     extra = variant(name)
     certs = _host_certificates()
     try:
@@ -175,6 +208,8 @@ def recipe(suite: str, mirror: str, id_base: int, name: str = "base") -> dict[st
         "script": SETUP_SCRIPT,
         "id_base": id_base,
         "certs": hashlib.sha256(b"".join(sorted(certs.values())) + bundle).hexdigest(),
+        # Only other components (an Ubuntu mirror's universe) change the key.
+        **({"components": list(components)} if components != ("main",) else {}),
         # Only the other variants carry these keys, so the base image keeps its digest.
         **(
             {"variant": name, "extra": list(extra.packages), "extra_script": extra.script}
@@ -197,10 +232,15 @@ def cached(
 
 
 def ensure_image(
-    cache_dir: Path, suite: str, mirror: str, id_base: int, variant_name: str = "base"
+    cache_dir: Path,
+    suite: str,
+    mirror: str,
+    id_base: int,
+    variant_name: str = "base",
+    components: tuple[str, ...] = ("main",),
 ) -> Image:
     """The cached builtin image, building it first if it is not there (under a lock)."""
-    spec = recipe(suite, mirror, id_base, variant_name)
+    spec = recipe(suite, mirror, id_base, variant_name, components)
     name = f"{variant_name}-{_key(spec)}"
     images = cache_dir / "images"
     final = images / name
@@ -210,12 +250,18 @@ def ensure_image(
     with open(images / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (final / "rootfs").is_dir():
-            _build(final, spec, suite, mirror, id_base, variant(variant_name))
+            _build(final, spec, suite, mirror, id_base, variant(variant_name), components)
     return Image(name, final / "rootfs", id_base)
 
 
 def _build(
-    final: Path, spec: dict[str, object], suite: str, mirror: str, id_base: int, extra: Variant
+    final: Path,
+    spec: dict[str, object],
+    suite: str,
+    mirror: str,
+    id_base: int,
+    extra: Variant,
+    components: tuple[str, ...] = ("main",),
 ) -> None:
     missing = tools_missing()
     if missing:
@@ -236,6 +282,7 @@ def _build(
                 "mmdebstrap",
                 "--variant=minbase",
                 "--quiet",
+                f"--components={','.join(components)}",
                 f"--include={','.join(PACKAGES + extra.packages)}",
                 suite,
                 str(rootfs),

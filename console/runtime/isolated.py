@@ -48,6 +48,7 @@ from console.runtime.base import (
     VolumeMount,
 )
 from console.runtime.filestore import LocalFileStore
+from console.runtime.layer_store import MAX_STACK, LayerStore
 from console.runtime.local import LocalDriver, _kill_supervisor
 from console.runtime.supervise import MAX_OUTPUT_BYTES
 
@@ -102,6 +103,7 @@ class IsolatedDriver(LocalDriver):
         pids_limit: int = 1024,
         open_files: int = 4096,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        ubuntu_mirror: str = "",
     ) -> None:
         super().__init__(
             root, subnet, netns="off", cgroups=False, max_output_bytes=max_output_bytes
@@ -112,6 +114,7 @@ class IsolatedDriver(LocalDriver):
         self.image_cache = Path(image_cache)
         self.image_suite = image_suite
         self.image_mirror = image_mirror
+        self.ubuntu_mirror = ubuntu_mirror
         self.id_base = id_base
         self.default_disk_mb = disk_mb
         self.pids_limit = pids_limit
@@ -125,6 +128,7 @@ class IsolatedDriver(LocalDriver):
             for place in (net.SHARED_DIR, self.roots):
                 place.chmod(0o755)
         self.cgroup_parent = f"/nullspace-{self.tag}"
+        self.layer_store = LayerStore(self.image_cache / "layers")
 
     def _rootfs(self, sandbox_id: str) -> Path:
         self._dir(sandbox_id)  # validates the id
@@ -140,11 +144,39 @@ class IsolatedDriver(LocalDriver):
                 "to run unisolated sandboxes on a machine you trust."
             )
 
-    def image(self, name: str = "base") -> images.Image:
-        """A builtin image by name (console/runtime/image.py VARIANTS), built on first use."""
-        return images.ensure_image(
-            self.image_cache, self.image_suite, self.image_mirror, self.id_base, name
-        )
+    def image(self, name: str = "base", suite: str | None = None) -> images.Image:
+        """A builtin image by name (console/runtime/image.py VARIANTS) of a Debian suite
+        (default: the server's), built on first use. `ubuntu-<codename>` is Ubuntu's,
+        from the configured Ubuntu mirror (main and universe: tini is in universe)."""
+        suite = suite or self.image_suite
+        if suite.startswith("ubuntu-"):
+            if not self.ubuntu_mirror:
+                raise RuntimeError_(
+                    "Ubuntu images need RUNTIME_UBUNTU_MIRROR", code="invalid_request"
+                )
+            return images.ensure_image(
+                self.image_cache,
+                suite.removeprefix("ubuntu-"),
+                self.ubuntu_mirror,
+                self.id_base,
+                name,
+                components=("main", "universe"),
+            )
+        return images.ensure_image(self.image_cache, suite, self.image_mirror, self.id_base, name)
+
+    def _lower_dirs(self, spec: CreateSpec, image: images.Image) -> str:
+        """overlayfs lowerdir: the template's layers, topmost first, then the image."""
+        if len(spec.layers) > MAX_STACK:
+            raise RuntimeError_(
+                f"a template may have at most {MAX_STACK} layers", code="invalid_request"
+            )
+        for layer_id in spec.layers:
+            if not self.layer_store.exists(layer_id):
+                raise RuntimeError_(
+                    f"template layer {layer_id} is missing from this server's layer store",
+                    code="template_not_found",
+                )
+        return ":".join([*(str(self.layer_store.path(i)) for i in spec.layers), str(image.rootfs)])
 
     # --- lifecycle -------------------------------------------------------------------
     def create(self, spec: CreateSpec, *, mounts: Sequence[VolumeMount] = ()) -> dict[str, Any]:
@@ -156,7 +188,8 @@ class IsolatedDriver(LocalDriver):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")
         if base.exists():
             self.destroy(spec.sandbox_id)
-        image = self.image(spec.template)
+        image = self.image(spec.template, spec.image_suite)
+        lower = self._lower_dirs(spec, image)
         disk_mb = spec.disk_mb or self.default_disk_mb
         hostname = spec.hostname or spec.sandbox_id.replace("_", "-").lower()
         limits = oci.Limits(spec.memory_mb, spec.vcpus, self.pids_limit, self.open_files)
@@ -170,7 +203,7 @@ class IsolatedDriver(LocalDriver):
                 try:
                     rootfs = layers.create(
                         base,
-                        image.rootfs,
+                        lower,
                         self._rootfs(spec.sandbox_id),
                         disk_mb=disk_mb,
                         id_base=self.id_base,
@@ -206,6 +239,8 @@ class IsolatedDriver(LocalDriver):
             "isolation": "full",
             "instance": self.tag,
             "image": image.name,
+            "layers": list(spec.layers),
+            "default_user": spec.default_user or images.DEFAULT_USER,
             "envs": dict(spec.envs),
             "vcpus": spec.vcpus,
             "memory_mb": spec.memory_mb,
@@ -451,7 +486,7 @@ class IsolatedDriver(LocalDriver):
             str(self._rootfs(sandbox_id)),
             id_base=self.id_base,
             cwd=cwd or state.get("cwd") or WORKSPACE,
-            default_user=images.DEFAULT_USER,
+            default_user=state.get("default_user") or images.DEFAULT_USER,
             kernel_mounts=oci.KERNEL_MOUNTS,
         )
 
@@ -480,6 +515,19 @@ class IsolatedDriver(LocalDriver):
     def list_files(self, sandbox_id: str, path: str, depth: int = 1) -> list[FileEntry]:
         store = self.files(sandbox_id)
         return store.list(store.path(path), max(1, int(depth)))
+
+    # --- template layers ----------------------------------------------------------------
+    def capture_layer(self, sandbox_id: str, layer_id: str) -> int:
+        """The sandbox's writable layer (what it changed over its lower layers), kept as
+        template layer `layer_id` (console/runtime/layer_store.py)."""
+        self._state(sandbox_id)
+        return self.layer_store.capture(self._dir(sandbox_id) / "disk" / "upper", layer_id)
+
+    def has_layer(self, layer_id: str) -> bool:
+        return self.layer_store.exists(layer_id)
+
+    def remove_layer(self, layer_id: str) -> None:
+        self.layer_store.remove(layer_id)
 
     # --- snapshots, metrics -------------------------------------------------------------
     def snapshot(self, sandbox_id: str, archive: Path) -> int:

@@ -85,7 +85,7 @@ def disk_template(cache: Path, disk_mb: int, id_base: int) -> Path:
 
 def create(
     base: Path,
-    lower: Path,
+    lower: Path | str,
     rootfs: Path,
     *,
     disk_mb: int,
@@ -94,7 +94,8 @@ def create(
     mounts: Sequence[VolumeMount] = (),
     restore: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Make and mount the sandbox's disk and root overlay; return the root's host path."""
+    """Make and mount the sandbox's disk and root overlay; return the root's host path.
+    `lower` is the image, or a colon list of template layers over it (topmost first)."""
     if disk_mb < MIN_DISK_MB:
         raise RuntimeError_(f"disk_mb must be at least {MIN_DISK_MB}", code="invalid_request")
     image = base / "disk.img"

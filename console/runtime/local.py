@@ -148,6 +148,12 @@ class LocalDriver(Driver):
                 "volumes need isolated sandboxes (this server runs RUNTIME_ISOLATION=none)",
                 code="invalid_request",
             )
+        if spec.layers or (spec.image_suite and spec.image_suite != "bookworm"):
+            raise RuntimeError_(
+                "custom templates need isolated sandboxes (this server runs "
+                "RUNTIME_ISOLATION=none)",
+                code="invalid_request",
+            )
         base = self._dir(spec.sandbox_id)
         if self.exists(spec.sandbox_id):
             raise RuntimeError_(f"sandbox {spec.sandbox_id} already exists", code="conflict")

@@ -46,6 +46,9 @@ class Network:
         return asdict(self)
 
 
+UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+
+
 def available() -> bool:
     """Network namespaces can be made here (root, iproute2, /run writable)."""
     return os.geteuid() == 0 and shutil.which("ip") is not None and os.access("/run", os.W_OK)
@@ -148,6 +151,10 @@ def create(
                 + (f"route add default via {network.host_addr}\n" if default_route else "")
             ),
         )
+        # The namespace belongs to the host's user namespace, so root inside a sandbox
+        # has no CAP_NET_BIND_SERVICE over it: let any port be bound in it (as Docker
+        # does), for sshd on 22 (docs/ssh.md) and servers on 80.
+        _ip("netns", "exec", name, "sh", "-c", f"echo 0 > {UNPRIVILEGED_PORT_START}")
     except NetworkError:
         delete(network.as_dict())
         raise

@@ -43,6 +43,17 @@ def _owned():
     return Sandbox.objects.filter(owner__in=(this_instance(), ""))
 
 
+def _building_sandboxes() -> set[str]:
+    """The build sandboxes of template builds under way (docs/templates.md)."""
+    from console.models import TemplateBuild
+
+    return set(
+        TemplateBuild.objects.filter(status="building")
+        .exclude(sandbox_id="")
+        .values_list("sandbox_id", flat=True)
+    )
+
+
 @on_startup("sandbox_reconcile")
 def reconcile_runtime() -> list[str]:
     """Remove runtime traces of sandboxes the database no longer holds live, and mark this
@@ -50,7 +61,7 @@ def reconcile_runtime() -> list[str]:
     reconcile. Returns the ids of rows marked `error`."""
     driver = get_driver()
     live = list(_owned().filter(status__in=LIVE_STATUSES).select_related("project"))
-    removed = driver.reconcile({s.runtime_id for s in live})
+    removed = driver.reconcile({s.runtime_id for s in live} | _building_sandboxes())
     if removed:
         log.info("reconcile removed runtime leftovers of %s", ", ".join(removed))
     lost = fail_interrupted_creates()

@@ -27,6 +27,7 @@ from django.utils import timezone
 from console.actor import SYSTEM, Actor
 from console.errors import DomainError
 from console.models import (
+    CodeContext,
     EventStatus,
     Operation,
     Project,
@@ -40,6 +41,7 @@ from console.models import (
 )
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
+from console.sandbox_templates import defaults as template_defaults
 from console.sandboxes.lifecycle import record_event
 from console.sandboxes.owner import this_instance, this_process
 from console.timefmt import iso
@@ -200,10 +202,12 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def template_exists(project: Project, name: str) -> bool:
-    # The builtin templates are the runtime's builtin images (console/runtime/image.py).
-    from console.runtime.image import VARIANTS
-
-    return name in VARIANTS
+    # Builtin templates are the runtime's builtin images; custom ones need a ready build.
+    try:
+        template_defaults.choose(project, name)
+    except DomainError:
+        return False
+    return True
 
 
 def create_sandbox(
@@ -272,6 +276,7 @@ def create_sandbox(
     else:
         event = _Operation(Operation.CREATE, actor, reason=actor.reason)
     event.metadata = {"timeout_action": fields["timeout_action"], "template": fields["template"]}
+    start = fields.pop("_template_defaults", {})
     if warm_pool is not None:
         fields["warm_pool"] = warm_pool
         fields["warm_pool_generation"] = warm_pool.generation
@@ -282,6 +287,12 @@ def create_sandbox(
     )
     if screen is not None:
         _start_desktop(sandbox, screen)
+    if snapshot is None and start:
+        try:
+            template_defaults.start(sandbox, start)
+        except DomainError:
+            destroy_sandbox(sandbox, actor=SYSTEM)
+            raise
     return sandbox, token
 
 
@@ -312,12 +323,15 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
     template = given["template"] or (source.template if source else "base")
     if snapshot is not None and source is not None:
         template = source.template
-    if not isinstance(template, str) or not template_exists(project, template):
-        raise DomainError(
-            "template_not_found",
-            f"Template {template!r} not found",
-            suggested_action="Use --template base, or build the template first.",
-        )
+    if not isinstance(template, str):
+        raise DomainError("template_not_found", f"Template {template!r} not found")
+    if snapshot is not None and source is not None:
+        chosen = template_defaults.Choice(source.template_build)
+    else:
+        chosen = template_defaults.choose(project, template)  # template_not_found says why
+    template_env = {str(k): str(v) for k, v in (chosen.defaults.get("envs") or {}).items()}
+    if chosen.defaults.get("workdir") and given["cwd"] is None and source is None:
+        given["cwd"] = chosen.defaults["workdir"]
     timeout_ms = _validated_timeout(given["timeout_ms"], default=300_000)
     envs = validated_envs(
         given["envs"] if given["envs"] is not None else (source.envs if source else {})
@@ -335,7 +349,9 @@ def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
     cwd = given["cwd"] or (source.cwd if source else WORKSPACE)
     return {
         "template": template,
-        "envs": envs,
+        "template_build": chosen.build,
+        "_template_defaults": chosen.defaults if chosen.build is not None else {},
+        "envs": {**template_env, **envs} if source is None else envs,
         "metadata": metadata,
         "cwd": _validated_cwd(cwd),
         "timeout_ms": timeout_ms,
@@ -530,10 +546,12 @@ def _provision(
 
 def create_spec(sandbox: Sandbox, restore_from: Path | None) -> CreateSpec:
     """What the runtime needs to make (or remake) the sandbox of this row."""
+    on_template = {"template": sandbox.template} | template_defaults.spec_fields(
+        sandbox.template_build
+    )
     return CreateSpec(
         sandbox_id=sandbox.public_id,
         envs=sandbox.envs,
-        template=sandbox.template,
         memory_mb=sandbox.memory_mb,
         vcpus=sandbox.vcpus,
         disk_mb=sandbox.disk_mb,
@@ -541,6 +559,7 @@ def create_spec(sandbox: Sandbox, restore_from: Path | None) -> CreateSpec:
         hostname=sandbox.public_id.replace("_", "-").lower(),
         cwd=sandbox.cwd or WORKSPACE,
         restore_from=restore_from,
+        **on_template,
     )
 
 
@@ -823,6 +842,9 @@ def _hand_over(paused: Sandbox, actor: Actor) -> Sandbox:
             started_at=now,
             timeout_at=now + timedelta(milliseconds=paused.timeout_ms),
         )
+        # Code interpreter contexts go with the runtime: their kernels run on in it
+        # (docs/code-interpreter.md).
+        CodeContext.objects.filter(sandbox=paused).update(sandbox=successor)
     except (DomainError, RuntimeError_) as exc:
         _release(paused, "resuming")
         if successor is not None:

@@ -22,7 +22,13 @@ from console.htmx import is_fragment_request
 
 # Console statuses by kind of code; the /v1 table (console/api/errors.py) is richer
 # because API clients branch on the status, people read the message.
-CONFLICT_CODES = {"conflict", "sandbox_not_ready", "snapshot_in_use", "volume_busy"}
+CONFLICT_CODES = {
+    "conflict",
+    "sandbox_not_ready",
+    "snapshot_in_use",
+    "volume_busy",
+    "code_interpreter_unavailable",
+}
 
 
 def status_for(error: DomainError) -> int:

@@ -29,9 +29,15 @@ def resolve_template(project: Project, ref: str) -> str:
 
 
 def _candidates(ref: str) -> list[str]:
-    names = [ref]
-    bare = ref.removeprefix(BUILTIN_NAMESPACE)
-    name, _, tag = bare.partition(":")
-    if not tag or tag in BUILTIN_TAGS:
+    """The builtin's bare name first (`nullspace/base:latest` is `base`), so that every
+    spelling of a builtin resolves to the one name sandboxes are compared by."""
+    names = []
+    if ref.startswith(BUILTIN_NAMESPACE):
+        name, _, tag = ref.removeprefix(BUILTIN_NAMESPACE).partition(":")
+        if not tag or tag in BUILTIN_TAGS:
+            names.append(name)
+    name, _, tag = ref.partition(":")
+    if tag in BUILTIN_TAGS:
         names.append(name)
+    names.append(ref)
     return list(dict.fromkeys(names))

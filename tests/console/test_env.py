@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from console.env import env_bool, env_int, env_list, env_secret, env_url, persistent_secret
+from console.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_port_range,
+    env_secret,
+    env_url,
+    persistent_secret,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +40,19 @@ def test_env_int(monkeypatch):
     monkeypatch.setenv("X_NUM", "0")
     with pytest.raises(ImproperlyConfigured, match="at least 1"):
         env_int("X_NUM", 7, minimum=1)
+
+
+def test_env_port_range(monkeypatch):
+    monkeypatch.delenv("X_PORTS", raising=False)
+    assert env_port_range("X_PORTS", (1, 2)) == (1, 2)
+    monkeypatch.setenv("X_PORTS", "2200-2299")
+    assert env_port_range("X_PORTS", (1, 2)) == (2200, 2299)
+    monkeypatch.setenv("X_PORTS", "2222")
+    assert env_port_range("X_PORTS", (1, 2)) == (2222, 2222)
+    for bad in ("a-b", "2300-2200", "0-10", "70000", "1-2-3"):
+        monkeypatch.setenv("X_PORTS", bad)
+        with pytest.raises(ImproperlyConfigured, match="X_PORTS"):
+            env_port_range("X_PORTS", (1, 2))
 
 
 def test_env_list(monkeypatch):

@@ -242,6 +242,15 @@ def test_host_services_are_unreachable_even_on_0_0_0_0(driver, make_sandbox, hos
     assert wait_http(network["sandbox_addr"], 8080, "/")
 
 
+def test_any_port_can_be_served_inside_and_only_inside(driver, make_sandbox):
+    """Ports below 1024 too, by the default user (sshd on 22 needs it: docs/ssh.md); the
+    host's own port 80 is not involved, the namespace is the sandbox's."""
+    sandbox_id = make_sandbox()
+    start(driver, sandbox_id, "python -m http.server 80 --bind 0.0.0.0")
+    address = make_sandbox.runtime[sandbox_id]["network"]["sandbox_addr"]
+    assert wait_http(address, 80, "/")
+
+
 def test_another_sandbox_is_unreachable(driver, make_sandbox):
     first, second = make_sandbox(), make_sandbox()
     start(driver, second, "python -m http.server 8080 --bind 0.0.0.0")

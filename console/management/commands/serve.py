@@ -51,6 +51,7 @@ class Command(BaseCommand):
             threading.Thread(
                 target=run_forever, args=(stop, threads), name="worker", daemon=True
             ).start()
+        _restore_ssh_relay()
         self.stdout.write(
             f"Nullspace Console on http://localhost:{options['port']}/ ({options['server']})"
         )
@@ -65,6 +66,21 @@ class Command(BaseCommand):
                 _run_uvicorn(options)
         finally:
             stop.set()
+
+
+def _restore_ssh_relay() -> None:
+    """Reopen the SSH relay's ports of sandboxes with live access (docs/ssh.md); a failure
+    costs only those ports until the next access, never the start."""
+    from django.db import connections
+
+    from console.ssh.relay import restore
+
+    try:
+        restore()
+    except Exception:
+        log.exception("reopening the SSH relay's ports failed")
+    finally:
+        connections.close_all()  # this thread serves no requests: hold no connection
 
 
 def _run_uvicorn(options) -> None:

@@ -37,6 +37,14 @@ class Sandbox(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_sandbox_id)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sandboxes")
     template = models.CharField(max_length=200, default="base")
+    # A custom template's build this sandbox runs on (None: a builtin template).
+    template_build = models.ForeignKey(
+        "console.TemplateBuild",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="sandboxes",
+    )
     status = models.CharField(
         max_length=12, choices=SandboxStatus.choices, default=SandboxStatus.CREATING, db_index=True
     )

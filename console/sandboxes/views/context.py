@@ -20,6 +20,7 @@ from console.runtime import get_driver
 from console.runtime.base import RuntimeError_
 from console.sandboxes import files as sandbox_files
 from console.sandboxes.forms import ExecForm, TimeoutForm
+from console.ssh.listing import live_accesses
 
 WORKSPACE = sandbox_files.WORKSPACE
 # Bigger files are offered as a download instead of being shown in the page.
@@ -159,5 +160,6 @@ def detail_context(
         "timeout_form": TimeoutForm(),
         "exec_form": ExecForm(),
         "volume_mounts": list(sandbox.volume_attachments.select_related("volume")),
+        "ssh_accesses": live_accesses(sandbox),
         **extra,
     }

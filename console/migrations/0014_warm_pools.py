@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('console', '0011_desktop'),
+        ('console', '0013_merge_wave2'),
     ]
 
     operations = [
