@@ -355,3 +355,11 @@ def test_generated_bodies_never_get_a_5xx(runtime, api):
     one()
     assert any(code >= 400 for code in seen)
     assert not Sandbox.objects.exclude(warm_pool__isnull=False).exists()
+
+
+def test_a_builtins_spellings_are_one_template(runtime, api):
+    made = post(api, "/v1/template-warm-pools", {"template_ref": "nullspace/base:latest",
+                "name": "spelled", "min_ready": 1, "max_ready": 1}).json()  # fmt: skip
+    assert (made["template_ref"], made["resolved_template"]) == ("nullspace/base:latest", "base")
+    filler.work_on(pool_row(made).pk)
+    assert checkout(api, made, "require").json()["warm_pool_checkout"]["hit"] is True
