@@ -16,6 +16,7 @@ from console.htmx import is_fragment_request
 # project_slug; "team" URLs take team_slug.
 PROJECT_NAV = [
     ("Sandboxes", "sandbox-list", "project", Role.VIEWER),
+    ("Warm pools", "warmpool-list", "project", Role.VIEWER),
     ("Agent deployments", "agent-list", "project", Role.VIEWER),
     ("Templates", "template-list", "project", Role.VIEWER),
     ("Volumes", "volume-list", "project", Role.VIEWER),

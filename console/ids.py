@@ -64,6 +64,10 @@ def new_deployment_id() -> str:
     return new_public_id("adpl_")
 
 
+def new_warm_pool_id() -> str:
+    return new_public_id("twp_")
+
+
 def new_agent_version_id() -> str:
     return new_public_id("adver_")
 

@@ -12,6 +12,7 @@ from console.sandboxes.api.lifecycle_ws import LifecycleSocket
 from console.sandboxes.api.monitor_ws import MonitorSocket
 from console.sandboxes.consumers import SandboxExecConsumer
 from console.volumes.api.ws import VolumeSocket
+from console.warm_pools.live_ws import WarmPoolsLiveConsumer
 
 _project = "t/<slug:team_slug>/p/<slug:project_slug>/"
 
@@ -30,6 +31,7 @@ console_websocket_urlpatterns: list = [
     path(_project + "sandboxes/<str:sandbox_id>/live/ws", SandboxLiveConsumer.as_asgi()),
     path(_project + "previews/live/ws", GrantsLiveConsumer.as_asgi()),
     path(_project + "sandboxes/<str:sandbox_id>/previews/live/ws", GrantsLiveConsumer.as_asgi()),
+    path(_project + "warm-pools/live/ws", WarmPoolsLiveConsumer.as_asgi()),
 ]
 # Each router ends with this: an unknown path gets a typed refusal, not a server error.
 unknown_websocket_route = re_path(r"^.*$", UnknownSocket.as_asgi())

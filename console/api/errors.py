@@ -63,6 +63,8 @@ STATUS_BY_CODE = {
     "kernel_start_failed": 503,
     "kernel_unavailable": 503,
     "preview_unavailable": 415,
+    # warm pools (docs/warm-pools.md)
+    "warm_pool_unavailable": 409,
 }
 
 # An upload refused (code `file_upload_error`) answers by its reason (docs/api.md §2.6).

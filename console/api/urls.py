@@ -20,6 +20,7 @@ from console.sandboxes.api import snapshots as snapshots_api
 from console.sandboxes.api import uploads as uploads_api
 from console.ssh import api as ssh_api
 from console.volumes.api import volumes as volumes_api
+from console.warm_pools import api as warm_pools_api
 from console.webhooks import api as webhooks_api
 
 urlpatterns: list = []
@@ -39,6 +40,7 @@ urlpatterns += templates_api.urlpatterns
 urlpatterns += code_api.urlpatterns
 urlpatterns += ssh_api.urlpatterns
 urlpatterns += desktop_api.urlpatterns
+urlpatterns += warm_pools_api.urlpatterns
 
 # The catch-all must stay last: unknown routes answer the contract's envelope.
 urlpatterns += [re_path(r"^(?P<rest>.*)$", fallback.unknown_route, name="v1-unknown")]

@@ -42,6 +42,12 @@ ACTIONS = (
     "webhook.updated",
     "webhook.deleted",
     "webhook.auto_disabled",
+    "warm_pool.created",
+    "warm_pool.updated",
+    "warm_pool.enabled",
+    "warm_pool.disabled",
+    "warm_pool.drain_requested",
+    "warm_pool.deleted",
 )
 
 

@@ -20,6 +20,7 @@ JOB_MODULES = (
     "console.agents.jobs",
     "console.sandbox_templates.jobs",
     "console.code_interpreter.jobs",
+    "console.warm_pools.jobs",
 )
 
 

@@ -47,6 +47,7 @@ from console.sandboxes.models.snapshots import Snapshot, SnapshotKind
 from console.sandboxes.models.uploads import UploadSession, UploadStatus
 from console.ssh.models import SshAccess
 from console.volumes.models import Volume, VolumeAttachment
+from console.warm_pools.models import CheckoutMode, VersionPolicy, WarmPool, WarmPoolState
 from console.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Webhook
 
 __all__ = [
@@ -113,4 +114,8 @@ __all__ = [
     "Webhook",
     "Volume",
     "VolumeAttachment",
+    "CheckoutMode",
+    "VersionPolicy",
+    "WarmPool",
+    "WarmPoolState",
 ]

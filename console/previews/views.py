@@ -112,7 +112,7 @@ def _grants(request: TeamRequest, sandbox: Sandbox | None):
 
 
 def _newest_live(project: Project) -> list[str]:
-    rows = Sandbox.objects.filter(project=project).live().order_by("-created_at", "-id")
+    rows = Sandbox.objects.filter(project=project).visible().live().order_by("-created_at", "-id")
     return list(rows.values_list("public_id", flat=True)[:SUGGESTED])
 
 

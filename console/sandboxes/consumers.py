@@ -40,7 +40,7 @@ def _sandbox_for(user, team_slug: str, project_slug: str, sandbox_id: str) -> Sa
     project = project_for_member(user, team_slug, project_slug, Role.MEMBER)
     if project is None:
         return None
-    return Sandbox.objects.filter(project=project, public_id=sandbox_id).first()
+    return Sandbox.objects.filter(project=project, public_id=sandbox_id).visible().first()
 
 
 class SandboxExecConsumer(AsyncJsonWebsocketConsumer):

@@ -37,6 +37,7 @@ from console.models import (
     SnapshotKind,
     TimeoutAction,
     Volume,
+    WarmPool,
 )
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import CreateSpec, ExecRequest, ExecResult, ProcessLogs, RuntimeError_
@@ -94,6 +95,7 @@ def get_sandbox(project: Project, public_id: str, *, include_gone: bool = False)
     sandbox = (
         Sandbox.objects.select_related("pause_snapshot", "project")
         .filter(project=project, public_id=public_id)
+        .visible()
         .first()
     )
     if sandbox is None or (sandbox.status == SandboxStatus.DESTROYED and not include_gone):
@@ -227,13 +229,16 @@ def create_sandbox(
     snapshot: Snapshot | None = None,
     volumes: list[dict[str, Any]] | None = None,
     desktop: dict[str, Any] | None = None,
+    warm_pool: WarmPool | None = None,
 ) -> tuple[Sandbox, str]:
     """Make a running sandbox (cold, or from `snapshot`); returns it and its raw traffic token.
 
     `volumes` is the request's list of mounts; a sandbox made from a snapshot without one
     mounts what the snapshot's sandbox mounted (the data stayed in the volumes).
     `desktop` (resolution, dpi, display) is for the desktop template, whose X screen is up
-    before this returns (console/desktop/)."""
+    before this returns (console/desktop/).
+    `warm_pool`: made as that pool's inventory, hidden until checked out, with no
+    timeout running (docs/warm-pools.md)."""
     from console.desktop import config as desktop_config
 
     screen = desktop_config.parse(template, desktop)
@@ -272,6 +277,11 @@ def create_sandbox(
         event = _Operation(Operation.CREATE, actor, reason=actor.reason)
     event.metadata = {"timeout_action": fields["timeout_action"], "template": fields["template"]}
     start = fields.pop("_template_defaults", {})
+    if warm_pool is not None:
+        fields["warm_pool"] = warm_pool
+        fields["warm_pool_generation"] = warm_pool.generation
+        event.reason = "warm_pool_fill"
+        event.metadata["warm_pool_id"] = warm_pool.public_id
     sandbox, token = _provision(
         project, fields, restore_from=restore_from, event=event, mounts=mounts
     )
@@ -299,6 +309,12 @@ def _start_desktop(sandbox: Sandbox, screen: Any) -> None:
         if isinstance(exc, DomainError):
             raise
         raise DomainError("desktop_unavailable", f"The desktop did not start: {exc}") from exc
+
+
+def validated_create_fields(project: Project, **given: Any) -> dict[str, Any]:
+    """What create_sandbox makes of its arguments; a warm-pool checkout compares them
+    with the pool's ready sandboxes (console/warm_pools/checkout.py)."""
+    return _validated_fields(project, **given)
 
 
 def _validated_fields(project: Project, **given: Any) -> dict[str, Any]:
@@ -445,11 +461,15 @@ def _check_quota(project: Project, *, exclude_pk: int | None = None) -> None:
     if exclude_pk is not None:
         active = active.exclude(pk=exclude_pk)
     if active.count() >= limit:
+        # Warm pools' sandboxes run, so they count (docs/warm-pools.md): say so.
+        pooled = active.filter(warm_pool__isnull=False).count()
+        held = f" ({pooled} of them ready in warm pools)" if pooled else ""
         raise DomainError(
             "quota_exceeded",
-            f"This project already runs {limit} sandboxes, its limit",
-            suggested_action="Kill or pause a sandbox, or ask an owner to raise the limit.",
-            details={"running_sandbox_limit": limit},
+            f"This project already runs {limit} sandboxes, its limit{held}",
+            suggested_action="Kill or pause a sandbox, or ask an owner to raise the limit."
+            + (" Check out from a warm pool (--warm-pool) or scale one down." if pooled else ""),
+            details={"running_sandbox_limit": limit, "warm_pool_sandboxes": pooled},
         )
 
 
@@ -514,7 +534,10 @@ def _provision(
         runtime_state=runtime_state or {},
         create_process="",
         started_at=now,
-        timeout_at=now + timedelta(milliseconds=sandbox.timeout_ms),
+        # A warm pool's sandbox has no timeout until a create checks it out.
+        timeout_at=None
+        if sandbox.warm_pool_id
+        else now + timedelta(milliseconds=sandbox.timeout_ms),
     )
     sandbox.refresh_from_db()
     event.succeeded(sandbox, **target)

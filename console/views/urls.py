@@ -15,6 +15,7 @@ from console.sandboxes.views import files as sandbox_files
 from console.sandboxes.views import processes as sandbox_processes
 from console.sandboxes.views import sandboxes
 from console.volumes import views as volumes
+from console.warm_pools import views as warm_pool_views
 from console.webhooks import views as webhook_views
 
 urlpatterns: list = []
@@ -34,3 +35,4 @@ urlpatterns += agents.urlpatterns
 urlpatterns += template_views.urlpatterns
 urlpatterns += code_views.urlpatterns
 urlpatterns += desktop_views.urlpatterns
+urlpatterns += warm_pool_views.urlpatterns

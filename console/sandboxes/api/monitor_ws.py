@@ -157,6 +157,7 @@ class MonitorSocket(ScopedSocket):
     def _fleet(self) -> dict[str, dict[str, Any]]:
         rows = list(
             Sandbox.objects.filter(project=self.project, status__in=LIVE_STATUSES)
+            .visible()
             .select_related("pause_snapshot")
             .order_by("created_at", "pk")[:MAX_SANDBOXES]
         )

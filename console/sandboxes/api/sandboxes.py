@@ -16,6 +16,7 @@ from console.api.listing import api_page, page_body
 from console.models import LIVE_STATUSES, Sandbox, SandboxStatus
 from console.paging import Keyset
 from console.sandboxes import service as sandboxes
+from console.warm_pools import checkout as warm_pool_checkout
 
 KEYSET = Keyset("sandbox", "created_at")
 
@@ -27,7 +28,6 @@ def _present(body: dict[str, Any], key: str) -> Any:
 
 def _create_args(request: ApiRequest) -> dict[str, Any]:
     body: dict[str, Any] = request.json
-    _refuse_warm_pool(_present(body, "warm_pool"))
     action = _present(body, "timeout_action")
     lifecycle = _present(body, "lifecycle") or {}
     if not isinstance(lifecycle, dict):
@@ -60,44 +60,20 @@ def _create_args(request: ApiRequest) -> dict[str, Any]:
     }
 
 
-def _refuse_warm_pool(warm_pool: Any) -> None:
-    """No warm pools exist on this server yet: a create that names one is refused (only
-    mode `bypass`, which asks for a cold create, goes ahead)."""
-    if warm_pool is None:
-        return
-    if not isinstance(warm_pool, dict):
-        raise ApiError("invalid_request", "warm_pool must be an object")
-    mode = warm_pool.get("mode") or "prefer"
-    if mode not in ("prefer", "require", "bypass"):
-        raise ApiError("invalid_request", "warm_pool.mode must be prefer, require or bypass")
-    if mode == "bypass":
-        return
-    pool = warm_pool.get("id") or "(none)"
-    if mode == "require":
-        raise ApiError(
-            "warm_pool_unavailable",
-            f"Warm pool {pool} has no ready sandbox: this server has no warm pools yet",
-            status=409,
-            suggested_action="Create without --warm-pool, or with --warm-pool-mode bypass.",
-        )
-    raise ApiError(
-        "warm_pool_not_found",
-        f"Warm pool {pool} does not exist: this server has no warm pools yet",
-        status=404,
-        suggested_action="Create without --warm-pool.",
-    )
-
-
 @api_key_required(WRITE)
 def create_sandbox(request: ApiRequest) -> JsonResponse:
     project = request.project
 
     def produce() -> tuple[int, Any]:
-        sandbox, token = sandboxes.create_sandbox(
-            project,
-            actor=Actor.of(request),
-            **_create_args(request),
-        )
+        args = _create_args(request)
+        spec = _present(request.json, "warm_pool")
+        if spec is not None:  # checkout from a warm pool (docs/warm-pools.md)
+            sandbox, token, checkout = warm_pool_checkout.create(
+                project, spec, actor=Actor.of(request), **args
+            )
+            body = sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
+            return 201, {**body, "warm_pool_checkout": checkout}
+        sandbox, token = sandboxes.create_sandbox(project, actor=Actor.of(request), **args)
         return 201, sandboxes.sandbox_to_dict(sandbox, traffic_access_token=token)
 
     return idempotent(request, produce, on_replay=lambda body: _with_new_token(project, body))
@@ -136,6 +112,7 @@ def list_sandboxes(request: ApiRequest) -> JsonResponse:
     fields = _fields(request)
     rows = (
         Sandbox.objects.filter(project=request.project)
+        .visible()
         .select_related("pause_snapshot")
         .prefetch_related("volume_attachments__volume")
     )

@@ -28,6 +28,10 @@ class SandboxQuerySet(models.QuerySet["Sandbox"]):
     def live(self) -> SandboxQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
 
+    def visible(self) -> SandboxQuerySet:
+        """Not waiting in a warm pool: those are hidden until checked out (docs/warm-pools.md)."""
+        return self.filter(warm_pool__isnull=True)
+
 
 class Sandbox(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_sandbox_id)
@@ -83,6 +87,17 @@ class Sandbox(models.Model):
     # tell an interrupted create from one still under way.
     create_process = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    # The warm pool holding this sandbox while it waits for a checkout (docs/warm-pools.md);
+    # such a sandbox is hidden from every list and lookup until a create checks it out.
+    warm_pool = models.ForeignKey(
+        "console.WarmPool",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="inventory",
+    )
+    # The pool's generation it was made for (its template and size then).
+    warm_pool_generation = models.PositiveIntegerField(null=True, blank=True)
     created_by_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -43,7 +43,7 @@ LIST_KEYSET = Keyset("sandbox", "created_at")
 
 def project_sandbox(request: TeamRequest, sandbox_id: str) -> Sandbox:
     return get_object_or_404(
-        Sandbox.objects.select_related("pause_snapshot", "project"),
+        Sandbox.objects.select_related("pause_snapshot", "project").visible(),
         project=request.project,
         public_id=sandbox_id,
     )
@@ -71,7 +71,7 @@ def _attempt(request: TeamRequest, action, done: str) -> Any:
 @team_member_required(Role.VIEWER)
 def sandbox_list(request: TeamRequest) -> HttpResponse:
     filters = SandboxFilterForm(request.GET)
-    rows = Sandbox.objects.filter(project=request.project)
+    rows = Sandbox.objects.filter(project=request.project).visible()
     if filters.is_valid():
         data = filters.cleaned_data
         if data["state"] == "":
