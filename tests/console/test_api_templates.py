@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
-from console.models import Template, TemplateBuild, TemplateTag
+from console.models import Template, TemplateBuild, TemplateTag, WarmPool
 from console.sandbox_templates.models import BuildStatus
 
 pytestmark = pytest.mark.django_db
@@ -338,3 +338,21 @@ def test_dockerfile_start_command_is_entrypoint_then_cmd(api):
         "exposed_ports": ["9000/tcp"],
         "volumes": [],
     }
+
+
+def test_a_template_a_warm_pool_uses_cannot_be_deleted(api, ready, project):
+    template, _build = ready
+    pool = WarmPool.objects.create(
+        project=project,
+        name="p",
+        template_ref="demo:default",
+        template="demo",
+        min_ready=0,
+        max_ready=1,
+    )
+    refused = api.delete(ref_url("demo"))
+    assert refused.status_code == 409 and refused.json()["code"] == "template_in_use"
+    assert pool.public_id in refused.json()["error"]
+    pool.delete()
+    assert api.delete(ref_url("demo")).status_code in (200, 204)
+    assert not Template.objects.filter(pk=template.pk).exists()
