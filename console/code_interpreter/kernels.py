@@ -151,7 +151,7 @@ def start(context: CodeContext) -> None:
         user=KERNEL_USER,
     )
     try:
-        pid = sandboxes._driver(
+        pid = sandboxes.driver_call(
             lambda: driver.start_process(
                 sandbox.runtime_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
             )
@@ -199,7 +199,7 @@ def _wait_for_connection_file(context: CodeContext) -> None:
     while time.monotonic() < deadline:
         if _read_connection(context) is not None:
             return
-        code = sandboxes._driver(lambda: driver.wait_process(sandbox_id, context.kernel_pid, 0))
+        code = sandboxes.driver_call(lambda: driver.wait_process(sandbox_id, context.kernel_pid, 0))
         if code is not None:
             logs = driver.process_logs(sandbox_id, context.kernel_pid, limit=8192)
             detail = (logs.stderr or logs.stdout).strip().splitlines()

@@ -169,10 +169,10 @@ def take(sandbox: Sandbox, session: DesktopSession, shot: Shot) -> bytes:
 def _read(sandbox: Sandbox, target: str) -> bytes:
     files = get_driver().files(sandbox.runtime_id)
     try:
-        with sandboxes._driver(lambda: files.open_read(target)) as handle:
+        with sandboxes.driver_call(lambda: files.open_read(target)) as handle:
             data = handle.read(MAX_IMAGE_BYTES + 1)
     finally:
-        sandboxes._quietly(lambda: files.remove(target))
+        sandboxes.quietly(lambda: files.remove(target))
     if len(data) > MAX_IMAGE_BYTES:
         raise DomainError("payload_too_large", "the screenshot is larger than 64 MiB")
     return data

@@ -62,7 +62,7 @@ def _entry_argv(sandbox: Sandbox, name: Any, uri: str | None) -> list[str]:
     for folder in ENTRY_DIRS:
         path = f"{folder}/{name}.desktop"
         try:
-            with sandboxes._driver(lambda p=path: files.open_read(p)) as handle:  # type: ignore[misc]
+            with sandboxes.driver_call(lambda p=path: files.open_read(p)) as handle:  # type: ignore[misc]
                 text = handle.read(256 * 1024).decode("utf-8", "replace")
             break
         except DomainError:

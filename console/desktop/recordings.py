@@ -116,17 +116,17 @@ def stop(sandbox: Sandbox, recording_id: Any) -> DesktopRecording:
     pid = recording.pid
     exit_code = None
     if pid:
-        sandboxes._quietly(lambda: driver.write_stdin(sandbox.runtime_id, pid, b"q"))
-        exit_code = sandboxes._driver(
+        sandboxes.quietly(lambda: driver.write_stdin(sandbox.runtime_id, pid, b"q"))
+        exit_code = sandboxes.driver_call(
             lambda: driver.wait_process(sandbox.runtime_id, pid, STOP_SECONDS)
         )
         if exit_code is None:
-            sandboxes._quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
+            sandboxes.quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
     now = timezone.now()
     recording.stopped_at = now
     recording.duration_seconds = round((now - recording.created_at).total_seconds(), 3)
     try:
-        entry = sandboxes._driver(
+        entry = sandboxes.driver_call(
             lambda: driver.files(sandbox.runtime_id).stat(recording.file_path)
         )
         recording.file_size_bytes = entry.size
@@ -144,5 +144,5 @@ def delete(sandbox: Sandbox, recording_id: str) -> None:
     if recording.status == RecordingStatus.RECORDING:
         stop(sandbox, recording_id)
     files = get_driver().files(sandbox.runtime_id)
-    sandboxes._quietly(lambda: files.remove(recording.file_path))
+    sandboxes.quietly(lambda: files.remove(recording.file_path))
     recording.delete()

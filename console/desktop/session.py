@@ -249,6 +249,6 @@ def stop(sandbox: Sandbox, session: DesktopSession, role: str) -> None:
     pid = session.pids.pop(role, None)
     if pid:
         driver = get_driver()
-        sandboxes._quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
-        sandboxes._quietly(lambda: driver.wait_process(sandbox.runtime_id, pid, 5))
+        sandboxes.quietly(lambda: driver.kill_process(sandbox.runtime_id, pid))
+        sandboxes.quietly(lambda: driver.wait_process(sandbox.runtime_id, pid, 5))
     session.save(update_fields=["pids"])

@@ -109,7 +109,7 @@ def recording_download(
     try:
         recording = recordings.get(sandbox, recording_id)
         files = get_driver().files(sandbox.runtime_id)
-        handle = sandboxes._driver(lambda: files.open_read(recording.file_path))
+        handle = sandboxes.driver_call(lambda: files.open_read(recording.file_path))
     except DomainError as exc:
         return HttpResponse(exc.message, status=status_for(exc), content_type="text/plain")
     response = FileResponse(handle, content_type="video/mp4")

@@ -272,6 +272,7 @@ def _warm_pools_using(template: Template) -> list[str]:
     """Warm pools (console/warm_pools/) whose template is this one, by any name it answers
     to, with or without a qualifier."""
     from console.warm_pools.models import WarmPool  # the warm-pool domain builds on this one
+
     slug, name = template.team.slug, template.name
     names = [name, f"{slug}/{name}", f"nullspace/{name}", template.public_id]
     names += [alias for alias in template.aliases.values_list("alias", flat=True)]

@@ -61,7 +61,7 @@ def start(sandbox: Sandbox, body: dict[str, Any]) -> PtyInfo:
     )
     sandboxes.require_running(sandbox)
     driver = get_driver()
-    pid = sandboxes._driver(
+    pid = sandboxes.driver_call(
         lambda: driver.start_pty(
             sandbox.runtime_id, request, default_cwd=sandbox.cwd, envs=dict(sandbox.envs)
         )
@@ -71,7 +71,7 @@ def start(sandbox: Sandbox, body: dict[str, Any]) -> PtyInfo:
 
 def sessions(sandbox: Sandbox) -> list[PtyInfo]:
     sandboxes.require_running(sandbox)
-    return sandboxes._driver(lambda: get_driver().ptys(sandbox.runtime_id))
+    return sandboxes.driver_call(lambda: get_driver().ptys(sandbox.runtime_id))
 
 
 def find(sandbox: Sandbox, *, session_id: Any = None, pid: Any = None) -> PtyInfo:
@@ -86,9 +86,9 @@ def find(sandbox: Sandbox, *, session_id: Any = None, pid: Any = None) -> PtyInf
 
 
 def resize(sandbox: Sandbox, info: PtyInfo, cols: int, rows: int) -> PtyInfo:
-    sandboxes._driver(lambda: get_driver().resize_pty(sandbox.runtime_id, info.pid, cols, rows))
+    sandboxes.driver_call(lambda: get_driver().resize_pty(sandbox.runtime_id, info.pid, cols, rows))
     return PtyInfo(info.session_id, info.pid, cols, rows)
 
 
 def kill(sandbox: Sandbox, info: PtyInfo) -> None:
-    sandboxes._driver(lambda: get_driver().kill_process(sandbox.runtime_id, info.pid))
+    sandboxes.driver_call(lambda: get_driver().kill_process(sandbox.runtime_id, info.pid))

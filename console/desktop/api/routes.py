@@ -267,7 +267,7 @@ def recording_download(
             status=409,
         )
     files = get_driver().files(sandbox.runtime_id)
-    handle = sandboxes._driver(lambda: files.open_read(recording.file_path))
+    handle = sandboxes.driver_call(lambda: files.open_read(recording.file_path))
     response = FileResponse(handle, content_type="video/mp4")
     response["Content-Disposition"] = f'attachment; filename="{recording.public_id}.mp4"'
     return response

@@ -123,7 +123,7 @@ class SandboxSocket(ScopedSocket):
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise ApiError("invalid_request", "exec_connect needs an integer pid")
         sandboxes.require_running(sandbox)
-        known = sandboxes._driver(lambda: get_driver().processes(sandbox.runtime_id))
+        known = sandboxes.driver_call(lambda: get_driver().processes(sandbox.runtime_id))
         if not any(process.pid == pid for process in known):
             raise ApiError("process_not_found", f"No process {pid} in this sandbox")
         return pid, None

@@ -45,7 +45,7 @@ def exec_command(request: ApiRequest, sandbox_id: str) -> JsonResponse:
 @api_key_required(READ)
 def list_processes(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     sandbox = _running_sandbox(request, sandbox_id)
-    found = sandboxes._driver(lambda: get_driver().processes(sandbox.runtime_id))
+    found = sandboxes.driver_call(lambda: get_driver().processes(sandbox.runtime_id))
     return JsonResponse([sandboxes.process_to_dict(p) for p in found], safe=False)
 
 
@@ -67,7 +67,7 @@ def process_logs(request: ApiRequest, sandbox_id: str, pid: int) -> JsonResponse
 @api_key_required(WRITE)
 def kill_process(request: ApiRequest, sandbox_id: str, pid: int) -> HttpResponse:
     sandbox = _running_sandbox(request, sandbox_id)
-    sandboxes._driver(lambda: get_driver().kill_process(sandbox.runtime_id, pid))
+    sandboxes.driver_call(lambda: get_driver().kill_process(sandbox.runtime_id, pid))
     return HttpResponse(status=204)
 
 
@@ -77,7 +77,7 @@ def process_stdin(request: ApiRequest, sandbox_id: str, pid: int) -> HttpRespons
     if not isinstance(data, str):
         raise ApiError("invalid_request", "data must be a string")
     sandbox = _running_sandbox(request, sandbox_id)
-    sandboxes._driver(lambda: get_driver().write_stdin(sandbox.runtime_id, pid, data.encode()))
+    sandboxes.driver_call(lambda: get_driver().write_stdin(sandbox.runtime_id, pid, data.encode()))
     return HttpResponse(status=204)
 
 
