@@ -36,6 +36,7 @@ async def test_cached_cookie_admission_refuses_right_after_revocation(routed, gr
     row, raw = grant
     response = await get(routed, f"/echo?edge_token={raw['http_port']}")
     cookie = header(response, b"set-cookie").split(b";")[0]
+    await listening()
     assert (await get(routed, "/echo", headers=[(b"cookie", cookie)]))["status"] == 200
     # Both caches hold it now: the signature is not checked again, the state is not re-read.
     assert any(grant_id == row.public_id for grant_id in auth._verified.values())
@@ -56,13 +57,23 @@ async def test_cached_proxy_token_refuses_right_after_revocation(routed, sandbox
     assert (response["status"], code_of(response)) == (403, "preview_proxy_token_revoked")
 
 
+async def listening() -> None:
+    """Until the gateway hears revocations, it caches nothing (a load that began while it
+    was deaf might have missed one); on Redis the subscription takes a round trip or two."""
+    deadline = time.monotonic() + 10
+    while not grants._subscribed:
+        assert time.monotonic() < deadline, "the revocation listener never subscribed"
+        await asyncio.sleep(0.01)
+
+
 async def test_expired_grant_is_refused_even_while_cached(routed, grant):
     row, raw = grant
-    soon = timezone.now() + timedelta(seconds=1.5)
+    soon = timezone.now() + timedelta(seconds=3)
     await db(PreviewGrant.objects.filter(pk=row.pk).update)(expires_at=soon)
     grants._cache.pop(row.public_id, None)
     response = await get(routed, f"/echo?edge_token={raw['http_port']}")
     cookie = header(response, b"set-cookie").split(b";")[0]
+    await listening()
     assert (await get(routed, "/echo", headers=[(b"cookie", cookie)]))["status"] == 200
     cached_until = grants._cache[row.public_id][0]
 
