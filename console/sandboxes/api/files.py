@@ -456,31 +456,30 @@ def upload_url(request: ApiRequest, sandbox_id: str) -> JsonResponse:
     return JsonResponse({"url": url, "token": token})
 
 
-def signed_view(purpose: str) -> Callable:
-    """No API key: the `token` query parameter names the sandbox and path, and expires."""
+def signed_url_view(
+    purpose: str, claim: str, load: Callable[[str, int], Any]
+) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+    """No API key: the `token` query parameter names the resource (its id under `claim`),
+    its project and the path, and expires. `load(id, project_id)` finds what the view
+    gets, or raises a DomainError. Sandbox and volume files share it."""
 
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @csrf_exempt
         @functools.wraps(view)
-        def wrapper(request: ApiRequest, sandbox_id: str) -> HttpResponse:
+        def wrapper(request: ApiRequest, **route: str) -> HttpResponseBase:
+            (resource_id,) = route.values()  # the URL's one id, whatever its name
             try:
                 payload = read_url_payload(
                     request.GET.get("token", ""), purpose, SIGNED_URL_TTL_SECONDS
                 )
-                if not payload or payload.get("sb") != sandbox_id:
+                if not payload or payload.get(claim) != resource_id:
                     raise ApiError(
                         "unauthorized",
                         "This signed URL is invalid or has expired; ask for a new one",
                     )
-                sandbox = (
-                    Sandbox.objects.filter(public_id=sandbox_id, project_id=payload.get("prj") or 0)
-                    .exclude(status=SandboxStatus.DESTROYED)
-                    .first()
-                )
-                if sandbox is None:
-                    raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
+                target = load(resource_id, payload.get("prj") or 0)
                 with file_errors():
-                    return view(request, sandbox, payload)
+                    return view(request, target, payload)
             except DomainError as error:
                 return error_response(request, error)
 
@@ -488,6 +487,23 @@ def signed_view(purpose: str) -> Callable:
         return wrapper
 
     return decorate
+
+
+def _signed_sandbox(sandbox_id: str, project_id: int) -> Sandbox:
+    sandbox = (
+        Sandbox.objects.filter(public_id=sandbox_id, project_id=project_id)
+        .exclude(status=SandboxStatus.DESTROYED)
+        .first()
+    )
+    if sandbox is None:
+        raise ApiError("sandbox_not_found", f"Sandbox {sandbox_id} not found")
+    return sandbox
+
+
+def signed_view(
+    purpose: str,
+) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+    return signed_url_view(purpose, "sb", _signed_sandbox)
 
 
 @signed_view(DOWNLOAD_PURPOSE)

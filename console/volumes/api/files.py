@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -17,26 +16,23 @@ from urllib.parse import urlencode
 from django.http import HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
-from django.views.decorators.csrf import csrf_exempt
 
 from console.api.auth import (
     RAW_BODY,
     READ,
-    SIGNED_URL,
     WRITE,
     ApiRequest,
     api_key_required,
     methods,
 )
-from console.api.errors import ApiError, error_response
-from console.errors import DomainError
+from console.api.errors import ApiError
 from console.models import Volume
 from console.runtime.base import FileStore
 from console.sandboxes import files as sandbox_files
 from console.sandboxes.api import files as files_api
 from console.sandboxes.api.files import file_errors, file_response, raw_body, receive_file
 from console.sandboxes.api.owners import VOLUME, volume_owner
-from console.tokens import read_url_payload, sign_url_payload
+from console.tokens import sign_url_payload
 
 DOWNLOAD_PURPOSE = "volume-file-download"
 UPLOAD_PURPOSE = "volume-file-upload"
@@ -166,39 +162,18 @@ def upload_url(request: ApiRequest, volume_id: str) -> JsonResponse:
     return JsonResponse({"url": url, "token": token})
 
 
+def _signed_volume_files(volume_id: str, project_id: int) -> Any:
+    volume = Volume.objects.filter(public_id=volume_id, project_id=project_id).first()
+    if volume is None:
+        raise ApiError("not_found", f"Volume {volume_id} not found")
+    return volume_owner(volume).files
+
+
 def _signed_view(
     purpose: str,
 ) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """No API key: the `token` query parameter names the volume, its project and the path."""
-
-    def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-        @csrf_exempt
-        @functools.wraps(view)
-        def wrapper(request: ApiRequest, volume_id: str) -> HttpResponseBase:
-            try:
-                payload = read_url_payload(
-                    request.GET.get("token", ""), purpose, files_api.SIGNED_URL_TTL_SECONDS
-                )
-                if not payload or payload.get("vol") != volume_id:
-                    raise ApiError(
-                        "unauthorized",
-                        "This signed URL is invalid or has expired; ask for a new one",
-                    )
-                volume = Volume.objects.filter(
-                    public_id=volume_id, project_id=payload.get("prj") or 0
-                ).first()
-                if volume is None:
-                    raise ApiError("not_found", f"Volume {volume_id} not found")
-                files = volume_owner(volume).files
-                with file_errors():
-                    return view(request, files, payload)
-            except DomainError as error:
-                return error_response(request, error)
-
-        wrapper.api_scope = SIGNED_URL  # type: ignore[attr-defined]  # the guard test's marker
-        return wrapper
-
-    return decorate
+    return files_api.signed_url_view(purpose, "vol", _signed_volume_files)
 
 
 @_signed_view(DOWNLOAD_PURPOSE)
