@@ -19,6 +19,21 @@ from tests.live import remove_tree, start_live_server
 # The CLI file tests send one chunked body past this limit; 1 GiB (the default) would be slow.
 LIVE_MAX_FILE_BYTES = 30 * 1024 * 1024
 
+# Tests whose timing depends on the whole machine (a live server, the browser, sandboxes, the
+# gateway's sockets) get one rerun, listed in the summary ("N rerun"); one that fails twice
+# fails the run. Everything else runs once (docs/development.md, "Reruns").
+TIMING_BOUND_MARKERS = ("e2e", "cli")
+TIMING_BOUND_DIRS = ("tests/gateway/",)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if any(item.get_closest_marker(m) for m in TIMING_BOUND_MARKERS) or path.startswith(
+            TIMING_BOUND_DIRS
+        ):
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+
 
 @pytest.fixture(autouse=True)
 def _fast_test_settings(settings, tmp_path):
