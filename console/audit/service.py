@@ -48,6 +48,7 @@ ACTIONS = (
     "warm_pool.disabled",
     "warm_pool.drain_requested",
     "warm_pool.deleted",
+    "warm_pool.rolled_out",
 )
 
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 from console.models import Team, TemplateBuild, TemplateTag
 from console.runtime import get_driver
 from console.runtime.base import CreateSpec, Driver, EgressPolicy, ExecRequest, RuntimeError_
-from console.sandbox_templates import blobs, sealing, shapes
+from console.sandbox_templates import blobs, followers, sealing, shapes
 from console.sandbox_templates import plan as plans
 from console.sandbox_templates.buildlog import BuildLog
 from console.sandbox_templates.models import BUILD_TERMINAL, BuildStatus
@@ -519,6 +519,7 @@ class Builder:
                 )
             type(template).objects.filter(pk=template.pk).update(updated_at=now)
             template.refresh_from_db()
+            followers.tags_moved(template)
             hits = self.counters["layer_hits"]
             # In the same transaction: a reader sees the build ready only with its end entry.
             self.log.add(

@@ -27,7 +27,7 @@ from console.models import (
     TemplateTag,
 )
 from console.runtime.image import VARIANTS
-from console.sandbox_templates import engine, refs, sealing
+from console.sandbox_templates import engine, followers, refs, sealing
 from console.sandbox_templates import plan as plans
 from console.sandbox_templates.jobs import KIND
 from console.sandbox_templates.models import BUILD_TERMINAL, BuildStatus, Visibility
@@ -187,10 +187,12 @@ def promote(build: TemplateBuild, tag: Any) -> Template:
 
 def _point(template: Template, tag: str, build: TemplateBuild) -> None:
     now = timezone.now()
-    TemplateTag.objects.update_or_create(
-        template=template, tag=tag, defaults={"build": build, "created_at": now}
-    )
-    Template.objects.filter(pk=template.pk).update(updated_at=now)
+    with transaction.atomic():
+        TemplateTag.objects.update_or_create(
+            template=template, tag=tag, defaults={"build": build, "created_at": now}
+        )
+        Template.objects.filter(pk=template.pk).update(updated_at=now)
+        followers.tags_moved(template)
 
 
 def assign_tags(team: Team, ref: str, tags: Any) -> Template:
@@ -280,6 +282,7 @@ def _warm_pools_using(template: Template) -> list[str]:
     for known in names:
         for field in ("template", "template_ref"):
             match |= Q(**{field: known}) | Q(**{f"{field}__startswith": f"{known}:"})
+    match |= Q(custom_template=template)
     rows = (
         WarmPool.objects.filter(project__team=template.team).exclude(state="deleted").filter(match)
     )

@@ -14,6 +14,7 @@ from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods,
 from console.api.errors import ApiError
 from console.errors import DomainError
 from console.models import WarmPool, WarmPoolState
+from console.sandbox_templates import refs
 from console.warm_pools import pools
 from console.warm_pools.shapes import PUBLIC_STATUSES, inventories, pool_to_dict, public_status
 from console.warm_pools.templates import resolve_template
@@ -66,11 +67,16 @@ def _filtered(request: ApiRequest) -> QuerySet[WarmPool]:
         raise ApiError("invalid_request", f"state must be one of {', '.join(WarmPoolState.values)}")
     if template := request.GET.get("template"):
         names = {template}
-        try:  # `nullspace/base:latest` finds the pools of `base` too
-            names.add(resolve_template(request.project, template))
+        match = Q(template_ref=template)
+        try:  # `nullspace/base:latest` finds the pools of `base` too, `demo` those of demo
+            found = refs.resolve(request.project.team, template)
+            if found.template is not None:
+                match |= Q(custom_template=found.template)
+            else:
+                names.add(resolve_template(request.project, template))
         except DomainError:
             pass
-        rows = rows.filter(Q(template_ref=template) | Q(template__in=names))
+        rows = rows.filter(match | Q(template__in=names))
     return rows
 
 

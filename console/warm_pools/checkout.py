@@ -45,7 +45,7 @@ from console.sandboxes.owner import this_instance
 from console.tokens import TRAFFIC, new_secret
 from console.warm_pools.jobs import ask_filler
 from console.warm_pools.pools import SERVING, get_pool
-from console.warm_pools.templates import resolve_template
+from console.warm_pools.templates import fits
 
 MAX_WAIT_MS = 30_000
 POLL_SECONDS = 0.025
@@ -145,8 +145,7 @@ def _fitting_fields(project: Project, pool: WarmPool, args: dict[str, Any]) -> d
         raise _cannot("desktop", "a desktop's screen is set up when its sandbox starts")
     given = {key: args.get(key) for key in _VALIDATED}
     fields = sandboxes.validated_create_fields(project, snapshot=None, **given)
-    template = resolve_template(project, fields["template"])
-    if template != pool.template:
+    if not fits(project, pool, fields["template"]):
         raise _cannot(
             "template", f"the pool's sandboxes are {pool.template!r}, not {fields['template']!r}"
         )
@@ -199,8 +198,10 @@ def _claim(pool: WarmPool, fields: dict[str, Any], *, actor: Actor) -> tuple[San
         # Only sandboxes this server runs: its runtime is the one that can act on them
         # (docs/runtime-ownership.md).
         owner=this_instance(),
-        # Made for the pool as it is (template and size), not before an update.
-        warm_pool_generation=pool.generation,
+        # Made for the pool as it is now (template, build and size), not before an update
+        # or a rollout: read in the claim itself, so a rollout recorded while this
+        # request ran is seen (docs/warm-pools.md, "Rollout").
+        warm_pool_generation=F("warm_pool__generation"),
     )
     if pool.stale_after_seconds:
         ready = ready.filter(

@@ -124,7 +124,10 @@ def _pass(pool_pk: int, holder: str) -> None:
             )
         _reconciled(pool)
         return
-    expired = _release(pool, _unfit(pool) | _stale(pool), REASON_EXPIRED)
+    old = _release(pool, _unfit(pool), REASON_EXPIRED)
+    if old != pool.released_last_pass:  # the rollout's "released this tick"
+        WarmPool.objects.filter(pk=pool.pk).update(released_last_pass=old)
+    expired = old + _release(pool, _stale(pool), REASON_EXPIRED)
     if expired:
         WarmPool.objects.filter(pk=pool.pk).update(expired_count=F("expired_count") + expired)
     _trim(pool, ceiling=pool.max_ready)
@@ -206,7 +209,8 @@ def _inventory(pool: WarmPool) -> QuerySet[Sandbox]:
 
 
 def _unfit(pool: WarmPool) -> QuerySet[Sandbox]:
-    """Ready sandboxes made for what the pool was before an update (template, size)."""
+    """Ready sandboxes made for what the pool was before an update (template, size) or a
+    rollout to another build (console/warm_pools/rollout.py)."""
     ready = _inventory(pool).filter(status=SandboxStatus.RUNNING)
     return ready.exclude(warm_pool_generation=pool.generation)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from console.jobs import RetryLater, enqueue, periodic, task
 from console.models import SandboxStatus, WarmPool, WarmPoolState
-from console.warm_pools import filler
+from console.warm_pools import filler, rollout
 
 SWEEP_SECONDS = 5.0
 FILLS_PER_PROCESS = 2
@@ -39,6 +39,11 @@ def fill(payload: dict[str, Any]) -> None:
         filler.work_on(int(payload["pool"]))
     finally:
         _filling.release()
+
+
+@task(rollout.FOLLOW_TAGS)
+def follow_tags(payload: dict[str, Any]) -> None:
+    rollout.follow_tags(int(payload["template"]))
 
 
 @periodic("warm_pools.sweep", every=SWEEP_SECONDS)

@@ -7,6 +7,7 @@ from django.utils import timezone
 from console.accounts.models.projects import Project
 from console.ids import new_warm_pool_id
 from console.keys.models import ApiKey
+from console.sandbox_templates.models import Template, TemplateBuild
 
 
 class WarmPoolState(models.TextChoices):
@@ -55,6 +56,27 @@ class WarmPool(models.Model):
     version_policy = models.CharField(
         max_length=12, choices=VersionPolicy.choices, default=VersionPolicy.PINNED_BUILD
     )
+    # A custom template's row and the build the pool is pinned to (None: a builtin,
+    # which has no builds); with track_tag, the tag whose moves roll the pool over
+    # (docs/warm-pools.md, "Pinned or tracking a tag").
+    custom_template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="warm_pools"
+    )
+    template_build = models.ForeignKey(
+        TemplateBuild, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    track_tag = models.CharField(max_length=100, blank=True)
+    # Bumped each time the pool moves to another build; what it ran before, and the
+    # pool's totals when it moved (the rollout's counts are the totals since).
+    rollout_generation = models.PositiveIntegerField(default=1)
+    previous_template = models.CharField(max_length=200, blank=True)
+    previous_template_build = models.ForeignKey(
+        TemplateBuild, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rollout_base = models.JSONField(default=dict, blank=True)
+    rollout_updated_at = models.DateTimeField(null=True, blank=True)
+    # Sandboxes of an older generation the worker's last pass destroyed.
+    released_last_pass = models.PositiveIntegerField(default=0)
     # Bumped when the template or size changes: sandboxes made for an older generation
     # are replaced, never checked out (console/warm_pools/filler.py).
     generation = models.PositiveIntegerField(default=1)

@@ -21,7 +21,7 @@ from console.models import (
     WarmPool,
     WarmPoolState,
 )
-from console.warm_pools import live
+from console.warm_pools import live, rollout
 from console.warm_pools.validation import CREATE_KEYS, REQUIRED, validated
 
 MAX_POOLS_PER_PROJECT = 20
@@ -98,8 +98,10 @@ def update_pool(pool: WarmPool, body: dict[str, Any], *, request: Any = None) ->
     if not given:
         raise DomainError("invalid_request", "Nothing to change: send at least one field")
     fields = validated(pool.project, given, current=pool)
-    made_of = ("template", "vcpus", "memory_mb", "disk_mb")
-    if any(name in fields and fields[name] != getattr(pool, name) for name in made_of):
+    if "template" in fields:
+        fields.update(rollout.moved(pool, fields["template"], fields["template_build"]))
+    sized = ("vcpus", "memory_mb", "disk_mb")
+    if any(name in fields and fields[name] != getattr(pool, name) for name in sized):
         fields["generation"] = F("generation") + 1  # its ready sandboxes get replaced
     try:
         with transaction.atomic():

@@ -10,7 +10,8 @@ from django.conf import settings
 
 from console.errors import DomainError
 from console.models import CheckoutMode, Project, VersionPolicy, WarmPool
-from console.warm_pools.templates import resolve_template
+from console.sandbox_templates import refs
+from console.warm_pools.templates import pin
 
 # Bounds (docs/limits.md).
 MAX_READY = 20
@@ -51,7 +52,6 @@ def validated(
         if not isinstance(ref, str) or not ref.strip() or len(ref) > 200:
             raise DomainError("invalid_request", "template_ref must be a template name or ref")
         fields["template_ref"] = ref.strip()
-        fields["template"] = resolve_template(project, ref.strip())
     low = body.get("min_ready", current.min_ready if current else None)
     high = body.get("max_ready", current.max_ready if current else None)
     if "min_ready" in body or "max_ready" in body:
@@ -82,7 +82,8 @@ def validated(
                 "invalid_request", "checkout_policy must be prefer, require or bypass"
             )
         fields["checkout_policy"] = mode
-    _version_policy(body)
+    if {"template_ref", "version_policy", "track_tag"} & set(body):
+        fields.update(_pinned(project, body, fields, current))
     if "labels" in body:
         fields["labels"] = _labels(body["labels"])
     if "metadata" in body:
@@ -153,20 +154,50 @@ def _seconds(name: str, value: Any) -> int | None:
     return value
 
 
-def _version_policy(body: dict[str, Any]) -> None:
-    """Pools keep the template they were made with (pinned). Following a tag needs
-    template tags, which this server does not have yet: refused, never ignored."""
-    policy = body.get("version_policy")
-    if policy is not None and policy not in VersionPolicy.values:
+def _pinned(
+    project: Project, body: dict[str, Any], fields: dict[str, Any], current: WarmPool | None
+) -> dict[str, Any]:
+    """The template and build the pool makes, from its ref, version policy and tag
+    (docs/warm-pools.md, "Pinned or tracking a tag")."""
+    policy = body.get("version_policy", current.version_policy if current else None)
+    policy = policy or VersionPolicy.PINNED_BUILD
+    if policy not in VersionPolicy.values:
         raise DomainError("invalid_request", "version_policy must be pinned_build or track_tag")
-    if policy == VersionPolicy.TRACK_TAG or body.get("track_tag") is not None:
+    tag = body.get("track_tag")
+    if tag is None and current is not None and "version_policy" not in body:
+        tag = current.track_tag or None
+    if policy == VersionPolicy.TRACK_TAG:
+        if tag is None:
+            raise DomainError(
+                "invalid_request",
+                "version_policy track_tag needs track_tag, the tag to follow",
+                suggested_action="Add --track-tag TAG (e.g. stable).",
+                details={"field": "track_tag"},
+            )
+        tag = refs.check_tag(tag)
+    elif tag is not None:
         raise DomainError(
-            "not_implemented",
-            "version_policy track_tag (and --track-tag) is not available on this server: "
-            "template tags do not exist yet",
-            suggested_action="Leave --version-policy unset (pinned_build); change the pool's "
-            "template with an update when you want another one.",
+            "invalid_request",
+            "track_tag needs version_policy track_tag (a pinned pool follows no tag)",
+            suggested_action="Add --version-policy track_tag, or leave --track-tag out.",
+            details={"field": "track_tag"},
         )
+    if (
+        policy == VersionPolicy.PINNED_BUILD
+        and current is not None
+        and "template_ref" not in fields
+    ):
+        # Stop following the tag: the pool keeps the build it has now.
+        return {"version_policy": policy, "track_tag": ""}
+    ref = fields.get("template_ref", current.template_ref if current else "")
+    chosen = pin(project, ref, track_tag=tag or "")
+    return {
+        "version_policy": policy,
+        "track_tag": tag or "",
+        "template": chosen.template,
+        "custom_template": chosen.custom_template,
+        "template_build": chosen.build,
+    }
 
 
 def _labels(value: Any) -> dict[str, str]:

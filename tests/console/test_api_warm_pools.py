@@ -14,8 +14,19 @@ from hypothesis import strategies as st
 from nullspace.template_warm_pool import _warm_pool_info_from_data
 from nullspace.types import SandboxInfo
 
-from console.models import AuditEvent, LifecycleEvent, Sandbox, SandboxStatus, WarmPool
-from console.warm_pools import filler, jobs, validation
+from console.jobs.models import Job
+from console.models import (
+    AuditEvent,
+    LifecycleEvent,
+    Sandbox,
+    SandboxStatus,
+    Template,
+    TemplateBuild,
+    TemplateTag,
+    WarmPool,
+)
+from console.sandbox_templates.models import BuildStatus
+from console.warm_pools import filler, jobs, rollout, validation
 
 pytestmark = pytest.mark.django_db
 
@@ -180,7 +191,8 @@ def test_bad_input_is_refused_with_stable_codes(runtime, api):
         ({**base, "min_ready": 3}, 400, "invalid_request"),
         ({**base, "max_ready": 999}, 400, "invalid_request"),
         ({**base, "template_ref": "nope"}, 404, "template_not_found"),
-        ({**base, "version_policy": "track_tag", "track_tag": "stable"}, 501, "not_implemented"),
+        # A builtin has no builds or tags: it stays pinned (docs/warm-pools.md).
+        ({**base, "version_policy": "track_tag", "track_tag": "stable"}, 400, "invalid_request"),
         ({**base, "colour": "red"}, 400, "invalid_request"),
         ({**base, "resources": {"vcpus": 0}}, 400, "invalid_request"),
         ({"name": "p"}, 400, "invalid_request"),
@@ -326,7 +338,7 @@ fuzz_values = st.recursive(
 
 def test_generated_bodies_never_get_a_5xx(runtime, api):
     """Pool create and update, and a create's `warm_pool`, with generated values: always a
-    4xx envelope (or the 501 of track_tag) or a success, never a server error, and never a
+    4xx envelope or a success, never a server error, and never a
     cold create here."""
     first = post(api, "/v1/template-warm-pools",
                  {"template_ref": "base", "name": "f", "min_ready": 0, "max_ready": 1}).json()  # fmt: skip
@@ -346,9 +358,7 @@ def test_generated_bodies_never_get_a_5xx(runtime, api):
                 spec = {**(spec or {}), "mode": "require"}  # a miss answers; nothing starts cold
             answer = post(api, "/v1/sandboxes", {"template": "base", "warm_pool": spec})
         seen.append(answer.status_code)
-        # 501 not_implemented is the refusal of track_tag (docs/warm-pools.md).
-        refused_feature = answer.status_code == 501 and answer.json()["code"] == "not_implemented"
-        assert answer.status_code < 500 or refused_feature, (how, body, spec, answer.content)
+        assert answer.status_code < 500, (how, body, spec, answer.content)
         if answer.status_code >= 400:
             assert answer.json()["code"]
 
@@ -363,3 +373,121 @@ def test_a_builtins_spellings_are_one_template(runtime, api):
     assert (made["template_ref"], made["resolved_template"]) == ("nullspace/base:latest", "base")
     filler.work_on(pool_row(made).pk)
     assert checkout(api, made, "require").json()["warm_pool_checkout"]["hit"] is True
+
+
+# --- custom templates: pinned builds, tracked tags, rollouts (docs/warm-pools.md) -------
+
+
+@pytest.fixture
+def demo(project):
+    """A team template `demo` with two ready builds (rows only: these tests check what the
+    pool records, the live test in tests/console/test_cli_warm_pools.py runs builds):
+    `default` and `stable` on the first."""
+    template = Template.objects.create(team=project.team, project=project, name="demo")
+    one, two = (
+        TemplateBuild.objects.create(
+            template=template, project=project, status=BuildStatus.READY, layers=["a" * 32]
+        )
+        for _ in range(2)
+    )
+    for tag in ("default", "stable"):
+        TemplateTag.objects.create(template=template, tag=tag, build=one)
+    return template, one, two
+
+
+def make_pool(api, **body):
+    return post(api, "/v1/template-warm-pools",
+                {"name": "p", "min_ready": 0, "max_ready": 1, **body})  # fmt: skip
+
+
+def test_a_custom_template_pool_pins_the_build_its_ref_names(api, demo):
+    template, one, two = demo
+    made = make_pool(api, template_ref="demo")
+    assert made.status_code == 201, made.content
+    info = made.json()
+    assert (info["version_policy"], info["track_tag"]) == ("pinned_build", None)
+    assert (info["resolved_template"], info["resolved_template_build_id"]) == (
+        "demo", one.public_id,
+    )  # fmt: skip
+    assert pool_row(info).template == f"acme/demo:{one.public_id}"
+    parsed = _warm_pool_info_from_data(info)
+    assert parsed.rollout_status.current_identity.resolved_template_build_id == one.public_id
+    # The tag moves; a pinned pool stays where it was, and follows nothing.
+    assert post(api, f"/v1/templates/builds/{two.public_id}/promote", {"tag": "default"}
+                ).status_code == 200  # fmt: skip
+    rollout.follow_tags(template.pk)
+    again = api.get(f"/v1/template-warm-pools/{info['id']}").json()
+    assert again["resolved_template_build_id"] == one.public_id
+    assert again["rollout_generation"] == 1
+    # A ref naming one build pins that one.
+    by_id = make_pool(api, template_ref=f"demo:{two.public_id}", name="q").json()
+    assert by_id["resolved_template_build_id"] == two.public_id
+
+
+def test_track_tag_follows_the_tag_and_records_the_rollout(api, demo):
+    template, one, two = demo
+    info = make_pool(api, template_ref="demo", version_policy="track_tag",
+                     track_tag="stable").json()  # fmt: skip
+    assert (info["version_policy"], info["track_tag"]) == ("track_tag", "stable")
+    assert info["resolved_template_build_id"] == one.public_id
+    generation = pool_row(info).generation
+    # `tag assign` moves stable: the move queues the pools' job, which rolls the pool over.
+    moved = post(api, f"/v1/templates/refs/demo:{two.public_id}/tags", {"tags": ["stable"]})
+    assert moved.status_code == 200, moved.content
+    assert Job.objects.filter(kind="warm_pools.follow_tags", payload={"template": template.pk})
+    rollout.follow_tags(template.pk)
+    got = api.get(f"/v1/template-warm-pools/{info['id']}").json()
+    assert got["resolved_template_build_id"] == two.public_id
+    assert got["previous_resolved_template_build_id"] == one.public_id
+    assert got["previous_resolved_template"] == f"acme/demo:{one.public_id}"
+    assert got["rollout_generation"] == 2 and pool_row(info).generation == generation + 1
+    status = _warm_pool_info_from_data(got).rollout_status  # strict: exactly its keys
+    assert (status.track_tag, status.rollout_generation) == ("stable", 2)
+    assert status.current_identity.resolved_template_build_id == two.public_id
+    audited = AuditEvent.objects.filter(action="warm_pool.rolled_out", target_id=info["id"])
+    assert audited.get().metadata["build"] == two.public_id
+    # Again: nothing moved, nothing recorded.
+    rollout.follow_tags(template.pk)
+    assert api.get(f"/v1/template-warm-pools/{info['id']}").json()["rollout_generation"] == 2
+    # Back to pinned: the pool keeps the build it has and stops following.
+    pinned = patch(api, f"/v1/template-warm-pools/{info['id']}", {"version_policy": "pinned_build"})
+    assert (pinned.json()["track_tag"], pinned.json()["resolved_template_build_id"]) == (
+        None, two.public_id,
+    )  # fmt: skip
+
+
+def test_tracking_is_refused_when_it_cannot_be_honoured(api, demo):
+    cases = [
+        ({"template_ref": "demo", "version_policy": "track_tag", "track_tag": "nope"},
+         404, "template_tag_not_found"),
+        ({"template_ref": "demo", "version_policy": "track_tag"}, 400, "invalid_request"),
+        ({"template_ref": "demo", "track_tag": "stable"}, 400, "invalid_request"),
+        ({"template_ref": "demo:default", "version_policy": "track_tag", "track_tag": "stable"},
+         400, "invalid_request"),
+        ({"template_ref": "base", "version_policy": "track_tag", "track_tag": "stable"},
+         400, "invalid_request"),
+        ({"template_ref": "demo", "version_policy": "track_tag", "track_tag": "no spaces"},
+         400, "invalid_request"),
+        ({"template_ref": "demo", "version_policy": "latest"}, 400, "invalid_request"),
+    ]  # fmt: skip
+    for body, status, code in cases:
+        answer = make_pool(api, **body)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), body
+    assert not WarmPool.objects.exists()
+
+
+def test_another_teams_template_is_not_found(api, demo, client, other_api_key):
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {other_api_key[0]}"
+    for body in ({"template_ref": "demo"}, {"template_ref": "acme/demo"},
+                 {"template_ref": "demo", "version_policy": "track_tag", "track_tag": "stable"}):  # fmt: skip
+        answer = make_pool(client, **body)
+        assert (answer.status_code, answer.json()["code"]) == (404, "template_not_found"), body
+
+
+def test_a_checkout_asks_for_the_pools_template_not_another_build(runtime, api, demo):
+    _template, one, two = demo
+    info = make_pool(api, template_ref="demo").json()
+    asked = post(api, "/v1/sandboxes", {"template": f"demo:{two.public_id}",
+                 "warm_pool": {"id": info["id"], "mode": "require"}})  # fmt: skip
+    assert (asked.status_code, asked.json()["code"]) == (400, "invalid_request")
+    assert "template" in asked.json()["error"]
