@@ -250,3 +250,49 @@ def test_delete(live, pool):
         ),
         "the deleted pool's sandboxes destroyed",
     )
+
+
+def test_a_pool_tracking_a_tag_rolls_over_to_each_new_build(live):
+    """docs/warm-pools.md, "Rollout": v1 tagged stable, a pool tracking stable fills with
+    it; v2 takes the tag, and the pool replaces its ready sandboxes with v2's, so a
+    checkout gets a sandbox with what v2 wrote."""
+
+    def build(stamp: str) -> dict:
+        return cli_json(
+            live, "template", "build", "--from-debian-image", "bookworm", "--run-cmd",
+            f"echo {stamp} > /etc/which", "--name", "rolling", "--tag", "stable", timeout=600,
+        )  # fmt: skip
+
+    one = build("one")
+    made = cli_json(
+        live, "template", "warm-pool", "create", "rolling", "--name", "rolling",
+        "--min-ready", "1", "--max-ready", "2", "--version-policy", "track_tag",
+        "--track-tag", "stable", "--json",
+    )  # fmt: skip
+    assert (made["version_policy"], made["track_tag"]) == ("track_tag", "stable")
+    assert made["resolved_template_build_id"] == one["build_id"]
+    until(lambda: pool_info(live, made["id"])["status"]["ready"] >= 1, "v1 ready")
+    first = filled_by(live, made["id"])
+    two = build("two")
+    rolled = until(
+        lambda: (info := pool_info(live, made["id"]))["resolved_template_build_id"]
+        == two["build_id"]
+        and info["status"]["ready"] >= 1
+        and info["rollout_status"]["old_ready_or_warming"] == 0
+        and info,
+        "the pool on v2",
+    )
+    assert rolled["rollout_generation"] == 2
+    assert rolled["previous_resolved_template_build_id"] == one["build_id"]
+    assert rolled["rollout_status"]["current_identity"]["resolved_template_build_id"] == (
+        two["build_id"]
+    )
+    taken = cli_json(
+        live, "sandbox", "create", "--template", "rolling:stable", "--warm-pool", made["id"],
+        "--warm-pool-mode", "require",
+    )  # fmt: skip
+    assert taken["warm_pool_checkout"]["hit"] is True and taken["id"] not in first
+    which = live.cli("sandbox", "exec", taken["id"], "--shell", "cat /etc/which", check=True)
+    assert which.stdout.strip() == "two"
+    live.cli("sandbox", "kill", taken["id"], check=True)
+    live.cli("template", "warm-pool", "delete", made["id"], check=True)
