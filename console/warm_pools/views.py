@@ -62,10 +62,18 @@ class PoolForm(forms.Form):
         min_value=64, max_value=settings.SANDBOX_MAX_MEMORY_MB, initial=512, label="Memory (MB)"
     )
     checkout_policy = forms.ChoiceField(choices=CheckoutMode.choices, initial="prefer")
+    # Empty: pinned to the build the template names now; a tag: follow it
+    # (docs/warm-pools.md, "Pinned or tracking a tag").
+    track_tag = forms.CharField(max_length=100, required=False, label="Follow tag")
 
     def body(self) -> dict[str, Any]:
         data = self.cleaned_data
-        return {
+        tracking = (
+            {"version_policy": "track_tag", "track_tag": data["track_tag"].strip()}
+            if data.get("track_tag", "").strip()
+            else {}
+        )
+        return tracking | {
             "name": data["name"],
             "template_ref": data["template"],
             "min_ready": data["min_ready"],
@@ -94,7 +102,9 @@ def _pool(request: ConsoleRequest, pool_id: str) -> WarmPool:
 
 def _context(request: ConsoleRequest, form: PoolForm | None = None) -> dict[str, Any]:
     found = list(
-        WarmPool.objects.filter(project=request.project).exclude(state=WarmPoolState.DELETED)
+        WarmPool.objects.filter(project=request.project)
+        .exclude(state=WarmPoolState.DELETED)
+        .select_related("template_build", "previous_template_build")
     )
     counts = inventories(found)
     rows = [

@@ -275,17 +275,19 @@ def test_a_pool_tracking_a_tag_rolls_over_to_each_new_build(live):
     first = filled_by(live, made["id"])
     two = build("two")
     rolled = until(
-        lambda: (info := pool_info(live, made["id"]))["resolved_template_build_id"]
-        == two["build_id"]
-        and info["status"]["ready"] >= 1
-        and info["rollout_status"]["old_ready_or_warming"] == 0
-        and info,
+        lambda: (
+            (info := pool_info(live, made["id"]))["resolved_template_build_id"] == two["build_id"]
+            and info["status"]["ready"] >= 1
+            and info["rollout_status"]["old_ready_or_warming"] == 0
+            and info
+        ),
         "the pool on v2",
     )
     assert rolled["rollout_generation"] == 2
     assert rolled["previous_resolved_template_build_id"] == one["build_id"]
-    assert rolled["rollout_status"]["current_identity"]["resolved_template_build_id"] == (
-        two["build_id"]
+    assert (
+        rolled["rollout_status"]["current_identity"]["resolved_template_build_id"]
+        == (two["build_id"])
     )
     taken = cli_json(
         live, "sandbox", "create", "--template", "rolling:stable", "--warm-pool", made["id"],

@@ -143,3 +143,33 @@ def test_pool_sandboxes_are_hidden_from_the_console_until_checked_out(viewer_cli
     assert viewer_client.get(page).status_code == 404
     Sandbox.objects.filter(pk=waiting.pk).update(warm_pool=None)  # checked out
     assert viewer_client.get(page).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_pool_that_follows_a_tag_shows_its_build_and_tag(member_client, project):
+    from console.models import Template, TemplateBuild, TemplateTag
+    from console.sandbox_templates.models import BuildStatus
+
+    template = Template.objects.create(team=project.team, project=project, name="demo")
+    build = TemplateBuild.objects.create(
+        template=template, project=project, status=BuildStatus.READY, layers=["a" * 32]
+    )
+    TemplateTag.objects.create(template=template, tag="stable", build=build)
+    made = member_client.post(
+        url(project, "warmpool-create"),
+        {"name": "web", "template": "demo", "min_ready": 0, "max_ready": 1, "vcpus": 2,
+         "memory_mb": 512, "checkout_policy": "prefer", "track_tag": "stable"},
+    )  # fmt: skip
+    assert made.status_code == 302
+    pool = WarmPool.objects.get(project=project, name="web")
+    assert (pool.version_policy, pool.track_tag, pool.template_build) == (
+        "track_tag", "stable", build,
+    )  # fmt: skip
+    body = member_client.get(url(project, "warmpool-list")).content.decode()
+    assert build.public_id in body and "follows tag <code>stable</code>" in body
+    refused = member_client.post(
+        url(project, "warmpool-create"),
+        {"name": "web2", "template": "demo", "min_ready": 0, "max_ready": 1, "vcpus": 2,
+         "memory_mb": 512, "checkout_policy": "prefer", "track_tag": "nope"},
+    )  # fmt: skip
+    assert "has no tag" in refused.content.decode()
