@@ -491,3 +491,26 @@ def test_a_checkout_asks_for_the_pools_template_not_another_build(runtime, api, 
                  "warm_pool": {"id": info["id"], "mode": "require"}})  # fmt: skip
     assert (asked.status_code, asked.json()["code"]) == (400, "invalid_request")
     assert "template" in asked.json()["error"]
+
+
+def test_a_claim_reads_the_pools_generation_itself(pool, api):
+    """A rollout recorded while a checkout is under way (its pool row read before) still
+    keeps the old generation's sandboxes from being handed out (docs/warm-pools.md)."""
+    from django.db.models import F
+
+    from console.actor import Actor
+    from console.sandboxes import service as sandboxes
+    from console.warm_pools import checkout as checkouts
+
+    read_before = pool_row(pool)
+    WarmPool.objects.filter(pk=read_before.pk).update(generation=F("generation") + 1)
+    fields = sandboxes.validated_create_fields(
+        read_before.project,
+        snapshot=None,
+        **{k: None for k in checkouts._VALIDATED} | {"auto_resume": False, "internet_access": True},
+    )
+    actor = Actor.key(pool_row(pool).created_by_key)
+    assert checkouts._claim(read_before, fields, actor=actor) is None
+    assert len(inventory(pool)) == 2  # still the pool's, for the worker to replace
+    filler.work_on(read_before.pk)
+    assert checkouts._claim(pool_row(pool), fields, actor=actor) is not None
