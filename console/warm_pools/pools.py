@@ -81,7 +81,14 @@ def create_pool(
                 last_demand_at=now,
                 **fields,
             )
-            _audit("warm_pool.created", pool, request, template=pool.template_ref)
+            _audit(
+                "warm_pool.created",
+                pool,
+                request,
+                template=pool.template_ref,
+                build=pool.template_build.public_id if pool.template_build else None,
+                track_tag=pool.track_tag or None,
+            )
             _ask_filler(pool)
     except IntegrityError:
         raise _name_taken(str(body.get("name"))) from None
