@@ -17,23 +17,10 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def events(team, owner, member, other_team):
-    record(
-        "apikey.create",
-        team=team,
-        actor=Actor.person(owner),
-        target_type="api_key",
-        target_id="key_a",
-    )
-    record(
-        "apikey.revoke",
-        team=team,
-        actor=Actor.person(member),
-        target_type="api_key",
-        target_id="key_b",
-    )
-    old = record(
-        "member.remove", team=team, actor=Actor.person(owner), target_type="user", target_id="x"
-    )
+    by_owner, by_member = Actor.person(owner), Actor.person(member)
+    record("apikey.create", team=team, actor=by_owner, target_type="api_key", target_id="key_a")
+    record("apikey.revoke", team=team, actor=by_member, target_type="api_key", target_id="key_b")
+    old = record("member.remove", team=team, actor=by_owner, target_type="user", target_id="x")
     AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     record("apikey.create", team=other_team, actor_label="someone", target_id="key_secret")
 
