@@ -21,14 +21,19 @@ from django.core.exceptions import BadRequest, ValidationError
 from django.db import models
 from django.http import HttpRequest
 
+from console.errors import DomainError
+
 T = TypeVar("T", bound=models.Model)
 
 # One cursor is a few dozen bytes; anything much longer was not made here.
 MAX_CURSOR_CHARS = 512
 
 
-class BadCursor(ValueError):
-    """A cursor this server did not give out for this list."""
+class BadCursor(DomainError):
+    """A cursor this server did not give out for this list (`invalid_request`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_request", message)
 
 
 @dataclass(frozen=True)

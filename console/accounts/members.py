@@ -12,14 +12,16 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from console.errors import DomainError
 from console.models import Invitation, Membership, Role, Team
 from console.tokens import INVITATION, lookup_prefix, new_secret, secret_matches
 
 INVITATION_DAYS = 7
 
 
-class MembershipError(Exception):
-    """A change that would break a team rule; the message is shown to the user."""
+class MembershipError(DomainError):
+    """A change that would break a team rule (`last_owner_conflict`) or an invitation
+    used or revoked meanwhile (`invitation_conflict`); the message is shown to the user."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ def change_role(membership: Membership, role: str) -> None:
     if role == membership.role:
         return
     if _is_last_owner(membership):
-        raise MembershipError("A team needs an owner: make someone else owner first.")
+        raise MembershipError(
+            "last_owner_conflict", "A team needs an owner: make someone else owner first."
+        )
     membership.role = role
     membership.save(update_fields=["role"])
 
@@ -49,7 +53,8 @@ def change_role(membership: Membership, role: str) -> None:
 def remove_member(membership: Membership) -> None:
     if _is_last_owner(membership):
         raise MembershipError(
-            "The last owner cannot leave: make someone else owner or delete the team."
+            "last_owner_conflict",
+            "The last owner cannot leave: make someone else owner or delete the team.",
         )
     membership.delete()
 
@@ -87,7 +92,7 @@ def accept_invitation(invitation: Invitation, user) -> Membership:
     """Join the team; a user who is already a member keeps the higher of the two roles."""
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.status != "pending":
-        raise MembershipError("This invitation is no longer valid.")
+        raise MembershipError("invitation_conflict", "This invitation is no longer valid.")
     membership, created = Membership.objects.get_or_create(
         team=invitation.team, user=user, defaults={"role": invitation.role}
     )

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 
 from console.api.auth import query_int
 from console.api.errors import ApiError
-from console.paging import BadCursor, Keyset, Page, paginate
+from console.paging import Keyset, Page, paginate
 
 T = TypeVar("T", bound=models.Model)
 
@@ -35,16 +35,9 @@ def api_page(
     request: HttpRequest, rows: models.QuerySet[T], keyset: Keyset, *, ascending: bool = False
 ) -> Page[T]:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    try:
-        return paginate(
-            rows,
-            keyset,
-            limit=limit,
-            after=request.GET.get("next_token") or None,
-            ascending=ascending,
-        )
-    except BadCursor as exc:
-        raise ApiError("invalid_request", f"next_token: {exc}") from None
+    return paginate(
+        rows, keyset, limit=limit, after=request.GET.get("next_token") or None, ascending=ascending
+    )
 
 
 def page_body(page: Page[T], shape: Callable[[T], Any]) -> dict[str, Any]:

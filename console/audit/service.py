@@ -1,15 +1,17 @@
-"""Writing audit rows. Callers pass ids and labels, never raw secrets."""
+"""Writing audit rows. Callers pass ids and labels, never raw secrets.
+
+Who acted and from which address come from the Actor (console/actor.py), never from
+a request: the faces build the Actor, this module knows nothing of HTTP.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from console.actor import Actor
+from console.models import ApiKey, AuditEvent, Team
 
-from console.client_ip import client_ip
-from console.models import AuditEvent, Team
-
-__all__ = ["ACTIONS", "client_ip", "record"]
+__all__ = ["ACTIONS", "record"]
 
 # Every action the console records. The audit page offers these as its action filter
 # (reading the distinct values of a 100,000-row table on every request would not do),
@@ -56,35 +58,37 @@ def record(
     action: str,
     *,
     team: Team | None,
-    request: HttpRequest | None = None,
-    actor=None,
+    actor: Actor | None = None,
     actor_label: str = "",
     target_type: str = "",
     target_id: str = "",
     ip: str | None = None,
     **metadata: Any,
 ) -> AuditEvent:
-    """One audit row; `ip` overrides the request's (for work done off the request)."""
+    """One audit row. The actor's user (else its key's prefix) is the label unless one is
+    given; `ip` is for work done off a request (the actor's address otherwise)."""
     if action not in ACTIONS:
         raise ValueError(
             f"unknown audit action {action!r}: add it to console.audit.service.ACTIONS"
         )
-    if actor is None and request is not None and getattr(request, "user", None) is not None:
-        if request.user.is_authenticated:
-            actor = request.user
-    api_key = getattr(request, "api_key", None) if request is not None else None
+    user = actor.user if actor is not None else None
     if not actor_label:
-        if actor is not None:
-            actor_label = actor.get_username()
-        elif api_key is not None:
-            actor_label = f"api key {api_key.prefix}…"
+        if user is not None:
+            actor_label = user.get_username()
+        elif actor is not None and actor.api_key is not None:
+            actor_label = _key_label(actor.api_key)
     return AuditEvent.objects.create(
         team=team,
-        actor=actor,
+        actor=user,
         actor_label=actor_label,
         action=action,
         target_type=target_type,
         target_id=target_id,
-        ip=ip or client_ip(request),
+        ip=ip or (actor.client_ip if actor is not None else None),
         metadata=metadata,
     )
+
+
+def _key_label(api_key: ApiKey) -> str:
+    """How an audit row names an API key that acted (never the secret: its prefix)."""
+    return f"api key {api_key.prefix}…"

@@ -29,7 +29,7 @@ from console.code_interpreter import artifacts, contexts, executions, kernels, r
 from console.errors import DomainError
 from console.models import CodeArtifact, CodeContext, CodeRun, Sandbox
 from console.output_stream import OutputStream
-from console.paging import BadCursor, Keyset, paginate
+from console.paging import Keyset, paginate
 from console.sandboxes import service as sandboxes
 
 RUNS_KEYSET = Keyset("code_runs", "created_at")
@@ -132,10 +132,7 @@ def create_run(request: HttpRequest, sandbox_id: str) -> JsonResponse:
 
 def _page(request: HttpRequest, rows: Any, keyset: Keyset) -> Any:
     limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    try:
-        return paginate(rows, keyset, limit=limit, after=request.GET.get("cursor") or None)
-    except BadCursor as exc:
-        raise ApiError("invalid_request", f"cursor: {exc}") from None
+    return paginate(rows, keyset, limit=limit, after=request.GET.get("cursor") or None)
 
 
 @api_key_required(READ)

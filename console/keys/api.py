@@ -5,21 +5,18 @@ Rotation here kills the old key at once (the console's rule), where 1.0.3 keeps 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
 from console.accounts.forms import ApiKeyApiForm
+from console.actor import Actor
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.listing import api_page, page_body, wants_page, whole_list
 from console.keys.service import (
     IssuedKey,
-    KeyLimitReached,
     create_api_key,
     revoke_api_key,
     rotate_api_key,
@@ -64,25 +61,14 @@ def _key(request: ApiRequest, key_id: str) -> ApiKey:
 @api_key_required(WRITE)
 def create_key(request: ApiRequest) -> HttpResponse:
     data = _clean(request)
-    with key_cap():
-        issued = create_api_key(
-            request.project,
-            name=data["name"] or "api",
-            scope=data["scope"] or KeyScope.FULL,
-            request=request,
-            via="api",
-        )
+    issued = create_api_key(
+        request.project,
+        name=data["name"] or "api",
+        scope=data["scope"] or KeyScope.FULL,
+        actor=Actor.of(request),
+        via="api",
+    )
     return JsonResponse(_issued_body(issued), status=201)
-
-
-@contextmanager
-def key_cap() -> Iterator[None]:
-    try:
-        yield
-    except KeyLimitReached as exc:
-        raise ApiError(
-            "quota_exceeded", str(exc), details={"limit": settings.MAX_KEYS_PER_PROJECT}
-        ) from None
 
 
 @api_key_required(READ)
@@ -108,15 +94,16 @@ def default_key(request: ApiRequest) -> HttpResponse:
     )
     if existing is not None:
         return JsonResponse({"created": False, **_key_body(existing)})
-    with key_cap():
-        issued = create_api_key(request.project, name=DEFAULT_KEY_NAME, request=request, via="api")
+    issued = create_api_key(
+        request.project, name=DEFAULT_KEY_NAME, actor=Actor.of(request), via="api"
+    )
     return JsonResponse({"created": True, **_issued_body(issued)}, status=201)
 
 
 @api_key_required(WRITE)
 def delete_key(request: ApiRequest, key_id: str) -> HttpResponse:
     key = _key(request, key_id)
-    revoke_api_key(key, request=request, via="api")
+    revoke_api_key(key, actor=Actor.of(request), via="api")
     return JsonResponse({"success": True})
 
 
@@ -127,7 +114,11 @@ def rotate_key(request: ApiRequest, key_id: str) -> HttpResponse:
         raise ApiError("conflict", f"API key {key_id} is {key.status} and cannot be rotated")
     data = _clean(request)
     issued = rotate_api_key(
-        key, name=data["name"] or None, scope=data["scope"] or None, request=request, via="api"
+        key,
+        name=data["name"] or None,
+        scope=data["scope"] or None,
+        actor=Actor.of(request),
+        via="api",
     )
     return JsonResponse(_issued_body(issued), status=201)
 

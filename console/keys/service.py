@@ -1,4 +1,7 @@
-"""Creating, revoking and rotating project API keys (shared by the console and /v1/keys)."""
+"""Creating, revoking and rotating project API keys (shared by the console and /v1/keys).
+
+Who acts is an Actor (console/actor.py): its user is recorded as the key's creator, and
+the audit row reads who and from where from it."""
 
 from __future__ import annotations
 
@@ -7,16 +10,24 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
+from console.actor import Actor
 from console.audit.service import record
+from console.errors import DomainError
 from console.models import ApiKey, KeyScope, Project
 from console.tokens import API_KEY, new_secret
 
 
-class KeyLimitReached(Exception):
-    """The project already has MAX_KEYS_PER_PROJECT active keys."""
+class KeyLimitReached(DomainError):
+    """The project already has MAX_KEYS_PER_PROJECT active keys (a 429 on /v1)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "quota_exceeded",
+            f"This project already has {limit} active API keys; revoke one first",
+            details={"limit": limit},
+        )
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ def _check_key_cap(project: Project) -> None:
     )
     limit = settings.MAX_KEYS_PER_PROJECT
     if active >= limit:
-        raise KeyLimitReached(f"This project already has {limit} active API keys; revoke one first")
+        raise KeyLimitReached(limit)
 
 
 def _mark_revoked(key: ApiKey) -> bool:
@@ -64,12 +75,11 @@ def _mark_revoked(key: ApiKey) -> bool:
     return True
 
 
-def _audit(action: str, key: ApiKey, *, request: HttpRequest | None, actor, **metadata) -> None:
+def _audit(action: str, key: ApiKey, *, actor: Actor | None, **metadata) -> None:
     # One audit row per change, whichever face (console, /v1/keys, bootstrap) made it.
     record(
         action,
         team=key.project.team,
-        request=request,
         actor=actor,
         target_type="api_key",
         target_id=key.public_id,
@@ -85,8 +95,7 @@ def create_api_key(
     name: str,
     scope: str = KeyScope.FULL,
     expires_at: datetime | None = None,
-    created_by=None,
-    request: HttpRequest | None = None,
+    actor: Actor | None = None,
     via: str = "console",
 ) -> IssuedKey:
     with transaction.atomic():
@@ -96,20 +105,18 @@ def create_api_key(
             name=name,
             scope=scope,
             expires_at=expires_at,
-            created_by=created_by,
+            created_by=_person(actor),
             rotated_from=None,
         )
-    _audit("apikey.create", issued.key, request=request, actor=created_by, scope=scope, via=via)
+    _audit("apikey.create", issued.key, actor=actor, scope=scope, via=via)
     return issued
 
 
-def revoke_api_key(
-    key: ApiKey, *, by=None, request: HttpRequest | None = None, via: str = "console"
-) -> bool:
+def revoke_api_key(key: ApiKey, *, actor: Actor | None = None, via: str = "console") -> bool:
     """Revoke at once; True when this call revoked it (False: it already was)."""
     revoked = _mark_revoked(key)
     if revoked:
-        _audit("apikey.revoke", key, request=request, actor=by, via=via)
+        _audit("apikey.revoke", key, actor=actor, via=via)
     return revoked
 
 
@@ -117,10 +124,9 @@ def revoke_api_key(
 def rotate_api_key(
     key: ApiKey,
     *,
-    created_by=None,
+    actor: Actor | None = None,
     name: str | None = None,
     scope: str | None = None,
-    request: HttpRequest | None = None,
     via: str = "console",
 ) -> IssuedKey:
     """A new secret with the same name, scope and expiry (unless given); the old one dies at once."""
@@ -130,15 +136,13 @@ def rotate_api_key(
         name=name or key.name,
         scope=scope or key.scope,
         expires_at=key.expires_at,
-        created_by=created_by,
+        created_by=_person(actor),
         rotated_from=key,
     )
-    _audit(
-        "apikey.rotate",
-        issued.key,
-        request=request,
-        actor=created_by,
-        rotated_from=key.public_id,
-        via=via,
-    )
+    _audit("apikey.rotate", issued.key, actor=actor, rotated_from=key.public_id, via=via)
     return issued
+
+
+def _person(actor: Actor | None):
+    # A key made through /v1 has no person behind it; one made in the console has.
+    return actor.user if actor is not None else None

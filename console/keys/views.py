@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from console.access import TeamRequest, team_member_required
 from console.accounts.forms import ApiKeyForm
+from console.actor import Actor
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.keys.service import (
     IssuedKey,
@@ -80,8 +81,7 @@ def apikey_create(request: TeamRequest) -> HttpResponse:
             name=form.cleaned_data["name"],
             scope=form.cleaned_data["scope"],
             expires_at=form.expires_at(),
-            created_by=request.user,
-            request=request,
+            actor=Actor.of(request),
         )
     except KeyLimitReached as exc:
         form.add_error(None, str(exc))
@@ -101,7 +101,7 @@ def apikey_revoke(request: TeamRequest, key_id: str) -> HttpResponse:
             cancel=_list_url(request),
             button="Revoke key",
         )
-    if revoke_api_key(key, by=request.user, request=request):
+    if revoke_api_key(key, actor=Actor.of(request)):
         messages.success(request, f"API key {key.name} revoked.")
     if not is_fragment_request(request):
         return redirect(_list_url(request))
@@ -124,7 +124,7 @@ def apikey_rotate(request: TeamRequest, key_id: str) -> HttpResponse:
     if not key.is_active:
         messages.error(request, "Only an active key can be rotated.")
         return _render(request) if is_fragment_request(request) else redirect(_list_url(request))
-    issued = rotate_api_key(key, created_by=request.user, request=request)
+    issued = rotate_api_key(key, actor=Actor.of(request))
     return _render(request, issued=issued)
 
 

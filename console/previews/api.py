@@ -41,20 +41,6 @@ GRANT_KEYSET = Keyset("grant", "created_at")
 GRANT_COLUMNS = [f.name for f in PreviewGrant._meta.concrete_fields]
 
 
-def _port(port: str) -> int:
-    try:
-        return previews.check_port(port)
-    except previews.PreviewRefused as exc:
-        raise ApiError(exc.code, str(exc)) from None
-
-
-def _ttl(body: dict[str, Any]) -> int:
-    try:
-        return previews.clamp_ttl(body.get("expires_in_seconds"))
-    except previews.PreviewRefused as exc:
-        raise ApiError(exc.code, str(exc)) from None
-
-
 def _grantable(sandbox: Sandbox) -> None:
     # A grant for a sandbox that can never serve again would be a dead link.
     if sandbox.status in (SandboxStatus.DESTROYED, SandboxStatus.ERROR):
@@ -67,12 +53,9 @@ def _grantable(sandbox: Sandbox) -> None:
 def _issue_direct(request, sandbox: Sandbox, port: int, ttl: int | None) -> dict[str, Any]:
     """Create a signed-link grant and describe it as a PreviewUrl (raw tokens, once)."""
     _grantable(sandbox)
-    try:
-        grant, raw = previews.create_grant(
-            sandbox, port, expires_in_seconds=ttl, created_by_key=request.api_key
-        )
-    except previews.PreviewRefused as exc:
-        raise ApiError(exc.code, str(exc)) from None
+    grant, raw = previews.create_grant(
+        sandbox, port, expires_in_seconds=ttl, created_by_key=request.api_key
+    )
     url, websocket_url = previews.preview_urls(sandbox, port, raw)
     return {
         "grant": previews.grant_to_dict(grant),
@@ -87,7 +70,7 @@ def _issue_direct(request, sandbox: Sandbox, port: int, ttl: int | None) -> dict
 def host(request, sandbox_id: str) -> JsonResponse:
     """SandboxHostInfo. Previews are always signed here, so url/websocket_url carry a grant."""
     sandbox = get_sandbox(request.project, sandbox_id)
-    port = _port(request.json.get("port"))
+    port = previews.check_port(request.json.get("port"))
     preview = _issue_direct(request, sandbox, port, None)
     return JsonResponse(
         {
@@ -107,14 +90,15 @@ def preview_url(request, sandbox_id: str, port: str) -> JsonResponse:
     if request.api_key.scope != KeyScope.FULL:
         raise ApiError("permission_denied", "This API key is read-only")
     sandbox = get_sandbox(request.project, sandbox_id)
-    return JsonResponse(_issue_direct(request, sandbox, _port(port), None))
+    return JsonResponse(_issue_direct(request, sandbox, previews.check_port(port), None))
 
 
 @api_key_required(WRITE)
 def signed_preview_url(request, sandbox_id: str, port: str) -> JsonResponse:
     sandbox = get_sandbox(request.project, sandbox_id)
-    port_number = _port(port)
-    return JsonResponse(_issue_direct(request, sandbox, port_number, _ttl(request.json)))
+    port_number = previews.check_port(port)
+    ttl = previews.clamp_ttl(request.json.get("expires_in_seconds"))
+    return JsonResponse(_issue_direct(request, sandbox, port_number, ttl))
 
 
 def _transports(body: dict[str, Any]) -> list[str]:
@@ -135,26 +119,23 @@ def _transports(body: dict[str, Any]) -> list[str]:
 @api_key_required(WRITE)
 def proxy_target(request, sandbox_id: str, port: str) -> JsonResponse:
     sandbox = get_sandbox(request.project, sandbox_id)
-    port_number = _port(port)
+    port_number = previews.check_port(port)
     body = request.json
     transports = _transports(body)
-    ttl = _ttl(body)
+    ttl = previews.clamp_ttl(body.get("expires_in_seconds"))
     token_transport = body.get("token_transport", "header")
     if token_transport != "header":
         raise ApiError("invalid_request", "token_transport must be 'header'")
     hint = body.get("include_traffic_token_hint", True) is not False
     _grantable(sandbox)
-    try:
-        grant, raw = previews.create_grant(
-            sandbox,
-            port_number,
-            auth_mode=AuthMode.PROXY,
-            token_kinds=[TRANSPORT_KINDS[t] for t in transports],
-            expires_in_seconds=ttl,
-            created_by_key=request.api_key,
-        )
-    except previews.PreviewRefused as exc:
-        raise ApiError(exc.code, str(exc)) from None
+    grant, raw = previews.create_grant(
+        sandbox,
+        port_number,
+        auth_mode=AuthMode.PROXY,
+        token_kinds=[TRANSPORT_KINDS[t] for t in transports],
+        expires_in_seconds=ttl,
+        created_by_key=request.api_key,
+    )
     http_url, websocket_url = previews.preview_urls(
         sandbox, port_number, raw, auth_mode=AuthMode.PROXY
     )
@@ -313,7 +294,7 @@ def _probe(address: tuple[str, int], kind: str, path: str | None, port: int) -> 
 def readiness(request, sandbox_id: str, port: str) -> JsonResponse:
     """Always 200: the body says whether the route and the service are ready."""
     sandbox = get_sandbox(request.project, sandbox_id)
-    port_number = _port(port)
+    port_number = previews.check_port(port)
     kind, timeout, interval, path = _readiness_params(request.json)
     started = time.monotonic()
     attempts = 0

@@ -20,7 +20,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from console import live, tokens
+from console.actor import Actor
 from console.audit import service as audit
+from console.errors import DomainError
 from console.jobs import periodic
 from console.models import ApiKey, AuthMode, PreviewGrant, Sandbox
 from console.timefmt import iso
@@ -49,16 +51,18 @@ REVOCATION_MESSAGE = "preview.revoked"
 TRANSPORT_MARKER = "__ns_preview_transport"
 
 
-class PreviewRefused(ValueError):
-    """A grant request we will not honour; `code` is the contract's error code."""
+class PreviewRefused(DomainError):
+    """A grant request we will not honour (`invalid_request`)."""
 
-    code = "invalid_request"
+    def __init__(self, message: str, *, code: str = "invalid_request") -> None:
+        super().__init__(code, message)
 
 
 class GrantLimitReached(PreviewRefused):
-    """The sandbox already has MAX_GRANTS_PER_SANDBOX live grants."""
+    """The sandbox already has MAX_GRANTS_PER_SANDBOX live grants (`quota_exceeded`)."""
 
-    code = "quota_exceeded"
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="quota_exceeded")
 
 
 def check_port(port: Any, *, allow_reserved: bool = False) -> int:
@@ -136,8 +140,7 @@ def create_grant(
     audit.record(
         "preview_grant.created",
         team=sandbox.project.team,
-        actor=created_by,
-        actor_label=_key_label(created_by_key),
+        actor=_actor(created_by_key or created_by),
         target_type="preview_grant",
         target_id=grant.public_id,
         sandbox_id=sandbox.public_id,
@@ -156,12 +159,10 @@ def revoke_grant(grant: PreviewGrant, by=None) -> PreviewGrant:
     if grant.revoked_at is None:
         grant.revoked_at = timezone.now()
         grant.save(update_fields=["revoked_at", "updated_at"])
-        is_key = isinstance(by, ApiKey)
         audit.record(
             "preview_grant.revoked",
             team=grant.sandbox.project.team,
-            actor=None if is_key else by,
-            actor_label=_key_label(by) if is_key else "",
+            actor=_actor(by),
             target_type="preview_grant",
             target_id=grant.public_id,
             sandbox_id=grant.sandbox.public_id,
@@ -221,8 +222,11 @@ def announce_revocation(grant_id: str) -> None:
         log.exception("could not fan out the revocation of %s", grant_id)
 
 
-def _key_label(key: ApiKey | None) -> str:
-    return f"api key {key.prefix}…" if isinstance(key, ApiKey) else ""
+def _actor(by: Any) -> Actor | None:
+    # Callers name who acts by a user or an ApiKey; the audit row wants an Actor.
+    if isinstance(by, ApiKey):
+        return Actor.key(by)
+    return Actor.person(by) if by is not None else None
 
 
 def grant_to_dict(grant: PreviewGrant) -> dict[str, Any]:

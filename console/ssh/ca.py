@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import ssh
 from django.conf import settings
 
+from console.errors import DomainError
+
 MAX_PUBLIC_KEY_CHARS = 16 * 1024
 MIN_RSA_BITS = 2048
 # What a user certificate lets a session do: a terminal and port forwarding (editors'
@@ -31,8 +33,11 @@ USER_EXTENSIONS = (b"permit-port-forwarding", b"permit-pty")
 CLOCK_SKEW_SECONDS = 60
 
 
-class InvalidPublicKey(ValueError):
+class InvalidPublicKey(DomainError):
     """The presented public key cannot be certified (parse error, type, size)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_request", message)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from console.errors import DomainError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -41,8 +43,11 @@ KEEPALIVE_INTERVAL_SECONDS = 15
 KEEPALIVE_PROBES = 4
 
 
-class RelayBusy(Exception):
-    """Every port of SSH_RELAY_PORTS is taken."""
+class RelayBusy(DomainError):
+    """Every port of SSH_RELAY_PORTS is taken: a 503 a client may retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("runtime_unavailable", message, retryable=True)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.errors import DomainError
@@ -26,9 +27,7 @@ MAX_LISTED = 1000
 
 @api_key_required(WRITE)
 def create_pool(request: ApiRequest) -> HttpResponse:
-    pool = pools.create_pool(
-        request.project, request.json, api_key=request.api_key, request=request
-    )
+    pool = pools.create_pool(request.project, request.json, actor=Actor.of(request))
     return JsonResponse(pool_to_dict(pool), status=201)
 
 
@@ -98,21 +97,21 @@ def get_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
 @api_key_required(WRITE)
 def update_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
     pool = pools.update_pool(
-        pools.get_pool(request.project, pool_id), request.json, request=request
+        pools.get_pool(request.project, pool_id), request.json, actor=Actor.of(request)
     )
     return JsonResponse(pool_to_dict(pool))
 
 
 @api_key_required(WRITE)
 def delete_pool(request: ApiRequest, pool_id: str) -> HttpResponse:
-    pool = pools.delete_pool(pools.get_pool(request.project, pool_id), request=request)
+    pool = pools.delete_pool(pools.get_pool(request.project, pool_id), actor=Actor.of(request))
     return JsonResponse(pool_to_dict(pool))
 
 
 def _action(change: Callable[..., WarmPool]) -> Callable[..., HttpResponse]:
     @api_key_required(WRITE)
     def view(request: ApiRequest, pool_id: str) -> HttpResponse:
-        pool = change(pools.get_pool(request.project, pool_id), request=request)
+        pool = change(pools.get_pool(request.project, pool_id), actor=Actor.of(request))
         return JsonResponse(pool_to_dict(pool))
 
     view.__name__ = f"{change.__name__}_view"

@@ -13,10 +13,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from console.actor import Actor
 from console.audit import service as audit
 from console.errors import DomainError
 from console.models import (
-    ApiKey,
     Project,
     WarmPool,
     WarmPoolState,
@@ -45,8 +45,7 @@ def create_pool(
     project: Project,
     body: dict[str, Any],
     *,
-    api_key: ApiKey | None = None,
-    request: Any = None,
+    actor: Actor | None = None,
 ) -> WarmPool:
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
@@ -73,7 +72,7 @@ def create_pool(
                 )
             pool = WarmPool.objects.create(
                 project=project,
-                created_by_key=api_key,
+                created_by_key=actor.api_key if actor is not None else None,
                 state=WarmPoolState.ENABLED,
                 created_at=now,
                 updated_at=now,
@@ -84,7 +83,7 @@ def create_pool(
             _audit(
                 "warm_pool.created",
                 pool,
-                request,
+                actor,
                 template=pool.template_ref,
                 build=pool.template_build.public_id if pool.template_build else None,
                 track_tag=pool.track_tag or None,
@@ -96,7 +95,7 @@ def create_pool(
     return pool
 
 
-def update_pool(pool: WarmPool, body: dict[str, Any], *, request: Any = None) -> WarmPool:
+def update_pool(pool: WarmPool, body: dict[str, Any], *, actor: Actor | None = None) -> WarmPool:
     """PATCH: any subset of the create keys (`scale` sends min_ready and max_ready)."""
     unknown = sorted(set(body) - CREATE_KEYS)
     if unknown:
@@ -115,7 +114,7 @@ def update_pool(pool: WarmPool, body: dict[str, Any], *, request: Any = None) ->
             row = WarmPool.objects.filter(pk=pool.pk).exclude(state=WarmPoolState.DELETED)
             if not row.update(**fields, updated_at=timezone.now()):
                 raise DomainError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
-            _audit("warm_pool.updated", pool, request, changed=sorted(given))
+            _audit("warm_pool.updated", pool, actor, changed=sorted(given))
             _ask_filler(pool)
     except IntegrityError:
         raise _name_taken(str(given.get("name"))) from None
@@ -124,12 +123,12 @@ def update_pool(pool: WarmPool, body: dict[str, Any], *, request: Any = None) ->
     return pool
 
 
-def enable_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
+def enable_pool(pool: WarmPool, *, actor: Actor | None = None) -> WarmPool:
     now = timezone.now()
     return _set_state(
         pool,
         WarmPoolState.ENABLED,
-        request,
+        actor,
         enabled_at=now,
         last_demand_at=now,
         degraded_reason="",
@@ -138,23 +137,23 @@ def enable_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     )
 
 
-def disable_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
+def disable_pool(pool: WarmPool, *, actor: Actor | None = None) -> WarmPool:
     """Stop refilling; what is ready stays ready and can still be checked out."""
-    return _set_state(pool, WarmPoolState.DISABLED, request, disabled_at=timezone.now())
+    return _set_state(pool, WarmPoolState.DISABLED, actor, disabled_at=timezone.now())
 
 
-def drain_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
+def drain_pool(pool: WarmPool, *, actor: Actor | None = None) -> WarmPool:
     """Stop refilling and destroy the ready sandboxes; the worker does the destroying and
     moves the pool to `disabled` once it holds none."""
-    return _set_state(pool, WarmPoolState.DRAINING, request, drain_requested_at=timezone.now())
+    return _set_state(pool, WarmPoolState.DRAINING, actor, drain_requested_at=timezone.now())
 
 
-def delete_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
+def delete_pool(pool: WarmPool, *, actor: Actor | None = None) -> WarmPool:
     """Gone at once for the API (404 after); the worker destroys what it still holds."""
-    return _set_state(pool, WarmPoolState.DELETED, request, deleted_at=timezone.now())
+    return _set_state(pool, WarmPoolState.DELETED, actor, deleted_at=timezone.now())
 
 
-def reconcile_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
+def reconcile_pool(pool: WarmPool, *, actor: Actor | None = None) -> WarmPool:
     """Ask the worker to look at the pool now (fill, trim, replace stale sandboxes), and
     lift a failure back-off so a fixed problem is retried at once."""
     with transaction.atomic():
@@ -164,7 +163,7 @@ def reconcile_pool(pool: WarmPool, *, request: Any = None) -> WarmPool:
     return pool
 
 
-def _set_state(pool: WarmPool, state: str, request: Any, **fields: Any) -> WarmPool:
+def _set_state(pool: WarmPool, state: str, actor: Actor | None, **fields: Any) -> WarmPool:
     with transaction.atomic():
         changed = (
             WarmPool.objects.filter(pk=pool.pk)
@@ -173,7 +172,7 @@ def _set_state(pool: WarmPool, state: str, request: Any, **fields: Any) -> WarmP
         )
         if not changed:
             raise DomainError("warm_pool_not_found", f"Warm pool {pool.public_id} not found")
-        _audit(AUDITED[state], pool, request)
+        _audit(AUDITED[state], pool, actor)
         _ask_filler(pool)
     pool.refresh_from_db()
     live.pools_changed(pool.project, [pool.public_id])
@@ -188,11 +187,11 @@ AUDITED: dict[str, str] = {
 }
 
 
-def _audit(action: str, pool: WarmPool, request: Any, **extra: Any) -> None:
+def _audit(action: str, pool: WarmPool, actor: Actor | None, **extra: Any) -> None:
     audit.record(
         action,
         team=pool.project.team,
-        request=request,
+        actor=actor,
         target_type="warm_pool",
         target_id=pool.public_id,
         name=pool.name,

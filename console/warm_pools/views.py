@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.access import team_member_required
+from console.actor import Actor
 from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import (
@@ -146,7 +147,7 @@ def pool_create(request: ConsoleRequest) -> HttpResponse:
     form = PoolForm(request.POST)
     if form.is_valid():
         try:
-            pool = pools.create_pool(request.project, form.body(), request=request)
+            pool = pools.create_pool(request.project, form.body(), actor=Actor.of(request))
         except DomainError as refused:
             form.add_error(None, refused.message)
     if form.errors:
@@ -163,7 +164,7 @@ def pool_action(request: ConsoleRequest, pool_id: str, action: str) -> HttpRespo
         raise Http404("No such action")
     change, said = ACTIONS[action]
     try:
-        change(pool, request=request)
+        change(pool, actor=Actor.of(request))
         messages.success(request, f"Warm pool {pool.name} {said}.")
     except DomainError as error:
         messages.error(request, error.message)
@@ -179,7 +180,7 @@ def pool_scale(request: ConsoleRequest, pool_id: str) -> HttpResponse:
         messages.error(request, "min ready and max ready must be whole numbers from 0 to 20.")
         return _done(request)
     try:
-        pools.update_pool(pool, dict(form.cleaned_data), request=request)
+        pools.update_pool(pool, dict(form.cleaned_data), actor=Actor.of(request))
         messages.success(
             request,
             f"Warm pool {pool.name} scaled to {form.cleaned_data['min_ready']}.."
@@ -202,7 +203,7 @@ def pool_delete(request: ConsoleRequest, pool_id: str) -> HttpResponse:
             cancel=_list_url(request),
             button="Delete warm pool",
         )
-    pools.delete_pool(pool, request=request)
+    pools.delete_pool(pool, actor=Actor.of(request))
     messages.success(request, f"Warm pool {pool.name} deleted.")
     return _done(request)
 

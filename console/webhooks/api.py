@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpResponse, JsonResponse
 from django.urls import path
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, ApiRequest, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.models import Delivery
@@ -29,7 +30,7 @@ def create_webhook(request: ApiRequest) -> HttpResponse:
         operations=body["operations"],
         signing_secret=body["signing_secret"],
         enabled=body.get("enabled", True),
-        request=request,
+        actor=Actor.of(request),
     )
     return JsonResponse(service.webhook_to_dict(webhook), status=201)
 
@@ -48,13 +49,14 @@ def get_webhook(request: ApiRequest, webhook_id: str) -> HttpResponse:
 @api_key_required(WRITE)
 def update_webhook(request: ApiRequest, webhook_id: str) -> HttpResponse:
     webhook = service.get_webhook(request.project, webhook_id)
-    webhook = service.update_webhook(webhook, request.json, request=request)
+    webhook = service.update_webhook(webhook, request.json, actor=Actor.of(request))
     return JsonResponse(service.webhook_to_dict(webhook))
 
 
 @api_key_required(WRITE)
 def delete_webhook(request: ApiRequest, webhook_id: str) -> HttpResponse:
-    service.delete_webhook(service.get_webhook(request.project, webhook_id), request=request)
+    webhook = service.get_webhook(request.project, webhook_id)
+    service.delete_webhook(webhook, actor=Actor.of(request))
     return HttpResponse(status=204)
 
 

@@ -16,13 +16,21 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+from console.errors import DomainError
+
 PREFIX = "whsec_"
 MIN_KEY_BYTES = 24
 MAX_KEY_BYTES = 64
 
 
-class SecretError(ValueError):
-    pass
+class SecretError(DomainError):
+    """A signing secret that cannot be used: one a client sent that is not a `whsec_`
+    secret (invalid_request), or one stored that this server cannot decrypt (its
+    WEBHOOK_ENCRYPTION_KEY: internal_error)."""
+
+
+def _refused(message: str) -> SecretError:
+    return SecretError("invalid_request", message, details={"field": "signing_secret"})
 
 
 def new_signing_secret() -> str:
@@ -32,13 +40,13 @@ def new_signing_secret() -> str:
 def signing_key(secret: str) -> bytes:
     """The HMAC key inside a `whsec_` secret; SecretError when it is not one."""
     if not isinstance(secret, str) or not secret.startswith(PREFIX):
-        raise SecretError("signing_secret must start with whsec_ followed by base64")
+        raise _refused("signing_secret must start with whsec_ followed by base64")
     try:
         key = base64.b64decode(secret[len(PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
-        raise SecretError("signing_secret must be whsec_ followed by valid base64") from None
+        raise _refused("signing_secret must be whsec_ followed by valid base64") from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
-        raise SecretError(
+        raise _refused(
             f"signing_secret must hold {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes of key "
             f"(it holds {len(key)})"
         )
@@ -56,7 +64,7 @@ def _fernet_key(material: str) -> bytes:
 def _box(configured: str) -> MultiFernet:
     keys = [part.strip() for part in configured.split(",") if part.strip()]
     if not keys:
-        raise SecretError("WEBHOOK_ENCRYPTION_KEY is empty")
+        raise SecretError("internal_error", "WEBHOOK_ENCRYPTION_KEY is empty")
     return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
 
 
@@ -69,5 +77,5 @@ def decrypt(token: str) -> str:
         return _box(settings.WEBHOOK_ENCRYPTION_KEY).decrypt(token.encode()).decode()
     except InvalidToken:
         raise SecretError(
-            "the signing secret cannot be decrypted with WEBHOOK_ENCRYPTION_KEY"
+            "internal_error", "the signing secret cannot be decrypted with WEBHOOK_ENCRYPTION_KEY"
         ) from None

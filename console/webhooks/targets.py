@@ -15,17 +15,20 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from console.errors import DomainError
+
 MAX_URL_LENGTH = 2048
 MAX_ADDRESSES = 8
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class TargetRefused(ValueError):
+class TargetRefused(DomainError):
+    """A webhook URL we will not deliver to: refused when a webhook is saved (the `url`
+    field), a failed attempt when an address changed since (console/webhooks/delivery.py)."""
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message, details={"field": "url"})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.access import TeamRequest, team_member_required
+from console.actor import Actor
 from console.errors import DomainError
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import DeliveryStatus, Operation, Role, Webhook
@@ -90,11 +91,11 @@ def webhook_create(request: TeamRequest) -> HttpResponse:
             url=form.cleaned_data["url"],
             operations=form.cleaned_data["operations"],
             signing_secret=secret,
-            actor=request.user,
-            request=request,
+            actor=Actor.of(request),
         )
     except DomainError as refused:
-        form.add_error("url" if "url" in refused.message else None, refused.message)
+        on_url = (refused.details or {}).get("field") == "url"
+        form.add_error("url" if on_url else None, refused.message)
         return _render_list(request, form=form)
     return _render_list(request, issued={"webhook": webhook, "secret": secret})
 
@@ -103,9 +104,7 @@ def webhook_create(request: TeamRequest) -> HttpResponse:
 @team_member_required(Role.MEMBER)
 def webhook_toggle(request: TeamRequest, webhook_id: str) -> HttpResponse:
     webhook = _webhook(request, webhook_id)
-    service.update_webhook(
-        webhook, {"enabled": not webhook.enabled}, actor=request.user, request=request
-    )
+    service.update_webhook(webhook, {"enabled": not webhook.enabled}, actor=Actor.of(request))
     state = "enabled" if webhook.enabled else "disabled"
     messages.success(request, f"Webhook {webhook.public_id} {state}.")
     if not is_fragment_request(request):
@@ -126,7 +125,7 @@ def webhook_delete(request: TeamRequest, webhook_id: str) -> HttpResponse:
             cancel=_list_url(request),
             button="Delete webhook",
         )
-    service.delete_webhook(webhook, actor=request.user, request=request)
+    service.delete_webhook(webhook, actor=Actor.of(request))
     messages.success(request, f"Webhook {webhook.public_id} deleted.")
     if not is_fragment_request(request):
         return redirect(_list_url(request))

@@ -192,4 +192,5 @@ def test_every_key_change_is_audited_once_whichever_face_made_it(client, api_key
     ]
     assert {r.metadata["via"] for r in rows} == {"api"}
     assert all(r.actor_label == f"api key {caller.prefix}…" for r in rows)
+    assert {r.ip for r in rows} == {"127.0.0.1"}  # the caller's address, carried by its Actor
     assert rows[1].metadata["rotated_from"] == created["id"]

@@ -20,6 +20,7 @@ from console.api.errors import ApiError, error_response, status_for
 from console.errors import DomainError
 from console.models import ActorKind, KeyScope
 from console.views.errors import DomainErrorMiddleware
+from console.views.errors import status_for as console_status_for
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 # Packages of console/ that are shared kits or what Django looks for by name; every
@@ -28,9 +29,8 @@ KITS = {"api", "views", "models", "jobs", "runtime", "management", "templatetags
 DOMAINS = tuple(
     sorted(p.name for p in CONSOLE.iterdir() if (p / "__init__.py").exists() and p.name not in KITS)
 )
-# Audit rows read the client's address and user from the request they record; the
-# request is passed through as a value, nothing answers HTTP there.
-REQUEST_READERS = {"console/audit/service.py", "console/keys/service.py"}
+# Annotations that name an HTTP request (Django's, or what the faces' decorators make of it).
+REQUEST_TYPES = ("HttpRequest", "TeamRequest", "ApiRequest", "ConsoleRequest")
 
 
 def _is_face(path: Path) -> bool:
@@ -72,11 +72,53 @@ def test_domain_code_knows_nothing_of_http():
         imports = _imports(path)
         if any(name == "console.api" or name.startswith("console.api.") for name in imports):
             offenders.append(f"{rel} imports the /v1 kit")
-        if rel not in REQUEST_READERS and any(n.startswith("django.http") for n in imports):
+        if any(n.startswith("django.http") for n in imports):
             offenders.append(f"{rel} imports django.http")
         if "ApiError" in path.read_text():
             offenders.append(f"{rel} names ApiError (raise DomainError)")
     assert offenders == []
+
+
+def _request_parameters(path: Path) -> list[str]:
+    """Parameters that take an HTTP request: annotated as one, or named `request` with
+    no annotation (or `Any`), the way a request slips through untyped. A parameter
+    named `request` of another type (an ExecRequest) is not one."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        args = node.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+            annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+            untyped = annotation in ("", "Any", "Any | None")
+            if any(name in annotation for name in REQUEST_TYPES) or (
+                arg.arg == "request" and untyped
+            ):
+                found.append(f"{node.name}({arg.arg})")
+    return found
+
+
+def test_domain_functions_take_an_actor_not_the_request():
+    """Who acts and from where travel as an Actor (console/actor.py); a service that
+    takes the request could read anything from it, and could not be called off one."""
+    offenders = [
+        f"{path.relative_to(CONSOLE.parent)}: {', '.join(params)}"
+        for path in _domain_modules()
+        if (params := _request_parameters(path))
+    ]
+    assert offenders == []
+
+
+def test_the_request_check_sees_a_request_parameter(tmp_path):
+    module = tmp_path / "service.py"
+    module.write_text(
+        "def a(x, *, request=None): ...\n"
+        "def b(request: Any): ...\n"
+        "def c(req: HttpRequest | None): ...\n"
+        "def d(request: ExecRequest): ...\n"
+        "def e(actor: Actor): ...\n"
+    )
+    assert _request_parameters(module) == ["a(request)", "b(request)", "c(req)"]
 
 
 def test_every_model_lives_in_a_domain_package_under_the_one_app():
@@ -104,6 +146,41 @@ def test_every_model_lives_in_a_domain_package_under_the_one_app():
 )
 def test_v1_status_of_a_domain_code(code, status):
     assert status_for(DomainError(code, "x")) == status
+
+
+def _refusals() -> list[tuple[DomainError, int, int]]:
+    """Each domain refusal that has its own class, with its /v1 and console statuses."""
+    from console.accounts.members import MembershipError
+    from console.keys.service import KeyLimitReached
+    from console.paging import BadCursor
+    from console.previews.service import GrantLimitReached, PreviewRefused
+    from console.ssh.ca import InvalidPublicKey
+    from console.ssh.relay import RelayBusy
+    from console.webhooks.secrets import signing_key
+    from console.webhooks.targets import TargetRefused
+
+    try:
+        signing_key("not a secret")
+    except DomainError as refused:
+        bad_secret = refused
+    return [
+        (PreviewRefused("port 0 is out of range"), 400, 400),
+        (GrantLimitReached("too many grants"), 429, 429),
+        (KeyLimitReached(3), 429, 429),
+        (MembershipError("last_owner_conflict", "a team needs an owner"), 409, 409),
+        (MembershipError("invitation_conflict", "no longer valid"), 409, 409),
+        (TargetRefused("invalid_request", "url must name a host"), 400, 400),
+        (bad_secret, 400, 400),
+        (InvalidPublicKey("not a key"), 400, 400),
+        (BadCursor("cursor belongs to another list"), 400, 400),
+        (RelayBusy("every port is in use"), 503, 503),
+    ]
+
+
+def test_domain_refusals_are_domain_errors_with_a_status_on_each_face():
+    for error, v1_status, console_status in _refusals():
+        assert isinstance(error, DomainError), type(error)
+        assert (status_for(error), console_status_for(error)) == (v1_status, console_status), error
 
 
 def test_v1_upload_refusals_answer_by_reason():
@@ -169,6 +246,7 @@ def test_actor_of_a_request(api_key, read_key, member):
     assert by_key.api_key == read_key[1]
     assert by_key.scope == KeyScope.READ
     assert by_key.reason == "api"
+    assert by_key.client_ip == "127.0.0.1"  # what the audit row records
 
     request = RequestFactory().get("/")
     request.user = member

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from console.actor import Actor
 from console.audit.service import record
 from console.models import AuditEvent
 
@@ -16,9 +17,10 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def events(team, owner, member, other_team):
-    record("apikey.create", team=team, actor=owner, target_type="api_key", target_id="key_a")
-    record("apikey.revoke", team=team, actor=member, target_type="api_key", target_id="key_b")
-    old = record("member.remove", team=team, actor=owner, target_type="user", target_id="x")
+    by_owner, by_member = Actor.person(owner), Actor.person(member)
+    record("apikey.create", team=team, actor=by_owner, target_type="api_key", target_id="key_a")
+    record("apikey.revoke", team=team, actor=by_member, target_type="api_key", target_id="key_b")
+    old = record("member.remove", team=team, actor=by_owner, target_type="user", target_id="x")
     AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     record("apikey.create", team=other_team, actor_label="someone", target_id="key_secret")
 

@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from console.actor import Actor
 from console.api.auth import authenticate_key
 from console.api.errors import ApiError
 from console.keys.service import create_api_key
@@ -151,10 +152,10 @@ def test_csrf_is_enforced(csrf_client, project):
 def test_list_queries_do_not_grow_with_keys(
     member_client, project, member, django_assert_max_num_queries
 ):
-    create_api_key(project, name="first", created_by=member)
+    create_api_key(project, name="first", actor=Actor.person(member))
     with CaptureQueriesContext(connection) as one_key:
         member_client.get(BASE)
     for i in range(30):
-        create_api_key(project, name=f"k{i}", created_by=member)
+        create_api_key(project, name=f"k{i}", actor=Actor.person(member))
     with django_assert_max_num_queries(len(one_key.captured_queries)):
         member_client.get(BASE)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from nullspace.types import PreviewGrantInfo
 
 from console import tokens
+from console.errors import DomainError
 from console.models import AuditEvent
 from console.previews import service as previews
 from tests.factories import make_sandbox_row
@@ -51,7 +52,7 @@ def test_reserved_and_bad_ports_are_refused(sandbox, port):
     with pytest.raises(previews.PreviewRefused) as info:
         previews.create_grant(sandbox, port)
     assert info.value.code == "invalid_request"
-    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, DomainError)  # answered by each face in one place
 
 
 def test_bad_token_kinds_refused(sandbox):

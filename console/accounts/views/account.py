@@ -17,7 +17,9 @@ from django.views.decorators.http import require_http_methods
 from console.accounts import lockout
 from console.accounts.forms import SignUpForm
 from console.accounts.users import create_user
-from console.audit.service import client_ip, record
+from console.actor import Actor
+from console.audit.service import record
+from console.client_ip import client_ip
 from console.models import Project, Team
 
 
@@ -50,7 +52,13 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user, team, _ = create_user(form.cleaned_data["email"], form.cleaned_data["password"])
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        record("signup", team=team, request=request, target_type="user", target_id=user.username)
+        record(
+            "signup",
+            team=team,
+            actor=Actor.of(request),
+            target_type="user",
+            target_id=user.username,
+        )
         messages.success(request, "Welcome to Nullspace. Your first project is ready.")
         return redirect(_next_url(request))
     return render(
@@ -80,7 +88,7 @@ def signin(request: HttpRequest) -> HttpResponse:
                 record(
                     "signin",
                     team=team,
-                    request=request,
+                    actor=Actor.of(request),
                     target_type="user",
                     target_id=user.username,
                 )
@@ -108,7 +116,7 @@ def _record_lockout(request: HttpRequest, username: str) -> None:
         record(
             "signin.locked",
             team=team,
-            request=request,
+            actor=Actor.of(request),
             actor_label=username[:200],
             target_type="user",
             target_id=username[:64],

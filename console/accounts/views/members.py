@@ -21,6 +21,7 @@ from console.accounts.members import (
     remove_member,
     revoke_invitation,
 )
+from console.actor import Actor
 from console.audit.service import record
 from console.htmx import (
     is_fragment_request,
@@ -85,7 +86,7 @@ def member_role(request: TeamRequest, username: str) -> HttpResponse:
                 record(
                     "member.role_change",
                     team=request.team,
-                    request=request,
+                    actor=Actor.of(request),
                     target_type="user",
                     target_id=username,
                     old_role=old_role,
@@ -126,7 +127,7 @@ def member_remove(request: TeamRequest, username: str) -> HttpResponse:
     record(
         "member.leave" if leaving else "member.remove",
         team=request.team,
-        request=request,
+        actor=Actor.of(request),
         target_type="user",
         target_id=username,
         role=membership.role,
@@ -154,7 +155,7 @@ def invitation_create(request: TeamRequest) -> HttpResponse:
         record(
             "invitation.create",
             team=request.team,
-            request=request,
+            actor=Actor.of(request),
             target_type="invitation",
             target_id=issued.invitation.public_id,
             role=issued.invitation.role,
@@ -185,7 +186,7 @@ def invitation_revoke(request: TeamRequest, invitation_id: str) -> HttpResponse:
     record(
         "invitation.revoke",
         team=request.team,
-        request=request,
+        actor=Actor.of(request),
         target_type="invitation",
         target_id=invitation.public_id,
     )
@@ -213,7 +214,7 @@ def invitation_accept(request: TeamRequest) -> HttpResponse:
         record(
             "invitation.accept",
             team=invitation.team,
-            request=request,
+            actor=Actor.of(request),
             target_type="invitation",
             target_id=invitation.public_id,
             role=invitation.role,

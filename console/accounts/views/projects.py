@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from console.access import TeamRequest, team_member_required
 from console.accounts.forms import ProjectForm
 from console.accounts.users import create_project
+from console.actor import Actor
 from console.audit.service import record
 from console.htmx import (
     is_fragment_request,
@@ -35,7 +36,7 @@ def project_create(request: TeamRequest) -> HttpResponse:
     record(
         "project.create",
         team=request.team,
-        request=request,
+        actor=Actor.of(request),
         target_type="project",
         target_id=project.public_id,
         name=project.name,
@@ -72,7 +73,7 @@ def project_update(request: TeamRequest) -> HttpResponse:
         record(
             "project.rename",
             team=request.team,
-            request=request,
+            actor=Actor.of(request),
             target_type="project",
             target_id=project.public_id,
             old_name=old_name,
@@ -102,7 +103,7 @@ def project_delete(request: TeamRequest) -> HttpResponse:
         record(
             "project.delete",
             team=team,
-            request=request,
+            actor=Actor.of(request),
             target_type="project",
             target_id=project.public_id,
             name=project.name,

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 from console.access import TeamRequest, team_member_required
 from console.accounts.forms import ProjectForm, TeamForm
 from console.accounts.users import create_project, create_team
+from console.actor import Actor
 from console.audit.service import record
 from console.htmx import (
     is_fragment_request,
@@ -29,7 +30,13 @@ def team_create(request: TeamRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         team = create_team(form.cleaned_data["name"], request.user)
         project = create_project(team, "Default")
-        record("team.create", team=team, request=request, target_type="team", target_id=team.slug)
+        record(
+            "team.create",
+            team=team,
+            actor=Actor.of(request),
+            target_type="team",
+            target_id=team.slug,
+        )
         messages.success(request, f"Team {team.name} created with a project named Default.")
         return redirect("project-detail", team_slug=team.slug, project_slug=project.slug)
     return render(request, "console/teams/form.html", {"form": form})
@@ -53,7 +60,7 @@ def team_update(request: TeamRequest) -> HttpResponse:
         record(
             "team.rename",
             team=team,
-            request=request,
+            actor=Actor.of(request),
             target_type="team",
             target_id=team.slug,
             old_name=old_name,
@@ -80,7 +87,13 @@ def team_delete(request: TeamRequest) -> HttpResponse:
     if request.method == "POST":
         name = team.name
         # The team's own audit rows go with it; this row outlives it (team=None).
-        record("team.delete", team=None, request=request, target_type="team", target_id=team.slug)
+        record(
+            "team.delete",
+            team=None,
+            actor=Actor.of(request),
+            target_type="team",
+            target_id=team.slug,
+        )
         team.delete()
         messages.success(request, f"Team {name} deleted.")
         return redirect_or_client_redirect(request, reverse("home"))

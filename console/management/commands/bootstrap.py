@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from console.accounts.users import create_project, create_team, create_user
+from console.actor import Actor
 from console.keys.service import create_api_key
 from console.models import KeyScope, Project, Team
 
@@ -47,7 +48,7 @@ class Command(BaseCommand):
             project,
             name=options["key_name"],
             scope=options["scope"],
-            created_by=user,
+            actor=Actor.person(user),
             via="bootstrap",
         )
         if options["json"]:

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from console.accounts.users import create_project, create_team
+from console.actor import Actor
 from console.audit.service import ACTIONS
 from console.keys.service import create_api_key
 from console.models import (
@@ -87,7 +88,9 @@ class Command(BaseCommand):
         volumes["grants_on_one_sandbox"] = min(volumes["grants_on_one_sandbox"], volumes["grants"])
         with transaction.atomic():
             owner, team, project = self._owner_team_project(options)
-            issued = create_api_key(project, name="seed", created_by=owner, via="bootstrap")
+            issued = create_api_key(
+                project, name="seed", actor=Actor.person(owner), via="bootstrap"
+            )
             seeder = Seeder(project, team, owner, random.Random(options["seed"]), volumes)
             counts = seeder.run()
         _analyze()

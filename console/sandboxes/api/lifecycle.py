@@ -16,7 +16,7 @@ from django.urls import path
 from console.api.auth import READ, ApiRequest, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.models import EventStatus, Operation
-from console.paging import BadCursor, Keyset, encode, paginate
+from console.paging import Keyset, encode, paginate
 from console.sandboxes import lifecycle
 from console.sandboxes import service as sandboxes
 
@@ -81,10 +81,7 @@ def _answer(request: ApiRequest, **scope: str) -> JsonResponse:
         events = found[:limit]
         next_cursor = encode(KEYSET, events[-1]) if len(found) > limit else None
     else:
-        try:
-            page = paginate(rows, KEYSET, limit=limit, after=cursor, ascending=ascending)
-        except BadCursor as exc:
-            raise ApiError("invalid_request", f"cursor: {exc}") from None
+        page = paginate(rows, KEYSET, limit=limit, after=cursor, ascending=ascending)
         events, next_cursor = page.items, page.next_cursor
     return JsonResponse(
         {
