@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from console.actor import Actor
 from console.errors import DomainError
 from console.models import Invitation, Membership, Role, Team
 from console.tokens import INVITATION, lookup_prefix, new_secret, secret_matches
@@ -60,8 +61,9 @@ def remove_member(membership: Membership) -> None:
 
 
 def create_invitation(
-    team: Team, *, role: str, email: str = "", created_by=None, days: int = INVITATION_DAYS
+    team: Team, *, role: str, email: str = "", actor: Actor, days: int = INVITATION_DAYS
 ) -> IssuedInvitation:
+    """A pending invitation made by the actor (its person is recorded as the creator)."""
     secret = new_secret(INVITATION)
     invitation = Invitation.objects.create(
         team=team,
@@ -69,7 +71,7 @@ def create_invitation(
         role=role,
         token_prefix=secret.prefix,
         token_digest=secret.digest,
-        created_by=created_by,
+        created_by=actor.user,
         expires_at=timezone.now() + timedelta(days=days),
     )
     return IssuedInvitation(invitation=invitation, token=secret.raw)

@@ -286,8 +286,9 @@ def ensure_grant(service: AgentService) -> PreviewGrant | None:
     sandbox = _live_sandbox(service.sandbox_public_id)
     if sandbox is None:
         return None
+    # The service's own link, kept by background work: it names no person or key.
     grant, _raw = previews.create_grant(
-        sandbox, service.port, expires_in_seconds=previews.MAX_TTL_SECONDS
+        sandbox, service.port, expires_in_seconds=previews.MAX_TTL_SECONDS, actor=SYSTEM
     )
     AgentService.objects.filter(pk=service.pk).update(grant=grant)
     service.grant = grant
@@ -323,7 +324,7 @@ def stop(service: AgentService, *, reason: str | None, retain_sandbox: bool) -> 
     )
     service.refresh_from_db()
     if service.grant is not None:
-        previews.revoke_grant(service.grant)
+        previews.revoke_grant(service.grant, actor=SYSTEM)
     if service.process_id and service.sandbox_public_id:
         steps.kill(service.sandbox_public_id, service.process_id)
     if service.sandbox_public_id and not retain_sandbox:

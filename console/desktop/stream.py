@@ -21,9 +21,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from console import tokens
+from console.actor import Actor
 from console.desktop import session as desktop
 from console.errors import DomainError
-from console.models import ApiKey, DesktopSession, PreviewGrant, Sandbox
+from console.models import DesktopSession, PreviewGrant, Sandbox
 from console.previews import service as previews
 
 VNC_PORT = 5900
@@ -67,14 +68,15 @@ def _not_started(sandbox: Sandbox) -> DomainError:
 
 
 def start(
-    sandbox: Sandbox, session: DesktopSession, view_only: Any, by: Any = None
+    sandbox: Sandbox, session: DesktopSession, view_only: Any, *, actor: Actor
 ) -> DesktopSession:
-    """(Re)start the VNC server and its bridge in the asked mode; a new auth key."""
+    """(Re)start the VNC server and its bridge in the asked mode; a new auth key. The
+    actor is who revoked the last stream's viewer grants, in their audit rows."""
     if not isinstance(view_only, bool):
         raise DomainError("invalid_request", "view_only must be true or false")
     _stop_processes(sandbox, session)
     # The last stream's viewers must not reach this one (a view-only link, say).
-    _revoke_viewers(sandbox, by)
+    _revoke_viewers(sandbox, actor)
     vnc = [
         "x11vnc",
         "-display",
@@ -123,19 +125,19 @@ def _stop_processes(sandbox: Sandbox, session: DesktopSession) -> None:
         desktop.stop(sandbox, session, role)
 
 
-def stop(sandbox: Sandbox, session: DesktopSession, by: Any = None) -> None:
+def stop(sandbox: Sandbox, session: DesktopSession, *, actor: Actor) -> None:
     """End the stream: the processes, every viewer grant (open viewers close), the key."""
     _stop_processes(sandbox, session)
-    _revoke_viewers(sandbox, by)
+    _revoke_viewers(sandbox, actor)
     session.stream_previous_nonce = session.stream_nonce or session.stream_previous_nonce
     session.stream_nonce = ""
     session.stream_started_at = None
     session.save(update_fields=["stream_nonce", "stream_previous_nonce", "stream_started_at"])
 
 
-def _revoke_viewers(sandbox: Sandbox, by: Any) -> None:
+def _revoke_viewers(sandbox: Sandbox, actor: Actor) -> None:
     for grant in _viewer_grants(sandbox):
-        previews.revoke_grant(grant, by=by)
+        previews.revoke_grant(grant, actor=actor)
 
 
 def _viewer_grants(sandbox: Sandbox):
@@ -144,9 +146,10 @@ def _viewer_grants(sandbox: Sandbox):
     )
 
 
-def viewer_socket_url(sandbox: Sandbox, api_key: ApiKey | None = None) -> str:
+def viewer_socket_url(sandbox: Sandbox, *, actor: Actor) -> str:
     """A WebSocket URL (with its edge token) that the gateway lets through to the bridge,
-    from a live viewer grant with at least half its time left, or a new one."""
+    from a live viewer grant with at least half its time left, or a new one made by the
+    actor (the viewer page's visitor, who holds the stream's key but no API key)."""
     half = timezone.now() + timedelta(seconds=VIEWER_GRANT_SECONDS / 2)
     grant = _viewer_grants(sandbox).filter(expires_at__gt=half).order_by("-expires_at").first()
     if grant is None:
@@ -155,7 +158,7 @@ def viewer_socket_url(sandbox: Sandbox, api_key: ApiKey | None = None) -> str:
             BRIDGE_PORT,
             token_kinds=[previews.WEBSOCKET_PORT],
             expires_in_seconds=VIEWER_GRANT_SECONDS,
-            created_by_key=api_key,
+            actor=actor,
             allow_reserved=True,
         )
     token = tokens.sign_preview_token(grant.public_id, tokens.DIRECT_WS)

@@ -14,6 +14,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from console.access import TeamRequest, team_member_required
+from console.actor import Actor
 from console.desktop import capture, recordings, stream
 from console.desktop import session as desktop
 from console.errors import DomainError
@@ -41,7 +42,7 @@ def _panel(request: TeamRequest, sandbox: Sandbox, error: str = "") -> HttpRespo
         try:
             session = desktop.desktop_of(sandbox)
             if not session.stream_nonce and context["can_act"]:
-                stream.start(sandbox, session, False, by=request.user)
+                stream.start(sandbox, session, False, actor=Actor.of(request))
             if session.stream_nonce:
                 context["viewer_url"] = stream.viewer_url(
                     sandbox, stream.auth_key(sandbox, session)

@@ -17,6 +17,7 @@ from django.http import JsonResponse
 from django.urls import path
 from django.utils import timezone
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.api.listing import api_page, page_body, wants_page, whole_list
@@ -54,7 +55,7 @@ def _issue_direct(request, sandbox: Sandbox, port: int, ttl: int | None) -> dict
     """Create a signed-link grant and describe it as a PreviewUrl (raw tokens, once)."""
     _grantable(sandbox)
     grant, raw = previews.create_grant(
-        sandbox, port, expires_in_seconds=ttl, created_by_key=request.api_key
+        sandbox, port, expires_in_seconds=ttl, actor=Actor.of(request)
     )
     url, websocket_url = previews.preview_urls(sandbox, port, raw)
     return {
@@ -134,7 +135,7 @@ def proxy_target(request, sandbox_id: str, port: str) -> JsonResponse:
         auth_mode=AuthMode.PROXY,
         token_kinds=[TRANSPORT_KINDS[t] for t in transports],
         expires_in_seconds=ttl,
-        created_by_key=request.api_key,
+        actor=Actor.of(request),
     )
     http_url, websocket_url = previews.preview_urls(
         sandbox, port_number, raw, auth_mode=AuthMode.PROXY
@@ -229,7 +230,7 @@ def revoke(request, sandbox_id: str, grant_id: str) -> JsonResponse:
     )
     if grant is None:
         raise ApiError("preview_grant_not_found", f"Preview grant {grant_id} not found")
-    previews.revoke_grant(grant, by=request.api_key)
+    previews.revoke_grant(grant, actor=Actor.of(request))
     _flush_accounting()
     grant.refresh_from_db()
     return JsonResponse({"success": True, "grant": previews.grant_to_dict(grant)})

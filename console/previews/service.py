@@ -24,7 +24,7 @@ from console.actor import Actor
 from console.audit import service as audit
 from console.errors import DomainError
 from console.jobs import periodic
-from console.models import ApiKey, AuthMode, PreviewGrant, Sandbox
+from console.models import AuthMode, PreviewGrant, Sandbox
 from console.timefmt import iso
 from gateway.hosts import sandbox_host
 
@@ -97,12 +97,13 @@ def create_grant(
     auth_mode: str = AuthMode.DIRECT,
     token_kinds: list[str] | tuple[str, ...] = ALL_TOKEN_KINDS,
     expires_in_seconds: int | None = None,
-    created_by=None,
-    created_by_key: ApiKey | None = None,
+    actor: Actor,
     allow_reserved: bool = False,
 ) -> tuple[PreviewGrant, dict[str, str]]:
     """Make a grant and its raw tokens ({"http_port": ..., "websocket_port": ...}), shown once.
 
+    The grant records who made it: the actor's key (a /v1 client) or person (the
+    console); background work (an agent service's URL) passes SYSTEM and records neither.
     `allow_reserved`: only the desktop's own viewer grants open a reserved (VNC) port."""
     port = check_port(port, allow_reserved=allow_reserved)
     if auth_mode not in AuthMode.values:
@@ -128,8 +129,8 @@ def create_grant(
             port=port,
             auth_mode=auth_mode,
             token_kinds=kinds,
-            created_by=created_by,
-            created_by_key=created_by_key,
+            created_by=actor.user,
+            created_by_key=actor.api_key,
             issued_at=now,
             expires_at=now + timedelta(seconds=clamp_ttl(expires_in_seconds)),
         )
@@ -140,7 +141,7 @@ def create_grant(
     audit.record(
         "preview_grant.created",
         team=sandbox.project.team,
-        actor=_actor(created_by_key or created_by),
+        actor=actor,
         target_type="preview_grant",
         target_id=grant.public_id,
         sandbox_id=sandbox.public_id,
@@ -151,10 +152,10 @@ def create_grant(
     return grant, raw
 
 
-def revoke_grant(grant: PreviewGrant, by=None) -> PreviewGrant:
+def revoke_grant(grant: PreviewGrant, *, actor: Actor) -> PreviewGrant:
     """Revoke (idempotent) and tell every gateway process, which closes its WebSockets too.
 
-    `by` is the user or ApiKey doing it, for the audit row (callers need not audit).
+    The audit row names the actor (callers need not audit).
     """
     if grant.revoked_at is None:
         grant.revoked_at = timezone.now()
@@ -162,7 +163,7 @@ def revoke_grant(grant: PreviewGrant, by=None) -> PreviewGrant:
         audit.record(
             "preview_grant.revoked",
             team=grant.sandbox.project.team,
-            actor=_actor(by),
+            actor=actor,
             target_type="preview_grant",
             target_id=grant.public_id,
             sandbox_id=grant.sandbox.public_id,
@@ -220,13 +221,6 @@ def announce_revocation(grant_id: str) -> None:
         )
     except Exception:
         log.exception("could not fan out the revocation of %s", grant_id)
-
-
-def _actor(by: Any) -> Actor | None:
-    # Callers name who acts by a user or an ApiKey; the audit row wants an Actor.
-    if isinstance(by, ApiKey):
-        return Actor.key(by)
-    return Actor.person(by) if by is not None else None
 
 
 def grant_to_dict(grant: PreviewGrant) -> dict[str, Any]:

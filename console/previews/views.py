@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import trigger_client_event
 
 from console.access import TeamRequest, team_member_required
+from console.actor import Actor
 from console.htmx import is_fragment_request, render_confirm, render_page
 from console.models import AuditEvent, AuthMode, PreviewGrant, Project, Role, Sandbox
 from console.paging import Keyset, console_page
@@ -251,7 +252,7 @@ def grant_create(request: TeamRequest, sandbox_id: str | None = None) -> HttpRes
             auth_mode=AuthMode.PROXY if proxy else AuthMode.DIRECT,
             token_kinds=kinds,
             expires_in_seconds=int(data["expires"]),
-            created_by=request.user,
+            actor=Actor.of(request),
         )
     except previews.PreviewRefused as exc:
         form.add_error(None, str(exc))
@@ -298,7 +299,7 @@ def grant_revoke(request: TeamRequest, grant_id: str) -> HttpResponse:
             button="Revoke",
         )
     if grant.revoked_at is None:
-        previews.revoke_grant(grant, by=request.user)
+        previews.revoke_grant(grant, actor=Actor.of(request))
         messages.success(request, f"Preview {grant.public_id} revoked.")
     if not is_fragment_request(request):
         return redirect(back)

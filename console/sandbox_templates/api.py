@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path, re_path
 
+from console.actor import Actor
 from console.api.auth import RAW_BODY, READ, WRITE, api_key_required, methods, query_int
 from console.api.errors import ApiError
 from console.api.fields import project_fields, requested_fields
@@ -39,10 +40,6 @@ def _team(request: HttpRequest) -> Team:
 
 def _body(request: HttpRequest) -> dict[str, Any]:
     return cast(dict[str, Any], request.json)  # type: ignore[attr-defined]
-
-
-def _actor(request: HttpRequest) -> str:
-    return f"api_key:{request.api_key.public_id}"  # type: ignore[attr-defined]
 
 
 def _info_for(found: refs.Resolved) -> dict[str, Any]:
@@ -81,7 +78,7 @@ def get_ref(request: HttpRequest, ref: str) -> JsonResponse:
 
 @api_key_required(WRITE)
 def delete_ref(request: HttpRequest, ref: str) -> HttpResponse:
-    service.delete(_team(request), ref)
+    service.delete(_team(request), ref, actor=Actor.of(request))
     return HttpResponse(status=204)
 
 
@@ -221,7 +218,7 @@ def _start(request: HttpRequest) -> TemplateBuild:
     return service.start_build(
         request.project,  # type: ignore[attr-defined]
         _body(request),
-        triggered_by=_actor(request),
+        actor=Actor.of(request),
     )
 
 
@@ -266,14 +263,14 @@ def cancel_build(request: HttpRequest, build_id: str) -> JsonResponse:
     reason = _body(request).get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ApiError("invalid_request", "reason must be a string")
-    build = service.cancel(build, reason, _actor(request))
+    build = service.cancel(build, reason, actor=Actor.of(request))
     return JsonResponse(shapes.snapshot(_fresh(build), 0))
 
 
 @api_key_required(WRITE)
 def retry_build(request: HttpRequest, build_id: str) -> JsonResponse:
     build = service.get_build(_team(request), build_id)
-    retried = service.retry(build, _body(request), triggered_by=_actor(request))
+    retried = service.retry(build, _body(request), actor=Actor.of(request))
     return JsonResponse(shapes.build_dict(_fresh(retried)), status=202)
 
 

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from console.actor import Actor
 from console.errors import DomainError
 from console.jobs import enqueue
 from console.models import (
@@ -74,11 +75,21 @@ def _template_for_build(team: Team, project: Project, name: str) -> Template:
         return Template.objects.get(team=team, name=name)
 
 
+def principal(actor: Actor) -> str:
+    """How a build names who started or cancelled it: `api_key:<id>`, `user:<pk>`, or
+    `system` (the build's `triggered_by`, `cancel_requested_by`)."""
+    if actor.api_key is not None:
+        return f"api_key:{actor.api_key.public_id}"
+    if actor.user is not None:
+        return f"user:{actor.user.pk}"
+    return "system"
+
+
 def start_build(
     project: Project,
     body: dict[str, Any],
     *,
-    triggered_by: str,
+    actor: Actor,
     retry_of: TemplateBuild | None = None,
 ) -> TemplateBuild:
     """Check the request, record the build (`waiting`) and queue its job."""
@@ -115,7 +126,7 @@ def start_build(
             image_suite=plan.suite,
             build_config=plans.build_config(body),
             steps_total=len(plan.steps),
-            triggered_by=triggered_by[:80],
+            triggered_by=principal(actor),
             retry_of=retry_of,
         )
         enqueue(KIND, {"build_id": build.public_id}, max_attempts=2)
@@ -133,14 +144,14 @@ def get_build(team: Team, build_id: str) -> TemplateBuild:
     return build
 
 
-def cancel(build: TemplateBuild, reason: str | None, by: str) -> TemplateBuild:
+def cancel(build: TemplateBuild, reason: str | None, *, actor: Actor) -> TemplateBuild:
     """Ask the build to stop; wait a little for it to say it has (its step is killed)."""
     if build.status in BUILD_TERMINAL:
         return build
     now = timezone.now()
     TemplateBuild.objects.filter(pk=build.pk, cancel_requested_at__isnull=True).update(
         cancel_requested_at=now,
-        cancel_requested_by=by[:80],
+        cancel_requested_by=principal(actor),
         cancellation_reason=(reason or "cancelled by request")[:200],
         updated_at=now,
     )
@@ -154,7 +165,7 @@ def cancel(build: TemplateBuild, reason: str | None, by: str) -> TemplateBuild:
     return build
 
 
-def retry(build: TemplateBuild, body: dict[str, Any], *, triggered_by: str) -> TemplateBuild:
+def retry(build: TemplateBuild, body: dict[str, Any], *, actor: Actor) -> TemplateBuild:
     if build.status not in (BuildStatus.ERROR, BuildStatus.CANCELLED, BuildStatus.READY):
         raise DomainError("conflict", f"build {build.public_id} is still {build.status}")
     request = dict(build.request)
@@ -171,7 +182,7 @@ def retry(build: TemplateBuild, body: dict[str, Any], *, triggered_by: str) -> T
     project = build.project or build.template.project
     if project is None:
         raise DomainError("conflict", "the project that made this build is gone")
-    return start_build(project, request, triggered_by=triggered_by, retry_of=build)
+    return start_build(project, request, actor=actor, retry_of=build)
 
 
 def promote(build: TemplateBuild, tag: Any) -> Template:
@@ -289,7 +300,8 @@ def _warm_pools_using(template: Template) -> list[str]:
     return [f"warm pool {pid}" for pid in rows.values_list("public_id", flat=True)[:5]]
 
 
-def delete(team: Team, ref: str) -> None:
+def delete(team: Team, ref: str, *, actor: Actor) -> None:
+    """Delete a template no sandbox or pool uses; its running builds are cancelled by the actor."""
     found = refs.resolve_owned(team, ref)
     template = found.template
     assert template is not None
@@ -301,7 +313,7 @@ def delete(team: Team, ref: str) -> None:
         )
     running = template.builds.exclude(status__in=BUILD_TERMINAL)
     for build in running:
-        cancel(build, "the template was deleted", "delete")
+        cancel(build, "the template was deleted", actor=actor)
     template.delete()
 
 

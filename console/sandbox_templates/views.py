@@ -20,6 +20,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.access import team_member_required
+from console.actor import Actor
 from console.errors import DomainError
 from console.htmx import render_page
 from console.models import Role, Template, TemplateBuild
@@ -160,7 +161,7 @@ def build_new(request: HttpRequest) -> HttpResponse:
             build = service.start_build(
                 request.project,  # type: ignore[attr-defined]
                 _form_body(request.POST),
-                triggered_by=f"user:{request.user.pk}",
+                actor=Actor.of(request),
             )
         except DomainError as exc:
             error = exc.message
@@ -203,7 +204,7 @@ def build_detail(request: HttpRequest, build_id: str) -> HttpResponse:
 @team_member_required(Role.MEMBER)
 def build_cancel(request: HttpRequest, build_id: str) -> HttpResponse:
     build = _build(request, build_id)
-    service.cancel(build, "cancelled in the console", f"user:{request.user.pk}")
+    service.cancel(build, "cancelled in the console", actor=Actor.of(request))
     return redirect(reverse("template-build", kwargs={**_urls(request), "build_id": build_id}))
 
 

@@ -23,8 +23,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from console.actor import Actor
 from console.jobs import every_process
-from console.models import ApiKey, Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
+from console.models import Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
 from console.runtime.base import FileStore
 from console.sandboxes import files as sandbox_files
 from console.sandboxes.models.uploads import ConflictPolicy, UploadKind
@@ -176,10 +177,12 @@ def _sha256_hex(value: Any, field: str) -> str:
 
 
 def create_session(
-    owner: Owner, body: dict[str, Any], *, api_key: ApiKey | None, idempotency_key: str
+    owner: Owner, body: dict[str, Any], *, actor: Actor, idempotency_key: str
 ) -> UploadSession:
-    """A new session publishing into a sandbox's or a volume's files."""
+    """A new session publishing into a sandbox's or a volume's files. The actor's API key
+    owns the session and scopes its Idempotency-Key."""
     owned = _owned(owner)
+    api_key = actor.api_key
     if idempotency_key:
         earlier = UploadSession.objects.filter(
             **owned, api_key=api_key, idempotency_key=idempotency_key

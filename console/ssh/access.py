@@ -14,9 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from console.actor import Actor
 from console.audit import service as audit
 from console.errors import DomainError
-from console.models import ApiKey, Sandbox, SshAccess
+from console.models import Sandbox, SshAccess
 from console.runtime.image import DEFAULT_USER
 from console.sandboxes import service as sandboxes
 from console.ssh import ca, sshd
@@ -29,8 +30,9 @@ ALLOWED_KEYS = {"public_key", "expires_in_minutes", "user"}
 MAX_LIVE_PER_SANDBOX = 100
 
 
-def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> dict[str, Any]:
-    """SshAccess for `sandbox` (the contract's shape) for the key in `body`."""
+def issue(sandbox: Sandbox, body: dict[str, Any], *, actor: Actor) -> dict[str, Any]:
+    """SshAccess for `sandbox` (the contract's shape) for the public key in `body`; the
+    row records the actor's API key, the audit row the actor."""
     unknown = sorted(set(body) - ALLOWED_KEYS)
     if unknown:
         raise DomainError("invalid_request", f"Unknown field(s): {', '.join(unknown)}")
@@ -59,7 +61,7 @@ def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> 
         serial=ca.new_serial(),
         key_type=presented.type_name,
         key_fingerprint=presented.fingerprint,
-        created_by_key=api_key,
+        created_by_key=actor.api_key,
         created_at=now,
         expires_at=expires_at,
         port=port,
@@ -76,7 +78,7 @@ def issue(sandbox: Sandbox, body: dict[str, Any], *, api_key: ApiKey | None) -> 
     audit.record(
         "ssh_access.created",
         team=sandbox.project.team,
-        actor_label=f"api key {api_key.prefix}…" if api_key else "",
+        actor=actor,
         target_type="ssh_access",
         target_id=access.public_id,
         sandbox_id=sandbox.public_id,

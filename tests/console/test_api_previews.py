@@ -21,7 +21,7 @@ from nullspace.types import (
 )
 
 from console import tokens
-from console.actor import Actor
+from console.actor import SYSTEM, Actor
 from console.models import PreviewGrant, Sandbox, SandboxStatus
 from console.previews import service as previews
 from console.runtime import get_driver
@@ -252,7 +252,7 @@ def test_another_projects_sandbox_and_grant_are_404(api, sandbox, foreign_sandbo
     ):
         assert response.status_code == 404, response.content
         assert response.json()["code"] == "sandbox_not_found"
-    foreign_grant, _ = previews.create_grant(foreign_sandbox, 3000)
+    foreign_grant, _ = previews.create_grant(foreign_sandbox, 3000, actor=SYSTEM)
     for url in (
         foreign + f"/preview-urls/{foreign_grant.public_id}",
         base(sandbox) + f"/preview-urls/{foreign_grant.public_id}",

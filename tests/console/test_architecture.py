@@ -121,6 +121,78 @@ def test_the_request_check_sees_a_request_parameter(tmp_path):
     assert _request_parameters(module) == ["a(request)", "b(request)", "c(req)"]
 
 
+# Parameter names that say who acts. A domain function takes an Actor instead (its user,
+# key and address), so no caller has to pick which of them to pass, and none is lost.
+ACTING_NAMES = ("user", "api_key", "by", "created_by", "created_by_key", "triggered_by")
+# Types that name a key or a person when no name says so.
+ACTING_TYPES = ("ApiKey", "AbstractUser", "AbstractBaseUser", "User")
+# Parameters of those names or types that are a subject, not the acting party.
+SUBJECTS = {
+    # The person who joins a team by an invitation (it is its own actor, no one else's).
+    "console/accounts/members.py: accept_invitation(user)",
+    # Whose teams and projects a query lists.
+    "console/accounts/models/teams.py: for_user(user)",
+    "console/accounts/models/projects.py: for_user(user)",
+    # The key being revoked or rotated (who does it is the actor).
+    "console/keys/service.py: revoke_api_key(key)",
+    "console/keys/service.py: rotate_api_key(key)",
+}
+
+
+def _public_functions(tree: ast.Module):
+    """Module functions and class methods not named with a leading underscore."""
+    for node in tree.body:
+        members = node.body if isinstance(node, ast.ClassDef) else [node]
+        for member in members:
+            if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                if not member.name.startswith("_"):
+                    yield member
+
+
+def _acting_parameters(path: Path) -> list[str]:
+    """Parameters of public functions that name who acts (a user or a key) apart from
+    an Actor. A `user` typed `str` is a login name inside a sandbox, not a person."""
+    found = []
+    for function in _public_functions(ast.parse(path.read_text())):
+        args = function.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+            annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+            names_one = arg.arg in ACTING_NAMES and annotation not in ("str", "str | None")
+            typed_one = any(
+                part.strip() in ACTING_TYPES for part in annotation.replace("'", "").split("|")
+            )
+            if names_one or typed_one:
+                found.append(f"{function.name}({arg.arg})")
+    return found
+
+
+def test_domain_functions_take_who_acts_as_an_actor():
+    """Not a user or a key beside it: create_grant(created_by=, created_by_key=) once let
+    each caller choose, and a grant's audit row lost the caller's address."""
+    found = {
+        f"{path.relative_to(CONSOLE.parent)}: {param}"
+        for path in _domain_modules()
+        for param in _acting_parameters(path)
+    }
+    assert found - SUBJECTS == set()
+    assert SUBJECTS - found == set(), "an allowed subject is gone: drop it from SUBJECTS"
+
+
+def test_the_actor_check_sees_a_user_or_key_parameter(tmp_path):
+    module = tmp_path / "service.py"
+    module.write_text(
+        "def a(grant, by=None): ...\n"
+        "def b(sandbox, *, api_key: ApiKey | None): ...\n"
+        "def c(team, *, created_by=None): ...\n"
+        "class D:\n"
+        "    def e(self, owner: 'User'): ...\n"
+        "def f(files, path, user: str | None): ...\n"  # a login name in the sandbox
+        "def g(grant, *, actor: Actor): ...\n"
+        "def _h(by): ...\n"  # private helpers are their callers' business
+    )
+    assert _acting_parameters(module) == ["a(by)", "b(api_key)", "c(created_by)", "e(owner)"]
+
+
 def test_every_model_lives_in_a_domain_package_under_the_one_app():
     for model in apps.get_app_config("console").get_models():
         module = model.__module__

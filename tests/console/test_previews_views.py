@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from console.actor import SYSTEM
 from console.models import PreviewGrant, Sandbox, SandboxStatus
 from console.previews import service as previews
 from tests.factories import make_sandbox_row
@@ -42,7 +43,7 @@ def revoke_url(team, project, grant) -> str:
 
 
 def test_page_lists_grants_with_counters(owner_client, urls, sandbox):
-    grant, _ = previews.create_grant(sandbox, 3000)
+    grant, _ = previews.create_grant(sandbox, 3000, actor=SYSTEM)
     PreviewGrant.objects.filter(pk=grant.pk).update(
         use_count=7, http_request_count=6, websocket_connection_count=1, bytes_out_count=2048
     )
@@ -58,7 +59,7 @@ def test_page_lists_grants_with_counters(owner_client, urls, sandbox):
 
 
 def test_htmx_gets_the_fragment_not_the_page(owner_client, urls, sandbox):
-    previews.create_grant(sandbox, 3000)
+    previews.create_grant(sandbox, 3000, actor=SYSTEM)
     fragment = owner_client.get(urls["table"], **HX).content.decode()
     assert "<html" not in fragment
     assert fragment.lstrip().startswith('<section class="card" id="grant-table"')
@@ -143,7 +144,7 @@ def test_reserved_port_is_refused(member_client, urls, sandbox):
 
 
 def test_revoke_in_one_click_with_htmx(member_client, urls, team, project, sandbox):
-    grant, _ = previews.create_grant(sandbox, 3000)
+    grant, _ = previews.create_grant(sandbox, 3000, actor=SYSTEM)
     page = member_client.get(urls["list"]).content.decode()
     assert "hx-confirm=" in page and revoke_url(team, project, grant) in page
     response = member_client.post(revoke_url(team, project, grant), **HX)
@@ -155,7 +156,7 @@ def test_revoke_in_one_click_with_htmx(member_client, urls, team, project, sandb
 
 
 def test_revoke_without_js_confirms_then_redirects(member_client, urls, team, project, sandbox):
-    grant, _ = previews.create_grant(sandbox, 3000)
+    grant, _ = previews.create_grant(sandbox, 3000, actor=SYSTEM)
     url = revoke_url(team, project, grant)
     confirm = member_client.get(url)
     assert confirm.status_code == 200 and "Revoke preview" in confirm.content.decode()
@@ -167,7 +168,7 @@ def test_revoke_without_js_confirms_then_redirects(member_client, urls, team, pr
 
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
 def test_revoke_never_redirects_off_site(member_client, urls, team, project, sandbox, target):
-    grant, _ = previews.create_grant(sandbox, 3000)
+    grant, _ = previews.create_grant(sandbox, 3000, actor=SYSTEM)
     url = revoke_url(team, project, grant) + "?" + urlencode({"next": target})
     confirm = member_client.get(url).content.decode()
     home = urls["list"]
@@ -177,7 +178,7 @@ def test_revoke_never_redirects_off_site(member_client, urls, team, project, san
 
 
 def test_viewer_reads_but_cannot_change(viewer_client, urls, team, project, sandbox):
-    grant, _ = previews.create_grant(sandbox, 3000)
+    grant, _ = previews.create_grant(sandbox, 3000, actor=SYSTEM)
     page = viewer_client.get(urls["list"]).content.decode()
     assert grant.public_id in page
     assert "read-only access" in page and 'id="grant-form"' not in page
@@ -197,7 +198,7 @@ def test_outsider_and_foreign_objects_are_404(
 ):
     assert outsider_client.get(urls["list"]).status_code == 404
     foreign = make_sandbox_row(other_project)
-    foreign_grant, _ = previews.create_grant(foreign, 3000)
+    foreign_grant, _ = previews.create_grant(foreign, 3000, actor=SYSTEM)
     kwargs = {"team_slug": team.slug, "project_slug": project.slug, "sandbox_id": foreign.public_id}
     assert owner_client.get(reverse("grant-sandbox-list", kwargs=kwargs)).status_code == 404
     assert owner_client.post(revoke_url(team, project, foreign_grant)).status_code == 404
@@ -235,7 +236,7 @@ def test_navigation_links_to_preview_links(owner_client, team, project, urls):
 
 
 def test_grants_page_by_cursor_and_count_every_active_one(owner_client, urls, sandbox):
-    made = [previews.create_grant(sandbox, 3000)[0] for _ in range(130)]
+    made = [previews.create_grant(sandbox, 3000, actor=SYSTEM)[0] for _ in range(130)]
     PreviewGrant.objects.filter(pk__in=[g.pk for g in made[:40]]).update(revoked_at=timezone.now())
     seen: list[str] = []
     page = owner_client.get(urls["list"]).content.decode()
@@ -250,7 +251,7 @@ def test_grants_page_by_cursor_and_count_every_active_one(owner_client, urls, sa
 
 
 def test_revoke_from_a_later_page_stays_on_that_page(owner_client, urls, sandbox):
-    made = [previews.create_grant(sandbox, 3000)[0] for _ in range(30)]
+    made = [previews.create_grant(sandbox, 3000, actor=SYSTEM)[0] for _ in range(30)]
     first = owner_client.get(urls["list"]).content.decode()
     older = re.search(r'rel="next" href="\?after=([\w-]+)"', first)[1]
     second = owner_client.get(urls["list"], {"after": older}).content.decode()

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from console.actor import SYSTEM
 from console.models import AuditEvent, Delivery, Job, Webhook
 from console.previews import service as previews
 from console.webhooks import service
@@ -126,7 +127,7 @@ def test_csrf_is_enforced(csrf_client, hook):
 
 def test_a_grants_page_lists_its_access_history(viewer_client, project):
     sandbox = factories.make_sandbox_row(project)
-    grant, _ = previews.create_grant(sandbox, 3000, expires_in_seconds=600)
+    grant, _ = previews.create_grant(sandbox, 3000, expires_in_seconds=600, actor=SYSTEM)
     AuditEvent.objects.create(
         team=project.team,
         action="preview_grant.first_use",
@@ -136,7 +137,7 @@ def test_a_grants_page_lists_its_access_history(viewer_client, project):
         ip="198.51.100.7",
         metadata={"user_agent": "Mozilla/5.0 (probe)"},
     )
-    previews.revoke_grant(grant)
+    previews.revoke_grant(grant, actor=SYSTEM)
     page = viewer_client.get(f"/t/acme/p/web/previews/{grant.public_id}/")
     body = page.content.decode()
     assert page.status_code == 200

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
+from console.actor import SYSTEM
 from console.previews import service as previews
 from console.routing import console_websocket_urlpatterns
 from console.sandboxes.lifecycle import record_event
@@ -69,10 +70,10 @@ async def test_grant_pages_hear_creates_revokes_and_counters(viewer, project, ro
         viewer, f"/t/acme/p/{project.slug}/sandboxes/{mine.public_id}/previews/live/ws"
     )
     assert (await everything.connect())[0] and (await only_mine.connect())[0]
-    grant, _ = await database_sync_to_async(previews.create_grant)(sibling, 3000)
+    grant, _ = await database_sync_to_async(previews.create_grant)(sibling, 3000, actor=SYSTEM)
     assert await everything.receive_json_from(timeout=5) == {"type": "changed", "topic": "grants"}
     assert await only_mine.receive_nothing(timeout=0.3)
-    mine_grant, _ = await database_sync_to_async(previews.create_grant)(mine, 3000)
+    mine_grant, _ = await database_sync_to_async(previews.create_grant)(mine, 3000, actor=SYSTEM)
     assert (await only_mine.receive_json_from(timeout=5))["topic"] == "grants"
     assert (await everything.receive_json_from(timeout=5))["topic"] == "grants"
     # The gateway counts a use; its flush (a thread) writes it and tells the pages once.
@@ -80,7 +81,7 @@ async def test_grant_pages_hear_creates_revokes_and_counters(viewer, project, ro
     await asyncio.to_thread(accounting.flush)
     assert (await only_mine.receive_json_from(timeout=5))["topic"] == "grants"
     assert (await everything.receive_json_from(timeout=5))["topic"] == "grants"
-    await database_sync_to_async(previews.revoke_grant)(grant)
+    await database_sync_to_async(previews.revoke_grant)(grant, actor=SYSTEM)
     assert (await everything.receive_json_from(timeout=5))["topic"] == "grants"
     assert await only_mine.receive_nothing(timeout=0.3)
     await everything.disconnect()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 
+from console.actor import SYSTEM
 from console.asgi import application
 from console.models import Sandbox, SandboxStatus
 from console.previews import service as previews
@@ -60,7 +61,7 @@ def routed(sandbox, http_upstream):
 @pytest.fixture
 def grant(sandbox):
     """(grant, raw tokens) for a direct grant on port 3000, both transports."""
-    return previews.create_grant(sandbox, PORT, expires_in_seconds=600)
+    return previews.create_grant(sandbox, PORT, expires_in_seconds=600, actor=SYSTEM)
 
 
 def host_for(sandbox, port: int = PORT) -> bytes:

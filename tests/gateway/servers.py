@@ -36,11 +36,12 @@ LIMITS = {
 }
 
 GRANT = """
+from console.actor import SYSTEM
 from console.models import Project, Sandbox, SandboxStatus
 from console.previews import service as previews
 sandbox = Sandbox.objects.filter(public_id="{sandbox_id}").first() or Sandbox.objects.create(
     project=Project.objects.get(name="main"), status=SandboxStatus.RUNNING)
-grant, raw = previews.create_grant(sandbox, 3000, expires_in_seconds=max(60, {seconds}))
+grant, raw = previews.create_grant(sandbox, 3000, expires_in_seconds=max(60, {seconds}), actor=SYSTEM)
 if {seconds} < 60:  # shorter than the API allows, for expiry tests
     from datetime import timedelta
     from django.utils import timezone
@@ -49,9 +50,10 @@ if {seconds} < 60:  # shorter than the API allows, for expiry tests
 print(sandbox.public_id, sandbox.host_label, grant.public_id, raw["http_port"], raw["websocket_port"])
 """
 REVOKE = """
+from console.actor import SYSTEM
 from console.models import PreviewGrant
 from console.previews import service as previews
-previews.revoke_grant(PreviewGrant.objects.get(public_id="{grant_id}"))
+previews.revoke_grant(PreviewGrant.objects.get(public_id="{grant_id}"), actor=SYSTEM)
 """
 
 

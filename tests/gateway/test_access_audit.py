@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from console.actor import SYSTEM
 from console.models import AuditEvent, PreviewGrant
 from console.previews import service as previews
 from gateway import accounting
@@ -58,14 +59,14 @@ async def test_first_use_is_audited_once_with_ip_and_user_agent(routed, grant):
     await db(accounting.flush)()
     assert await db(AuditEvent.objects.filter(action="preview_grant.first_use").count)() == 1
 
-    await db(previews.revoke_grant)(await db(PreviewGrant.objects.get)(pk=row.pk))
+    await db(previews.revoke_grant)(await db(PreviewGrant.objects.get)(pk=row.pk), actor=SYSTEM)
     assert (await db(_actions)(row.public_id))[-1] == "preview_grant.revoked"
 
 
 def test_expiry_is_audited_once_and_not_for_revoked_grants(sandbox):
-    ran_out, _ = previews.create_grant(sandbox, 3000, expires_in_seconds=600)
-    revoked, _ = previews.create_grant(sandbox, 3001, expires_in_seconds=600)
-    previews.revoke_grant(revoked)
+    ran_out, _ = previews.create_grant(sandbox, 3000, expires_in_seconds=600, actor=SYSTEM)
+    revoked, _ = previews.create_grant(sandbox, 3001, expires_in_seconds=600, actor=SYSTEM)
+    previews.revoke_grant(revoked, actor=SYSTEM)
     PreviewGrant.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert previews.audit_expired_grants() == 1
     assert previews.audit_expired_grants() == 0  # once

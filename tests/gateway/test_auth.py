@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from console import tokens
+from console.actor import SYSTEM
 from console.models import PreviewGrant, Sandbox, SandboxStatus
 from console.previews import service as previews
 from tests.gateway import upstreams
@@ -102,12 +103,12 @@ async def test_bad_edge_tokens(routed, grant, token, code, status):
 
 
 async def test_a_grant_is_bound_to_its_port_and_sandbox(routed, project):
-    _, for_other_port = await db(previews.create_grant)(routed, PORT + 1)
+    _, for_other_port = await db(previews.create_grant)(routed, PORT + 1, actor=SYSTEM)
     response = await get(routed, f"/echo?edge_token={for_other_port['http_port']}")
     assert (response["status"], error_code(response)) == (403, "edge_token_scope_mismatch")
 
     other = await db(Sandbox.objects.create)(project=project, status=SandboxStatus.RUNNING)
-    _, for_other_sandbox = await db(previews.create_grant)(other, PORT)
+    _, for_other_sandbox = await db(previews.create_grant)(other, PORT, actor=SYSTEM)
     response = await get(routed, f"/echo?edge_token={for_other_sandbox['http_port']}")
     assert error_code(response) == "edge_token_scope_mismatch"
     cookie = await bootstrap(other, for_other_sandbox)
@@ -136,7 +137,7 @@ async def test_revocation_bites_cookie_and_token_at_once(routed, grant):
     assert (await get(routed, "/echo", headers=[(b"cookie", cookie)]))[
         "status"
     ] == 200  # now cached
-    await db(previews.revoke_grant)(row)
+    await db(previews.revoke_grant)(row, actor=SYSTEM)
     # In-process (InMemoryChannelLayer) this is immediate; through Redis it takes a round trip.
     response = await within_a_second(lambda: get(routed, "/echo", headers=[(b"cookie", cookie)]))
     assert (response["status"], error_code(response)) == (403, "preview_grant_revoked")
@@ -181,7 +182,9 @@ async def test_a_database_error_is_a_503_and_is_not_cached(routed, grant):
 
 @pytest.fixture
 def proxy_grant(sandbox):
-    return previews.create_grant(sandbox, PORT, auth_mode="proxy", expires_in_seconds=600)
+    return previews.create_grant(
+        sandbox, PORT, auth_mode="proxy", expires_in_seconds=600, actor=SYSTEM
+    )
 
 
 async def test_proxy_token_header_on_every_request(routed, proxy_grant):
@@ -228,11 +231,11 @@ async def test_proxy_token_expired_revoked_and_other_port(routed, proxy_grant):
     send = [(b"x-nullspace-preview-proxy-token", raw["http_port"].encode())]
     response = await get(routed, "/echo", headers=send, port=PORT + 1)
     assert (response["status"], error_code(response)) == (403, "preview_proxy_token_scope_mismatch")
-    await db(previews.revoke_grant)(row)
+    await db(previews.revoke_grant)(row, actor=SYSTEM)
     response = await within_a_second(lambda: get(routed, "/echo", headers=send))
     assert (response["status"], error_code(response)) == (403, "preview_proxy_token_revoked")
 
-    row2, raw2 = await db(previews.create_grant)(routed, PORT, auth_mode="proxy")
+    row2, raw2 = await db(previews.create_grant)(routed, PORT, auth_mode="proxy", actor=SYSTEM)
     await db(PreviewGrant.objects.filter(pk=row2.pk).update)(
         expires_at=timezone.now() - timedelta(seconds=1)
     )

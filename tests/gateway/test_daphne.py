@@ -17,10 +17,11 @@ from tests.gateway import upstreams
 from tests.live import remove_tree, start_live_server
 
 SETUP = """
+from console.actor import SYSTEM
 from console.models import Project, Sandbox, SandboxStatus
 from console.previews import service as previews
 sandbox = Sandbox.objects.create(project=Project.objects.get(name="main"), status=SandboxStatus.RUNNING)
-_, raw = previews.create_grant(sandbox, 3000, expires_in_seconds=600)
+_, raw = previews.create_grant(sandbox, 3000, expires_in_seconds=600, actor=SYSTEM)
 print(sandbox.public_id, sandbox.host_label, raw["http_port"], raw["websocket_port"])
 """
 

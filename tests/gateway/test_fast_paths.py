@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from websockets.asyncio.server import serve
 
+from console.actor import SYSTEM
 from console.models import PreviewGrant
 from console.previews import service as previews
 from gateway import auth, client, flight, grants, wsclient
@@ -42,17 +43,19 @@ async def test_cached_cookie_admission_refuses_right_after_revocation(routed, gr
     assert any(grant_id == row.public_id for grant_id in auth._verified.values())
     assert grants._cache[row.public_id][1].revoked is False
 
-    await db(previews.revoke_grant)(row)  # fans out over the channel layer (Redis: a round trip)
+    await db(previews.revoke_grant)(
+        row, actor=SYSTEM
+    )  # fans out over the channel layer (Redis: a round trip)
     response = await within_a_second(lambda: get(routed, "/echo", headers=[(b"cookie", cookie)]))
     assert (response["status"], code_of(response)) == (403, "preview_grant_revoked")
 
 
 async def test_cached_proxy_token_refuses_right_after_revocation(routed, sandbox):
-    row, raw = await db(previews.create_grant)(sandbox, 3000, auth_mode="proxy")
+    row, raw = await db(previews.create_grant)(sandbox, 3000, auth_mode="proxy", actor=SYSTEM)
     token = [(b"x-nullspace-preview-proxy-token", raw["http_port"].encode())]
     for _ in range(3):
         assert (await get(routed, "/echo", headers=token))["status"] == 200
-    await db(previews.revoke_grant)(row)
+    await db(previews.revoke_grant)(row, actor=SYSTEM)
     response = await within_a_second(lambda: get(routed, "/echo", headers=token))
     assert (response["status"], code_of(response)) == (403, "preview_proxy_token_revoked")
 

@@ -20,6 +20,7 @@ from django.db import connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from console.actor import SYSTEM
 from console.previews import service as previews
 from tests.gateway.conftest import PORT
 from tests.live import ROOT, free_port
@@ -83,7 +84,9 @@ async def test_revocation_reaches_another_gateway_process_within_a_second(
     )
     try:
         await asyncio.gather(wait_up(port_a), wait_up(port_b))
-        row, raw = await db(previews.create_grant)(sandbox, PORT, expires_in_seconds=600)
+        row, raw = await db(previews.create_grant)(
+            sandbox, PORT, expires_in_seconds=600, actor=SYSTEM
+        )
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             url_a = f"http://127.0.0.1:{port_a}/echo"
             async with session.get(
@@ -105,7 +108,7 @@ async def test_revocation_reaches_another_gateway_process_within_a_second(
             assert await asyncio.wait_for(socket.recv(), 5) == "hi"
 
             revoked_at = time.monotonic()
-            await db(previews.revoke_grant)(row)
+            await db(previews.revoke_grant)(row, actor=SYSTEM)
             seen_by_a = None
             while time.monotonic() - revoked_at < 3:
                 async with session.get(url_a, headers={"Host": host, "Cookie": cookie}) as response:

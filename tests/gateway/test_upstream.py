@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from console.actor import Actor
+from console.actor import SYSTEM, Actor
 from console.models import Sandbox, SandboxStatus
 from console.previews import service as previews
 from console.runtime import get_driver
@@ -27,7 +27,7 @@ def code_of(response) -> str:
 
 
 async def cookie_for(sandbox, port) -> bytes:
-    _, raw = await db(previews.create_grant)(sandbox, port)
+    _, raw = await db(previews.create_grant)(sandbox, port, actor=SYSTEM)
     response = await http(sandbox, f"/?edge_token={raw['http_port']}", port=port).get_response()
     assert response["status"] == 303, response
     return header(response, b"set-cookie").split(b";")[0]

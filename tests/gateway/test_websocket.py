@@ -9,6 +9,7 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
+from console.actor import SYSTEM
 from console.previews import service as previews
 from tests.gateway import upstreams
 from tests.gateway.conftest import PORT, header, host_for, http, websocket
@@ -92,7 +93,9 @@ async def test_refused_before_accept(ws_routed, grant, path, code):
 
 
 async def test_http_only_grant_cookie_does_not_open_websockets(ws_routed):
-    _, raw = await db(previews.create_grant)(ws_routed, PORT, token_kinds=["http_port"])
+    _, raw = await db(previews.create_grant)(
+        ws_routed, PORT, token_kinds=["http_port"], actor=SYSTEM
+    )
     response = await http(ws_routed, f"/?edge_token={raw['http_port']}").get_response()
     cookie = header(response, b"set-cookie").split(b";")[0]
     connected, code = await websocket(ws_routed, "/chat", headers=[(b"cookie", cookie)]).connect(
@@ -148,7 +151,7 @@ async def test_revocation_closes_a_live_websocket(ws_routed, grant):
     await comm.send_to(text_data="before")
     assert await comm.receive_from(5) == "before"
     started = asyncio.get_running_loop().time()
-    await db(previews.revoke_grant)(row)
+    await db(previews.revoke_grant)(row, actor=SYSTEM)
     message = await comm.receive_output(2)
     assert message == {"type": "websocket.close", "code": 4403}
     assert asyncio.get_running_loop().time() - started < 1.0

@@ -149,7 +149,7 @@ def invitation_create(request: TeamRequest) -> HttpResponse:
             request.team,
             role=form.cleaned_data["role"],
             email=form.cleaned_data["email"],
-            created_by=request.user,
+            actor=Actor.of(request),
             days=form.cleaned_data["expires_in_days"],
         )
         record(

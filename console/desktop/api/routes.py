@@ -13,6 +13,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import path
 
+from console.actor import Actor
 from console.api.auth import READ, WRITE, api_key_required, methods
 from console.api.errors import ApiError
 from console.desktop import capture, inputs, launch, recordings, stream, windows
@@ -199,14 +200,14 @@ def stream_start(request: HttpRequest, sandbox_id: str) -> JsonResponse:
     unknown = sorted(set(body) - {"view_only"})
     if unknown:
         raise ApiError("invalid_request", f"unknown option(s): {', '.join(unknown)}")
-    stream.start(sandbox, session, body.get("view_only", False), by=request.api_key)  # type: ignore[attr-defined]
+    stream.start(sandbox, session, body.get("view_only", False), actor=Actor.of(request))
     return JsonResponse(stream.managed_info(sandbox, session))
 
 
 @api_key_required(WRITE)
 def stream_stop(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     sandbox, session = _load(request, sandbox_id)
-    stream.stop(sandbox, session, by=request.api_key)  # type: ignore[attr-defined]
+    stream.stop(sandbox, session, actor=Actor.of(request))
     return HttpResponse(status=204)
 
 

@@ -14,8 +14,10 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
+from console.actor import Actor
 from console.api.auth import PUBLIC, SIGNED_URL
 from console.api.errors import ApiError, error_response
+from console.client_ip import client_ip
 from console.desktop import stream
 from console.errors import DomainError
 from console.models import DesktopSession, SandboxStatus
@@ -52,7 +54,10 @@ def viewer(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     # One answer (the /v1 envelope) for an unknown sandbox and a wrong key.
     if session is None or not stream.key_matches(session.sandbox, session, raw):
         return _private(error_response(request, _gone()))
-    socket = stream.viewer_socket_url(session.sandbox)
+    # The visitor acts by the stream's key alone, not as a console user it may also be
+    # signed in as: its grant names no one, its audit rows only its address.
+    visitor = Actor.person(None, client_ip=client_ip(request))
+    socket = stream.viewer_socket_url(session.sandbox, actor=visitor)
     response = render(
         request,
         "console/desktop/viewer.html",

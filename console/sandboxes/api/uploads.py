@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.http import HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 
+from console.actor import Actor
 from console.api.auth import RAW_BODY, READ, WRITE, ApiRequest, api_key_required, methods
 from console.api.errors import ApiError
 from console.models import UploadSession
@@ -41,7 +42,7 @@ def upload_urlpatterns(kind: OwnerKind, base: str) -> list[URLPattern]:
             session = uploads.create_session(
                 owner.row,
                 request.json,
-                api_key=request.api_key,
+                actor=Actor.of(request),
                 idempotency_key=key,
             )
         return JsonResponse({"session": uploads.to_dict(session)}, status=201)
