@@ -22,7 +22,7 @@ from nullspace.types import (
 
 from console import tokens
 from console.actor import SYSTEM, Actor
-from console.models import PreviewGrant, Sandbox, SandboxStatus
+from console.models import AuditEvent, PreviewGrant, Sandbox, SandboxStatus
 from console.previews import service as previews
 from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
@@ -238,6 +238,21 @@ def test_revoke_is_strict_idempotent_and_reaches_the_gateway_check(api, sandbox)
     again = api.delete(base(sandbox) + f"/preview-urls/{grant_id}")
     assert again.status_code == 200
     assert again.json()["grant"]["revoked_at"] == body["grant"]["revoked_at"]
+
+
+def test_a_keys_grant_and_its_audit_rows_name_the_key_and_address(api, api_key, sandbox):
+    """The /v1 face passes its Actor: the grant records the key (no person) and both
+    audit rows the key's label and the caller's address."""
+    _, key = api_key
+    grant_id = api.get(base(sandbox) + "/ports/3000/preview-url").json()["grant"]["id"]
+    grant = PreviewGrant.objects.get(public_id=grant_id)
+    assert (grant.created_by_key, grant.created_by) == (key, None)
+    api.delete(base(sandbox) + f"/preview-urls/{grant_id}")
+    rows = AuditEvent.objects.filter(target_id=grant_id).order_by("id")
+    assert [(r.action, r.actor, r.actor_label, r.ip) for r in rows] == [
+        ("preview_grant.created", None, f"api key {key.prefix}…", "127.0.0.1"),
+        ("preview_grant.revoked", None, f"api key {key.prefix}…", "127.0.0.1"),
+    ]
 
 
 def test_another_projects_sandbox_and_grant_are_404(api, sandbox, foreign_sandbox):

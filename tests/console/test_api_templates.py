@@ -215,7 +215,7 @@ def test_blobs_are_checked_and_kept_per_team(api, other, runtime):
     assert api.put("/v1/templates/blobs/nope", b"x").status_code == 400
 
 
-def test_a_waiting_build_is_cancelled_at_once_and_secrets_are_not_kept(api, project):
+def test_a_waiting_build_is_cancelled_at_once_and_secrets_are_not_kept(api, api_key, project):
     answer = api.post(
         "/v1/templates/builds",
         {
@@ -240,6 +240,9 @@ def test_a_waiting_build_is_cancelled_at_once_and_secrets_are_not_kept(api, proj
     build.refresh_from_db()
     assert build.secrets_sealed == ""
     assert "s3cret-value" not in str(cancelled)
+    # Who started and who cancelled it: the key, named from the /v1 face's Actor.
+    named = f"api_key:{api_key[1].public_id}"
+    assert (build.triggered_by, build.cancel_requested_by) == (named, named)
 
 
 def test_tags_rename_and_claims(api, ready):

@@ -106,9 +106,10 @@ def test_access_shape_and_audit(live, sandbox_id):
     rows = live.manage(
         "shell", "-c",
         "from console.models import AuditEvent as A; "
-        f"print([e.metadata['sandbox_id'] for e in A.objects.filter(action='ssh_access.created', target_id='{got['access_id']}')])",
+        f"print([(e.metadata['sandbox_id'], e.actor_label[:8], e.ip) for e in A.objects.filter(action='ssh_access.created', target_id='{got['access_id']}')])",
     )  # fmt: skip
-    assert rows.splitlines()[-1] == f"['{sandbox_id}']"
+    # Who asked (the CLI's key, by its prefix) and from where, read off its Actor.
+    assert rows.splitlines()[-1] == f"[('{sandbox_id}', 'api key ', '127.0.0.1')]"
 
 
 def test_printed_command_works_with_system_ssh(live, sandbox_id):

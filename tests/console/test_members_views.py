@@ -107,7 +107,7 @@ def test_other_team_members_are_404(owner_client, outsider, other_team, team):
     assert owner_client.post("/t/other/members/charlie@example.com/remove/").status_code == 404
 
 
-def test_invitation_link_shown_once_stored_hashed(owner_client, team):
+def test_invitation_link_shown_once_stored_hashed(owner_client, owner, team):
     response = owner_client.post(
         "/t/acme/invitations/new/", {"role": "viewer", "expires_in_days": 1}, **HX
     )
@@ -116,6 +116,7 @@ def test_invitation_link_shown_once_stored_hashed(owner_client, team):
     token = link.split("token=")[1]
     invitation = Invitation.objects.get(team=team)
     assert invitation.role == "viewer"
+    assert invitation.created_by == owner  # the console face's Actor
     assert token not in str(Invitation.objects.filter(pk=invitation.pk).values().get())
     assert token not in str(list(AuditEvent.objects.values()))
     assert token not in owner_client.get("/t/acme/members/").content.decode()

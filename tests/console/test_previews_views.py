@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.actor import SYSTEM
-from console.models import PreviewGrant, Sandbox, SandboxStatus
+from console.models import AuditEvent, PreviewGrant, Sandbox, SandboxStatus
 from console.previews import service as previews
 from tests.factories import make_sandbox_row
 
@@ -86,6 +86,26 @@ def test_create_signed_link_shows_raw_link_once(member_client, urls, sandbox):
     assert "grant-created" in response["HX-Trigger"]  # the polled table refreshes at once
     page = member_client.get(urls["list"]).content.decode()
     assert grant.public_id in page and "edge_token=" not in page
+
+
+def test_a_persons_grant_and_its_audit_rows_name_the_person_and_address(
+    member_client, member, urls, team, project, sandbox
+):
+    """The console face passes its Actor: the grant records the signed-in person (no
+    key) and both audit rows that person and the browser's address."""
+    member_client.post(
+        urls["create"],
+        {"sandbox": sandbox.public_id, "port": 3000, "expires": "900", "kind": "link"},
+        **HX,
+    )
+    grant = PreviewGrant.objects.get()
+    assert (grant.created_by, grant.created_by_key) == (member, None)
+    member_client.post(revoke_url(team, project, grant), **HX)
+    rows = AuditEvent.objects.filter(target_id=grant.public_id).order_by("id")
+    assert [(r.action, r.actor, r.actor_label, r.ip) for r in rows] == [
+        ("preview_grant.created", member, member.get_username(), "127.0.0.1"),
+        ("preview_grant.revoked", member, member.get_username(), "127.0.0.1"),
+    ]
 
 
 def test_create_proxy_target_shows_nginx_and_caddy_snippets(member_client, urls, sandbox):

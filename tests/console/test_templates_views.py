@@ -70,7 +70,7 @@ def test_build_page_groups_the_log_by_phase(viewer_client, project, built):
 
 
 def test_the_build_form_refuses_what_cannot_be_built_and_starts_the_rest(
-    viewer_client, member_client, project
+    viewer_client, member_client, member, project
 ):
     assert viewer_client.get(base(project) + "new/").status_code == 403
     refused = member_client.post(
@@ -91,6 +91,7 @@ def test_the_build_form_refuses_what_cannot_be_built_and_starts_the_rest(
     )
     build = TemplateBuild.objects.get()
     assert started.status_code == 302 and started["Location"].endswith(f"{build.public_id}/")
+    assert build.triggered_by == f"user:{member.pk}"  # the console face's Actor
     steps = build.request["steps"]
     assert [s["action"] for s in steps] == ["apt_install", "run", "run", "workdir"]
     assert build.request["runtime_config"] == {
