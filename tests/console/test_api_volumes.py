@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from nullspace.types import FileInfo, VolumeReplaceResult, VolumeUploadSessionInfo
 
 from console.actor import Actor
@@ -487,3 +488,17 @@ def test_aborted_or_failed_upload_leaves_nothing_and_frees_the_quota(api, volume
     assert not (host_root(volume["id"]) / "c.bin").exists()
     assert _staged_files(volume["id"]) == []
     assert _used(api, volume["id"]) <= before + 64 * 1024
+
+
+def test_expired_upload_frees_its_staged_file(api, volume, settings):
+    from console.models import UploadSession
+    from console.sandboxes import uploads
+
+    data = os.urandom(1024)
+    upload_id = _create_upload(api, volume["id"], data, "/e.bin").json()["session"]["upload_id"]
+    assert _staged_files(volume["id"]) != []
+    UploadSession.objects.filter(public_id=upload_id).update(expires_at=timezone.now())
+    assert uploads.expire_stale() == 1
+    assert _staged_files(volume["id"]) == []
+    late = _put_part(api, volume["id"], upload_id, 0, data)
+    assert late.json()["error_detail"]["reason"] == "upload_expired", late.content
