@@ -230,6 +230,11 @@ AGENT_MAX_OUTPUT_BYTES = env_int("AGENT_MAX_OUTPUT_BYTES", 256 * 1024 * 1024, mi
 AGENT_MAX_LOG_EVENTS = env_int("AGENT_MAX_LOG_EVENTS", 20_000, minimum=100)
 # JSON bodies are read into memory: files/write carries content (base64 of up to 32 MiB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_JSON_MAX_BYTES
+# A request body up to this size stays in memory (past it Django spools it to disk): one
+# default 8 MiB upload part per connection, so parts are written once (docs/volumes.md).
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int(
+    "FILE_UPLOAD_MAX_MEMORY_SIZE", 8 * 1024 * 1024, minimum=64 * 1024
+)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 1200, minimum=1)
 # Token bucket per key: this many at once, refilled at the per-minute rate (docs/limits.md).
 API_RATE_BURST = env_int("API_RATE_BURST", 200, minimum=1)

@@ -4,6 +4,12 @@ Parts are staged under DATA_DIR (never inside the workspace), one file per part,
 written to a temporary name and renamed, so what is on disk is exactly the set of
 received parts. Complete assembles them, checks the whole SHA-256, and publishes
 the file (or the extracted directory) at the target with one rename.
+
+A file session into a volume stages in the volume instead (docs/volumes.md, "Uploads"):
+one hidden file of the full size, allocated at create (the quota counts it), each part
+written at its offset as it streams in and hashed on the way; DATA_DIR keeps only an
+empty marker per received part. Complete reads it once for the whole SHA-256 and
+publishes it with a rename, no copy.
 """
 
 from __future__ import annotations
@@ -24,15 +30,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console.actor import Actor
+from console.errors import DomainError
 from console.jobs import every_process
 from console.models import Sandbox, SandboxStatus, UploadSession, UploadStatus, Volume
-from console.runtime.base import FileStore
+from console.runtime.base import FileStore, RuntimeError_
 from console.sandboxes import files as sandbox_files
 from console.sandboxes.models.uploads import ConflictPolicy, UploadKind
 from console.sandboxes.upload_extract import UploadFailure, extract_and_publish
 from console.timefmt import iso
 from console.volumes import service as volume_domain
-from console.volumes.files import VolumeFileStore
+from console.volumes.files import VolumeFileStore, staging_path
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024
@@ -84,6 +91,26 @@ def staging_dir(session: UploadSession) -> Path:
 
 def part_path(session: UploadSession, number: int) -> Path:
     return staging_dir(session) / f"part-{number:06d}"
+
+
+def stages_in_volume(session: UploadSession) -> bool:
+    return session.volume_id is not None and session.kind == UploadKind.FILE
+
+
+def _staged_store(session: UploadSession) -> VolumeFileStore:
+    files = files_of(_session_owner(session))
+    assert isinstance(files, VolumeFileStore)
+    return files
+
+
+def discard_staging(session: UploadSession) -> None:
+    """Free what a session holds: its marker/part directory, and its file in the volume."""
+    shutil.rmtree(staging_dir(session), ignore_errors=True)
+    if stages_in_volume(session):
+        try:
+            _staged_store(session).discard_staging(staging_path(session.public_id))
+        except (RuntimeError_, DomainError):
+            pass  # the volume is gone, and its file with it
 
 
 def expected_part_size(session: UploadSession, number: int) -> int:
@@ -246,14 +273,15 @@ def create_session(
         ),
         f"conflict=replace cannot replace {target} itself; use conflict=merge or a subdirectory",
     )
+    in_volume = isinstance(files, VolumeFileStore) and kind == UploadKind.FILE
     if isinstance(files, VolumeFileStore):
         files.check_room(length, "the volume")
-    _check_staging_space(owned, length)
+    _check_staging_space(owned, length, on_server_disk=not in_volume)
     part_size = max(PART_SIZE, math.ceil(length / MAX_PARTS))
     now = timezone.now()
     try:
         with transaction.atomic():
-            return UploadSession.objects.create(
+            session = UploadSession.objects.create(
                 project=owner.project,
                 **owned,
                 api_key=api_key,
@@ -274,12 +302,17 @@ def create_session(
                 created_at=now,
                 expires_at=now + SESSION_TTL,
             )
+            if in_volume:
+                assert isinstance(files, VolumeFileStore)
+                # Inside the transaction: a volume too full for it leaves no session behind.
+                files.create_staging(staging_path(session.public_id), length)
+            return session
     except IntegrityError:
         # A concurrent retry with the same Idempotency-Key won the race.
         return UploadSession.objects.get(**owned, api_key=api_key, idempotency_key=idempotency_key)
 
 
-def _check_staging_space(owned: dict[str, Owner], length: int) -> None:
+def _check_staging_space(owned: dict[str, Owner], length: int, *, on_server_disk: bool) -> None:
     reserved = sum(
         s.content_length
         for s in UploadSession.objects.filter(**owned, status=OPEN, expires_at__gt=timezone.now())
@@ -292,6 +325,8 @@ def _check_staging_space(owned: dict[str, Owner], length: int) -> None:
             "complete or abort them first",
             retryable=True,
         )
+    if not on_server_disk:
+        return  # staged in the volume: its own quota bounds it (checked by the caller)
     root = settings.DATA_DIR
     free = shutil.disk_usage(root).free
     if free < 2 * length:  # staged parts plus the assembled copy
@@ -306,7 +341,7 @@ def _ensure_open(session: UploadSession) -> None:
     if session.status == OPEN and session.expires_at <= timezone.now():
         UploadSession.objects.filter(pk=session.pk, status=OPEN).update(status=UploadStatus.EXPIRED)
         session.status = UploadStatus.EXPIRED
-        shutil.rmtree(staging_dir(session), ignore_errors=True)
+        discard_staging(session)
     refusals = {
         UploadStatus.COMPLETED: ("upload_already_completed", "this upload is already completed"),
         UploadStatus.ABORTED: ("upload_aborted", "this upload was aborted"),
@@ -334,16 +369,19 @@ def put_part(
     directory = staging_dir(session)
     directory.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    size = 0
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".part-{number:06d}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in sandbox_files.iter_stream(stream):
-                size += len(chunk)
-                if size > expected:
-                    break
-                digest.update(chunk)
-                out.write(chunk)
+    received = [0]
+
+    def bounded() -> Iterator[bytes]:
+        """The body, hashed as it goes, never past the part's own bytes."""
+        for chunk in sandbox_files.iter_stream(stream):
+            received[0] += len(chunk)
+            if received[0] > expected:
+                return
+            digest.update(chunk)
+            yield chunk
+
+    def check() -> None:
+        size = received[0]
         if size != expected:
             raise UploadFailure(
                 "part_size_mismatch",
@@ -358,9 +396,25 @@ def put_part(
                 part_number=number,
                 retryable=True,
             )
-        os.replace(tmp, part_path(session, number))
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    if stages_in_volume(session):
+        # Straight to its offset in the staged file; only a checked part gets its marker,
+        # and a refused one is simply written again by its retry.
+        _staged_store(session).write_at(
+            staging_path(session.public_id), number * session.part_size, bounded()
+        )
+        check()
+        part_path(session, number).touch()
+    else:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".part-{number:06d}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in bounded():
+                    out.write(chunk)
+            check()
+            os.replace(tmp, part_path(session, number))
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     UploadSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
     session.refresh_from_db()
 
@@ -370,7 +424,7 @@ def abort(session: UploadSession) -> None:
         UploadSession.objects.filter(pk=session.pk, status=session.status).update(
             status=UploadStatus.ABORTED, updated_at=timezone.now()
         )
-    shutil.rmtree(staging_dir(session), ignore_errors=True)
+    discard_staging(session)
     session.refresh_from_db()
 
 
@@ -410,7 +464,7 @@ def complete(session: UploadSession, whole_checksum: Any) -> UploadSession:
             status=final, failure_reason=getattr(exc, "reason", "")[:48], updated_at=timezone.now()
         )
         if final == UploadStatus.FAILED:
-            shutil.rmtree(staging_dir(session), ignore_errors=True)
+            discard_staging(session)
         raise
     UploadSession.objects.filter(pk=session.pk).update(
         status=UploadStatus.COMPLETED,
@@ -418,7 +472,7 @@ def complete(session: UploadSession, whole_checksum: Any) -> UploadSession:
         published_file_count=published[1],
         updated_at=timezone.now(),
     )
-    shutil.rmtree(staging_dir(session), ignore_errors=True)
+    discard_staging(session)
     session.refresh_from_db()
     return session
 
@@ -429,12 +483,9 @@ def _parts(session: UploadSession) -> Iterator[bytes]:
             yield from sandbox_files.iter_stream(handle)
 
 
-def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
-    files = files_of(_session_owner(session))
-    user = sandbox_files.user_of(session.user)
-    target = session.target_path
+def _check_whole(session: UploadSession, checksum: str, chunks: Iterator[bytes]) -> None:
     digest = hashlib.sha256()
-    for chunk in _parts(session):  # checked before anything reaches the sandbox
+    for chunk in chunks:  # checked before anything reaches the sandbox or the volume
         digest.update(chunk)
     if checksum and digest.hexdigest() != checksum:
         raise UploadFailure(
@@ -443,6 +494,24 @@ def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
             path=session.target_path,
             details={"actual_sha256": digest.hexdigest()},
         )
+
+
+def _publish(session: UploadSession, checksum: str) -> tuple[int, int]:
+    files = files_of(_session_owner(session))
+    user = sandbox_files.user_of(session.user)
+    target = session.target_path
+    if stages_in_volume(session):
+        staged = _staged_store(session)
+        spath = staging_path(session.public_id)
+        if checksum:
+            _check_whole(session, checksum, staged.read_blocks(spath))
+        if session.conflict == ConflictPolicy.ERROR and files.exists(target):
+            raise UploadFailure("target_conflict", f"{session.target_path} already exists")
+        if files.is_dir(target):
+            raise UploadFailure("target_conflict", f"{session.target_path} is a directory")
+        staged.publish_staging(spath, target, size=session.content_length)
+        return session.content_length, 1
+    _check_whole(session, checksum, _parts(session))
     if session.kind == UploadKind.FILE:
         if session.conflict == ConflictPolicy.ERROR and files.exists(target):
             raise UploadFailure("target_conflict", f"{session.target_path} already exists")
@@ -477,5 +546,5 @@ def expire_stale() -> int:
         count += UploadSession.objects.filter(pk=session.pk, status=OPEN).update(
             status=UploadStatus.EXPIRED
         )
-        shutil.rmtree(staging_dir(session), ignore_errors=True)
+        discard_staging(session)
     return count

@@ -4,11 +4,13 @@ try to leave the volume, quotas, and deletion of a mounted volume."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from nullspace.types import FileInfo, VolumeReplaceResult, VolumeUploadSessionInfo
 
 from console.actor import Actor
@@ -397,3 +399,106 @@ def test_forced_delete_of_a_mounted_volume(api, runtime, store, volume):
     assert api.get(f"/v1/volumes/{volume['id']}").json()["code"] == "not_found"
     assert api.get(f"/v1/sandboxes/{sandbox['id']}/volumes").json() == []
     api.delete(f"/v1/sandboxes/{sandbox['id']}")
+
+
+# --- upload sessions stage in the volume (docs/volumes.md, "Uploads") --------------------
+
+
+def _create_upload(api, volume_id: str, data: bytes, target: str, **extra):
+    body = {"kind": "file", "target_path": target, "content_length": len(data), **extra}
+    return post(api, volume_id, "uploads", body)
+
+
+def _put_part(api, volume_id: str, upload_id: str, number: int, data: bytes, sha=None):
+    return api.generic(
+        "PUT", f"/v1/volumes/{volume_id}/uploads/{upload_id}/parts/{number}", data,
+        content_type="application/octet-stream",
+        HTTP_X_NULLSPACE_PART_SHA256=sha or hashlib.sha256(data).hexdigest(),
+    )  # fmt: skip
+
+
+def _staged_files(volume_id: str) -> list[str]:
+    return sorted(p.name for p in host_root(volume_id).iterdir() if "nullspace-upload" in p.name)
+
+
+def _used(api, volume_id: str) -> int:
+    return api.get(f"/v1/volumes/{volume_id}").json()["used_bytes"]
+
+
+def test_upload_parts_land_at_their_offsets_and_complete_is_a_rename(api, volume, settings):
+    from console.sandboxes import uploads
+
+    data = os.urandom(uploads.PART_SIZE + 1_000_000)  # two parts, the last one short
+    digest = hashlib.sha256(data).hexdigest()
+    before = _used(api, volume["id"])
+    created = _create_upload(
+        api, volume["id"], data, "/deep/dir/u.bin", whole_checksum_sha256=digest
+    )
+    assert created.status_code == 201, created.content
+    session = created.json()["session"]
+    upload_id = session["upload_id"]
+    # The whole size is allocated in the volume at create: the quota counts it already.
+    assert _used(api, volume["id"]) >= before + len(data)
+    assert _staged_files(volume["id"]) == [f".nullspace-upload-{upload_id}.partial"]
+    size = session["part_size"]
+    parts = [data[:size], data[size:]]
+    assert _put_part(api, volume["id"], upload_id, 1, parts[1]).status_code == 200  # out of order
+    refused = _put_part(api, volume["id"], upload_id, 0, parts[0], sha="0" * 64)
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error_detail"]["reason"] == "invalid_part_checksum"
+    state = api.get(f"/v1/volumes/{volume['id']}/uploads/{upload_id}").json()
+    assert (state["next_part"], state["accepted_bytes"]) == (0, len(parts[1]))  # 0 not taken
+    ok = _put_part(api, volume["id"], upload_id, 0, parts[0])
+    assert ok.json()["status"] == "staged", ok.content
+    assert not (host_root(volume["id"]) / "deep").exists()  # nothing at the target yet
+    done = post(
+        api, volume["id"], f"uploads/{upload_id}/complete", {"whole_checksum_sha256": digest}
+    )
+    assert done.status_code == 200, done.content
+    assert done.json()["published_bytes"] == len(data)
+    published = host_root(volume["id"]) / "deep" / "dir" / "u.bin"
+    assert published.read_bytes() == data
+    assert oct(published.stat().st_mode & 0o777) == oct(0o644)
+    assert _staged_files(volume["id"]) == []
+    assert not (settings.DATA_DIR / "upload-staging" / upload_id).exists()
+
+
+def test_aborted_or_failed_upload_leaves_nothing_and_frees_the_quota(api, volume, settings):
+    data = os.urandom(10 * 1024 * 1024)  # two of these do not fit the 16 MiB volume at once
+    before = _used(api, volume["id"])
+    first = _create_upload(api, volume["id"], data, "/a.bin").json()["session"]["upload_id"]
+    assert _put_part(api, volume["id"], first, 0, data[: 8 * 1024 * 1024]).status_code == 200
+    second = _create_upload(api, volume["id"], data, "/b.bin")
+    assert second.json()["code"] == "volume_quota_exceeded", second.content
+    assert api.delete(f"/v1/volumes/{volume['id']}/uploads/{first}").status_code == 204
+    assert _staged_files(volume["id"]) == []
+    assert not (settings.DATA_DIR / "upload-staging" / first).exists()
+    assert _used(api, volume["id"]) <= before + 64 * 1024  # the space is back
+    # Now it fits; a whole checksum that does not match fails it, and frees it again.
+    third = _create_upload(api, volume["id"], data, "/c.bin").json()["session"]
+    size = third["part_size"]
+    for number, start in enumerate(range(0, len(data), size)):
+        part = data[start : start + size]
+        assert _put_part(api, volume["id"], third["upload_id"], number, part).status_code == 200
+    failed = post(
+        api, volume["id"], f"uploads/{third['upload_id']}/complete",
+        {"whole_checksum_sha256": "0" * 64},
+    )  # fmt: skip
+    assert failed.json()["error_detail"]["reason"] == "whole_checksum_mismatch", failed.content
+    assert not (host_root(volume["id"]) / "c.bin").exists()
+    assert _staged_files(volume["id"]) == []
+    assert _used(api, volume["id"]) <= before + 64 * 1024
+
+
+def test_expired_upload_frees_its_staged_file(api, volume, settings):
+    from console.models import UploadSession
+    from console.sandboxes import uploads
+
+    data = os.urandom(1024)
+    upload_id = _create_upload(api, volume["id"], data, "/e.bin").json()["session"]["upload_id"]
+    assert _staged_files(volume["id"]) != []
+    UploadSession.objects.filter(public_id=upload_id).update(expires_at=timezone.now())
+    assert uploads.expire_stale() == 1
+    assert _staged_files(volume["id"]) == []
+    late = _put_part(api, volume["id"], upload_id, 0, data)
+    assert late.json()["error_detail"]["reason"] == "upload_expired", late.content

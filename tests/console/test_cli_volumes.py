@@ -285,6 +285,46 @@ def test_resumable_upload_killed_midway_then_resumed(live, volume, tmp_path):
     assert sha256(back) == sha256(source)
 
 
+@pytest.mark.timeout(120)
+def test_concurrent_parts_of_one_session_land_in_place(live, volume, tmp_path):
+    """Parts PUT at once (as `--concurrency 4` does) each land at their own offset of the
+    one staged file; complete publishes exactly the source, and the CLI reads it back."""
+    headers = {"Authorization": f"Bearer {live.api_key}"}
+    base = f"{live.url}/v1/volumes/{volume['id']}/uploads"
+    data = os.urandom(4 * 8 * 1024 * 1024 + 12345)
+    created = httpx.post(
+        base, headers=headers,
+        json={"kind": "file", "target_path": "/par/allel.bin", "content_length": len(data)},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    session = created.json()["session"]
+    size, upload_id = session["part_size"], session["upload_id"]
+    answers: dict[int, int] = {}
+
+    def put(number: int) -> None:
+        part = data[number * size : (number + 1) * size]
+        answers[number] = httpx.put(
+            f"{base}/{upload_id}/parts/{number}", content=part, timeout=60,
+            headers={**headers, "x-nullspace-part-sha256": hashlib.sha256(part).hexdigest()},
+        ).status_code  # fmt: skip
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in range(session["part_count"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {n: 200 for n in range(session["part_count"])}
+    done = httpx.post(
+        f"{base}/{upload_id}/complete", headers=headers,
+        json={"whole_checksum_sha256": hashlib.sha256(data).hexdigest()},
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    back = tmp_path / "back.bin"
+    ok(live, "volume", "download", volume["name"], "/par/allel.bin", str(back))
+    assert back.read_bytes() == data
+    assert "nullspace-upload" not in ok(live, "volume", "ls-files", volume["name"], "/")
+
+
 def test_quota_exceeded_leaves_no_partial_file(live, volume, tmp_path):
     name = volume["name"]
     first = random_file(tmp_path / "a.bin", 80 * 1024 * 1024)
