@@ -85,8 +85,8 @@ def record_event(
 
 def record_events(project: Project, events: list[dict[str, Any]]) -> list[LifecycleEvent]:
     """Several events of one change at once (each dict: `record_event`'s keywords): one
-    INSERT and one webhook lookup instead of one of each per event, for a path that counts
-    its round trips (the warm-pool checkout, bench/README.md). Same rows, deliveries and
+    INSERT, one webhook lookup and one publication (one hand-off to the server's loop)
+    instead of one of each per event, for a path that counts its round trips (the warm-pool checkout, bench/README.md). Same rows, deliveries and
     publications, in the given order; no savepoint of its own (it adds nothing inside
     the caller's transaction: a failure rolls that back whole)."""
     rows = []
@@ -105,9 +105,8 @@ def record_events(project: Project, events: list[dict[str, Any]]) -> list[Lifecy
         stored = LifecycleEvent.objects.bulk_create(rows)
         payloads = [event_to_dict(event) for event in stored]
         webhooks.queue_deliveries_of(project.pk, list(zip(stored, payloads, strict=True)))
-        group = group_name(project)
-        for payload in payloads:
-            transaction.on_commit(functools.partial(publish, group, payload))
+        messages = [{"type": "lifecycle.event", "event": payload} for payload in payloads]
+        transaction.on_commit(functools.partial(live.group_send_all, group_name(project), messages))
     return stored
 
 
