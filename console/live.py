@@ -48,9 +48,20 @@ def grants_group(project_public_id: str) -> str:
 
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Best effort: a lost message only delays a refresh until the next change."""
+    group_send_all(group, [message])
+
+
+def group_send_all(group: str, messages: list[dict[str, Any]]) -> None:
+    """`group_send` of several messages, in order, with one hand-off to the server's loop
+    (each hand-off is a wait for that loop; a warm-pool checkout sends two events)."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
+
+    async def send() -> None:
+        for message in messages:
+            await layer.group_send(group, message)
+
     loop = _server_loop
     try:
         if loop is not None and loop.is_running():
@@ -59,14 +70,14 @@ def group_send(group: str, message: dict[str, Any]) -> None:
             except RuntimeError:
                 running = None
             if running is loop:
-                loop.create_task(layer.group_send(group, message))
+                loop.create_task(send())
                 return
-            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+            future = asyncio.run_coroutine_threadsafe(send(), loop)
             future.result(timeout=HANDOFF_SECONDS)
             return
-        async_to_sync(layer.group_send)(group, message)
+        async_to_sync(send)()
     except Exception:
-        log.warning("could not send %s to %s", message.get("type"), group, exc_info=True)
+        log.warning("could not send %s to %s", messages[0].get("type"), group, exc_info=True)
 
 
 def grants_changed(project_public_id: str, sandbox_ids: Iterable[str]) -> None:

@@ -188,17 +188,7 @@ def _proxy_warnings(
 @api_key_required(READ)
 def list_grants(request, sandbox_id: str) -> JsonResponse:
     sandbox = get_sandbox(request.project, sandbox_id)
-    # Of the related rows, only what PreviewGrantInfo names (their JSON and dates stay put).
-    grants = (
-        PreviewGrant.objects.filter(sandbox=sandbox)
-        .select_related("sandbox", "created_by", "created_by_key")
-        .only(
-            *GRANT_COLUMNS,
-            "sandbox__public_id",
-            "created_by__username",
-            "created_by_key__public_id",
-        )
-    )
+    grants = PreviewGrant.objects.filter(sandbox=sandbox)
     port = request.GET.get("port")
     if port not in (None, ""):
         if not port.isdigit():
@@ -206,12 +196,27 @@ def list_grants(request, sandbox_id: str) -> JsonResponse:
         grants = grants.filter(port=int(port))
     _flush_accounting()
     if wants_page(request):
-        return JsonResponse(
-            page_body(api_page(request, grants, GRANT_KEYSET), previews.grant_to_dict)
+        # Of the related rows, only what PreviewGrantInfo names (their JSON and dates stay put).
+        models = grants.select_related("sandbox", "created_by", "created_by_key").only(
+            *GRANT_COLUMNS,
+            "sandbox__public_id",
+            "created_by__username",
+            "created_by_key__public_id",
         )
-    found = whole_list(grants, GRANT_KEYSET, what="preview grants")
+        return JsonResponse(
+            page_body(api_page(request, models, GRANT_KEYSET), previews.grant_to_dict)
+        )
+    # The 0.1.9 CLI reads the whole list (thousands on a busy sandbox): rows as tuples of
+    # just the answer's columns, shaped directly, not a model (and its relations) per row.
+    found = whole_list(
+        grants.values_list(*previews.GRANT_ROW_COLUMNS), GRANT_KEYSET, what="preview grants"
+    )
     return JsonResponse(
-        {"items": [previews.grant_to_dict(g) for g in found], "next_token": None, "has_next": False}
+        {
+            "items": previews.grant_rows_to_dicts(found, sandbox.public_id),
+            "next_token": None,
+            "has_next": False,
+        }
     )
 
 

@@ -78,10 +78,15 @@ class PreviewGrant(models.Model):
 
     @property
     def status(self) -> str:
-        if self.revoked_at:
-            return "revoked"
-        if self.disabled_at:
-            return "disabled"
-        if self.expires_at <= timezone.now():
-            return "expired"
-        return "active"
+        return grant_status(self.revoked_at, self.disabled_at, self.expires_at, timezone.now())
+
+
+def grant_status(revoked_at, disabled_at, expires_at, now) -> str:
+    """A grant's status from its dates (also for rows read as values, without a model)."""
+    if revoked_at:
+        return "revoked"
+    if disabled_at:
+        return "disabled"
+    if expires_at <= now:
+        return "expired"
+    return "active"

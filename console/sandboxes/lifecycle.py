@@ -7,11 +7,14 @@ each message is `{"type": "lifecycle.event", "event": <event dict>}`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from console import live
 from console.models import ActorKind, EventStatus, LifecycleEvent, Project
@@ -78,6 +81,36 @@ def record_event(
         group = group_name(project)
         transaction.on_commit(lambda: publish(group, payload))
     return event
+
+
+def record_events(project: Project, events: list[dict[str, Any]]) -> list[LifecycleEvent]:
+    """Several events of one change at once (each dict: `record_event`'s keywords): one
+    INSERT, one webhook lookup and one publication (one hand-off to the server's loop)
+    instead of one of each per event, for a path that counts its round trips (the warm-pool checkout, bench/README.md). Same rows, deliveries and
+    publications, in the given order; no savepoint of its own (it adds nothing inside
+    the caller's transaction: a failure rolls that back whole)."""
+    rows = []
+    base = time.time_ns()
+    now = timezone.now()
+    for offset, given in enumerate(events):
+        spec = {"status": EventStatus.SUCCEEDED, "actor_kind": ActorKind.USER, **given}
+        for key in ("reason", "error_code", "error_message"):
+            spec[key] = spec.get(key, "")[: _CUT[key]]
+        spec["metadata"] = spec.get("metadata") or {}
+        # Distinct, ordered seq and occurred_at even when the clock does not move between
+        # rows: lists order by either.
+        at = now + timedelta(microseconds=offset)
+        rows.append(LifecycleEvent(project=project, seq=base + offset, occurred_at=at, **spec))
+    with transaction.atomic(savepoint=False):
+        stored = LifecycleEvent.objects.bulk_create(rows)
+        payloads = [event_to_dict(event) for event in stored]
+        webhooks.queue_deliveries_of(project.pk, list(zip(stored, payloads, strict=True)))
+        messages = [{"type": "lifecycle.event", "event": payload} for payload in payloads]
+        transaction.on_commit(functools.partial(live.group_send_all, group_name(project), messages))
+    return stored
+
+
+_CUT = {"reason": 200, "error_code": 64, "error_message": 500}
 
 
 def publish(group: str, event: dict[str, Any]) -> None:

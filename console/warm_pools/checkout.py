@@ -5,9 +5,13 @@
   `require` answers `warm_pool_unavailable` on a miss; `bypass` always creates cold.
   A request without a mode uses the pool's `checkout_policy`.
 - The claim is one conditional UPDATE (the sandbox must still belong to the pool, be
-  running and not taken for destruction); on PostgreSQL the candidate is picked with
-  FOR UPDATE SKIP LOCKED first, so concurrent checkouts take different sandboxes
+  running and not taken for destruction, and be of the pool's current generation, read
+  in the UPDATE itself); on PostgreSQL the candidate is picked by a FOR UPDATE SKIP
+  LOCKED subquery of that UPDATE, so concurrent checkouts take different sandboxes
   instead of queueing on one. Two creates never get the same sandbox.
+- On PostgreSQL the claim, the pool's counter and the read-back are one statement, and
+  both lifecycle events one INSERT: each statement is a round trip, and the checkout's
+  latency is mostly round trips (bench/README.md, "Warm-pool checkout").
 - The sandbox has never been handed out before: a pool only ever holds sandboxes it
   created, and one that leaves it never comes back.
 - What the request asks for that can still apply to a started sandbox is applied
@@ -20,10 +24,11 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from console.actor import SYSTEM, Actor
@@ -40,7 +45,7 @@ from console.models import (
 from console.runtime import get_driver, netpolicy
 from console.runtime.base import RuntimeError_
 from console.sandboxes import service as sandboxes
-from console.sandboxes.lifecycle import record_event
+from console.sandboxes.lifecycle import record_events
 from console.sandboxes.owner import this_instance
 from console.tokens import TRAFFIC, new_secret
 from console.warm_pools.jobs import ask_filler
@@ -49,7 +54,6 @@ from console.warm_pools.templates import fits
 
 MAX_WAIT_MS = 30_000
 POLL_SECONDS = 0.025
-CANDIDATES = 5
 REFILL_AFTER_SECONDS = 0.2
 SPEC_KEYS = frozenset({"id", "mode", "wait_ms"})
 
@@ -231,41 +235,76 @@ def _claim(pool: WarmPool, fields: dict[str, Any], *, actor: Actor) -> tuple[San
     # One transaction for the usual checkout: claim, counters, both events, the refill.
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
-            candidates = list(
-                ordered.select_for_update(skip_locked=True, of=("self",)).values_list(
-                    "pk", flat=True
-                )[:CANDIDATES]
-            )
-            won = next((pk for pk in candidates if ready.filter(pk=pk).update(**mine)), None)
+            sandbox = _claim_in_one_statement(pool, ready, ordered, mine, now)
         else:
-            # SQLite: one writer at a time (this transaction holds the write lock from its
-            # start), so the oldest ready one is ours; the UPDATE stays conditional anyway.
-            won = ordered.values_list("pk", flat=True).first()
-            won = won if won is not None and ready.filter(pk=won).update(**mine) else None
-        if won is None:
+            sandbox = _claim_oldest(pool, ready, ordered, mine, now)
+        if sandbox is None:
             return None
-        WarmPool.objects.filter(pk=pool.pk).update(
-            claimed_count=F("claimed_count") + 1, last_demand_at=now
-        )
-        sandbox = Sandbox.objects.select_related("project").get(pk=won)
         event = _Checkout(sandbox, pool, actor)
-        event.record(EventStatus.REQUESTED)
         # Refill behind the checkout, a moment later: the new sandbox's start (often in
         # this very process) then does not compete with this answer for the CPU.
         ask_filler(pool.pk, after=REFILL_AFTER_SECONDS)
         if not needs_cwd:
-            event.record(EventStatus.SUCCEEDED)
+            event.record(EventStatus.REQUESTED, EventStatus.SUCCEEDED)
             return sandbox, token.raw
+        event.record(EventStatus.REQUESTED)
     try:
         # The client expects its cwd to exist from the start, as on a cold create.
         get_driver().files(sandbox.runtime_id).mkdir(sandbox.cwd)
     except RuntimeError_ as exc:
         error = DomainError(exc.code, f"Could not make cwd {sandbox.cwd}: {exc}")
-        event.record(EventStatus.FAILED, error)
+        event.record(EventStatus.FAILED, error=error)
         sandboxes.destroy_sandbox(sandbox, actor=SYSTEM, reason="warm_pool_checkout")
         raise error from exc
     event.record(EventStatus.SUCCEEDED)
     return sandbox, token.raw
+
+
+def _claim_in_one_statement(
+    pool: WarmPool, ready: QuerySet[Sandbox], ordered: QuerySet[Sandbox], mine: dict, now: Any
+) -> Sandbox | None:
+    """PostgreSQL: pick, claim, count and read back the sandbox in one round trip.
+
+    Django 5.2's ORM has no UPDATE ... RETURNING, so the ORM's own UPDATE (the `ready`
+    conditions, the candidate picked by a FOR UPDATE SKIP LOCKED subquery so concurrent
+    checkouts take different sandboxes instead of queueing on one) is compiled to SQL and
+    wrapped in a data-modifying WITH: it returns the claimed row, and the pool's counter
+    moves in the same statement only when a row was claimed. A candidate that changed
+    under the lock is rechecked by PostgreSQL and skipped; the outer UPDATE keeps the
+    `ready` conditions anyway, so it can only take a sandbox that is still ready."""
+    pick = ordered.select_for_update(skip_locked=True, of=("self",)).values("pk")[:1]
+    update = cast(UpdateQuery, ready.filter(pk__in=pick).query.chain(UpdateQuery))
+    update.add_update_values(mine)
+    claim_sql, claim_params = update.get_compiler(connection.alias).as_sql()
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in Sandbox._meta.concrete_fields)
+    sql = (
+        f"WITH claimed AS ({claim_sql} RETURNING {columns}), "
+        f"counted AS (UPDATE {quote(WarmPool._meta.db_table)} "
+        f"SET claimed_count = claimed_count + 1, last_demand_at = %s "
+        f"WHERE id = %s AND EXISTS (SELECT 1 FROM claimed)) "
+        f"SELECT {columns} FROM claimed"
+    )
+    found = list(Sandbox.objects.raw(sql, [*claim_params, now, pool.pk]))
+    if not found:
+        return None
+    sandbox = found[0]
+    sandbox.project = pool.project  # the pool's, already loaded: no query
+    return sandbox
+
+
+def _claim_oldest(
+    pool: WarmPool, ready: QuerySet[Sandbox], ordered: QuerySet[Sandbox], mine: dict, now: Any
+) -> Sandbox | None:
+    """SQLite: one writer at a time (this transaction holds the write lock from its start),
+    so the oldest ready one is ours; the UPDATE stays conditional anyway."""
+    won = ordered.values_list("pk", flat=True).first()
+    if won is None or not ready.filter(pk=won).update(**mine):
+        return None
+    WarmPool.objects.filter(pk=pool.pk).update(
+        claimed_count=F("claimed_count") + 1, last_demand_at=now
+    )
+    return Sandbox.objects.select_related("project").get(pk=won)
 
 
 class _Checkout:
@@ -284,18 +323,24 @@ class _Checkout:
         if actor.api_key is not None:
             self.metadata["api_key_id"] = actor.api_key.public_id
 
-    def record(self, status: str, error: DomainError | None = None) -> None:
+    def record(self, *statuses: str, error: DomainError | None = None) -> None:
+        """One event per status, written together (one INSERT)."""
         extra: dict[str, str] = {}
         if error is not None:
             extra = {"error_code": error.code, "error_message": error.message}
-        record_event(
+        record_events(
             self.sandbox.project,
-            Operation.CREATE,
-            status=status,
-            actor_kind=self.actor.kind,
-            sandbox_id=self.sandbox.public_id,
-            user_id=str(self.actor.user.pk) if self.actor.user is not None else "",
-            reason=self.actor.reason,
-            metadata=self.metadata,
-            **extra,
+            [
+                {
+                    "operation": Operation.CREATE,
+                    "status": status,
+                    "actor_kind": self.actor.kind,
+                    "sandbox_id": self.sandbox.public_id,
+                    "user_id": str(self.actor.user.pk) if self.actor.user is not None else "",
+                    "reason": self.actor.reason,
+                    "metadata": self.metadata,
+                    **extra,
+                }
+                for status in statuses
+            ],
         )

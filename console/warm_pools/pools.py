@@ -38,6 +38,7 @@ def get_pool(project: Project, public_id: str) -> WarmPool:
     )
     if pool is None:
         raise DomainError("warm_pool_not_found", f"Warm pool {public_id} not found")
+    pool.project = project  # the same row, already loaded: no query when it is read
     return pool
 
 

@@ -181,6 +181,27 @@ def queue_deliveries(event: LifecycleEvent, payload: dict[str, Any]) -> list[Del
     return [_queue(hook, payload, is_test=False) for hook in hooks]
 
 
+def queue_deliveries_of(
+    project_pk: int, events: list[tuple[LifecycleEvent, dict[str, Any]]]
+) -> list[Delivery]:
+    """`queue_deliveries` for several events of one project, with one webhook lookup, and
+    none when no event is delivered (all `requested`)."""
+    wanted = [
+        (event, payload)
+        for event, payload in events
+        if event.audience == "customer" and event.status != EventStatus.REQUESTED
+    ]
+    if not wanted:
+        return []
+    hooks = list(Webhook.objects.filter(project_id=project_pk, enabled=True))
+    return [
+        _queue(hook, payload, is_test=False)
+        for event, payload in wanted
+        for hook in hooks
+        if event.operation in hook.operations
+    ]
+
+
 def send_test_event(webhook: Webhook) -> Delivery:
     """A made-up event for the webhook's first operation, marked `metadata.test`."""
     event = {

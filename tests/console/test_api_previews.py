@@ -382,3 +382,43 @@ def test_readiness_against_a_real_sandbox(api, live_sandbox):
         assert body["code"] is None and body["error"] is None
         assert body["kind"] == payload["kind"]
     assert body["path"] == "/"
+
+
+def test_the_whole_list_is_the_pages_item_for_item(api, sandbox, owner):
+    """The unpaged list (read as plain rows, console/previews/service.py) answers exactly
+    what the pages (model instances, `grant_to_dict`) answer: every status, a key's and a
+    person's grant, counters, errors and dates."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    for port in (3000, 3001, 3002, 3003):
+        api.get(base(sandbox) + f"/ports/{port}/preview-url")
+    proxied = post(
+        api, base(sandbox) + "/ports/3004/preview-proxy-target", {"transports": ["http"]}
+    )
+    assert proxied.status_code == 200, proxied.content
+    by_person, _ = previews.create_grant(sandbox, 3005, created_by=owner)
+    nobody, _ = previews.create_grant(sandbox, 3006)
+    now = timezone.now()
+    grants = PreviewGrant.objects.filter(sandbox=sandbox)
+    grants.filter(port=3000).update(revoked_at=now)
+    grants.filter(port=3001).update(disabled_at=now, last_error_code="upstream_refused")
+    grants.filter(port=3002).update(expires_at=now - timedelta(seconds=1))
+    grants.filter(port=3003).update(
+        first_used_at=now, last_used_at=now, use_count=3, bytes_in_count=7, last_error_at=now
+    )
+    whole = api.get(base(sandbox) + "/preview-urls")
+    paged = api.get(base(sandbox) + "/preview-urls", {"limit": 100})
+    assert whole.status_code == paged.status_code == 200
+    items = whole.json()["items"]
+    assert len(items) == 7
+    assert items == paged.json()["items"]
+    assert {item["status"] for item in items} == {"revoked", "disabled", "expired", "active"}
+    principals = {item["port"]: item["principal_id"] for item in items}
+    assert principals[3005] == owner.get_username() and principals[3006] is None
+    assert {item["auth_mode"] for item in items} == {"direct", "proxy"}
+    for item in items:
+        assert set(item) == GRANT_KEYS
+        PreviewGrantInfo(**item)
+    assert nobody.public_id in {item["id"] for item in items} and by_person.public_id

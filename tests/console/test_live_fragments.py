@@ -57,4 +57,4 @@ def test_every_action_inside_a_live_fragment_syncs_on_itself():
     for path in sorted((ROOT / "templates").rglob("*.html")):
         for line, tag in _unsynced_actions(path.read_text()):
             offenders.append(f"{Path(path).relative_to(ROOT)}:{line} <{tag}>")
-    assert offenders == [], "add hx-sync=\"this:drop\" to: " + ", ".join(offenders)
+    assert offenders == [], 'add hx-sync="this:drop" to: ' + ", ".join(offenders)
