@@ -398,8 +398,8 @@ def test_the_whole_list_is_the_pages_item_for_item(api, sandbox, owner):
         api, base(sandbox) + "/ports/3004/preview-proxy-target", {"transports": ["http"]}
     )
     assert proxied.status_code == 200, proxied.content
-    by_person, _ = previews.create_grant(sandbox, 3005, created_by=owner)
-    nobody, _ = previews.create_grant(sandbox, 3006)
+    by_person, _ = previews.create_grant(sandbox, 3005, actor=Actor.person(owner))
+    nobody, _ = previews.create_grant(sandbox, 3006, actor=SYSTEM)
     now = timezone.now()
     grants = PreviewGrant.objects.filter(sandbox=sandbox)
     grants.filter(port=3000).update(revoked_at=now)
