@@ -158,24 +158,25 @@ class LayerStore:
                     done.kept_recent += 1
                     continue
                 size = self.size(layer_id)
-                if not dry_run:
-                    self.remove(layer_id)
-                done.removed.append((layer_id, size))
+                if dry_run or self.remove(layer_id):
+                    done.removed.append((layer_id, size))
             if not dry_run:
                 for leftover in self.root.glob(".*.rm"):  # a collector that died mid-rmtree
                     shutil.rmtree(leftover, ignore_errors=True)
         return done
 
-    def remove(self, layer_id: str) -> None:
+    def remove(self, layer_id: str) -> bool:
+        """Take the layer out at once (a rename), then delete it; whether it was there."""
         target = self.root / _check(layer_id)
         if not target.exists():
-            return
+            return False
         trash = self.root / f".{layer_id}.{os.getpid()}.{time.monotonic_ns()}.rm"
         try:
             os.rename(target, trash)
         except OSError:
-            return
+            return False
         shutil.rmtree(trash, ignore_errors=True)
+        return True
 
 
 def _tree_bytes(path: Path) -> int:
