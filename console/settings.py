@@ -271,6 +271,13 @@ RUNTIME_IMAGE_CACHE = Path(
         "/var/cache/nullspace" if os.geteuid() == 0 else str(Path.home() / ".cache/nullspace"),
     )
 ).resolve()
+# Template layers (docs/templates.md): beside the images unless put elsewhere.
+RUNTIME_LAYER_DIR = Path(
+    env_str("RUNTIME_LAYER_DIR", str(RUNTIME_IMAGE_CACHE / "layers"))
+).resolve()
+# Layers no build or sandbox of this database uses, and unused this long, are removed;
+# 0 turns the worker's collection off (docs/templates.md "Garbage collection").
+LAYER_GC_GRACE_HOURS = env_int("LAYER_GC_GRACE_HOURS", 24, minimum=0)
 RUNTIME_IMAGE_SUITE = env_str("RUNTIME_IMAGE_SUITE", "bookworm")
 RUNTIME_IMAGE_MIRROR = env_str("RUNTIME_IMAGE_MIRROR", "http://deb.debian.org/debian")
 # Root inside a sandbox is this uid/gid on the host; 65536 ids from here are the sandboxes'.

@@ -6,6 +6,8 @@ Test-only overrides live here (fast password hasher, locmem email), not in setti
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.test import Client
 
@@ -15,6 +17,10 @@ from console.runtime import get_driver
 from console.sandboxes import service as sandboxes
 from tests import factories
 from tests.live import remove_tree, start_live_server
+
+# The machine's template layer store is shared by every test run's database: no worker
+# a test starts (live servers, tests/jobs' workers inherit this environment) collects it.
+os.environ["LAYER_GC_GRACE_HOURS"] = "0"
 
 # The CLI file tests send one chunked body past this limit; 1 GiB (the default) would be slow.
 LIVE_MAX_FILE_BYTES = 30 * 1024 * 1024
@@ -43,6 +49,9 @@ def _fast_test_settings(settings, tmp_path):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # The machine's layer store is shared by every test run: no job collects it here
+    # (tests/console/test_layer_gc.py turns collection on over a directory of its own).
+    settings.LAYER_GC_GRACE_HOURS = 0
 
 
 @pytest.fixture

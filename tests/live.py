@@ -207,6 +207,9 @@ def start_live_server(
         PYTHONUNBUFFERED="1",
         # The server listens on loopback only in tests; so does its SSH relay (docs/ssh.md).
         SSH_RELAY_BIND="127.0.0.1",
+        # The machine's layer store is shared by every test run's database: a live
+        # server's worker never collects it (docs/templates.md "Garbage collection").
+        LAYER_GC_GRACE_HOURS="0",
     )
     db_url = same_database_as.env.get("DATABASE_URL") if same_database_as else _fresh_database_url()
     if db_url:

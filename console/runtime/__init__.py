@@ -48,6 +48,7 @@ def get_driver() -> Driver:
         open_files=settings.SANDBOX_OPEN_FILES,
         ubuntu_mirror=settings.RUNTIME_UBUNTU_MIRROR,
         max_output_bytes=settings.EXEC_OUTPUT_MAX_BYTES,
+        layer_dir=settings.RUNTIME_LAYER_DIR,
     )
     if driver.missing:
         log.error(

@@ -13,7 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from console.runtime.layer_store import Collection
 
 
 class RuntimeError_(Exception):
@@ -305,6 +308,20 @@ class Driver(ABC):
         return False
 
     def remove_layer(self, layer_id: str) -> None:
+        return None
+
+    def touch_layer(self, layer_id: str) -> None:
+        """Stamp the layer as used now (a build reuses it): garbage collection spares it."""
+        return None
+
+    def layers_in_use(self) -> set[str]:
+        """The layers under this server's sandboxes now (running or paused)."""
+        return set()
+
+    def collect_layers(
+        self, referenced: set[str], grace_seconds: float, *, dry_run: bool = False
+    ) -> Collection | None:
+        """Remove unreferenced layers unused for the grace period (None: no layer store)."""
         return None
 
     # --- processes -------------------------------------------------------------------

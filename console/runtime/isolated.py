@@ -48,7 +48,7 @@ from console.runtime.base import (
     VolumeMount,
 )
 from console.runtime.filestore import LocalFileStore
-from console.runtime.layer_store import MAX_STACK, LayerStore
+from console.runtime.layer_store import MAX_STACK, Collection, LayerStore
 from console.runtime.local import LocalDriver, _kill_supervisor
 from console.runtime.supervise import MAX_OUTPUT_BYTES
 
@@ -104,6 +104,7 @@ class IsolatedDriver(LocalDriver):
         open_files: int = 4096,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
         ubuntu_mirror: str = "",
+        layer_dir: Path | str | None = None,
     ) -> None:
         super().__init__(
             root, subnet, netns="off", cgroups=False, max_output_bytes=max_output_bytes
@@ -128,7 +129,7 @@ class IsolatedDriver(LocalDriver):
             for place in (net.SHARED_DIR, self.roots):
                 place.chmod(0o755)
         self.cgroup_parent = f"/nullspace-{self.tag}"
-        self.layer_store = LayerStore(self.image_cache / "layers")
+        self.layer_store = LayerStore(Path(layer_dir or self.image_cache / "layers"))
 
     def _rootfs(self, sandbox_id: str) -> Path:
         self._dir(sandbox_id)  # validates the id
@@ -176,6 +177,7 @@ class IsolatedDriver(LocalDriver):
                     f"template layer {layer_id} is missing from this server's layer store",
                     code="template_not_found",
                 )
+            self.layer_store.touch(layer_id)
         return ":".join([*(str(self.layer_store.path(i)) for i in spec.layers), str(image.rootfs)])
 
     # --- lifecycle -------------------------------------------------------------------
@@ -528,6 +530,23 @@ class IsolatedDriver(LocalDriver):
 
     def remove_layer(self, layer_id: str) -> None:
         self.layer_store.remove(layer_id)
+
+    def touch_layer(self, layer_id: str) -> None:
+        self.layer_store.touch(layer_id)
+
+    def layers_in_use(self) -> set[str]:
+        used: set[str] = set()
+        for entry in self.root.iterdir() if self.root.is_dir() else ():
+            try:
+                used.update(self._state(entry.name).get("layers") or ())
+            except (SandboxMissing, RuntimeError_, OSError, ValueError):
+                continue  # not a sandbox's directory
+        return used
+
+    def collect_layers(
+        self, referenced: set[str], grace_seconds: float, *, dry_run: bool = False
+    ) -> Collection:
+        return self.layer_store.collect(referenced, grace_seconds, dry_run=dry_run)
 
     # --- snapshots, metrics -------------------------------------------------------------
     def snapshot(self, sandbox_id: str, archive: Path) -> int:

@@ -211,6 +211,8 @@ class Builder:
         if plan.parent is not None:
             parent = plan.parent
             layers = list(parent.layers or [])
+            for reused in layers:
+                self.driver.touch_layer(reused)
             key = parent.cache_key or hashlib.sha256(parent.public_id.encode()).hexdigest()[:32]
             defaults = dict(parent.runtime_defaults or {})
             state = State(
@@ -256,6 +258,7 @@ class Builder:
                 "message", f"{item.label()}: {self._describe(item)}", phase=phase, step_index=index
             )
             if not bypass and self.driver.has_layer(key):
+                self.driver.touch_layer(key)  # reused: garbage collection spares it
                 self.counters["layer_hits"] += 1
                 self._cache_entry("hit", key, phase, index)
                 layers.append(key)
