@@ -122,9 +122,11 @@ class OutputStream(Generic[T]):
 
     def _put(self, loop: asyncio.AbstractEventLoop, item: T | _End | _Failure) -> bool:
         """Queue one item, waiting while the queue is full; False once stopped."""
+        put = self._queue.put(item)
         try:
-            future = asyncio.run_coroutine_threadsafe(self._queue.put(item), loop)
+            future = asyncio.run_coroutine_threadsafe(put, loop)
         except RuntimeError:  # the loop is closed: nobody reads any more
+            put.close()  # never scheduled: close it rather than leave it unawaited
             self._stop.set()
             return False
         while True:
